@@ -1,0 +1,56 @@
+"""mlm-export: a complete, schema-valid STAC Item with the MLM extension for every PyTorch model.
+
+Facts flow one way: sources (model, datamodule) -> one builder (:func:`build_item`) -> one validator
+(:func:`validate_item`) -> one atomic writer.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .api import export_mlm
+from .errors import (
+    InputRequiredError,
+    InvalidOptionError,
+    ItemValidationError,
+    MLMExportError,
+    MLMExportWarning,
+    Problem,
+    SchemaNotFoundError,
+    TaskInferenceError,
+    TraceError,
+    UnsupportedOutputError,
+)
+from .facts import ModelFacts, ParameterFacts, TensorFacts
+from .mlm import MLM_SCHEMA, MLM_VERSION
+from .sources.model import inspect_model
+from .validate import SchemaStore, check as validate_item, validation_problems
+
+try:
+    __version__ = version("mlm-export")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = [
+    "MLM_SCHEMA",
+    "MLM_VERSION",
+    "InputRequiredError",
+    "InvalidOptionError",
+    "ItemValidationError",
+    "MLMExportError",
+    "MLMExportWarning",
+    "ModelFacts",
+    "ParameterFacts",
+    "Problem",
+    "SchemaNotFoundError",
+    "SchemaStore",
+    "TaskInferenceError",
+    "TensorFacts",
+    "TraceError",
+    "UnsupportedOutputError",
+    "__version__",
+    "export_mlm",
+    "inspect_model",
+    "validate_item",
+    "validation_problems",
+]

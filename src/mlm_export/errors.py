@@ -1,0 +1,74 @@
+"""Errors and warnings raised by mlm-export; each message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class MLMExportError(Exception):
+    """Base class of every error mlm-export raises."""
+
+
+class MLMExportWarning(UserWarning):
+    """Something was defaulted or skipped; the Item is still valid."""
+
+
+class InputRequiredError(MLMExportError, ValueError):
+    """No example input could be found for tracing the model."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "mlm-export needs an example input to trace the model. Pass example_input=<tensor, tuple, list or "
+            "dict of tensors> (one batch, any batch size), or datamodule=<a LightningDataModule whose "
+            "dataloaders can give a batch>."
+        )
+
+
+class TraceError(MLMExportError, RuntimeError):
+    """The model could not run on the example batch."""
+
+    def __init__(self, tried: str, cause: BaseException) -> None:
+        self.tried = tried
+        super().__init__(
+            f"the model failed on the example batch {tried}: {type(cause).__name__}: {cause}. "
+            "Pass example_input= with a batch the model accepts (the shape and dtype it is trained on)."
+        )
+
+
+class UnsupportedOutputError(MLMExportError, TypeError):
+    """The model returned something that is not a tensor or a container of tensors."""
+
+
+class TaskInferenceError(MLMExportError, ValueError):
+    """The task of an output cannot be told from its shape alone."""
+
+
+class InvalidOptionError(MLMExportError, ValueError):
+    """An option passed to export_mlm (or the CLI) cannot be used."""
+
+
+class SchemaNotFoundError(MLMExportError, FileNotFoundError):
+    """A JSON Schema is neither in the override directory, nor cached, nor reachable."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One schema or consistency violation, located by JSON path."""
+
+    json_path: str
+    message: str
+    schema: str = ""
+
+    def __str__(self) -> str:
+        where = f" [{self.schema}]" if self.schema else ""
+        return f"{self.json_path}: {self.message}{where}"
+
+
+class ItemValidationError(MLMExportError, ValueError):
+    """An Item or Collection fails the STAC/MLM JSON Schemas."""
+
+    def __init__(self, problems: Sequence[Problem], what: str = "Item") -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"the {what} fails {len(self.problems)} schema check(s):\n{lines}")

@@ -1,0 +1,461 @@
+"""Facts from the model itself: trace a dummy batch (on the meta device when possible) and count parameters.
+
+The user's model is never modified: weights are swapped for meta tensors only for the duration of a call
+(``torch.func.functional_call``), train/eval flags and RNG state are restored, and no gradient is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InvalidOptionError, TraceError, UnsupportedOutputError
+from ..facts import ModelFacts, ParameterFacts, Structure, TensorFacts
+
+#: Batch size of the meta trace: 2, so that a batch dim is never confused with a squeezed dim of size 1.
+META_BATCH = 2
+#: Batch size of the real (CPU or model-device) trace, for models that do data-dependent work.
+REAL_BATCH = 1
+#: Added to every spatial dim in the second trace that tells fixed-size models from any-size ones.
+#: A multiple of 32 keeps the size divisible by the strides of common encoders (U-Net, FPN, ResNet).
+SPATIAL_PROBE_DELTA = 32
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """How the example input is passed to ``forward``: its tensors by name, and how to rebuild the call."""
+
+    names: tuple[str, ...]
+    tensors: tuple[torch.Tensor, ...]
+    structure: Structure
+    as_kwargs: bool = False
+
+    def call_args(self, tensors: Sequence[torch.Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Positional and keyword arguments for ``forward`` with ``tensors`` in place of the example's."""
+        if self.structure == "tensor":
+            return (tensors[0],), {}
+        if self.structure == "mapping":
+            mapping = dict(zip(self.names, tensors, strict=True))
+            return ((), mapping) if self.as_kwargs else ((mapping,), {})
+        if self.as_kwargs:  # a tuple: positional arguments
+            return tuple(tensors), {}
+        return (list(tensors),), {}  # a list: one argument
+
+
+def call_spec(model: nn.Module, example_input: Any) -> CallSpec:
+    """Describe how ``example_input`` is passed to ``model``: a tensor, a tuple (positional args), a list or a dict."""
+    params = _forward_parameter_names(model)
+    if isinstance(example_input, torch.Tensor):
+        return CallSpec((params[0] if params else "input",), (example_input,), "tensor")
+    if isinstance(example_input, Mapping):
+        names = tuple(str(k) for k in example_input)
+        tensors = tuple(example_input.values())
+        _check_tensors(names, tensors)
+        # A dict whose keys are all parameters of forward is passed as keywords; any other as one argument.
+        as_kwargs = bool(params) and set(names) <= set(params) and not _var_positional_only(model)
+        return CallSpec(names, tensors, "mapping", as_kwargs=as_kwargs)
+    if isinstance(example_input, tuple | list):
+        tensors = tuple(example_input)
+        if isinstance(example_input, tuple):
+            names = tuple(params[i] if i < len(params) else f"input_{i}" for i in range(len(tensors)))
+        else:
+            names = tuple(f"input_{i}" for i in range(len(tensors)))
+        _check_tensors(names, tensors)
+        return CallSpec(names, tensors, "sequence", as_kwargs=isinstance(example_input, tuple))
+    raise InvalidOptionError(
+        f"example_input must be a tensor, a tuple or list of tensors, or a dict of tensors, not "
+        f"{type(example_input).__name__}"
+    )
+
+
+def count_parameters(model: nn.Module) -> ParameterFacts:
+    """Count parameters (shared tensors once), trainable ones, buffers, and the bytes they take."""
+    params = list(model.parameters())
+    for p in params:
+        if isinstance(p, nn.parameter.UninitializedParameter):
+            raise InvalidOptionError(
+                "the model has uninitialized lazy parameters; run one forward pass on real data before exporting"
+            )
+    buffers = list(model.buffers())
+    return ParameterFacts(
+        total=sum(p.numel() for p in params),
+        trainable=sum(p.numel() for p in params if p.requires_grad),
+        buffers=sum(b.numel() for b in buffers),
+        memory_bytes=sum(t.numel() * t.element_size() for t in (*params, *buffers)),
+    )
+
+
+def inspect_model(model: nn.Module, example_input: Any, *, use_meta: bool = True) -> ModelFacts:
+    """Trace ``model`` on ``example_input`` and return its inputs, outputs, dynamic dims and parameter counts.
+
+    The first trace runs on the meta device (no weights copied, no compute); a model that does data-dependent
+    work there is traced again for real at batch size 1 on its own device. A second trace with larger spatial
+    dims tells any-size (fully convolutional) models from fixed-size ones.
+    """
+    spec = call_spec(model, example_input)
+    parameters = count_parameters(model)
+    device = _model_device(model)
+    with _preserved(model, device):
+        traced_on, base, probe, batch = _trace(model, spec, device, use_meta)
+    inputs = _input_facts(spec, batch, probe is not None)
+    in_spatial = _spatial_sizes(spec, 0)
+    outputs = _output_facts(base, probe, batch, in_spatial)
+    hparams = _hyperparameters(model)
+    return ModelFacts(
+        class_name=type(model).__name__,
+        qualified_name=f"{type(model).__module__}.{type(model).__qualname__}",
+        inputs=inputs,
+        outputs=outputs,
+        input_structure=spec.structure,
+        output_structure=base.structure,
+        parameters=parameters,
+        device=device.type,
+        traced_on=traced_on,
+        num_classes=_num_classes(model, hparams),
+        hyperparameters=hparams,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- tracing
+
+
+@dataclass(frozen=True)
+class _Observed:
+    structure: Structure
+    #: name -> (shape, dtype); for list_of_mappings the shape is [len(list), *per-item shape] with -1 where
+    #: items differ.
+    tensors: dict[str, tuple[tuple[int, ...], torch.dtype]]
+
+
+def _trace(
+    model: nn.Module, spec: CallSpec, device: torch.device, use_meta: bool
+) -> tuple[str, _Observed, _Observed | None, int]:
+    probe_dims = _has_spatial(spec)
+    meta_error: BaseException | None = None
+    if use_meta and device.type != "meta":
+        try:
+            base = _run(model, spec, _meta_inputs(spec, META_BATCH, 0), meta=True)
+        except UnsupportedOutputError:
+            raise
+        except Exception as e:  # data-dependent work (.item(), nonzero, ...) or a CPU-only op: trace for real
+            meta_error = e
+        else:
+            probe = None
+            if probe_dims:
+                with contextlib.suppress(Exception):
+                    probe = _run(model, spec, _meta_inputs(spec, META_BATCH, SPATIAL_PROBE_DELTA), meta=True)
+            return "meta", base, probe, META_BATCH
+    if device.type == "meta":
+        raise TraceError(_describe(spec, REAL_BATCH), meta_error or RuntimeError("the model's weights are on meta"))
+    real = _real_inputs(spec, REAL_BATCH, 0, device)
+    try:
+        base = _run(model, spec, real, meta=False)
+    except UnsupportedOutputError:
+        raise
+    except Exception as e:
+        raise TraceError(_describe(spec, REAL_BATCH), e) from e
+    probe = None
+    if probe_dims:
+        with contextlib.suppress(Exception):
+            probe = _run(model, spec, _real_inputs(spec, REAL_BATCH, SPATIAL_PROBE_DELTA, device), meta=False)
+    return device.type, base, probe, REAL_BATCH
+
+
+def _run(model: nn.Module, spec: CallSpec, tensors: Sequence[torch.Tensor], *, meta: bool) -> _Observed:
+    args, kwargs = spec.call_args(tensors)
+    with torch.no_grad(), _on_meta(model) if meta else contextlib.nullcontext():
+        out = model(*args, **kwargs)
+    return _observe(out)
+
+
+@contextlib.contextmanager
+def _on_meta(model: nn.Module) -> Iterator[None]:
+    """Swap every parameter and buffer for a meta tensor of the same shape for the block, then put all back.
+
+    Tied tensors map to one meta tensor and modules registered twice are swapped once. Attributes a forward
+    pass sets (caches built from meta tensors) are put back too, so the model is exactly as it was.
+    """
+    modules = list(model.modules())
+    saved_dicts = [m.__dict__.copy() for m in modules]
+    saved: list[tuple[dict[str, Any], str, Any]] = []
+    memo: dict[int, torch.Tensor] = {}
+    try:
+        for m in modules:
+            for table in (m._parameters, m._buffers):
+                for name, t in table.items():
+                    if t is None:
+                        continue
+                    saved.append((table, name, t))
+                    if id(t) not in memo:
+                        memo[id(t)] = _meta_like(t)
+                    table[name] = memo[id(t)]
+        yield
+    finally:
+        for table, name, t in reversed(saved):
+            table[name] = t
+        for m, d in zip(modules, saved_dicts, strict=True):
+            if m.__dict__ != d:
+                m.__dict__.clear()
+                m.__dict__.update(d)
+
+
+def _named_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    yield from model.named_parameters()
+    yield from model.named_buffers()
+
+
+def _meta_like(t: torch.Tensor) -> torch.Tensor:
+    meta = torch.empty_like(t, device="meta")
+    return nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
+
+
+def _meta_inputs(spec: CallSpec, batch: int, delta: int) -> list[torch.Tensor]:
+    return [torch.empty(_probe_shape(t, batch, delta), dtype=t.dtype, device="meta") for t in spec.tensors]
+
+
+def _real_inputs(spec: CallSpec, batch: int, delta: int, device: torch.device) -> list[torch.Tensor]:
+    """The example's own values where they fit (real data keeps data-dependent paths realistic), else random."""
+    out = []
+    gen = torch.Generator().manual_seed(0)
+    for t in spec.tensors:
+        shape = _probe_shape(t, batch, delta)
+        if t.device.type != "meta" and delta == 0 and t.shape[0] >= batch:
+            out.append(t[:batch].to(device))
+            continue
+        if t.dtype.is_floating_point or t.dtype.is_complex:
+            lo, hi = _value_range(t)
+            x = torch.rand(shape, generator=gen) * (hi - lo) + lo
+        elif t.dtype == torch.bool:
+            x = torch.rand(shape, generator=gen) > 0.5
+        else:
+            lo, hi = _value_range(t)
+            x = torch.randint(int(lo), int(hi) + 1, shape, generator=gen)
+        out.append(x.to(device=device, dtype=t.dtype))
+    return out
+
+
+def _value_range(t: torch.Tensor) -> tuple[float, float]:
+    if t.device.type == "meta" or t.numel() == 0:
+        return 0.0, 1.0
+    tf = t.detach().float()
+    return float(tf.min()), float(tf.max())
+
+
+def _probe_shape(t: torch.Tensor, batch: int, delta: int) -> tuple[int, ...]:
+    shape = list(t.shape)
+    if shape:
+        shape[0] = batch
+    for d in _spatial_dims(t.ndim):
+        shape[d] += delta
+    return tuple(shape)
+
+
+def _spatial_dims(ndim: int) -> tuple[int, ...]:
+    """Dims probed for any-size support: the last two of images and time series of images, the last of 3-D."""
+    if ndim >= 4:
+        return (ndim - 2, ndim - 1)
+    if ndim == 3:
+        return (2,)
+    return ()
+
+
+def _has_spatial(spec: CallSpec) -> bool:
+    return any(_spatial_dims(t.ndim) for t in spec.tensors)
+
+
+def _spatial_sizes(spec: CallSpec, delta: int) -> tuple[int, ...]:
+    for t in spec.tensors:
+        dims = _spatial_dims(t.ndim)
+        if dims:
+            return tuple(t.shape[d] + delta for d in dims)
+    return ()
+
+
+def _observe(out: Any) -> _Observed:
+    if isinstance(out, torch.Tensor):
+        return _Observed("tensor", {"output": _shape_dtype(out)})
+    if isinstance(out, Mapping):
+        return _Observed("mapping", dict(_flatten(out, "")))
+    if isinstance(out, list | tuple) and out and all(isinstance(o, Mapping) for o in out):
+        return _Observed("list_of_mappings", _stack_items(out))
+    if isinstance(out, list | tuple):
+        names = getattr(out, "_fields", None)  # namedtuple
+        prefix = "output" if names is None else ""
+        items = {}
+        for i, o in enumerate(out):
+            key = names[i] if names else f"{prefix}_{i}"
+            items.update(_flatten(o, key))
+        return _Observed("sequence", items)
+    raise UnsupportedOutputError(_unsupported(out, "output"))
+
+
+def _flatten(value: Any, name: str) -> Iterator[tuple[str, tuple[tuple[int, ...], torch.dtype]]]:
+    if isinstance(value, torch.Tensor):
+        yield name, _shape_dtype(value)
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _flatten(v, f"{name}.{k}" if name else str(k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _flatten(v, f"{name}_{i}" if name else f"output_{i}")
+    elif value is None:
+        return
+    else:
+        raise UnsupportedOutputError(_unsupported(value, name))
+
+
+def _stack_items(items: Sequence[Mapping[str, Any]]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Per-image dicts (detection): one entry per key, shape [images, *item shape], -1 where images differ."""
+    merged: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+    for item in items:
+        for name, (shape, dtype) in _flatten(item, ""):
+            if name not in merged:
+                merged[name] = (shape, dtype)
+                continue
+            prev, _ = merged[name]
+            if len(prev) != len(shape):
+                raise UnsupportedOutputError(f"output '{name}' changes rank between images ({prev} vs {shape})")
+            merged[name] = (tuple(a if a == b else -1 for a, b in zip(prev, shape, strict=True)), dtype)
+    return {k: ((len(items), *shape), dtype) for k, (shape, dtype) in merged.items()}
+
+
+def _shape_dtype(t: torch.Tensor) -> tuple[tuple[int, ...], torch.dtype]:
+    return tuple(int(s) for s in t.shape), t.dtype
+
+
+def _unsupported(value: Any, name: str) -> str:
+    return (
+        f"output '{name or 'output'}' is a {type(value).__name__}; the model must return a tensor, a tuple/list "
+        "or dict of tensors, or a list of dicts of tensors (one per image). Wrap the model so that forward "
+        "returns one of these."
+    )
+
+
+# ----------------------------------------------------------------------------------------------- facts
+
+
+def _input_facts(spec: CallSpec, batch: int, any_size: bool) -> tuple[TensorFacts, ...]:
+    facts = []
+    for name, t in zip(spec.names, spec.tensors, strict=True):
+        roles: list[str | None] = [None] * t.ndim
+        shape = list(t.shape)
+        if t.ndim:
+            roles[0], shape[0] = "batch", -1
+        if t.ndim == 5:
+            roles[1] = "time"
+        spatial = _spatial_dims(t.ndim)
+        if len(spatial) == 2:
+            roles[spatial[0]], roles[spatial[1]] = "height", "width"
+        if any_size:
+            for d in spatial:
+                shape[d] = -1
+        observed = (batch, *t.shape[1:]) if t.ndim else ()
+        facts.append(TensorFacts(name, tuple(shape), tuple(roles), _dtype_name(t.dtype), tuple(observed)))
+    return tuple(facts)
+
+
+def _output_facts(
+    base: _Observed, probe: _Observed | None, batch: int, in_spatial: tuple[int, ...]
+) -> tuple[TensorFacts, ...]:
+    facts = []
+    detection = base.structure == "list_of_mappings"
+    for name, (shape, dtype) in base.tensors.items():
+        alt = probe.tensors.get(name, (None, None))[0] if probe is not None else None
+        if alt is not None and len(alt) != len(shape):
+            alt = None
+        roles: list[str | None] = [None] * len(shape)
+        out = list(shape)
+        if shape and shape[0] == batch:
+            roles[0], out[0] = "batch", -1
+        if detection and len(shape) >= 2:
+            roles[1], out[1] = "item", -1  # how many objects an image holds depends on the image
+        n = len(shape)
+        for d in range(1, n):
+            if roles[d] is not None:
+                continue
+            moved = alt is not None and alt[d] != shape[d]
+            if moved or shape[d] == -1:
+                out[d] = -1
+            if n >= 3 and d >= n - 2 and len(in_spatial) == 2:
+                # trailing dims that follow the input's height and width (same size, or moving with it)
+                if moved or shape[d] == in_spatial[d - (n - 2)]:
+                    roles[d] = "height" if d == n - 2 else "width"
+        facts.append(TensorFacts(name, tuple(out), tuple(roles), _dtype_name(dtype), shape))
+    return tuple(facts)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _describe(spec: CallSpec, batch: int) -> str:
+    parts = [f"{n}: {_dtype_name(t.dtype)}{list(_probe_shape(t, batch, 0))}" for n, t in zip(spec.names, spec.tensors)]
+    return "(" + ", ".join(parts) + ")"
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _preserved(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """Run in eval mode, then put back every module's train/eval flag and the RNG state, whatever happens."""
+    flags = [(m, m.training) for m in model.modules()]
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        try:
+            model.eval()
+            yield
+        finally:
+            for m, training in flags:
+                m.training = training
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    first = next(_named_tensors(model), None)
+    return first[1].device if first is not None else torch.device("cpu")
+
+
+def _forward_parameter_names(model: nn.Module) -> list[str]:
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in sig.parameters.values() if p.kind in kinds]
+
+
+def _var_positional_only(model: nn.Module) -> bool:
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return False
+    return all(p.kind == inspect.Parameter.VAR_POSITIONAL for p in sig.parameters.values())
+
+
+def _check_tensors(names: Sequence[str], tensors: Sequence[Any]) -> None:
+    for n, t in zip(names, tensors, strict=True):
+        if not isinstance(t, torch.Tensor):
+            raise InvalidOptionError(
+                f"example_input '{n}' is a {type(t).__name__}; every input must be a tensor with the batch as dim 0"
+            )
+
+
+def _hyperparameters(model: nn.Module) -> dict[str, Any] | None:
+    hparams = getattr(model, "hparams", None)
+    if isinstance(hparams, Mapping) and hparams:
+        return dict(hparams)
+    return None
+
+
+def _num_classes(model: nn.Module, hparams: Mapping[str, Any] | None) -> int | None:
+    for value in (getattr(model, "num_classes", None), (hparams or {}).get("num_classes")):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+

@@ -1,0 +1,104 @@
+"""Atomic writes and checksums: a file is either the old one or the complete new one, never a torn one.
+
+Atomic means against the process dying at any moment (write to a temporary file beside the target, then
+rename); flushing to the disk against power loss is left to the operating system, as Lightning does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+#: multihash prefix of a sha2-256 digest: code 0x12, length 0x20.
+SHA256_MULTIHASH_PREFIX = "1220"
+CHUNK = 8 << 20
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``path``; renamed onto it when the block succeeds, removed when it fails."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Hidden, unique, and keeping the suffix (some writers, torch.export.save among them, check it).
+    tmp_path = target.parent / f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}"
+    # O_EXCL: never reuse a file; mode 0o666 so the umask applies as it does for any file the user writes.
+    os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def multihash(digest: bytes) -> str:
+    """The ``file:checksum`` form of a sha256 digest: hex multihash."""
+    return SHA256_MULTIHASH_PREFIX + digest.hex()
+
+
+def file_checksum(path: str | os.PathLike[str]) -> str:
+    """sha256 multihash of a file, read once in large chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return multihash(h.digest())
+
+
+class HashingWriter:
+    """Write buffers to a file while a second thread hashes them, so writing and sha256 overlap.
+
+    Buffers must stay unchanged until :meth:`close` returns (they are hashed after being written).
+    """
+
+    def __init__(self, f: IO[bytes], depth: int = 4) -> None:
+        self._f = f
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[memoryview | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="mlm-export-sha256", daemon=True)
+        self._thread.start()
+        self.size = 0
+
+    def _work(self) -> None:
+        while (buf := self._queue.get()) is not None:
+            try:
+                self._hash.update(buf)
+            except BaseException as e:  # pragma: no cover - hashlib does not fail on bytes
+                self._error = e
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), CHUNK):
+            part = view[start : start + CHUNK]
+            self._f.write(part)
+            self._queue.put(part)
+        self.size += len(view)
+
+    def close(self) -> str:
+        """Wait for the hash to catch up; the sha256 multihash of everything written."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error:
+            raise self._error
+        return multihash(self._hash.digest())
+

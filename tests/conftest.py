@@ -1,0 +1,74 @@
+"""Test set-up: schemas resolve offline from ../shared/schemas (or $MLM_EXPORT_SCHEMA_DIR); no network."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import referencing
+import referencing.jsonschema
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
+
+if not os.environ.get("MLM_EXPORT_SCHEMA_DIR") and SHARED_SCHEMAS.is_dir():
+    os.environ["MLM_EXPORT_SCHEMA_DIR"] = str(SHARED_SCHEMAS)
+os.environ["MLM_EXPORT_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never reach the network: any connection attempt fails at once."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise OSError("network access is disabled in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLM_EXPORT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "schema-cache"))
+
+
+def schema_dir() -> Path:
+    return Path(os.environ["MLM_EXPORT_SCHEMA_DIR"].split(os.pathsep)[0])
+
+
+def plain_validate(data: dict[str, Any]) -> list[str]:
+    """Validate with jsonschema alone (no mlm_export code): core schema + every declared extension."""
+    root = schema_dir()
+
+    def retrieve(uri: str) -> referencing.Resource[Any]:
+        url = uri.split("#")[0]
+        path = root / url.removeprefix("https://").removeprefix("http://")
+        return referencing.jsonschema.DRAFT7.create_resource(json.loads(path.read_text()))
+
+    registry = referencing.Registry(retrieve=retrieve)
+    kind = {"Feature": "item-spec/json-schema/item.json", "Collection": "collection-spec/json-schema/collection.json"}
+    urls = [f"https://schemas.stacspec.org/v{data['stac_version']}/{kind[data['type']]}", *data["stac_extensions"]]
+    errors = []
+    for url in urls:
+        schema = json.loads((root / url.removeprefix("https://")).read_text())
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+        errors += [f"{url}: {e.json_path}: {e.message}" for e in cls(schema, registry=registry).iter_errors(data)]
+    return errors
+
+
+@pytest.fixture
+def assert_valid():
+    """Check an Item with both the project's validator and a plain jsonschema run over the real schemas."""
+    from mlm_export import validation_problems
+
+    def check(item: Any) -> dict[str, Any]:
+        data = item if isinstance(item, dict) else item.to_dict(include_self_link=False, transform_hrefs=False)
+        assert validation_problems(data) == []
+        assert plain_validate(data) == []
+        return data
+
+    return check
