@@ -56,7 +56,9 @@ class TinyDetector(nn.Module):
             keep = (scores > 0.4).nonzero()
             ys, xs = keep[:, 0].float() * 4, keep[:, 1].float() * 4
             boxes = torch.stack([xs, ys, xs + 4, ys + 4], dim=1)
-            out.append({"boxes": boxes, "labels": labels[keep[:, 0], keep[:, 1]], "scores": scores[keep[:, 0], keep[:, 1]]})
+            out.append(
+                {"boxes": boxes, "labels": labels[keep[:, 0], keep[:, 1]], "scores": scores[keep[:, 0], keep[:, 1]]}
+            )
         return out
 
 

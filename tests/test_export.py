@@ -193,7 +193,9 @@ def test_without_out_dir_nothing_is_written_and_size_is_exact(tmp_path, monkeypa
 def test_model_that_does_not_export_still_gets_weights(tmp_path, assert_valid, capfd):
     # ItemCall branches in Python on a tensor value: torch.export cannot capture it
     with pytest.warns(MLMExportWarning, match="torch.export could not export ItemCall"):
-        item = export_mlm(ItemCall(), example_input=torch.randn(1, 3, 16, 16), tasks="classification", out_dir=tmp_path, **WHEN)
+        item = export_mlm(
+            ItemCall(), example_input=torch.randn(1, 3, 16, 16), tasks="classification", out_dir=tmp_path, **WHEN
+        )
     data = assert_valid(item)
     assert data["assets"]["model"]["mlm:artifact_type"] == "safetensors.torch.save_file"
     assert data["assets"]["model"]["roles"] == ["mlm:model", "mlm:weights"]
@@ -218,7 +220,9 @@ def test_detection_program_runs_without_the_code(tmp_path):
 
 
 def test_fixed_size_program_matches_item(tmp_path, assert_valid):
-    item = export_mlm(FixedSize(), example_input=torch.randn(2, 3, 16, 16), tasks="classification", out_dir=tmp_path, **WHEN)
+    item = export_mlm(
+        FixedSize(), example_input=torch.randn(2, 3, 16, 16), tasks="classification", out_dir=tmp_path, **WHEN
+    )
     p = assert_valid(item)["properties"]
     assert p["mlm:input"][0]["input"]["shape"] == [-1, 3, 16, 16]
     program = torch.export.load(tmp_path / "fixedsize.pt2").module()
@@ -256,13 +260,20 @@ def test_default_name_made_valid_from_class_name():
 
 def test_band_count_mismatch_is_reported_not_written(tmp_path):
     with pytest.raises(InvalidOptionError, match="2 bands are named .* but input 'x' has 3 channels"):
-        export_mlm(Regressor(), example_input=torch.randn(1, 3, 8, 8), tasks="regression", bands=["a", "b"], out_dir=tmp_path)
+        export_mlm(
+            Regressor(), example_input=torch.randn(1, 3, 8, 8), tasks="regression", bands=["a", "b"], out_dir=tmp_path
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_class_count_mismatch_is_reported():
     with pytest.raises(InvalidOptionError, match="3 classes are named"):
-        export_mlm(torchvision.models.resnet18(num_classes=4), example_input=torch.randn(1, 3, 32, 32), tasks="classification", classes=["a", "b", "c"])
+        export_mlm(
+            torchvision.models.resnet18(num_classes=4),
+            example_input=torch.randn(1, 3, 32, 32),
+            tasks="classification",
+            classes=["a", "b", "c"],
+        )
 
 
 def test_unknown_task_is_rejected():
@@ -314,10 +325,17 @@ def test_validation_warn_mode_warns_instead_of_raising():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MLMExportWarning)
         with pytest.raises(Exception, match="fails"):
-            export_mlm(Regressor(), example_input=torch.randn(1, 3, 8, 8), tasks="regression", properties={"mlm:bogus": 1})
+            export_mlm(
+                Regressor(), example_input=torch.randn(1, 3, 8, 8), tasks="regression", properties={"mlm:bogus": 1}
+            )
     with pytest.warns(MLMExportWarning, match=r"mlm:bogus"):
         export_mlm(
-            Regressor(), example_input=torch.randn(1, 3, 8, 8), tasks="regression", properties={"mlm:bogus": 1}, validate="warn", **WHEN
+            Regressor(),
+            example_input=torch.randn(1, 3, 8, 8),
+            tasks="regression",
+            properties={"mlm:bogus": 1},
+            validate="warn",
+            **WHEN,
         )
 
 

@@ -24,7 +24,8 @@ from .errors import (
 from .facts import ModelFacts, ParameterFacts, TensorFacts
 from .mlm import MLM_SCHEMA, MLM_VERSION
 from .sources.model import inspect_model
-from .validate import SchemaStore, check as validate_item, validation_problems
+from .validate import SchemaStore, validation_problems
+from .validate import check as validate_item
 
 try:
     __version__ = version("mlm-export")

@@ -210,9 +210,7 @@ def _check(item: pystac.Item, mode: Validate) -> None:
     warnings.warn(str(error), MLMExportWarning, stacklevel=3)
 
 
-def _user_facts(
-    bands: Any, classes: Any, scaling: Any, batch_size: Any, bbox: Any, start: Any, end: Any
-) -> DataFacts:
+def _user_facts(bands: Any, classes: Any, scaling: Any, batch_size: Any, bbox: Any, start: Any, end: Any) -> DataFacts:
     sources = {}
     if bands is not None:
         sources["bands"] = "bands="

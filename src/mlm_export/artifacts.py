@@ -193,9 +193,7 @@ def _accepted_shapes(
     accepted = {}
     for name, facts, shape in zip(spec.names, inputs, shapes, strict=False):
         # A dim the trace found dynamic but the program specialized is fixed to the example's size.
-        accepted[name] = tuple(
-            s if (f == -1 and s != -1) else f for f, s in zip(facts.shape, shape, strict=False)
-        )
+        accepted[name] = tuple(s if (f == -1 and s != -1) else f for f, s in zip(facts.shape, shape, strict=False))
     return accepted
 
 

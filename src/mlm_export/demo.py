@@ -49,7 +49,9 @@ def synthetic_scenes(n: int, size: int = 64, seed: int = 0) -> tuple[torch.Tenso
     wet = torch.tensor([700.0, 800.0, 500.0, 300.0, 150.0, 100.0])
     bright = torch.tensor([5000.0, 5200.0, 5400.0, 5800.0, 4000.0, 3000.0])
     refl = torch.where(
-        mask[:, None] == 1, wet[None, :, None, None], torch.where(mask[:, None] == 2, bright[None, :, None, None], land[None, :, None, None])
+        mask[:, None] == 1,
+        wet[None, :, None, None],
+        torch.where(mask[:, None] == 2, bright[None, :, None, None], land[None, :, None, None]),
     )
     noise = torch.randn(n, 6, size, size, generator=g) * 120
     image = (refl + noise).clamp(0, 10000).to(torch.int16).to(torch.float32)

@@ -214,9 +214,7 @@ def _dim_names(t: TensorFacts, channel: int | None, channel_name: str) -> tuple[
     return _unique(names, ("feature", "depth", "token", "extra"))
 
 
-def _output_dim_names(
-    t: TensorFacts, tasks: Sequence[str], class_dim: int | None, structure: str
-) -> tuple[str, ...]:
+def _output_dim_names(t: TensorFacts, tasks: Sequence[str], class_dim: int | None, structure: str) -> tuple[str, ...]:
     names: list[str | None] = [r if r != "item" else "detection" for r in t.roles]
     if class_dim is not None:
         names[class_dim] = "class"

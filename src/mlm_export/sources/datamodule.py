@@ -65,7 +65,7 @@ def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
     scaling = None
     steps, where = _normalization(dm)
     if steps:
-        scaling = compose_zscores(steps, len(bands) if bands else None)
+        scaling = compose_zscores(steps, None)  # checked against the model's channels when resolved
         sources["value_scaling"] = where
 
     patch = _first_int(dm, hparams, ("patch_size", "size", "image_size", "img_size"), sources, "patch_size")
@@ -121,8 +121,10 @@ def model_input(batch: Any) -> Any:
 def _first_batch(loader_fn: Any) -> Any:
     try:
         loader = loader_fn()
-        if isinstance(loader, Sequence) and not isinstance(loader, torch.utils.data.DataLoader):
-            loader = loader[0]
+        if isinstance(loader, Sequence | Mapping) and loader:  # several loaders (Lightning allows lists and dicts)
+            first = next(iter(loader.values())) if isinstance(loader, Mapping) else loader[0]
+            if isinstance(first, torch.utils.data.DataLoader):
+                loader = first
         return next(iter(loader))
     except Exception:  # not set up, no data, or an empty loader: the datamodule cannot give a batch
         return None

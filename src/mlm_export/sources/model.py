@@ -382,10 +382,10 @@ def _output_facts(
             moved = alt is not None and alt[d] != shape[d]
             if moved or shape[d] == -1:
                 out[d] = -1
-            if n >= 3 and d >= n - 2 and len(in_spatial) == 2:
-                # trailing dims that follow the input's height and width (same size, or moving with it)
-                if moved or shape[d] == in_spatial[d - (n - 2)]:
-                    roles[d] = "height" if d == n - 2 else "width"
+            # trailing dims that follow the input's height and width (same size, or moving with it)
+            trailing = n >= 3 and d >= n - 2 and len(in_spatial) == 2
+            if trailing and (moved or shape[d] == in_spatial[d - (n - 2)]):
+                roles[d] = "height" if d == n - 2 else "width"
         facts.append(TensorFacts(name, tuple(out), tuple(roles), _dtype_name(dtype), shape))
     return tuple(facts)
 
@@ -395,7 +395,10 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def _describe(spec: CallSpec, batch: int) -> str:
-    parts = [f"{n}: {_dtype_name(t.dtype)}{list(_probe_shape(t, batch, 0))}" for n, t in zip(spec.names, spec.tensors)]
+    parts = [
+        f"{n}: {_dtype_name(t.dtype)}{list(_probe_shape(t, batch, 0))}"
+        for n, t in zip(spec.names, spec.tensors, strict=True)
+    ]
     return "(" + ", ".join(parts) + ")"
 
 
@@ -458,4 +461,3 @@ def _num_classes(model: nn.Module, hparams: Mapping[str, Any] | None) -> int | N
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None
-
