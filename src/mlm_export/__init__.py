@@ -27,6 +27,18 @@ from .sources.model import inspect_model
 from .validate import SchemaStore, validation_problems
 from .validate import check as validate_item
 
+
+def __getattr__(name: str) -> object:
+    """Lightning integrations are imported on first use, so that the core needs torch alone."""
+    if name == "MLMExportCallback":
+        try:
+            from .callback import MLMExportCallback
+        except ModuleNotFoundError as e:
+            raise ImportError("MLMExportCallback needs Lightning: pip install 'mlm-export[lightning]'") from e
+        return MLMExportCallback
+    raise AttributeError(f"module 'mlm_export' has no attribute {name!r}")
+
+
 try:
     __version__ = version("mlm-export")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
@@ -38,6 +50,7 @@ __all__ = [
     "InputRequiredError",
     "InvalidOptionError",
     "ItemValidationError",
+    "MLMExportCallback",
     "MLMExportError",
     "MLMExportWarning",
     "ModelFacts",

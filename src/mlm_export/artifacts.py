@@ -50,9 +50,14 @@ class WrittenFile:
     checksum: str
 
 
-def weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The state dict with each shared tensor stored once, and {dropped name: kept name} for the tied ones."""
+def weights(model: nn.Module, *, allow_meta: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The state dict with each shared tensor stored once, and {dropped name: kept name} for the tied ones.
+
+    A model whose weights are on the meta device has none: an error, or ``({}, {})`` with ``allow_meta``.
+    """
     state = model.state_dict(keep_vars=False)
+    if allow_meta and any(t.device.type == "meta" for t in state.values()):
+        return {}, {}
     kept: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     seen: dict[tuple[Any, ...], str] = {}

@@ -277,7 +277,7 @@ def item_id(name: str) -> str:
 
 def framework_version(version: str | None = None) -> str:
     """torch's version as SemVer ('2.14.1+cu128' stays, '2.6.0a0+git1' becomes '2.6.0-a0+git1')."""
-    raw = version or torch.__version__
+    raw = str(version or torch.__version__)  # torch.__version__ is a str subclass that pickles as a class
     if mlm.SEMVER.match(raw):
         return raw
     try:

@@ -1,0 +1,475 @@
+"""``MLMExportCallback``: a valid MLM Item next to every checkpoint Lightning keeps, and a run Collection.
+
+The model is traced once, in ``setup`` (before any sharding); per checkpoint only what changes is recomputed
+(metrics, checksum, files). The checksum is read on a background thread, once per checkpoint byte, and every
+pending write finishes before ``fit`` returns. Only global rank zero writes. An export error never stops
+training (it is a warning) unless ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from . import mlm
+from .catalog import ITEM_SUFFIX, RunCatalog, item_path_for
+from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
+from .facts import ArtifactFacts
+from .item import ItemPlan, build_item
+from .pipeline import MEDIA_CHECKPOINT, ExportOptions, Gathered, gather, plan, write_model_files
+from .sources.datamodule import model_input
+from .validate import check
+
+#: Key under which the Item's model description is stored inside each checkpoint.
+EMBED_KEY = "mlm_export"
+
+
+@dataclass
+class _Snapshot:
+    """What the Item of one checkpoint says beyond the run's plan, captured when the checkpoint is saved."""
+
+    path: Path
+    epoch: int
+    global_step: int
+    monitor: str | None
+    mode: str | None
+    score: float | None
+    metrics: dict[str, float]
+    weights_only: bool
+    link_target: Path | None = None
+    artifacts: tuple[ArtifactFacts, ...] = ()
+    plan: ItemPlan | None = field(default=None, repr=False)
+
+
+class MLMExportCallback(Callback):
+    """Write a STAC Item with the MLM extension next to every checkpoint any ``ModelCheckpoint`` saves.
+
+    Items are named after their checkpoint: ``epoch=3-step=40.ckpt`` gets ``epoch=3-step=40.mlm.json``; each
+    checkpoint directory gets a ``collection.json`` linking every live Item, with the latest and the best (by
+    the monitored metric). When a checkpoint is removed (top-k pruning, a replaced ``last.ckpt``), its Item is
+    removed before it.
+
+    Args:
+        example_input: a batch to trace the model with; else ``pl_module.example_input_array``, else one batch
+            of the datamodule or the training dataloader.
+        weights: also write ``<checkpoint stem>.safetensors`` beside each checkpoint.
+        export_program: also write ``<checkpoint stem>.pt2`` (``torch.export``), the ``mlm:model`` asset.
+        strict: raise export errors instead of warning (training stops).
+        collection_id: id of the run Collection (default: ``<model id>-checkpoints``).
+        **options: what cannot be observed, as for :func:`mlm_export.export_mlm` (``name``, ``license``,
+            ``tasks``, ``bands``, ``classes``, ``description``, ...).
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        *,
+        example_input: Any = None,
+        weights: bool = False,
+        export_program: bool = False,
+        strict: bool = False,
+        collection_id: str | None = None,
+        **options: Any,
+    ) -> None:
+        unknown = set(options) - set(ExportOptions.__dataclass_fields__)
+        if unknown:
+            raise InvalidOptionError(
+                f"MLMExportCallback got unknown option(s) {sorted(unknown)}; it takes example_input, weights, "
+                f"export_program, strict, collection_id and the options of export_mlm: "
+                f"{', '.join(sorted(ExportOptions.__dataclass_fields__))}"
+            )
+        self.options = ExportOptions(**options)
+        self.example_input = example_input
+        self.weights = weights
+        self.export_program = export_program
+        self.strict = strict
+        self.collection_id = collection_id
+        self._gathered: Gathered | None = None
+        self._plan: ItemPlan | None = None
+        self._embedded: dict[str, Any] | None = None
+        self._worker: _Worker | None = None
+        self._catalogs: dict[Path, RunCatalog] = {}
+        self._unwrap: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._failed = False
+        #: Seconds the training loop spent in this callback's checkpoint work, for the benchmark.
+        self.blocking_seconds = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable for ``ddp_spawn``: threads, locks and wrapped methods are made again in ``setup``."""
+        state = self.__dict__.copy()
+        state.update(_worker=None, _lock=None, _catalogs={}, _unwrap=[])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(collection_id=self.collection_id)
+
+    # ------------------------------------------------------------------------------------------ hooks
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._wrap(trainer)
+        self._failed = False
+        if trainer.is_global_zero:
+            self._worker = _Worker(self._process, self._fail)
+            self._guard(lambda: self._prepare(trainer, pl_module, from_loader=False))
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero or self._failed:
+            return
+        if self._plan is None:  # no batch was available in setup; the training dataloader exists now
+            self._guard(lambda: self._prepare(trainer, pl_module, from_loader=True))
+        if self._plan is not None:
+            self._guard(lambda: self._adopt_existing(trainer))
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self._embedded is not None:
+            checkpoint[EMBED_KEY] = self._embedded
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._finish()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        with contextlib.suppress(Exception):
+            self._finish(raise_errors=False)
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._finish(raise_errors=False)
+            for undo in reversed(self._unwrap):
+                undo()
+            self._unwrap.clear()
+
+    # ------------------------------------------------------------------------------------------ preparation
+
+    def _prepare(self, trainer: Trainer, pl_module: LightningModule, *, from_loader: bool) -> None:
+        """Trace the model once and plan the run's Item; returns quietly when no batch is available yet."""
+        example = self.example_input
+        if example is None:
+            example = getattr(pl_module, "example_input_array", None)
+        if example is None and from_loader:
+            example = _loader_batch(trainer)
+        try:
+            self._gathered = gather(pl_module, trainer.datamodule, example, self.options)
+        except InputRequiredError:
+            if from_loader:
+                raise
+            return  # try again at on_train_start, when the training dataloader exists
+        self._plan = plan(pl_module, self._gathered, self.options)
+        base = build_item(self._plan).to_dict(include_self_link=False, transform_hrefs=False)
+        # plain JSON types only, so that torch.load(weights_only=True) reads it back without any allowlist
+        self._embedded = json.loads(json.dumps({"mlm_export_version": _version(), "item": base}))
+
+    def _adopt_existing(self, trainer: Trainer) -> None:
+        """On resume: keep the Items whose checkpoints still exist, drop the others, rebuild the Collections."""
+        for cb in trainer.checkpoint_callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.dirpath and Path(cb.dirpath).is_dir():
+                catalog = self._catalog(Path(cb.dirpath))
+                with self._lock:
+                    catalog.adopt()
+                self._submit(("collection", catalog))
+
+    # ------------------------------------------------------------------------------------------ checkpoint events
+
+    def _wrap(self, trainer: Trainer) -> None:
+        """Observe every save, link and removal of every ModelCheckpoint, with its exact path."""
+        for cb in trainer.checkpoint_callbacks:
+            if not isinstance(cb, ModelCheckpoint) or getattr(cb, "_mlm_export_wrapped", False):
+                continue
+            missing = [m for m in ("_save_checkpoint", "_remove_checkpoint", "_link_checkpoint") if not hasattr(cb, m)]
+            if missing:
+                self._fail(MLMExportError(f"this Lightning's ModelCheckpoint has no {missing}; Items are not written"))
+                continue
+            save, remove, link = cb._save_checkpoint, cb._remove_checkpoint, cb._link_checkpoint
+
+            def _save(trainer: Trainer, filepath: str, cb: ModelCheckpoint = cb, save: Any = save) -> None:
+                save(trainer, filepath)
+                self._saved(trainer, cb, Path(filepath))
+
+            def _remove(trainer: Trainer, filepath: str, remove: Any = remove) -> None:
+                self._removing(trainer, Path(filepath))
+                remove(trainer, filepath)
+
+            def _link(
+                trainer: Trainer, filepath: str, linkpath: str, cb: ModelCheckpoint = cb, link: Any = link
+            ) -> None:
+                self._removing(trainer, Path(linkpath))
+                link(trainer, filepath, linkpath)
+                self._saved(trainer, cb, Path(linkpath), link_target=Path(filepath))
+
+            cb._save_checkpoint, cb._remove_checkpoint, cb._link_checkpoint = _save, _remove, _link  # type: ignore[method-assign]
+            cb._mlm_export_wrapped = True  # type: ignore[attr-defined]
+
+            def undo(cb: ModelCheckpoint = cb) -> None:
+                for name in ("_save_checkpoint", "_remove_checkpoint", "_link_checkpoint", "_mlm_export_wrapped"):
+                    cb.__dict__.pop(name, None)
+
+            self._unwrap.append(undo)
+
+    def _saved(self, trainer: Trainer, cb: ModelCheckpoint, path: Path, link_target: Path | None = None) -> None:
+        if not trainer.is_global_zero or self._plan is None:
+            return
+        start = time.perf_counter()
+        try:
+            snap = _Snapshot(
+                path=path.absolute(),
+                epoch=trainer.current_epoch,
+                global_step=trainer.global_step,
+                monitor=cb.monitor,
+                mode=cb.mode if cb.monitor else None,
+                score=_score(cb, path),
+                metrics=_metrics(trainer),
+                weights_only=cb.save_weights_only,
+                link_target=link_target.absolute() if link_target else None,
+                plan=self._plan,
+            )
+            if self.weights or self.export_program:
+                snap = self._write_model_files(trainer, snap)
+            catalog = self._catalog(path.parent.absolute())
+            self._submit(("save", catalog, snap))
+        except Exception as e:
+            self._fail(e)
+        finally:
+            self.blocking_seconds += time.perf_counter() - start
+
+    def _write_model_files(self, trainer: Trainer, snap: _Snapshot) -> _Snapshot:
+        assert self._gathered is not None and self._plan is not None
+        stem = snap.path.name.removesuffix(".ckpt")
+        module = trainer.lightning_module
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MLMExportWarning)  # said once per run below, not per checkpoint
+            written = write_model_files(
+                module, self._gathered, self._plan, snap.path.parent, stem, export_program=self.export_program
+            )
+        return replace(snap, artifacts=written.artifacts, plan=written)
+
+    def _removing(self, trainer: Trainer, path: Path) -> None:
+        """Remove the Item (and model files) of a checkpoint before the checkpoint itself goes."""
+        if not trainer.is_global_zero or self._plan is None:
+            return
+        start = time.perf_counter()
+        try:
+            catalog = self._catalog(path.parent.absolute())
+            with self._lock:
+                catalog.forget(path.absolute())
+            self._submit(("collection", catalog))
+        except Exception as e:
+            self._fail(e)
+        finally:
+            self.blocking_seconds += time.perf_counter() - start
+
+    def _submit(self, job: tuple[Any, ...]) -> None:
+        if self._worker is not None:
+            self._worker.put(job)
+
+    # ------------------------------------------------------------------------------------------ worker side
+
+    def _process(self, job: tuple[Any, ...]) -> None:
+        kind, catalog = job[0], job[1]
+        if kind == "save":
+            snap: _Snapshot = job[2]
+            item = self._checkpoint_item(catalog, snap)
+            with self._lock:  # a removal in the meantime wins: no Item for a file that is gone
+                if not snap.path.exists():
+                    return
+                catalog.put(snap.path, item, _ranking(snap))
+        with self._lock:
+            catalog.write_collection()
+
+    def _checkpoint_item(self, catalog: RunCatalog, snap: _Snapshot) -> dict[str, Any]:
+        item_plan = snap.plan or self._plan
+        assert item_plan is not None
+        target = snap.link_target or snap.path
+        size, checksum = catalog.checksum(target)
+        stem = snap.path.name.removesuffix(".ckpt")
+        roles: tuple[str, ...] = (mlm.ROLE_CHECKPOINT,)
+        artifact_type = None
+        if not snap.artifacts:  # the checkpoint is the model file
+            roles = (mlm.ROLE_MODEL, mlm.ROLE_CHECKPOINT)
+            artifact_type = mlm.ARTIFACT_TORCH_SAVE
+        ckpt = ArtifactFacts(
+            key="checkpoint",
+            href=f"./{snap.path.name}",
+            roles=roles,
+            media_type=MEDIA_CHECKPOINT,
+            title="Lightning checkpoint" + (" (weights only)" if snap.weights_only else ""),
+            artifact_type=artifact_type,
+            size=size,
+            checksum=checksum,
+        )
+        if not snap.artifacts:
+            ckpt = replace(ckpt, key="model")
+        props = dict(item_plan.extra_properties)
+        props.update(_lightning_properties(snap))
+        final = replace(
+            item_plan,
+            id=f"{item_plan.id}-{stem}",
+            artifacts=(*snap.artifacts, ckpt),
+            extra_properties=props,
+        )
+        item = build_item(final)
+        item.collection_id = catalog.collection_id
+        data = item.to_dict(include_self_link=False, transform_hrefs=False)
+        data["links"] = catalog.item_links()
+        check(data)
+        return data
+
+    def _catalog(self, dirpath: Path) -> RunCatalog:
+        if dirpath not in self._catalogs:
+            assert self._plan is not None
+            self._catalogs[dirpath] = RunCatalog(
+                dirpath,
+                collection_id=self.collection_id or f"{self._plan.id}-checkpoints",
+                title=self._plan.name,
+                license=self.options.license,
+                description=self.options.description,
+            )
+        return self._catalogs[dirpath]
+
+    # ------------------------------------------------------------------------------------------ failure
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        """Run a preparation step; on failure warn once, and write no Items this run."""
+        try:
+            fn()
+        except Exception as e:
+            self._failed = True
+            self._plan = None
+            self._fail(e)
+
+    def _fail(self, error: BaseException) -> None:
+        if self.strict:
+            raise error
+        warnings.warn(
+            f"MLM export failed, training goes on: {type(error).__name__}: {error}. Pass strict=True to "
+            "MLMExportCallback to make this an error.",
+            MLMExportWarning,
+            stacklevel=2,
+        )
+
+    def _finish(self, raise_errors: bool = True) -> None:
+        """Wait for pending Items and Collections; re-raise a worker error in strict mode."""
+        if self._worker is None:
+            return
+        worker, self._worker = self._worker, None
+        error = worker.close()
+        if error is not None and raise_errors and self.strict:
+            raise error
+
+
+class _Worker:
+    """One background thread that runs jobs in order; errors go to ``on_error`` (or are kept for strict mode)."""
+
+    def __init__(self, run: Callable[[tuple[Any, ...]], None], on_error: Callable[[BaseException], None]) -> None:
+        self._run = run
+        self._on_error = on_error
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="mlm-export-callback", daemon=True)
+        self._thread.start()
+
+    def put(self, job: tuple[Any, ...]) -> None:
+        self._queue.put(job)
+
+    def _loop(self) -> None:
+        while (job := self._queue.get()) is not None:
+            try:
+                self._run(job)
+            except Exception as e:
+                self._error = self._error or e
+                with contextlib.suppress(Exception):
+                    self._on_error(e)
+
+    def close(self) -> BaseException | None:
+        self._queue.put(None)
+        self._thread.join()
+        return self._error
+
+
+def _loader_batch(trainer: Trainer) -> Any:
+    with contextlib.suppress(Exception):
+        loader = trainer.train_dataloader
+        if loader is not None:
+            return model_input(next(iter(loader)))
+    return None
+
+
+def _score(cb: ModelCheckpoint, path: Path) -> float | None:
+    value = cb.best_k_models.get(str(path)) if cb.monitor else None
+    if value is None and cb.monitor and cb.current_score is not None:
+        value = cb.current_score
+    return _float(value)
+
+
+def _metrics(trainer: Trainer) -> dict[str, float]:
+    out = {}
+    for k, v in trainer.callback_metrics.items():
+        f = _float(v)
+        if f is not None:
+            out[str(k)] = f
+    return out
+
+
+def _float(v: Any) -> float | None:
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            return None
+        v = v.item()
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        f = float(v)
+        return f if f == f and abs(f) != float("inf") else None
+    return None
+
+
+def _ranking(snap: _Snapshot) -> dict[str, Any]:
+    return {
+        "global_step": snap.global_step,
+        "epoch": snap.epoch,
+        "monitor": snap.monitor,
+        "mode": snap.mode,
+        "score": snap.score,
+    }
+
+
+def _lightning_properties(snap: _Snapshot) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "lightning:epoch": snap.epoch,
+        "lightning:global_step": snap.global_step,
+        "lightning:weights_only": snap.weights_only,
+    }
+    if snap.monitor:
+        props["lightning:monitor"] = snap.monitor
+        props["lightning:mode"] = snap.mode
+        if snap.score is not None:
+            props["lightning:score"] = snap.score
+    if snap.metrics:
+        props["lightning:metrics"] = snap.metrics
+    return props
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+__all__ = ["EMBED_KEY", "ITEM_SUFFIX", "MLMExportCallback", "item_path_for"]

@@ -1,0 +1,219 @@
+"""The Items of one checkpoint directory and their run Collection, kept true as checkpoints come and go."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pystac
+
+from . import mlm
+from .validate import check
+from .write import atomic_write_json, file_checksum
+
+#: Item file of a checkpoint: ``epoch=3-step=40.ckpt`` -> ``epoch=3-step=40.mlm.json``.
+ITEM_SUFFIX = ".mlm.json"
+COLLECTION_FILE = "collection.json"
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors")
+#: Files written beside a checkpoint for its Item, removed with it.
+MODEL_FILE_SUFFIXES = (".safetensors", ".pt2")
+SUMMARY_FIELDS = (mlm.NAME, mlm.ARCHITECTURE, mlm.TASKS, mlm.FRAMEWORK, mlm.FRAMEWORK_VERSION, mlm.ACCELERATOR)
+
+
+def checkpoint_stem(path: Path) -> str:
+    """``epoch=3-step=40.ckpt`` -> ``epoch=3-step=40``."""
+    name = path.name
+    for suffix in CHECKPOINT_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def item_path_for(checkpoint: str | os.PathLike[str]) -> Path:
+    """Where the Item of a checkpoint lives: beside it, named after it with ``.mlm.json``."""
+    path = Path(checkpoint)
+    return path.with_name(checkpoint_stem(path) + ITEM_SUFFIX)
+
+
+class RunCatalog:
+    """Live Items of one directory, each keyed by its checkpoint path, and the Collection over them."""
+
+    def __init__(
+        self,
+        dirpath: Path,
+        *,
+        collection_id: str,
+        title: str | None = None,
+        license: str | None = None,  # noqa: A002 - the STAC field's name
+        description: str | None = None,
+    ) -> None:
+        self.dirpath = dirpath
+        self.collection_id = collection_id
+        self.title = title
+        self.license = license or "other"
+        self.description = description or f"Checkpoints of one training run of {title or 'a model'}."
+        self._items: dict[Path, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._checksums: dict[tuple[str, int, int], tuple[int, str]] = {}
+
+    # -------------------------------------------------------------------------------------------- items
+
+    def checksum(self, path: Path) -> tuple[int, str]:
+        """Size and sha256 of a file, each distinct file read once (a ``last.ckpt`` link reuses its target's)."""
+        real = path.resolve()
+        st = real.stat()
+        key = (str(real), st.st_size, st.st_mtime_ns)
+        if key not in self._checksums:
+            self._checksums[key] = (st.st_size, file_checksum(real))
+        return self._checksums[key]
+
+    def item_links(self) -> list[dict[str, str]]:
+        """Links every Item of the run carries: to its Collection."""
+        link = {"href": f"./{COLLECTION_FILE}", "type": "application/json", "title": self.title or self.collection_id}
+        return [{"rel": rel, **link} for rel in ("collection", "parent", "root")]
+
+    def put(self, checkpoint: Path, item: dict[str, Any], ranking: dict[str, Any]) -> None:
+        """Write the Item of a checkpoint (atomically) and count it in."""
+        atomic_write_json(item_path_for(checkpoint), item)
+        self._items[checkpoint] = (item, ranking)
+
+    def forget(self, checkpoint: Path) -> None:
+        """Remove the Item of a checkpoint and the model files written for it."""
+        self._items.pop(checkpoint, None)
+        item_path_for(checkpoint).unlink(missing_ok=True)
+        stem = checkpoint_stem(checkpoint)
+        for suffix in MODEL_FILE_SUFFIXES:
+            if not checkpoint.name.endswith(suffix):
+                (checkpoint.parent / f"{stem}{suffix}").unlink(missing_ok=True)
+
+    def adopt(self) -> None:
+        """Take in the Items already in the directory (a resumed run); drop those whose checkpoint is gone."""
+        for path in sorted(self.dirpath.glob(f"*{ITEM_SUFFIX}")):
+            try:
+                item = json.loads(path.read_text(encoding="utf-8"))
+                href = _checkpoint_href(item)
+            except (OSError, ValueError):
+                continue
+            if href is None:
+                continue
+            checkpoint = (path.parent / href).absolute()
+            if item.get("collection") != self.collection_id:
+                continue  # not this run's (another callback's or converter's)
+            if checkpoint.exists():
+                self._items[checkpoint] = (item, _ranking(item))
+            else:
+                self.forget(checkpoint)
+
+    def live(self) -> list[Path]:
+        """Checkpoints whose Items are in the Collection."""
+        return sorted(self._items)
+
+    # -------------------------------------------------------------------------------------------- collection
+
+    def collection(self) -> dict[str, Any]:
+        """The Collection over the live Items: extents, summaries, item links, latest and best."""
+        items = [(path, item, rank) for path, (item, rank) in sorted(self._items.items())]
+        links: list[dict[str, Any]] = [
+            {"rel": "root", "href": f"./{COLLECTION_FILE}", "type": "application/json"},
+        ]
+        for path, item, _ in items:
+            links.append(_link("item", item_path_for(path).name, item))
+        if items:
+            latest = max(
+                items, key=lambda t: (t[2].get("global_step", -1), t[2].get("epoch", -1), t[0].name != "last.ckpt")
+            )
+            links.append(_link("latest-version", item_path_for(latest[0]).name, latest[1]))
+            best = _best(items)
+            if best is not None:
+                path, item, rank = best
+                title = f"best {rank['monitor']} ({rank['mode']}): {rank['score']:g}"
+                links.append({**_link("best", item_path_for(path).name, item), "title": title})
+        data: dict[str, Any] = {
+            "type": "Collection",
+            "stac_version": pystac.get_stac_version(),
+            # Not declaring MLM here: its v1.5.2 schema rejects every list-valued summary (it checks each summary
+            # value as an object), and lists of names, tasks and frameworks are what a catalog search needs.
+            "stac_extensions": [],
+            "id": self.collection_id,
+            "title": self.title or self.collection_id,
+            "description": self.description,
+            "license": self.license,
+            "extent": _extent(item for _, item, _ in items),
+            "summaries": _summaries(item for _, item, _ in items),
+            "links": links,
+        }
+        if not data["summaries"]:
+            del data["summaries"]
+        return data
+
+    def write_collection(self) -> dict[str, Any]:
+        """Check and write ``collection.json`` atomically."""
+        data = self.collection()
+        check(data, what="Collection")
+        atomic_write_json(self.dirpath / COLLECTION_FILE, data)
+        return data
+
+
+def _checkpoint_href(item: dict[str, Any]) -> str | None:
+    for key in ("checkpoint", "model"):
+        asset = item.get("assets", {}).get(key)
+        if asset and mlm.ROLE_CHECKPOINT in asset.get("roles", []):
+            return str(asset["href"])
+    return None
+
+
+def _ranking(item: dict[str, Any]) -> dict[str, Any]:
+    p = item.get("properties", {})
+    return {
+        "global_step": p.get("lightning:global_step", -1),
+        "epoch": p.get("lightning:epoch", -1),
+        "monitor": p.get("lightning:monitor"),
+        "mode": p.get("lightning:mode"),
+        "score": p.get("lightning:score"),
+    }
+
+
+def _best(
+    items: list[tuple[Path, dict[str, Any], dict[str, Any]]],
+) -> tuple[Path, dict[str, Any], dict[str, Any]] | None:
+    scored = [t for t in items if t[2].get("monitor") and t[2].get("score") is not None]
+    if not scored:
+        return None
+    sign = -1.0 if scored[0][2].get("mode") == "max" else 1.0
+    return min(scored, key=lambda t: (sign * t[2]["score"], -t[2].get("global_step", 0)))
+
+
+def _link(rel: str, href: str, item: dict[str, Any]) -> dict[str, Any]:
+    return {"rel": rel, "href": f"./{href}", "type": "application/geo+json", "title": str(item.get("id"))}
+
+
+def _extent(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    boxes, times = [], []
+    for item in items:
+        if item.get("bbox"):
+            boxes.append(item["bbox"])
+        p = item.get("properties", {})
+        for key in ("datetime", "start_datetime", "end_datetime"):
+            if p.get(key):
+                times.append(p[key])
+    bbox = (
+        [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+        if boxes
+        else [-180.0, -90.0, 180.0, 90.0]
+    )
+    interval = [min(times), max(times)] if times else [None, None]
+    return {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [interval]}}
+
+
+def _summaries(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    values: dict[str, list[Any]] = {}
+    for item in items:
+        p = item.get("properties", {})
+        for key in SUMMARY_FIELDS:
+            v = p.get(key)
+            for x in v if isinstance(v, list) else [v]:
+                if x is not None and x not in values.setdefault(key, []):
+                    values[key].append(x)
+    return {k: v for k, v in values.items() if v}

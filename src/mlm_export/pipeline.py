@@ -1,0 +1,264 @@
+"""The steps every entry point runs, in order: gather facts, plan the Item, write artifacts, build and check.
+
+``export_mlm``, the Lightning callback and the command line are thin callers of these functions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import pystac
+from torch import nn
+
+from . import artifacts as art
+from . import mlm, resolve
+from .errors import InputRequiredError, InvalidOptionError, ItemValidationError, MLMExportWarning
+from .facts import ArtifactFacts, DataFacts, ModelFacts
+from .item import ItemPlan, build_item
+from .sources.datamodule import datamodule_facts
+from .sources.model import call_spec, inspect_model
+from .sources.values import coerce_bands, coerce_classes, coerce_scaling
+from .validate import validation_problems
+
+Validate = Literal["raise", "warn"]
+
+MEDIA_SAFETENSORS = "application/octet-stream; application=safetensors"
+MEDIA_PT2 = "application/zip; application=pytorch"
+MEDIA_CHECKPOINT = "application/octet-stream; application=pytorch"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What the user states about a model: everything that cannot be observed, and overrides of what was.
+
+    The fields are the keyword options of :func:`mlm_export.export_mlm`.
+    """
+
+    name: str | None = None
+    item_id: str | None = None
+    description: str | None = None
+    architecture: str | None = None
+    tasks: str | Sequence[str] | Mapping[str, Sequence[str]] | None = None
+    bands: Sequence[Any] | None = None
+    classes: Sequence[Any] | Mapping[int, str] | None = None
+    value_scaling: Any = None
+    batch_size: int | None = None
+    license: str | None = None
+    pretrained: bool | None = None
+    pretrained_source: str | None = None
+    hyperparameters: Mapping[str, Any] | None = None
+    bbox: Sequence[float] | None = None
+    datetime: dt.datetime | None = None
+    start_datetime: dt.datetime | None = None
+    end_datetime: dt.datetime | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    validate: Validate = "raise"
+
+    def __post_init__(self) -> None:
+        if self.validate not in ("raise", "warn"):
+            raise InvalidOptionError(f"validate= must be 'raise' or 'warn', not {self.validate!r}")
+        user_facts(self)  # check bands, classes, bbox, dates now: errors at construction name the option
+
+
+def user_facts(options: ExportOptions) -> DataFacts:
+    """The facts the user states, checked."""
+    sources = {}
+    if options.bands is not None:
+        sources["bands"] = "bands="
+    if options.classes is not None:
+        sources["classes"] = "classes="
+    if options.value_scaling is not None:
+        sources["value_scaling"] = "value_scaling="
+    bbox = None
+    if options.bbox is not None:
+        bbox = tuple(float(v) for v in options.bbox)
+        if len(bbox) != 4 or not (-180 <= bbox[0] <= bbox[2] <= 180 and -90 <= bbox[1] <= bbox[3] <= 90):
+            raise InvalidOptionError(f"bbox= must be (west, south, east, north) in degrees (EPSG:4326), got {bbox}")
+    if (options.start_datetime is None) != (options.end_datetime is None):
+        raise InvalidOptionError("pass start_datetime= and end_datetime= together")
+    size = options.batch_size
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        raise InvalidOptionError(f"batch_size= must be a positive integer, got {size!r}")
+    return DataFacts(
+        bands=coerce_bands(options.bands) if options.bands is not None else None,
+        classes=coerce_classes(options.classes) if options.classes is not None else None,
+        value_scaling=coerce_scaling(options.value_scaling) if options.value_scaling is not None else None,
+        batch_size=size,
+        bbox=bbox,  # type: ignore[arg-type]
+        start_datetime=_iso(options.start_datetime),
+        end_datetime=_iso(options.end_datetime),
+        sources=sources,
+    )
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """Everything observed about one model: facts from tracing, from the data, and the example used."""
+
+    model: ModelFacts
+    data: DataFacts
+    example: Any = field(repr=False)
+
+
+def gather(model: nn.Module, datamodule: Any, example_input: Any, options: ExportOptions) -> Gathered:
+    """Facts from the user, the datamodule and a trace of the model (in that order of precedence)."""
+    data = user_facts(options)
+    if datamodule is not None:
+        data = data.merged_over(datamodule_facts(datamodule, load_batch=example_input is None))
+    example = example_input if example_input is not None else data.example_input
+    if example is None:
+        raise InputRequiredError()
+    return Gathered(inspect_model(model, example), data, example)
+
+
+def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_datetime: bool = True) -> ItemPlan:
+    """Decide everything the Item says; its model asset is the safetensors file that writing would produce."""
+    facts, data = gathered.model, gathered.data
+    arch = resolve.architecture(model, options.architecture)
+    name = resolve.mlm_name(options.name, arch)
+    item_id = options.item_id or resolve.item_id(name)
+    tasks_by_output = resolve.resolve_tasks(facts, data, options.tasks)
+    inputs = resolve.input_specs(facts, data)
+    outputs = resolve.output_specs(facts, data, tasks_by_output)
+    weights, aliases = art.weights(model, allow_meta=True)
+    planned = ArtifactFacts(
+        key="model",
+        href=f"./{item_id}.safetensors",
+        roles=(mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS),
+        media_type=MEDIA_SAFETENSORS,
+        title="Model weights (safetensors)",
+        artifact_type=mlm.ARTIFACT_SAFETENSORS,
+        size=art.safetensors_size(weights, art.safetensors_metadata(aliases)) if weights else None,
+    )
+    accelerator, summary = resolve.accelerator(facts.device)
+    return ItemPlan(
+        id=item_id,
+        name=name,
+        architecture=arch,
+        tasks=tuple(dict.fromkeys(t for ts in tasks_by_output.values() for t in ts)),
+        inputs=inputs,
+        outputs=outputs,
+        framework_version=resolve.framework_version(),
+        total_parameters=facts.parameters.total,
+        memory_size=facts.parameters.memory_bytes,
+        artifacts=(planned,),
+        accelerator=accelerator,
+        accelerator_summary=summary,
+        description=options.description,
+        bands=data.bands,
+        pretrained=options.pretrained,
+        pretrained_source=options.pretrained_source,
+        batch_size_suggestion=data.batch_size,
+        hyperparameters=options.hyperparameters if options.hyperparameters is not None else facts.hyperparameters,
+        license=options.license,
+        bbox=data.bbox,
+        datetime=_when(options.datetime, data, warn_datetime),
+        start_datetime=_parse_time(data.start_datetime),
+        end_datetime=_parse_time(data.end_datetime),
+        created=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        extra_properties=dict(options.properties),
+    )
+
+
+def write_model_files(
+    model: nn.Module, gathered: Gathered, item_plan: ItemPlan, out_dir: Path, stem: str, *, export_program: bool
+) -> ItemPlan:
+    """Write ``<stem>.safetensors`` and, when the model exports, ``<stem>.pt2``; the plan now points at them."""
+    weights, aliases = art.weights(model)
+    weights_file = out_dir / f"{stem}.safetensors"
+    written = art.write_safetensors(weights, weights_file, art.safetensors_metadata(aliases))
+    weights_asset = ArtifactFacts(
+        key="model",
+        href=f"./{weights_file.name}",
+        roles=(mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS),
+        media_type=MEDIA_SAFETENSORS,
+        title="Model weights (safetensors)",
+        artifact_type=mlm.ARTIFACT_SAFETENSORS,
+        size=written.size,
+        checksum=written.checksum,
+    )
+    if not export_program:
+        return replace(item_plan, artifacts=(weights_asset,))
+    facts = gathered.model
+    try:
+        program, accepted = art.export_program(model, call_spec(model, gathered.example), facts.inputs)
+    except Exception as e:  # a model torch.export cannot capture still gets its weights and Item
+        warnings.warn(
+            f"torch.export could not export {facts.class_name} ({type(e).__name__}: {_first_line(e)}); the Item's "
+            "model asset is the safetensors weights. Pass export_program=False to skip trying.",
+            MLMExportWarning,
+            stacklevel=3,
+        )
+        return replace(item_plan, artifacts=(weights_asset,))
+    pt2 = out_dir / f"{stem}.pt2"
+    saved = art.save_program(program, pt2)
+    inputs, outputs, pinned = resolve.pin_to_program(item_plan.inputs, item_plan.outputs, facts, accepted)
+    if pinned:
+        warnings.warn(
+            f"torch.export fixed {', '.join(pinned)} in the exported program, so the Item states those sizes; "
+            "pass export_program=False to describe the model with them dynamic.",
+            MLMExportWarning,
+            stacklevel=3,
+        )
+    program_asset = ArtifactFacts(
+        key="model",
+        href=f"./{pt2.name}",
+        roles=(mlm.ROLE_MODEL,),
+        media_type=MEDIA_PT2,
+        title="Model (torch.export archive, runs without the training code)",
+        artifact_type=mlm.ARTIFACT_EXPORT,
+        size=saved.size,
+        checksum=saved.checksum,
+    )
+    weights_only = replace(weights_asset, key="weights", roles=(mlm.ROLE_WEIGHTS,), artifact_type=None)
+    return replace(item_plan, artifacts=(program_asset, weights_only), inputs=inputs, outputs=outputs)
+
+
+def build_checked(item_plan: ItemPlan, mode: Validate) -> pystac.Item:
+    """Build the Item and check it against the schemas: raise, or warn, on any violation."""
+    item = build_item(item_plan)
+    problems = validation_problems(item)
+    if problems:
+        error = ItemValidationError(problems)
+        if mode == "raise":
+            raise error
+        warnings.warn(str(error), MLMExportWarning, stacklevel=3)
+    return item
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    line = text[0] if text else ""
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _when(datetime: dt.datetime | None, data: DataFacts, warn: bool) -> dt.datetime | None:
+    if datetime is not None or (data.start_datetime and data.end_datetime):
+        return datetime
+    if warn:
+        warnings.warn(
+            "no date is known for the model's data; the Item's datetime is the export time. Pass datetime= (or "
+            "start_datetime= and end_datetime=) for the time span of the training data.",
+            MLMExportWarning,
+            stacklevel=4,
+        )
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _iso(t: Any) -> str | None:
+    if t is None:
+        return None
+    if isinstance(t, str):
+        return t
+    if isinstance(t, dt.datetime):
+        return t.isoformat()
+    raise InvalidOptionError(f"expected a datetime, got {type(t).__name__}")
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
