@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from mlm_export import MLMExportCallback
 from mlm_export.demo import BANDS, CLASSES, CMAP, SceneDataModule, TinyUNet
