@@ -39,8 +39,12 @@ def test_written_files_follow_the_umask(tmp_path):
 
 
 WRITER = """
-import sys
-from mlm_export.write import atomic_write_json
+import importlib.util, sys
+# load write.py alone (no torch import), so that each writer process starts in a blink
+spec = importlib.util.spec_from_file_location("w", sys.argv[2])
+w = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(w)
+atomic_write_json = w.atomic_write_json
 path = sys.argv[1]
 big = {"payload": "x" * 2_000_000}
 i = 0
@@ -52,15 +56,19 @@ while True:
 
 
 def test_killing_the_writer_never_leaves_a_torn_file(tmp_path):
+    import mlm_export.write
+
+    write_module = mlm_export.write.__file__
     target = tmp_path / "item.json"
     atomic_write_json(target, {"i": 0})
     for delay in (0.05, 0.13, 0.21, 0.37):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE)
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target), write_module], stdout=subprocess.PIPE)
         assert proc.stdout.readline().strip() == b"ready"
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        json.loads(target.read_text())  # always a whole JSON document: the old one or the new one
+        data = json.loads(target.read_text())  # always a whole JSON document: the old one or the new one
+        assert data["i"] >= 0
 
 
 def test_safetensors_writer_round_trips_every_dtype(tmp_path):

@@ -23,17 +23,14 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from . import mlm
-from .catalog import ITEM_SUFFIX, RunCatalog, item_path_for
+from .catalog import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
 from .facts import ArtifactFacts
 from .item import ItemPlan, build_item
-from .pipeline import MEDIA_CHECKPOINT, ExportOptions, Gathered, gather, plan, write_model_files
+from .pipeline import ExportOptions, Gathered, gather, plan, write_model_files
+from .sources.checkpoint import EMBED_KEY
 from .sources.datamodule import model_input
 from .validate import check
-
-#: Key under which the Item's model description is stored inside each checkpoint.
-EMBED_KEY = "mlm_export"
 
 
 @dataclass
@@ -100,6 +97,7 @@ class MLMExportCallback(Callback):
         self._gathered: Gathered | None = None
         self._plan: ItemPlan | None = None
         self._embedded: dict[str, Any] | None = None
+        self._base: dict[str, Any] = {}
         self._worker: _Worker | None = None
         self._catalogs: dict[Path, RunCatalog] = {}
         self._unwrap: list[Callable[[], None]] = []
@@ -175,9 +173,9 @@ class MLMExportCallback(Callback):
                 raise
             return  # try again at on_train_start, when the training dataloader exists
         self._plan = plan(pl_module, self._gathered, self.options)
-        base = build_item(self._plan).to_dict(include_self_link=False, transform_hrefs=False)
+        self._base = _dict(build_item(self._plan))
         # plain JSON types only, so that torch.load(weights_only=True) reads it back without any allowlist
-        self._embedded = json.loads(json.dumps({"mlm_export_version": _version(), "item": base}))
+        self._embedded = {"mlm_export_version": _version(), "item": self._base}
 
     def _adopt_existing(self, trainer: Trainer) -> None:
         """On resume: keep the Items whose checkpoints still exist, drop the others, rebuild the Collections."""
@@ -291,45 +289,27 @@ class MLMExportCallback(Callback):
             with self._lock:  # a removal in the meantime wins: no Item for a file that is gone
                 if not snap.path.exists():
                     return
-                catalog.put(snap.path, item, _ranking(snap))
+                catalog.put(snap.path, item)
         with self._lock:
             catalog.write_collection()
 
     def _checkpoint_item(self, catalog: RunCatalog, snap: _Snapshot) -> dict[str, Any]:
         item_plan = snap.plan or self._plan
         assert item_plan is not None
-        target = snap.link_target or snap.path
-        size, checksum = catalog.checksum(target)
-        stem = snap.path.name.removesuffix(".ckpt")
-        roles: tuple[str, ...] = (mlm.ROLE_CHECKPOINT,)
-        artifact_type = None
-        if not snap.artifacts:  # the checkpoint is the model file
-            roles = (mlm.ROLE_MODEL, mlm.ROLE_CHECKPOINT)
-            artifact_type = mlm.ARTIFACT_TORCH_SAVE
-        ckpt = ArtifactFacts(
-            key="checkpoint",
-            href=f"./{snap.path.name}",
-            roles=roles,
-            media_type=MEDIA_CHECKPOINT,
-            title="Lightning checkpoint" + (" (weights only)" if snap.weights_only else ""),
-            artifact_type=artifact_type,
+        size, checksum = catalog.checksum(snap.link_target or snap.path)
+        base = self._base if item_plan is self._plan else _dict(build_item(item_plan))
+        files = base["assets"] if snap.artifacts else {}  # the .pt2/safetensors written for this checkpoint
+        data = checkpoint_item(
+            base,
+            snap.path,
             size=size,
             checksum=checksum,
+            item_id=f"{item_plan.id}-{checkpoint_stem(snap.path)}",
+            properties=_lightning_properties(snap),
+            model_files=files,
+            title="Lightning checkpoint" + (" (weights only)" if snap.weights_only else ""),
+            catalog=catalog,
         )
-        if not snap.artifacts:
-            ckpt = replace(ckpt, key="model")
-        props = dict(item_plan.extra_properties)
-        props.update(_lightning_properties(snap))
-        final = replace(
-            item_plan,
-            id=f"{item_plan.id}-{stem}",
-            artifacts=(*snap.artifacts, ckpt),
-            extra_properties=props,
-        )
-        item = build_item(final)
-        item.collection_id = catalog.collection_id
-        data = item.to_dict(include_self_link=False, transform_hrefs=False)
-        data["links"] = catalog.item_links()
         check(data)
         return data
 
@@ -440,16 +420,6 @@ def _float(v: Any) -> float | None:
     return None
 
 
-def _ranking(snap: _Snapshot) -> dict[str, Any]:
-    return {
-        "global_step": snap.global_step,
-        "epoch": snap.epoch,
-        "monitor": snap.monitor,
-        "mode": snap.mode,
-        "score": snap.score,
-    }
-
-
 def _lightning_properties(snap: _Snapshot) -> dict[str, Any]:
     props: dict[str, Any] = {
         "lightning:epoch": snap.epoch,
@@ -464,6 +434,11 @@ def _lightning_properties(snap: _Snapshot) -> dict[str, Any]:
     if snap.metrics:
         props["lightning:metrics"] = snap.metrics
     return props
+
+
+def _dict(item: Any) -> dict[str, Any]:
+    """An Item as plain JSON types (a fresh copy)."""
+    return json.loads(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False)))
 
 
 def _version() -> str:

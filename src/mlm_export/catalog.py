@@ -74,10 +74,10 @@ class RunCatalog:
         link = {"href": f"./{COLLECTION_FILE}", "type": "application/json", "title": self.title or self.collection_id}
         return [{"rel": rel, **link} for rel in ("collection", "parent", "root")]
 
-    def put(self, checkpoint: Path, item: dict[str, Any], ranking: dict[str, Any]) -> None:
+    def put(self, checkpoint: Path, item: dict[str, Any]) -> None:
         """Write the Item of a checkpoint (atomically) and count it in."""
         atomic_write_json(item_path_for(checkpoint), item)
-        self._items[checkpoint] = (item, ranking)
+        self._items[checkpoint] = (item, _ranking(item))
 
     def forget(self, checkpoint: Path) -> None:
         """Remove the Item of a checkpoint and the model files written for it."""
@@ -217,3 +217,52 @@ def _summaries(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
                 if x is not None and x not in values.setdefault(key, []):
                     values[key].append(x)
     return {k: v for k, v in values.items() if v}
+
+
+def checkpoint_item(
+    base: dict[str, Any],
+    checkpoint: Path,
+    *,
+    size: int,
+    checksum: str,
+    item_id: str,
+    properties: dict[str, Any] | None = None,
+    model_files: dict[str, Any] | None = None,
+    title: str = "Checkpoint",
+    catalog: RunCatalog | None = None,
+) -> dict[str, Any]:
+    """The Item of one checkpoint file: the model's description (``base``), the file as an asset, and its links.
+
+    ``model_files`` are assets written beside the checkpoint (a ``.pt2`` or safetensors); when one of them is
+    the ``mlm:model``, the checkpoint is only ``mlm:checkpoint``, else the checkpoint is the model file.
+    """
+    data = json.loads(json.dumps(base))  # a deep copy of plain JSON
+    assets: dict[str, Any] = dict(model_files or {})
+    safetensors = checkpoint.name.endswith(".safetensors")
+    asset: dict[str, Any] = {
+        "href": f"./{checkpoint.name}",
+        "type": "application/octet-stream; application=" + ("safetensors" if safetensors else "pytorch"),
+        "title": title,
+        "file:size": size,
+        "file:checksum": checksum,
+    }
+    if any(mlm.ROLE_MODEL in a.get("roles", []) for a in assets.values()):
+        asset["roles"] = [mlm.ROLE_CHECKPOINT]
+        assets["checkpoint"] = asset
+    else:
+        asset["mlm:artifact_type"] = mlm.ARTIFACT_SAFETENSORS if safetensors else mlm.ARTIFACT_TORCH_SAVE
+        asset["roles"] = [mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS if safetensors else mlm.ROLE_CHECKPOINT]
+        if data["properties"].get("bands"):
+            asset["bands"] = data["properties"]["bands"]
+        assets["model"] = asset
+    data["assets"] = assets
+    data["id"] = item_id
+    data["properties"].update(properties or {})
+    if mlm.FILE_SCHEMA not in data["stac_extensions"]:
+        data["stac_extensions"].append(mlm.FILE_SCHEMA)
+    data["links"] = catalog.item_links() if catalog else []
+    if catalog:
+        data["collection"] = catalog.collection_id
+    else:
+        data.pop("collection", None)
+    return data

@@ -126,7 +126,7 @@ def inspect_model(model: nn.Module, example_input: Any, *, use_meta: bool = True
 
 
 @dataclass(frozen=True)
-class _Observed:
+class Observed:
     structure: Structure
     #: name -> (shape, dtype); for list_of_mappings the shape is [len(list), *per-item shape] with -1 where
     #: items differ.
@@ -135,12 +135,13 @@ class _Observed:
 
 def _trace(
     model: nn.Module, spec: CallSpec, device: torch.device, use_meta: bool
-) -> tuple[str, _Observed, _Observed | None, int]:
+) -> tuple[str, Observed, Observed | None, int]:
     probe_dims = _has_spatial(spec)
     meta_error: BaseException | None = None
-    if use_meta and device.type != "meta":
+    on_meta = device.type == "meta"  # a model built on meta (weights not loaded) traces as it is
+    if use_meta or on_meta:
         try:
-            base = _run(model, spec, _meta_inputs(spec, META_BATCH, 0), meta=True)
+            base = _run(model, spec, _meta_inputs(spec, META_BATCH, 0), meta=not on_meta)
         except UnsupportedOutputError:
             raise
         except Exception as e:  # data-dependent work (.item(), nonzero, ...) or a CPU-only op: trace for real
@@ -149,10 +150,10 @@ def _trace(
             probe = None
             if probe_dims:
                 with contextlib.suppress(Exception):
-                    probe = _run(model, spec, _meta_inputs(spec, META_BATCH, SPATIAL_PROBE_DELTA), meta=True)
+                    probe = _run(model, spec, _meta_inputs(spec, META_BATCH, SPATIAL_PROBE_DELTA), meta=not on_meta)
             return "meta", base, probe, META_BATCH
-    if device.type == "meta":
-        raise TraceError(_describe(spec, REAL_BATCH), meta_error or RuntimeError("the model's weights are on meta"))
+    if on_meta:
+        raise TraceError(_describe(spec, META_BATCH), meta_error or RuntimeError("the model's weights are on meta"))
     real = _real_inputs(spec, REAL_BATCH, 0, device)
     try:
         base = _run(model, spec, real, meta=False)
@@ -167,11 +168,11 @@ def _trace(
     return device.type, base, probe, REAL_BATCH
 
 
-def _run(model: nn.Module, spec: CallSpec, tensors: Sequence[torch.Tensor], *, meta: bool) -> _Observed:
+def _run(model: nn.Module, spec: CallSpec, tensors: Sequence[torch.Tensor], *, meta: bool) -> Observed:
     args, kwargs = spec.call_args(tensors)
     with torch.no_grad(), _on_meta(model) if meta else contextlib.nullcontext():
         out = model(*args, **kwargs)
-    return _observe(out)
+    return observe_outputs(out)
 
 
 @contextlib.contextmanager
@@ -277,13 +278,14 @@ def _spatial_sizes(spec: CallSpec, delta: int) -> tuple[int, ...]:
     return ()
 
 
-def _observe(out: Any) -> _Observed:
+def observe_outputs(out: Any) -> Observed:
+    """Names, shapes and dtypes of what a forward pass returned (tensor, sequence, mapping, list of mappings)."""
     if isinstance(out, torch.Tensor):
-        return _Observed("tensor", {"output": _shape_dtype(out)})
+        return Observed("tensor", {"output": _shape_dtype(out)})
     if isinstance(out, Mapping):
-        return _Observed("mapping", dict(_flatten(out, "")))
+        return Observed("mapping", dict(_flatten(out, "")))
     if isinstance(out, list | tuple) and out and all(isinstance(o, Mapping) for o in out):
-        return _Observed("list_of_mappings", _stack_items(out))
+        return Observed("list_of_mappings", _stack_items(out))
     if isinstance(out, list | tuple):
         names = getattr(out, "_fields", None)  # namedtuple
         prefix = "output" if names is None else ""
@@ -291,7 +293,7 @@ def _observe(out: Any) -> _Observed:
         for i, o in enumerate(out):
             key = names[i] if names else f"{prefix}_{i}"
             items.update(_flatten(o, key))
-        return _Observed("sequence", items)
+        return Observed("sequence", items)
     raise UnsupportedOutputError(_unsupported(out, "output"))
 
 
@@ -361,7 +363,7 @@ def _input_facts(spec: CallSpec, batch: int, any_size: bool) -> tuple[TensorFact
 
 
 def _output_facts(
-    base: _Observed, probe: _Observed | None, batch: int, in_spatial: tuple[int, ...]
+    base: Observed, probe: Observed | None, batch: int, in_spatial: tuple[int, ...]
 ) -> tuple[TensorFacts, ...]:
     facts = []
     detection = base.structure == "list_of_mappings"

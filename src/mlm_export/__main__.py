@@ -1,0 +1,7 @@
+"""python -m mlm_export: the mlm-export command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,101 @@
+"""MLM rules the JSON Schema cannot express: bands vs channels, classes vs outputs, local files vs checksums."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from . import mlm
+from .errors import Problem
+from .write import SHA256_MULTIHASH_PREFIX, file_checksum
+
+
+def consistency_problems(item: Mapping[str, Any], base_dir: Path | None = None) -> list[Problem]:
+    """Cross-field problems of an MLM Item; local assets are checked relative to ``base_dir`` when given."""
+    problems: list[Problem] = []
+    props = item.get("properties", {})
+    defined = _defined_bands(item)
+    for i, inp in enumerate(props.get(mlm.INPUT, []) or []):
+        where = f"$.properties['mlm:input'][{i}]"
+        bands = [b if isinstance(b, str) else b.get("name") for b in inp.get("bands", []) or []]
+        structure = inp.get("input", {})
+        dims, shape = structure.get("dim_order", []), structure.get("shape", [])
+        if bands and "bands" in dims and len(dims) == len(shape):
+            size = shape[dims.index("bands")]
+            if size != -1 and size != len(bands):
+                problems.append(
+                    Problem(where, f"lists {len(bands)} bands but its 'bands' dim is {size}", "bands-vs-shape")
+                )
+        if bands and defined is not None:
+            unknown = [b for b in bands if b not in defined]
+            if unknown:
+                problems.append(Problem(where, f"bands {unknown} are not defined in the Item's bands", "bands-defined"))
+        scaling = inp.get("value_scaling") or []
+        if bands and len(scaling) not in (0, 1, len(bands)):
+            problems.append(
+                Problem(where, f"has {len(scaling)} value scalings for {len(bands)} bands", "value-scaling-count")
+            )
+    for i, out in enumerate(props.get(mlm.OUTPUT, []) or []):
+        where = f"$.properties['mlm:output'][{i}]"
+        classes = out.get("classification:classes") or []
+        result = out.get("result", {})
+        dims, shape = result.get("dim_order", []), result.get("shape", [])
+        if classes and "class" in dims and len(dims) == len(shape):
+            size = shape[dims.index("class")]
+            if size != -1 and size != len(classes):
+                problems.append(
+                    Problem(where, f"names {len(classes)} classes but its 'class' dim is {size}", "classes-vs-shape")
+                )
+    models = [k for k, a in item.get("assets", {}).items() if mlm.ROLE_MODEL in (a.get("roles") or [])]
+    if len(models) != 1:
+        problems.append(
+            Problem("$.assets", f"has {len(models)} 'mlm:model' assets; readers expect exactly one", "one-model")
+        )
+    if base_dir is not None:
+        problems += asset_problems(item, base_dir)
+    return problems
+
+
+def asset_problems(item: Mapping[str, Any], base_dir: Path) -> list[Problem]:
+    """Each local asset must exist with the ``file:size`` and ``file:checksum`` the Item states."""
+    problems = []
+    for key, asset in item.get("assets", {}).items():
+        where = f"$.assets['{key}']"
+        href = str(asset.get("href", ""))
+        if urlparse(href).scheme not in ("", "file"):
+            continue  # remote: not checked here
+        path = (base_dir / urlparse(href).path).resolve()
+        if not path.exists():
+            problems.append(Problem(where, f"file {href} does not exist", "asset-exists"))
+            continue
+        size = asset.get("file:size")
+        if isinstance(size, int) and size != path.stat().st_size:
+            problems.append(
+                Problem(where, f"file:size {size} but {href} has {path.stat().st_size} bytes", "asset-size")
+            )
+            continue
+        checksum = asset.get("file:checksum")
+        if isinstance(checksum, str):
+            if not checksum.startswith(SHA256_MULTIHASH_PREFIX):
+                continue  # another hash function: not checked
+            actual = file_checksum(path)
+            if actual != checksum:
+                problems.append(
+                    Problem(where, f"file:checksum does not match {href} (it is {actual})", "asset-checksum")
+                )
+    return problems
+
+
+def _defined_bands(item: Mapping[str, Any]) -> set[str] | None:
+    names: set[str] = set()
+    found = False
+    sources = [item.get("properties", {}).get("bands"), item.get("properties", {}).get("eo:bands")]
+    for asset in item.get("assets", {}).values():
+        sources += [asset.get("bands"), asset.get("raster:bands"), asset.get("eo:bands")]
+    for bands in sources:
+        if isinstance(bands, list):
+            found = True
+            names |= {b.get("name") for b in bands if isinstance(b, Mapping) and b.get("name")}
+    return names if found else None

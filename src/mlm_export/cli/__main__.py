@@ -1,0 +1,7 @@
+"""python -m mlm_export.cli: the mlm-export command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,173 @@
+"""``mlm-export convert``: an Item beside every existing checkpoint, and a Collection per directory."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from ..convert import Converter, ConvertSettings, Result, parse_shape
+from ..errors import MLMExportError
+from ..pipeline import ExportOptions
+from ..sources.checkpoint import find_checkpoints
+from .output import Output, add_output_flags
+
+EPILOG = """examples:
+  mlm-export convert lightning_logs/version_0/checkpoints/
+  mlm-export convert 'runs/**/*.ckpt' --model my_pkg.tasks:Segmenter --license MIT
+  mlm-export convert weights.pth --factory torchvision.models:resnet18 --init-args '{num_classes: 10}' \\
+      --input-shape 1,3,224,224 --tasks classification
+  mlm-export convert ckpts/ --defaults mlm.yaml      # name, license, bands, classes, ... as YAML or JSON
+
+Models are rebuilt from, in order: the Item embedded by MLMExportCallback; the class LightningCLI recorded;
+--model/--factory with --init-args (default: the checkpoint's hyper_parameters). Checkpoints load with
+torch.load(weights_only=True) and an allowlist of safe types; --trust-checkpoint allows full unpickling.
+Existing Items are kept unless --overwrite. Exit codes: 0 all converted, 1 some failed, 2 usage error.
+"""
+
+#: Options of export_mlm that can be given on the command line, as comma-separated lists where plural.
+LIST_OPTIONS = ("tasks", "bands", "classes")
+TEXT_OPTIONS = ("name", "description", "license", "architecture", "pretrained_source")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="write an MLM Item beside each checkpoint (.ckpt/.pt/.pth/.safetensors) and a Collection per directory",
+        description="Turn existing checkpoints into MLM Items: files, directories (searched recursively) and "
+        "globs. Each Item lands beside its checkpoint as <stem>.mlm.json; each directory gets collection.json.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", help="checkpoint files, directories or globs")
+    arch = p.add_mutually_exclusive_group()
+    arch.add_argument("--model", help="the model class, module:Class (built with --init-args)")
+    arch.add_argument("--factory", help="a function that returns the model, module:function")
+    p.add_argument("--init-args", type=init_args_value, help="arguments for --model/--factory: JSON, YAML or @file")
+    p.add_argument("--input-shape", type=parse_shape, help="example input shape to trace with, e.g. 1,3,224,224")
+    p.add_argument("--defaults", type=Path, help="YAML or JSON file of export_mlm options (name, license, bands, ...)")
+    for name in TEXT_OPTIONS:
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"the Item's {name.replace('_', ' ')}")
+    for name in LIST_OPTIONS:
+        p.add_argument(f"--{name}", type=_csv, help=f"comma-separated {name}")
+    p.add_argument("--overwrite", action="store_true", help="replace existing Items")
+    p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling (only for trusted files)")
+    add_output_flags(p)
+    p.set_defaults(run=run)
+
+
+def init_args_value(text: str) -> dict[str, Any]:
+    """``--init-args``: a JSON or YAML mapping, or @path to a file holding one."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
+    value = _parse_mapping(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _parse_mapping(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        import yaml
+    except ImportError as e:
+        raise argparse.ArgumentTypeError("not valid JSON (install PyYAML to pass YAML)") from e
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise argparse.ArgumentTypeError(f"neither JSON nor YAML: {e}") from e
+
+
+def _csv(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def options_from(args: argparse.Namespace) -> ExportOptions:
+    """The defaults file, then the flags over it."""
+    values: dict[str, Any] = {}
+    if args.defaults:
+        loaded = _parse_mapping(args.defaults.read_text(encoding="utf-8"))
+        if not isinstance(loaded, dict):
+            raise MLMExportError(f"--defaults {args.defaults} must hold a mapping of export_mlm options")
+        values.update(loaded)
+    for name in (*TEXT_OPTIONS, *LIST_OPTIONS):
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    unknown = set(values) - set(ExportOptions.__dataclass_fields__)
+    if unknown:
+        known = ", ".join(sorted(ExportOptions.__dataclass_fields__))
+        raise MLMExportError(f"unknown option(s) {sorted(unknown)} in --defaults; known: {known}")
+    for key in ("datetime", "start_datetime", "end_datetime"):
+        if isinstance(values.get(key), str):
+            values[key] = dt.datetime.fromisoformat(values[key].replace("Z", "+00:00"))
+    return ExportOptions(**values)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Output(as_json=args.json, quiet=args.quiet)
+    try:
+        options = options_from(args)
+    except (MLMExportError, OSError, ValueError) as e:
+        out.error(f"mlm-export convert: {e}")
+        return 2
+    settings = ConvertSettings(
+        model=args.model or args.factory,
+        init_args=args.init_args,
+        input_shape=args.input_shape,
+        trust=args.trust_checkpoint,
+        overwrite=args.overwrite,
+    )
+    missing = [raw for raw in args.paths if not Path(raw).exists() and not any(c in raw for c in "*?[")]
+    if missing:
+        out.error(f"mlm-export convert: no such file or directory: {', '.join(missing)}")
+        return 2
+    files = [(f, Path(raw).is_dir()) for raw in args.paths for f in find_checkpoints([raw])]
+    if not files:
+        out.error(f"mlm-export convert: no checkpoint files in {' '.join(args.paths)}")
+        return 2
+    converter = Converter(options, settings)
+    results: list[Result] = []
+    total = sum(f.stat().st_size for f, _ in files if f.exists())
+    with out.progress(total, len(files)) as advance:
+        for f, in_directory in files:
+            result = converter.convert(f, catalog_dir=f.parent if in_directory else None)
+            results.append(result)
+            advance(result.size)
+            if result.status == "failed":
+                out.error(f"{f}: {result.error}")
+    collections = []
+    try:
+        collections = [str(p) for p in converter.write_collections()]
+    except MLMExportError as e:
+        out.error(f"collection: {e}")
+        results.append(Result(Path("collection.json"), "failed", error=str(e)))
+    out.table(_summary(results))
+    for c in collections:
+        out.line(f"collection: {c}")
+    out.json({"results": [r.as_dict() for r in results], "collections": collections})
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def _summary(results: list[Result]) -> Table:
+    table = Table(title="mlm-export convert", title_justify="left")
+    for col in ("file", "model", "parameters", "task", "Item or error"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        outcome = str(r.item_path) if r.status == "converted" else f"{r.status}: {r.error}"
+        style = {"converted": "", "skipped": "yellow", "failed": "red"}[r.status]
+        table.add_row(
+            str(r.path),
+            r.model or "",
+            f"{r.parameters:,}" if r.parameters else "",
+            ", ".join(r.tasks),
+            outcome.replace("[", r"\["),
+            style=style,
+        )
+    return table

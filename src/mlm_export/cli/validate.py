@@ -1,0 +1,60 @@
+"""``mlm-export validate``: JSON Schemas and MLM's cross-field rules, offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..checks import consistency_problems
+from ..errors import MLMExportError, Problem
+from ..validate import validation_problems
+from .output import Output, add_output_flags
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "validate",
+        help="check Items and Collections against STAC, MLM and every declared extension (offline)",
+        description="Validate STAC Items and Collections against the JSON Schemas they declare (resolved through "
+        "$MLM_EXPORT_SCHEMA_DIR and the cache) and, for MLM Items, the rules a schema cannot express: bands vs "
+        "channels, classes vs output size, one mlm:model asset, and the size and checksum of local assets. "
+        "Exit 1 if any file fails.",
+        epilog="example:\n  mlm-export validate demo-output/tinyunet-water-segmentation.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", type=Path, help="Item or Collection JSON files")
+    add_output_flags(p)
+    p.set_defaults(run=run)
+
+
+def check_file(path: Path) -> list[Problem]:
+    """Schema problems, then cross-field problems of an MLM Item."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return [Problem("$", f"cannot read: {e}", "file")]
+    try:
+        problems = validation_problems(data)
+    except MLMExportError as e:
+        return [Problem("$", f"cannot check: {e}", "schema")]
+    if data.get("type") == "Feature" and any("/mlm/" in u for u in data.get("stac_extensions", [])):
+        problems += consistency_problems(data, path.parent)
+    return problems
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Output(as_json=args.json, quiet=args.quiet)
+    results = []
+    for path in args.paths:
+        problems = check_file(path)
+        results.append({"path": str(path), "valid": not problems, "problems": [p.__dict__ for p in problems]})
+        if problems:
+            out.error(f"{path}: {len(problems)} problem(s)")
+            for p in problems:
+                out.error(f"  {p.json_path}: {p.message} [{p.schema}]")
+        else:
+            out.line(f"{path}: valid")
+    out.json(results)
+    return 0 if all(r["valid"] for r in results) else 1

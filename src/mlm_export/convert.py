@@ -1,0 +1,267 @@
+"""Turn checkpoints that already exist into MLM Items (the engine of ``mlm-export convert``).
+
+Per file: load safely, find the model (embedded Item, LightningCLI class path, ``--model``/``--factory``),
+check that the weights fit it, reuse the trace of that architecture across files, hash the file once, and
+write ``<stem>.mlm.json`` atomically beside it. A directory also gets a ``collection.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import mlm
+from .catalog import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
+from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
+from .item import build_item
+from .pipeline import ExportOptions, gather, plan
+from .sources.checkpoint import (
+    ArchitectureError,
+    LoadedCheckpoint,
+    ModelSpec,
+    explicit_spec,
+    lightning_spec,
+    load,
+    load_weights,
+)
+from .validate import check
+from .write import atomic_write_json, file_checksum
+
+#: Image size used to trace a model whose input size nothing states (documented; override with input_shape).
+DEFAULT_IMAGE_SIZE = 64
+
+
+@dataclass
+class Result:
+    """What happened to one file."""
+
+    path: Path
+    status: str  # "converted", "skipped" or "failed"
+    item_path: Path | None = None
+    model: str | None = None
+    parameters: int | None = None
+    tasks: list[str] = field(default_factory=list)
+    error: str | None = None
+    size: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "status": self.status,
+            "item": str(self.item_path) if self.item_path else None,
+            "model": self.model,
+            "parameters": self.parameters,
+            "tasks": self.tasks,
+            "error": self.error,
+        }
+
+
+@dataclass
+class ConvertSettings:
+    """How to rebuild models that checkpoints do not describe themselves."""
+
+    model: str | None = None
+    init_args: Mapping[str, Any] | None = None
+    input_shape: Sequence[int] | None = None
+    trust: bool = False
+    overwrite: bool = False
+
+
+class Converter:
+    """Convert checkpoint files one by one; what files share (the traced architecture) is computed once."""
+
+    def __init__(self, options: ExportOptions, settings: ConvertSettings) -> None:
+        self.options = options
+        self.settings = settings
+        self._bases: dict[Any, dict[str, Any]] = {}
+        self._catalogs: dict[Path, RunCatalog] = {}
+
+    def convert(self, path: Path, *, catalog_dir: Path | None = None) -> Result:
+        """Write the Item of one checkpoint; a failure is reported in the result, nothing is written for it."""
+        path = Path(path)
+        target = item_path_for(path)
+        size = path.stat().st_size if path.exists() else 0
+        if target.exists() and not self.settings.overwrite:
+            return Result(path, "skipped", target, error="an Item exists; pass --overwrite to replace it", size=size)
+        try:
+            ckpt = load(path, trust=self.settings.trust)
+            base, model_name = self._base(ckpt)
+            catalog = self._catalog(catalog_dir, base) if catalog_dir else None
+            data = checkpoint_item(
+                base,
+                path.absolute(),
+                size=size,
+                checksum=file_checksum(path),
+                item_id=f"{base['id']}-{checkpoint_stem(path)}",
+                properties=_lightning_properties(ckpt),
+                title=_title(ckpt),
+                catalog=catalog,
+            )
+            check(data)
+            if catalog:
+                catalog.put(path.absolute(), data)
+            else:
+                atomic_write_json(target, data)
+        except (MLMExportError, OSError) as e:
+            return Result(path, "failed", error=_reason(e), size=size)
+        props = data["properties"]
+        return Result(
+            path,
+            "converted",
+            target,
+            model=model_name,
+            parameters=props.get(mlm.TOTAL_PARAMETERS),
+            tasks=list(props.get(mlm.TASKS, [])),
+            size=size,
+        )
+
+    def write_collections(self) -> list[Path]:
+        """Write the Collection of every directory converted."""
+        written = []
+        for directory, catalog in self._catalogs.items():
+            catalog.adopt()
+            catalog.write_collection()
+            written.append(directory / "collection.json")
+        return written
+
+    # ---------------------------------------------------------------------------------------------- internals
+
+    def _base(self, ckpt: LoadedCheckpoint) -> tuple[dict[str, Any], str]:
+        """The model's description shared by every checkpoint of it: embedded, or traced once per architecture."""
+        if ckpt.embedded_item is not None and self.settings.model is None:
+            base = ckpt.embedded_item
+            props = base.get("properties", {})
+            _check_embedded_fits(ckpt, props)
+            return base, str(props.get(mlm.ARCHITECTURE, "embedded"))
+        spec = self._spec(ckpt)
+        key = (spec, tuple(self.settings.input_shape or ()))
+        if key not in self._bases:
+            self._bases[key] = self._trace(spec, ckpt)
+        model = spec.build(on_meta=True)
+        load_weights(model, ckpt.state_dict, spec.target)  # the weights must fit, for every file
+        return self._bases[key], spec.target
+
+    def _spec(self, ckpt: LoadedCheckpoint) -> ModelSpec:
+        if self.settings.model:
+            return explicit_spec(self.settings.model, self.settings.init_args, ckpt)
+        spec = lightning_spec(ckpt)
+        if spec is not None:
+            return spec
+        hint = "a Lightning checkpoint without a recorded class" if ckpt.kind == "lightning" else "a bare state dict"
+        raise ArchitectureError(
+            f"{ckpt.path.name} is {hint}: name the model with --model module:Class or --factory module:function "
+            "(with --init-args), or convert checkpoints written with MLMExportCallback"
+        )
+
+    def _trace(self, spec: ModelSpec, ckpt: LoadedCheckpoint) -> dict[str, Any]:
+        model = spec.build(on_meta=True)
+        example = self._example(model, ckpt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MLMExportWarning)
+            try:
+                gathered = gather(model, None, example, self.options)
+            except MLMExportError:
+                # data-dependent models cannot trace on meta: load the (memory-mapped) weights and run for real
+                real = spec.build(on_meta=False)
+                load_weights(real, ckpt.state_dict, spec.target)
+                model, gathered = real, gather(real, None, example, self.options)
+            item_plan = plan(model, gathered, self.options, warn_datetime=False)
+        return _plain(build_item(item_plan).to_dict(include_self_link=False, transform_hrefs=False))
+
+    def _example(self, model: nn.Module, ckpt: LoadedCheckpoint) -> Any:
+        if self.settings.input_shape:
+            return torch.empty(tuple(self.settings.input_shape), device="meta")
+        example = getattr(model, "example_input_array", None)
+        if isinstance(example, torch.Tensor):
+            return example.to("meta")
+        channels = _in_channels(ckpt.hyper_parameters, model)
+        if channels is None:
+            raise InputRequiredError()
+        size = _image_size(ckpt.hyper_parameters) or DEFAULT_IMAGE_SIZE
+        return torch.empty((2, channels, size, size), device="meta")
+
+    def _catalog(self, directory: Path, base: dict[str, Any]) -> RunCatalog:
+        directory = directory.absolute()
+        if directory not in self._catalogs:
+            props = base.get("properties", {})
+            self._catalogs[directory] = RunCatalog(
+                directory,
+                collection_id=f"{base['id']}-checkpoints",
+                title=str(props.get(mlm.NAME, base["id"])),
+                license=self.options.license,
+                description=self.options.description,
+            )
+        return self._catalogs[directory]
+
+
+def _check_embedded_fits(ckpt: LoadedCheckpoint, props: Mapping[str, Any]) -> None:
+    """An embedded description must still match the weights it travels with (same parameter count)."""
+    total = props.get(mlm.TOTAL_PARAMETERS)
+    if isinstance(total, int) and ckpt.state_dict:
+        counted = sum(t.numel() for t in ckpt.state_dict.values() if t.is_floating_point())
+        if counted < total:
+            raise ArchitectureError(
+                f"{ckpt.path.name}: the embedded Item counts {total:,} parameters but the checkpoint holds "
+                f"{counted:,} weights; pass --model to describe it anew"
+            )
+
+
+def _in_channels(hparams: Mapping[str, Any], model: nn.Module) -> int | None:
+    for key in ("in_channels", "in_chans", "num_channels", "input_channels"):
+        v = hparams.get(key)
+        if isinstance(v, int) and v > 0:
+            return v
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Conv3d):
+            return m.in_channels
+        if isinstance(m, nn.Linear):
+            return None
+    return None
+
+
+def _image_size(hparams: Mapping[str, Any]) -> int | None:
+    for key in ("img_size", "image_size", "patch_size", "size"):
+        v = hparams.get(key)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def _lightning_properties(ckpt: LoadedCheckpoint) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    if isinstance(ckpt.epoch, int):
+        props["lightning:epoch"] = ckpt.epoch
+    if isinstance(ckpt.global_step, int):
+        props["lightning:global_step"] = ckpt.global_step
+    return props
+
+
+def _title(ckpt: LoadedCheckpoint) -> str:
+    return {"lightning": "Lightning checkpoint", "safetensors": "Weights (safetensors)"}.get(ckpt.kind, "State dict")
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(data))
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``1,3,224,224`` -> (1, 3, 224, 224)."""
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError as e:
+        raise InvalidOptionError(f"--input-shape must be integers separated by commas, got {text!r}") from e
+    if not shape or any(s <= 0 for s in shape):
+        raise InvalidOptionError(f"--input-shape must be positive integers, got {text!r}")
+    return shape

@@ -1,0 +1,330 @@
+"""Facts from checkpoint files: load them safely (no code runs unless trusted), find the model they hold.
+
+Checkpoints load with ``torch.load(weights_only=True, mmap=True)`` and an allowlist of the harmless types
+Lightning and TorchGeo checkpoints contain; tensors stay memory-mapped (never a second copy in memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import inspect
+import pathlib
+import pickle
+import re
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import MLMExportError
+
+CHECKPOINT_PATTERNS = ("*.ckpt", "*.pt", "*.pth", "*.safetensors")
+#: Keys of a Lightning checkpoint.
+STATE_DICT = "state_dict"
+HYPER_PARAMETERS = "hyper_parameters"
+#: Key under which MLMExportCallback stores the Item's model description inside each checkpoint.
+EMBED_KEY = "mlm_export"
+
+
+class CheckpointError(MLMExportError, ValueError):
+    """A file is not a checkpoint that can be read."""
+
+
+class UntrustedCheckpointError(MLMExportError, pickle.UnpicklingError):
+    """A checkpoint needs a type outside the allowlist to load: loading it could run code."""
+
+    def __init__(self, path: Path, type_name: str) -> None:
+        self.type_name = type_name
+        super().__init__(
+            f"{path.name} needs '{type_name}' to load, which is not on the allowlist of safe types; unpickling it "
+            "could run code. If you trust the file, pass --trust-checkpoint (trust=True)."
+        )
+
+
+class ArchitectureError(MLMExportError, ValueError):
+    """The model a checkpoint holds cannot be rebuilt, or its weights do not fit."""
+
+
+def safe_types() -> list[Any]:
+    """Types that appear in Lightning and TorchGeo checkpoints and are safe to rebuild.
+
+    Weights enums are allowlisted one by one when a checkpoint names them (see :func:`_allowable`), so that
+    loading a checkpoint does not import TorchGeo.
+    """
+    types: list[Any] = [
+        pathlib.PosixPath,
+        pathlib.WindowsPath,
+        pathlib.PurePosixPath,
+        pathlib.PureWindowsPath,
+        argparse.Namespace,
+        torch.torch_version.TorchVersion,
+    ]
+    with contextlib.suppress(ImportError):
+        import numpy as np
+
+        core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
+        types += [np.dtype, core.multiarray.scalar]
+        types += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
+    return types
+
+
+#: Safe classes imported only when a checkpoint names them (importing Lightning or TorchGeo is costly).
+ON_DEMAND = (
+    "lightning.fabric.utilities.data.AttributeDict",
+    "lightning_fabric.utilities.data.AttributeDict",
+    "pytorch_lightning.utilities.parsing.AttributeDict",
+)
+#: Modules whose pretrained-weights enums may be rebuilt from a checkpoint (trainers keep them in hparams).
+WEIGHTS_ENUM_MODULES = ("torchgeo.models", "torchvision.models")
+
+
+def _allowable(global_name: str) -> Any:
+    """The class a checkpoint names, if it is on the on-demand list or a pretrained-weights enum, else None."""
+    module_name, _, attr = global_name.rpartition(".")
+    on_demand = global_name in ON_DEMAND
+    if not on_demand and (not module_name.startswith(WEIGHTS_ENUM_MODULES) or not attr.endswith("Weights")):
+        return None
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError):
+        return None
+    if on_demand:
+        return obj
+    try:
+        from torchvision.models._api import WeightsEnum
+    except ImportError:
+        return None
+    return obj if isinstance(obj, type) and issubclass(obj, WeightsEnum) else None
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What one file holds: a state dict, and for Lightning checkpoints their metadata."""
+
+    path: Path
+    state_dict: dict[str, torch.Tensor]
+    kind: str  # "lightning", "state_dict" or "safetensors"
+    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+    embedded_item: dict[str, Any] | None = None
+    epoch: int | None = None
+    global_step: int | None = None
+
+
+def load(path: str | Path, *, trust: bool = False) -> LoadedCheckpoint:
+    """Read a ``.ckpt``/``.pt``/``.pth``/``.safetensors`` file without running code (unless ``trust``)."""
+    path = Path(path)
+    kind = _sniff(path)
+    if kind == "safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return LoadedCheckpoint(path, load_file(path, device="cpu"), "safetensors")
+        except Exception as e:
+            raise CheckpointError(f"{path.name}: not a readable safetensors file ({_one_line(e)})") from e
+    obj = _torch_load(path, trust, mmap=kind == "zip")
+    return _interpret(path, obj)
+
+
+def _sniff(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from e
+    if not head:
+        raise CheckpointError(f"{path.name}: empty file")
+    if head.startswith(b"PK\x03\x04"):
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path.name}: truncated or corrupt (its zip directory is missing)")
+        return "zip"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    raise CheckpointError(f"{path.name}: not a PyTorch checkpoint, state dict or safetensors file")
+
+
+def _torch_load(path: Path, trust: bool, *, mmap: bool) -> Any:
+    if trust:
+        return _load_or_explain(path, mmap, weights_only=False)
+    allowed = safe_types()
+    while True:
+        try:
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except pickle.UnpicklingError as e:
+            found = re.search(r"GLOBAL ([\w.]+)", str(e))
+            extra = _allowable(found.group(1)) if found else None
+            if extra is not None and extra not in allowed:
+                allowed.append(extra)  # a weights enum: allowlisted, then load again
+                continue
+            if found:
+                raise UntrustedCheckpointError(path, found.group(1)) from None
+            raise CheckpointError(f"{path.name}: cannot be unpickled ({_one_line(e)})") from e
+        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+            raise CheckpointError(f"{path.name}: truncated or corrupt ({_one_line(e)})") from e
+
+
+def _load_or_explain(path: Path, mmap: bool, *, weights_only: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+        raise CheckpointError(f"{path.name}: truncated or corrupt ({_one_line(e)})") from e
+
+
+def _interpret(path: Path, obj: Any) -> LoadedCheckpoint:
+    if isinstance(obj, nn.Module):
+        return LoadedCheckpoint(path, dict(obj.state_dict()), "module")
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path.name}: holds a {type(obj).__name__}, not a state dict or a Lightning checkpoint")
+    if isinstance(obj.get(STATE_DICT), Mapping):
+        embedded = obj.get(EMBED_KEY)
+        item = embedded.get("item") if isinstance(embedded, Mapping) else None
+        return LoadedCheckpoint(
+            path,
+            dict(obj[STATE_DICT]),
+            "lightning",
+            hyper_parameters=dict(obj.get(HYPER_PARAMETERS) or {}),
+            embedded_item=dict(item) if isinstance(item, Mapping) else None,
+            epoch=obj.get("epoch"),
+            global_step=obj.get("global_step"),
+        )
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors or len(tensors) != len(obj):
+        raise CheckpointError(f"{path.name}: a mapping that is neither a state dict nor a Lightning checkpoint")
+    return LoadedCheckpoint(path, tensors, "state_dict")
+
+
+def find_checkpoints(paths: list[str]) -> Iterator[Path]:
+    """Files named on the command line: files as given, directories searched recursively, globs expanded."""
+    seen: set[Path] = set()
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted({f for pattern in CHECKPOINT_PATTERNS for f in p.rglob(pattern) if f.is_file()})
+        elif any(ch in raw for ch in "*?["):
+            found = sorted(Path().glob(raw)) if not p.is_absolute() else sorted(Path(p.anchor).glob(raw[1:]))
+        else:
+            found = [p]
+        for f in found:
+            key = f.absolute()
+            if key not in seen:
+                seen.add(key)
+                yield f
+
+
+# ------------------------------------------------------------------------------------------ rebuilding
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build the model a checkpoint's weights belong to: a callable and its arguments."""
+
+    target: str
+    init_args: tuple[tuple[str, Any], ...] = ()
+    #: A prefix to strip from the state dict's keys ("model." when a task's inner network is wanted).
+    strip_prefix: str = ""
+
+    def build(self, *, on_meta: bool = True) -> nn.Module:
+        factory = import_object(self.target)
+        kwargs = dict(self.init_args)
+        try:
+            with torch.device("meta") if on_meta else contextlib.nullcontext():
+                model = factory(**kwargs)
+        except TypeError as e:
+            raise ArchitectureError(f"{self.target}({_args(kwargs)}) failed: {_one_line(e)}") from e
+        if not isinstance(model, nn.Module):
+            raise ArchitectureError(f"{self.target} returned a {type(model).__name__}, not a torch.nn.Module")
+        return model
+
+
+def lightning_spec(ckpt: LoadedCheckpoint) -> ModelSpec | None:
+    """The class LightningCLI recorded (``_class_path``) with the checkpoint's hyperparameters."""
+    hp = ckpt.hyper_parameters
+    class_path = hp.get("_class_path")
+    if not isinstance(class_path, str):
+        return None
+    args = {k: v for k, v in hp.items() if not k.startswith("_")}
+    return ModelSpec(class_path, tuple(sorted(args.items())))
+
+
+def explicit_spec(target: str, init_args: Mapping[str, Any] | None, ckpt: LoadedCheckpoint) -> ModelSpec:
+    """``--model module:Class`` or ``--factory module:function``; arguments default to the hyperparameters."""
+    if init_args is None:
+        init_args = {k: v for k, v in ckpt.hyper_parameters.items() if not k.startswith("_")}
+        factory = import_object(target)
+        with contextlib.suppress(TypeError, ValueError):
+            params = inspect.signature(factory).parameters
+            if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+                init_args = {k: v for k, v in init_args.items() if k in params}
+    return ModelSpec(target, tuple(sorted(dict(init_args).items())))
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> nn.Module:
+    """Put the checkpoint's tensors into a meta-built model without copying them (``assign=True``).
+
+    Keys may carry a prefix the model does not (a LightningModule's ``model.``): it is stripped when that makes
+    them fit. Missing or unexpected keys and wrong shapes are an :class:`ArchitectureError`.
+    """
+    expected = model.state_dict()
+    state = _fit_keys(dict(state_dict), expected)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            shapes = f"{list(state[k].shape)} vs {list(expected[k].shape)}"
+            parts.append(f"{len(wrong)} of another shape (e.g. {k}: {shapes})")
+        raise ArchitectureError(f"the weights do not fit {source}: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
+
+
+def _fit_keys(state: dict[str, torch.Tensor], expected: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    if set(state) == set(expected):
+        return state
+    prefixes = {k.split(".", 1)[0] + "." for k in state if "." in k}
+    for prefix in sorted(prefixes):
+        stripped = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if set(stripped) == set(expected):
+            return stripped
+    return state
+
+
+def import_object(target: str) -> Any:
+    """``package.module:Name`` or ``package.module.Name`` -> the object."""
+    module_name, _, attr = target.partition(":") if ":" in target else target.rpartition(".")
+    if not module_name or not attr:
+        raise ArchitectureError(f"'{target}' is not an importable name: use module:Class or module.Class")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ArchitectureError(f"cannot import {module_name} (for {target}): {_one_line(e)}") from e
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as e:
+            raise ArchitectureError(f"{module_name} has no {attr}") from e
+    return obj
+
+
+def _args(kwargs: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    line = text[0] if text else type(e).__name__
+    return line if len(line) <= 240 else line[:237] + "..."

@@ -1,0 +1,186 @@
+"""Prove that an Item describes its model: files, schema, and a real run on a batch built from ``mlm:input``."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import mlm
+from .checks import consistency_problems
+from .errors import MLMExportError
+from .sources.checkpoint import ModelSpec, explicit_spec, lightning_spec, load, load_weights
+from .sources.model import observe_outputs
+from .validate import validation_problems
+
+#: Size given to dynamic (-1) non-batch dims of the synthetic batch; a multiple of 32 suits common encoders.
+DYNAMIC_SIZE = 64
+#: Batch size of the synthetic batch when the batch dim is dynamic.
+BATCH = 2
+
+_DTYPES = {
+    "float16": torch.float16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "int8": torch.int8,
+    "int16": torch.int16,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "uint8": torch.uint8,
+    "cfloat32": torch.complex64,
+    "cfloat64": torch.complex128,
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verified fact: what was checked, whether it holds, and the detail."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail}
+
+
+def verify_item(
+    path: str | Path, *, model: str | None = None, init_args: Mapping[str, Any] | None = None, trust: bool = False
+) -> list[Check]:
+    """Check an Item's files, schema and cross-field rules, then run its model and compare the outputs."""
+    path = Path(path)
+    item = json.loads(path.read_text(encoding="utf-8"))
+    checks = [Check("schema", not (p := validation_problems(item)), _join(p) or "valid")]
+    problems = consistency_problems(item, path.parent)
+    file_rules = {"asset-exists", "asset-size", "asset-checksum"}
+    files = [p for p in problems if p.schema in file_rules]
+    rules = [p for p in problems if p.schema not in file_rules]
+    checks.append(Check("files", not files, _join(files) or "every local asset has its stated size and checksum"))
+    checks.append(Check("consistency", not rules, _join(rules) or "bands, classes and model assets agree"))
+    try:
+        module, how = load_model(item, path.parent, model=model, init_args=init_args, trust=trust)
+    except MLMExportError as e:
+        return [*checks, Check("load model", False, str(e))]
+    checks.append(Check("load model", True, how))
+    props = item.get("properties", {})
+    try:
+        args, kwargs, described = synthetic_batch(props.get(mlm.INPUT, []), module)
+    except ValueError as e:
+        return [*checks, Check("run", False, str(e))]
+    try:
+        with torch.no_grad():
+            out = module(*args, **kwargs)
+    except Exception as e:
+        return [*checks, Check("run", False, f"the model fails on a batch built from mlm:input ({described}): {e}")]
+    checks.append(Check("run", True, f"ran on {described}"))
+    return checks + compare_outputs(props.get(mlm.OUTPUT, []), out)
+
+
+def load_model(
+    item: Mapping[str, Any], base: Path, *, model: str | None, init_args: Mapping[str, Any] | None, trust: bool
+) -> tuple[nn.Module, str]:
+    """The Item's ``mlm:model`` artifact as a runnable module, without the training code where its type allows."""
+    assets = item.get("assets", {})
+    key, asset = next(((k, a) for k, a in assets.items() if mlm.ROLE_MODEL in (a.get("roles") or [])), (None, None))
+    if asset is None:
+        raise MLMExportError("the Item has no 'mlm:model' asset")
+    file = (base / str(asset["href"])).resolve()
+    kind = asset.get(mlm.ARTIFACT_TYPE)
+    if kind == mlm.ARTIFACT_EXPORT:
+        try:
+            return torch.export.load(str(file)).module(), f"{file.name} (torch.export archive, no training code)"
+        except Exception as e:
+            raise MLMExportError(f"cannot load {file.name} with torch.export.load: {e}") from e
+    if kind in (mlm.ARTIFACT_SAFETENSORS, mlm.ARTIFACT_TORCH_SAVE):
+        ckpt = load(file, trust=trust)
+        spec: ModelSpec | None = explicit_spec(model, init_args, ckpt) if model else lightning_spec(ckpt)
+        if spec is None:
+            raise MLMExportError(
+                f"{file.name} holds weights only ({kind}): name the architecture with --model module:Class "
+                "(and --init-args) to run it"
+            )
+        module = load_weights(spec.build(on_meta=False), ckpt.state_dict, spec.target)
+        return module.eval(), f"{file.name} ({kind}) into {spec.target}"
+    raise MLMExportError(f"asset '{key}' has mlm:artifact_type {kind!r}, which verify cannot load")
+
+
+def synthetic_batch(inputs: list[dict[str, Any]], module: nn.Module) -> tuple[tuple[Any, ...], dict[str, Any], str]:
+    """Tensors shaped and typed as ``mlm:input`` says (dynamic dims filled), passed the way forward takes them."""
+    if not inputs:
+        raise ValueError("the Item has no mlm:input")
+    gen = torch.Generator().manual_seed(0)
+    tensors = {}
+    for inp in inputs:
+        s = inp["input"]
+        shape = [
+            (BATCH if d == "batch" else DYNAMIC_SIZE) if n == -1 else n
+            for n, d in zip(s["shape"], s["dim_order"], strict=True)
+        ]
+        dtype = _DTYPES.get(s["data_type"])
+        if dtype is None:
+            raise ValueError(f"input '{inp['name']}' has data_type {s['data_type']!r}, which verify cannot make")
+        if dtype.is_floating_point or dtype.is_complex:
+            x = torch.randn(shape, generator=gen).to(dtype)  # values after value_scaling: about N(0, 1)
+        else:
+            x = torch.randint(0, 8, shape, generator=gen).to(dtype)
+        tensors[inp["name"]] = x
+    described = ", ".join(f"{n}: {str(t.dtype).removeprefix('torch.')}{list(t.shape)}" for n, t in tensors.items())
+    if len(tensors) == 1:
+        return (next(iter(tensors.values())),), {}, described
+    params = _forward_params(module)
+    if set(tensors) <= set(params):
+        return (), tensors, described
+    return tuple(tensors.values()), {}, described
+
+
+def compare_outputs(outputs: list[dict[str, Any]], out: Any) -> list[Check]:
+    """Shape, data type and class count of each described output against what the model returned."""
+    observed = observe_outputs(out).tensors
+    checks = []
+    described = {o["name"] for o in outputs}
+    for o in outputs:
+        name = o["name"]
+        if name not in observed:
+            checks.append(
+                Check(f"output {name}", False, f"the model returns no '{name}' (it returns {sorted(observed)})")
+            )
+            continue
+        shape, dtype = observed[name]
+        r = o["result"]
+        want = r["shape"]
+        issues = []
+        if len(want) != len(shape) or any(w not in (-1, s) for w, s in zip(want, shape, strict=False)):
+            issues.append(f"shape {list(shape)} vs stated {want}")
+        actual_type = mlm.data_type(str(dtype).removeprefix("torch."))
+        if actual_type != r["data_type"]:
+            issues.append(f"data type {actual_type} vs stated {r['data_type']}")
+        classes = o.get("classification:classes") or []
+        dims = r.get("dim_order", [])
+        if classes and "class" in dims and len(shape) == len(dims):
+            n = shape[dims.index("class")]
+            if n != len(classes):
+                issues.append(f"{n} classes vs {len(classes)} named")
+        ok = not issues
+        detail = "; ".join(issues) if issues else f"{actual_type}{list(shape)} as stated"
+        checks.append(Check(f"output {name}", ok, detail))
+    extra = sorted(set(observed) - described)
+    if extra:
+        checks.append(Check("outputs", False, f"the model also returns {extra}, which the Item does not describe"))
+    return checks
+
+
+def _forward_params(module: nn.Module) -> list[str]:
+    try:
+        return list(inspect.signature(module.forward).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+def _join(problems: list[Any]) -> str:
+    return "; ".join(str(p) for p in problems)
