@@ -39,6 +39,7 @@ def export_mlm(
     start_datetime: dt.datetime | None = None,
     end_datetime: dt.datetime | None = None,
     properties: Mapping[str, Any] | None = None,
+    weights: Any = None,
     export_program: bool = True,
     validate: Validate = "raise",
 ) -> pystac.Item:
@@ -46,7 +47,9 @@ def export_mlm(
 
     Shapes, dtypes, dynamic dims, parameter counts and tasks come from tracing the model on ``example_input``
     (or one batch of ``datamodule``); bands, normalization, classes and batch size from the datamodule. The
-    keyword options state what cannot be observed, and override what was.
+    keyword options state what cannot be observed, and override what was. ``weights=`` (a TorchGeo or
+    torchvision weights enum member, or its name) adds what the weights know: bands, normalization, input
+    size, license, publication, code and pretraining dataset, read offline from ``.meta`` and ``.transforms``.
 
     With ``out_dir``, the weights are written as safetensors and, when the model exports, a ``torch.export``
     archive (.pt2) that runs without the training code becomes the ``mlm:model`` asset; the Item JSON is
@@ -80,6 +83,7 @@ def export_mlm(
         start_datetime=start_datetime,
         end_datetime=end_datetime,
         properties=dict(properties or {}),
+        weights=weights,
         validate=validate,
     )
     gathered = gather(model, datamodule, example_input, options)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from .sources.checkpoint import (
     lightning_spec,
     load,
     load_weights,
+    torchgeo_spec,
 )
 from .validate import check
 from .write import atomic_write_json, file_checksum
@@ -68,6 +69,8 @@ class ConvertSettings:
     """How to rebuild models that checkpoints do not describe themselves."""
 
     model: str | None = None
+    #: A TorchGeo weights enum member's name: its architecture, bands and normalization describe the files.
+    weights: str | None = None
     init_args: Mapping[str, Any] | None = None
     input_shape: Sequence[int] | None = None
     trust: bool = False
@@ -78,6 +81,8 @@ class Converter:
     """Convert checkpoint files one by one; what files share (the traced architecture) is computed once."""
 
     def __init__(self, options: ExportOptions, settings: ConvertSettings) -> None:
+        if settings.weights and options.weights is None:
+            options = replace(options, weights=settings.weights)
         self.options = options
         self.settings = settings
         self._bases: dict[Any, dict[str, Any]] = {}
@@ -135,13 +140,13 @@ class Converter:
 
     def _base(self, ckpt: LoadedCheckpoint) -> tuple[dict[str, Any], str]:
         """The model's description shared by every checkpoint of it: embedded, or traced once per architecture."""
-        if ckpt.embedded_item is not None and self.settings.model is None:
+        if ckpt.embedded_item is not None and self.settings.model is None and self.settings.weights is None:
             base = ckpt.embedded_item
             props = base.get("properties", {})
             _check_embedded_fits(ckpt, props)
             return base, str(props.get(mlm.ARCHITECTURE, "embedded"))
         spec = self._spec(ckpt)
-        key = (spec, tuple(self.settings.input_shape or ()))
+        key = (repr(spec), tuple(self.settings.input_shape or ()))  # hyperparameters may hold lists
         if key not in self._bases:
             self._bases[key] = self._trace(spec, ckpt)
         model = spec.build(on_meta=True)
@@ -151,13 +156,15 @@ class Converter:
     def _spec(self, ckpt: LoadedCheckpoint) -> ModelSpec:
         if self.settings.model:
             return explicit_spec(self.settings.model, self.settings.init_args, ckpt)
-        spec = lightning_spec(ckpt)
+        if self.settings.weights:
+            return ModelSpec(f"weights:{self.settings.weights}", weights=self.settings.weights)
+        spec = lightning_spec(ckpt) or (torchgeo_spec(ckpt) if ckpt.hyper_parameters else None)
         if spec is not None:
             return spec
         hint = "a Lightning checkpoint without a recorded class" if ckpt.kind == "lightning" else "a bare state dict"
         raise ArchitectureError(
             f"{ckpt.path.name} is {hint}: name the model with --model module:Class or --factory module:function "
-            "(with --init-args), or convert checkpoints written with MLMExportCallback"
+            "(with --init-args) or --weights Enum.MEMBER, or convert checkpoints written with MLMExportCallback"
         )
 
     def _trace(self, spec: ModelSpec, ckpt: LoadedCheckpoint) -> dict[str, Any]:
@@ -176,6 +183,8 @@ class Converter:
         return _plain(build_item(item_plan).to_dict(include_self_link=False, transform_hrefs=False))
 
     def _example(self, model: nn.Module, ckpt: LoadedCheckpoint) -> Any:
+        if self.settings.weights and not self.settings.input_shape:
+            return None  # the weights enum gives channels and size
         if self.settings.input_shape:
             return torch.empty(tuple(self.settings.input_shape), device="meta")
         example = getattr(model, "example_input_array", None)

@@ -33,6 +33,9 @@ class ItemPlan:
     total_parameters: int
     memory_size: int
     artifacts: tuple[ArtifactFacts, ...]
+    links: tuple[Mapping[str, Any], ...] = ()
+    #: Assets other than model files (source code, ...), as STAC asset dicts.
+    extra_assets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     accelerator: str | None = None
     accelerator_summary: str | None = None
     description: str | None = None
@@ -99,6 +102,8 @@ def build_item(plan: ItemPlan) -> pystac.Item:
         extensions.append(mlm.CLASSIFICATION_SCHEMA)
     if plan.bands and any(b.common_name or b.center_wavelength for b in plan.bands):
         extensions.append(mlm.EO_SCHEMA)
+    if any(k.startswith("sci:") for k in props):
+        extensions.append(mlm.SCI_SCHEMA)
 
     geometry = _polygon(plan.bbox) if plan.bbox else None
     when = None if (plan.start_datetime and plan.end_datetime) else plan.datetime
@@ -112,6 +117,10 @@ def build_item(plan: ItemPlan) -> pystac.Item:
     )
     for a in plan.artifacts:
         item.add_asset(a.key, _asset(a, stac_bands))
+    for key, asset in plan.extra_assets.items():
+        item.add_asset(key, pystac.Asset.from_dict(dict(asset)))
+    for link in plan.links:
+        item.add_link(pystac.Link.from_dict(dict(link)))
     return item
 
 
@@ -122,6 +131,7 @@ def _input(spec: InputSpec) -> dict[str, Any]:
         input=mlm.Structure(shape=list(spec.shape), dim_order=list(spec.dim_order), data_type=spec.data_type),
         description=spec.description,
         value_scaling=[_scaling(s) for s in spec.value_scaling] if spec.value_scaling else None,
+        resize_type=spec.resize_type,
     ).dump()
 
 

@@ -18,6 +18,7 @@ FILE_SCHEMA = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 CLASSIFICATION_SCHEMA = "https://stac-extensions.github.io/classification/v1.1.0/schema.json"
 #: eo v2 is the eo extension for STAC 1.1 ``bands`` (``eo:common_name``, ``eo:center_wavelength``).
 EO_SCHEMA = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
+SCI_SCHEMA = "https://stac-extensions.github.io/scientific/v1.0.0/schema.json"
 
 PREFIX = "mlm:"
 NAME = PREFIX + "name"
@@ -41,6 +42,7 @@ ARTIFACT_TYPE = PREFIX + "artifact_type"
 ROLE_MODEL = "mlm:model"
 ROLE_WEIGHTS = "mlm:weights"
 ROLE_CHECKPOINT = "mlm:checkpoint"
+ROLE_SOURCE_CODE = "mlm:source_code"
 
 ARTIFACT_SAFETENSORS = "safetensors.torch.save_file"
 ARTIFACT_EXPORT = "torch.export.save"

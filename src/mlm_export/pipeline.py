@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -57,6 +58,7 @@ class ExportOptions:
     start_datetime: dt.datetime | None = None
     end_datetime: dt.datetime | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
+    weights: Any = None
     validate: Validate = "raise"
 
     def __post_init__(self) -> None:
@@ -103,17 +105,52 @@ class Gathered:
     model: ModelFacts
     data: DataFacts
     example: Any = field(repr=False)
+    weights: Any = None  # WeightsFacts, when the model came from a pretrained-weights enum
 
 
 def gather(model: nn.Module, datamodule: Any, example_input: Any, options: ExportOptions) -> Gathered:
-    """Facts from the user, the datamodule and a trace of the model (in that order of precedence)."""
+    """Facts from the user, the datamodule, the weights enum and a trace of the model (in that precedence)."""
     data = user_facts(options)
     if datamodule is not None:
         data = data.merged_over(datamodule_facts(datamodule, load_batch=example_input is None))
+    wfacts = None
+    if options.weights is not None:
+        from .sources.weights import weights_facts
+
+        wfacts = weights_facts(options.weights)
+        data = data.merged_over(wfacts.data)
     example = example_input if example_input is not None else data.example_input
+    if example is None and wfacts is not None:
+        example = _weights_example(model, wfacts)
     if example is None:
         raise InputRequiredError()
-    return Gathered(inspect_model(model, example), data, example)
+    return Gathered(inspect_model(model, example), data, example, wfacts)
+
+
+def _weights_example(model: nn.Module, wfacts: Any) -> Any:
+    """A batch for a weights member's model: its channels (checked against the model), its image size."""
+    import torch
+
+    from .sources.weights import DEFAULT_IMAGE_SIZE, first_layer_channels
+
+    channels = first_layer_channels(model)
+    if wfacts.in_channels and channels and wfacts.in_channels != channels:
+        raise InvalidOptionError(
+            f"{wfacts.name} is for {wfacts.in_channels}-channel input but the model's first layer takes {channels} "
+            "channels: pass the model built for these weights, or weights= that match it"
+        )
+    size = wfacts.image_size or _fixed_image_size(model) or DEFAULT_IMAGE_SIZE
+    device = next((t.device for t in model.parameters()), torch.device("cpu"))
+    return torch.zeros((2, wfacts.in_channels or channels or 3, size, size), device=device)
+
+
+def _fixed_image_size(model: nn.Module) -> int | None:
+    """The image size a model is built for (timm ViTs: ``patch_embed.img_size``), if it states one."""
+    embed = getattr(model, "patch_embed", None)
+    size = getattr(embed, "img_size", None) or getattr(model, "img_size", None) or getattr(model, "image_size", None)
+    if isinstance(size, tuple | list) and size:
+        size = size[0]
+    return size if isinstance(size, int) and size > 0 else None
 
 
 def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_datetime: bool = True) -> ItemPlan:
@@ -136,6 +173,30 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
         size=art.safetensors_size(weights, art.safetensors_metadata(aliases)) if weights else None,
     )
     accelerator, summary = resolve.accelerator(facts.device)
+    w = gathered.weights
+    hyperparameters = options.hyperparameters if options.hyperparameters is not None else facts.hyperparameters
+    extra = dict(options.properties)
+    links: list[dict[str, Any]] = []
+    extra_assets: dict[str, Any] = {}
+    pretrained, pretrained_source = options.pretrained, options.pretrained_source
+    if w is not None:
+        hyperparameters = {**w.hyperparameters, **(hyperparameters or {})} or None
+        pretrained = True if pretrained is None else pretrained
+        pretrained_source = pretrained_source or w.dataset
+        extra.setdefault("torchgeo:weights", w.name)
+        links, sci = _publication(w.publication)
+        for k, v in sci.items():
+            extra.setdefault(k, v)
+        if w.repo:
+            extra_assets["source_code"] = {
+                "href": w.repo, "type": "text/html", "title": "Source code", "roles": [mlm.ROLE_SOURCE_CODE, "code"],
+            }  # fmt: skip
+        if w.url:  # until files are written, the Item points at the published weights
+            planned = replace(
+                planned, href=w.url, media_type=MEDIA_CHECKPOINT, title=f"Published weights ({w.name})",
+                artifact_type=mlm.ARTIFACT_TORCH_SAVE,
+            )  # fmt: skip
+    inputs = tuple(replace(i, resize_type=w.resize_type) for i in inputs) if w and w.resize_type else inputs
     return ItemPlan(
         id=item_id,
         name=name,
@@ -147,22 +208,40 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
         total_parameters=facts.parameters.total,
         memory_size=facts.parameters.memory_bytes,
         artifacts=(planned,),
+        links=tuple(links),
+        extra_assets=extra_assets,
         accelerator=accelerator,
         accelerator_summary=summary,
         description=options.description,
         bands=data.bands,
-        pretrained=options.pretrained,
-        pretrained_source=options.pretrained_source,
+        pretrained=pretrained,
+        pretrained_source=pretrained_source,
         batch_size_suggestion=data.batch_size,
-        hyperparameters=options.hyperparameters if options.hyperparameters is not None else facts.hyperparameters,
-        license=options.license,
+        hyperparameters=hyperparameters,
+        license=options.license or (w.license if w else None),
         bbox=data.bbox,
         datetime=_when(options.datetime, data, warn_datetime),
         start_datetime=_parse_time(data.start_datetime),
         end_datetime=_parse_time(data.end_datetime),
         created=dt.datetime.now(dt.UTC).replace(microsecond=0),
-        extra_properties=dict(options.properties),
+        extra_properties=extra,
     )
+
+
+def _publication(url: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A publication as the scientific extension says: a DOI (arXiv papers have one) and a cite-as link."""
+    if not url:
+        return [], {}
+    doi = None
+    found = re.search(r"doi\.org/(10\.\d{4,9}/\S+)", url)
+    arxiv = re.search(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})", url)
+    if found:
+        doi = found.group(1)
+    elif arxiv:
+        doi = f"10.48550/arXiv.{arxiv.group(1)}"
+    if doi:
+        return [{"rel": "cite-as", "href": f"https://doi.org/{doi}", "title": "Publication"}], {"sci:doi": doi}
+    return [{"rel": "describedby", "href": url, "title": "Publication"}], {}
 
 
 def write_model_files(

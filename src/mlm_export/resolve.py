@@ -33,6 +33,7 @@ class InputSpec:
     bands: tuple[str, ...] = ()
     value_scaling: tuple[Scaling, ...] | None = None
     description: str | None = None
+    resize_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ class OutputSpec:
 def resolve_tasks(model: ModelFacts, data: DataFacts, tasks: Any) -> dict[str, tuple[str, ...]]:
     """Tasks per output: the user's ``tasks=`` where given, else inferred where the outputs leave no doubt."""
     given = _given_tasks(model, tasks)
+    if not given:
+        from .sources.torchgeo import mlm_tasks
+
+        known = mlm_tasks(model.qualified_name)  # a TorchGeo task says what it does
+        given = {o.name: known for o in model.outputs} if known else {}
     result: dict[str, tuple[str, ...]] = {}
     detection = _detection_tasks(model)
     for out in model.outputs:

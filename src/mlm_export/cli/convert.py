@@ -22,9 +22,11 @@ EPILOG = """examples:
   mlm-export convert weights.pth --factory torchvision.models:resnet18 --init-args '{num_classes: 10}' \\
       --input-shape 1,3,224,224 --tasks classification
   mlm-export convert ckpts/ --defaults mlm.yaml      # name, license, bands, classes, ... as YAML or JSON
+  mlm-export convert resnet50_s2_moco.pth --weights ResNet50_Weights.SENTINEL2_ALL_MOCO --tasks similarity-search
 
 Models are rebuilt from, in order: the Item embedded by MLMExportCallback; the class LightningCLI recorded;
---model/--factory with --init-args (default: the checkpoint's hyper_parameters). Checkpoints load with
+a TorchGeo task whose arguments the hyper_parameters are; --model/--factory with --init-args (default: the
+checkpoint's hyper_parameters); --weights for a state dict of published TorchGeo weights. Checkpoints load with
 torch.load(weights_only=True) and an allowlist of safe types; --trust-checkpoint allows full unpickling.
 Existing Items are kept unless --overwrite. Exit codes: 0 all converted, 1 some failed, 2 usage error.
 """
@@ -47,6 +49,11 @@ def add_parser(sub: Any) -> None:
     arch = p.add_mutually_exclusive_group()
     arch.add_argument("--model", help="the model class, module:Class (built with --init-args)")
     arch.add_argument("--factory", help="a function that returns the model, module:function")
+    arch.add_argument(
+        "--weights",
+        help="the TorchGeo weights these files are, e.g. ResNet50_Weights.SENTINEL2_ALL_MOCO (builder, "
+        "bands and normalization come from the enum)",
+    )
     p.add_argument("--init-args", type=init_args_value, help="arguments for --model/--factory: JSON, YAML or @file")
     p.add_argument("--input-shape", type=parse_shape, help="example input shape to trace with, e.g. 1,3,224,224")
     p.add_argument("--defaults", type=Path, help="YAML or JSON file of export_mlm options (name, license, bands, ...)")
@@ -119,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = ConvertSettings(
         model=args.model or args.factory,
+        weights=args.weights,
         init_args=args.init_args,
         input_shape=args.input_shape,
         trust=args.trust_checkpoint,

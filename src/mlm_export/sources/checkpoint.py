@@ -228,10 +228,14 @@ class ModelSpec:
 
     target: str
     init_args: tuple[tuple[str, Any], ...] = ()
-    #: A prefix to strip from the state dict's keys ("model." when a task's inner network is wanted).
-    strip_prefix: str = ""
+    #: A pretrained-weights enum member's name: the model is the architecture TorchGeo builds for it.
+    weights: str | None = None
 
     def build(self, *, on_meta: bool = True) -> nn.Module:
+        if self.weights:
+            from .weights import build_model
+
+            return build_model(self.weights, on_meta=on_meta)
         factory = import_object(self.target)
         kwargs = dict(self.init_args)
         try:
@@ -252,6 +256,18 @@ def lightning_spec(ckpt: LoadedCheckpoint) -> ModelSpec | None:
         return None
     args = {k: v for k, v in hp.items() if not k.startswith("_")}
     return ModelSpec(class_path, tuple(sorted(args.items())))
+
+
+def torchgeo_spec(ckpt: LoadedCheckpoint) -> ModelSpec | None:
+    """The TorchGeo task whose arguments the checkpoint's hyperparameters are and whose model its weights fit."""
+    from .torchgeo import candidate_tasks
+
+    for target, args in candidate_tasks(ckpt.hyper_parameters):
+        spec = ModelSpec(target, tuple(sorted(args.items())))
+        with contextlib.suppress(Exception):
+            load_weights(spec.build(on_meta=True), ckpt.state_dict, target)
+            return spec
+    return None
 
 
 def explicit_spec(target: str, init_args: Mapping[str, Any] | None, ckpt: LoadedCheckpoint) -> ModelSpec:

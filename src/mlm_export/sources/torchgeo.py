@@ -1,0 +1,62 @@
+"""TorchGeo tasks: which MLM tasks each one does, and finding the task class a checkpoint's hyperparameters fit."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+#: TorchGeo task class (0.9+ names; 0.8 names end in "Task") -> MLM tasks of its outputs.
+TASKS: dict[str, tuple[str, ...]] = {
+    "Classification": ("classification",),
+    "MultiLabelClassification": ("classification",),
+    "Regression": ("regression",),
+    "SemanticSegmentation": ("semantic-segmentation",),
+    "PixelwiseRegression": ("regression",),
+    "ObjectDetection": ("object-detection",),
+    "InstanceSegmentation": ("instance-segmentation",),
+    "ChangeDetection": ("semantic-segmentation",),
+    "MoCo": ("similarity-search",),
+    "SimCLR": ("similarity-search",),
+    "BYOL": ("similarity-search",),
+}
+
+
+def task_name(qualified_name: str) -> str | None:
+    """The TorchGeo task a class is (by its qualified name), without the 0.8 "Task" suffix, or None."""
+    if not qualified_name.startswith(("torchgeo.tasks", "torchgeo.trainers")):
+        return None
+    name = qualified_name.rsplit(".", 1)[-1].removesuffix("Task")
+    return name if name in TASKS else None
+
+
+def mlm_tasks(qualified_name: str) -> tuple[str, ...] | None:
+    """MLM tasks of a TorchGeo task's outputs, or None for any other model."""
+    name = task_name(qualified_name)
+    return TASKS.get(name) if name else None
+
+
+def task_classes() -> Iterator[type]:
+    """TorchGeo's task classes, from ``torchgeo.tasks`` (0.9+) or ``torchgeo.trainers`` (0.8)."""
+    for module_name in ("torchgeo.tasks", "torchgeo.trainers"):
+        with contextlib.suppress(ImportError):
+            module = __import__(module_name, fromlist=["_"])
+            for name in TASKS:
+                for attr in (name, f"{name}Task"):
+                    cls = getattr(module, attr, None)
+                    if isinstance(cls, type):
+                        yield cls
+            return
+
+
+def candidate_tasks(hparams: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Task classes whose arguments take every saved hyperparameter, fewest extra arguments first."""
+    keys = {k for k in hparams if not k.startswith("_")}
+    found = []
+    for cls in task_classes():
+        params = set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
+        if keys and keys <= params:
+            found.append((len(params - keys), f"{cls.__module__}:{cls.__qualname__}", cls))
+    found.sort(key=lambda t: t[0])
+    return [(target, {k: hparams[k] for k in keys}) for _, target, _ in found]

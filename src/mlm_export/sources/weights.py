@@ -1,0 +1,240 @@
+"""Facts from a pretrained-weights enum (TorchGeo, torchvision): bands, normalization, input size, provenance.
+
+Only ``.meta`` and ``.transforms`` are read; nothing is downloaded. :func:`build_model` builds the
+architecture a weights member needs (its channels and classes) with the builder TorchGeo registers, while
+the download of the state dict is intercepted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InvalidOptionError, MLMExportError
+from ..facts import BandFacts, DataFacts
+from .values import compose_zscores, normalizer_params
+
+#: Image size used when neither the weights' transforms nor the model state one (documented default).
+DEFAULT_IMAGE_SIZE = 224
+
+# name -> (eo:common_name, center wavelength in micrometres), per sensor. Sources: ESA Sentinel-2 and USGS
+# Landsat band designations.
+SENTINEL2 = {
+    "B1": ("coastal", 0.443), "B2": ("blue", 0.49), "B3": ("green", 0.56), "B4": ("red", 0.665),
+    "B5": ("rededge071", 0.704), "B6": ("rededge075", 0.74), "B7": ("rededge078", 0.783), "B8": ("nir", 0.842),
+    "B8A": ("nir08", 0.865), "B9": ("nir09", 0.945), "B10": ("cirrus", 1.375), "B11": ("swir16", 1.61),
+    "B12": ("swir22", 2.19),
+}  # fmt: skip
+LANDSAT_OLI = {
+    "B1": ("coastal", 0.443), "B2": ("blue", 0.482), "B3": ("green", 0.561), "B4": ("red", 0.655),
+    "B5": ("nir08", 0.865), "B6": ("swir16", 1.609), "B7": ("swir22", 2.201), "B8": ("pan", 0.59),
+    "B9": ("cirrus", 1.373), "B10": ("lwir11", 10.9), "B11": ("lwir12", 12.0),
+}  # fmt: skip
+LANDSAT_TM = {
+    "B1": ("blue", 0.485), "B2": ("green", 0.56), "B3": ("red", 0.66), "B4": ("nir08", 0.83),
+    "B5": ("swir16", 1.65), "B6": ("lwir", 11.45), "B7": ("swir22", 2.215),
+}  # fmt: skip
+LANDSAT_ETM = {**LANDSAT_TM, "B8": ("pan", 0.71)}
+NAIP = {"R": ("red", 0.635), "G": ("green", 0.555), "B": ("blue", 0.465), "NIR": ("nir", 0.82)}
+RGB = {"R": ("red", None), "G": ("green", None), "B": ("blue", None), "RED": ("red", None),
+       "GREEN": ("green", None), "BLUE": ("blue", None)}  # fmt: skip
+#: Enum member name prefixes -> band table.
+SENSORS = (
+    ("SENTINEL2", SENTINEL2),
+    ("LANDSAT_OLI", LANDSAT_OLI),
+    ("LANDSAT_ETM", LANDSAT_ETM),
+    ("LANDSAT_TM", LANDSAT_TM),
+    ("NAIP", NAIP),
+)
+
+
+@dataclass(frozen=True)
+class WeightsFacts:
+    """What a weights member says about the model and its input."""
+
+    name: str
+    data: DataFacts
+    in_channels: int | None = None
+    num_classes: int | None = None
+    image_size: int | None = None
+    resize_type: str | None = None
+    url: str | None = None
+    license: str | None = None
+    dataset: str | None = None
+    publication: str | None = None
+    repo: str | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve(weights: Any) -> Any:
+    """A weights enum member from itself or its name (``"ResNet50_Weights.SENTINEL2_ALL_MOCO"``)."""
+    if isinstance(weights, str):
+        try:
+            from torchgeo.models import get_weight
+        except ImportError as e:
+            raise InvalidOptionError(
+                "weights= names a TorchGeo weights enum: pip install 'mlm-export[torchgeo]'"
+            ) from e
+        try:
+            return get_weight(weights)
+        except (KeyError, ValueError, AttributeError) as e:
+            raise InvalidOptionError(f"weights={weights!r} is not a TorchGeo weights enum member ({e})") from e
+    if not hasattr(weights, "meta") or not hasattr(weights, "transforms"):
+        raise InvalidOptionError(
+            f"weights= must be a weights enum member (with .meta and .transforms), not {weights!r}"
+        )
+    return weights
+
+
+def weights_facts(weights: Any) -> WeightsFacts:
+    """Bands, per-band normalization, input size and provenance of a weights member, offline."""
+    weights = resolve(weights)
+    meta: Mapping[str, Any] = weights.meta
+    name = f"{type(weights).__name__}.{weights.name}"
+    transforms = getattr(weights, "transforms", None)
+    steps = [p for p in (normalizer_params(t) for t in _walk(transforms)) if p is not None]
+    scaling = compose_zscores(steps, None) if steps else None
+    size, resize = _size_and_resize(transforms)
+    bands = _bands(weights.name, meta.get("bands"))
+    in_ch = meta.get("in_chans")
+    if scaling and bands and len(scaling) not in (1, len(bands)):
+        scaling = None  # normalization over another channel layout than the bands: not per band, not stated
+    sources = {"bands": f"{name}.meta['bands']", "value_scaling": f"{name}.transforms"}
+    hparams = {k: meta[k] for k in ("ssl_method", "encoder", "architecture") if isinstance(meta.get(k), str)}
+    return WeightsFacts(
+        name=name,
+        data=DataFacts(bands=bands, value_scaling=scaling, sources=sources),
+        in_channels=in_ch if isinstance(in_ch, int) else (len(bands) if bands else None),
+        num_classes=meta.get("num_classes") if isinstance(meta.get("num_classes"), int) else None,
+        image_size=size or _int(meta.get("img_size")) or _int(meta.get("image_size")),
+        resize_type=resize,
+        url=getattr(weights, "url", None),
+        license=meta.get("license") if isinstance(meta.get("license"), str) else None,
+        dataset=meta.get("dataset") if isinstance(meta.get("dataset"), str) else None,
+        publication=meta.get("publication") if isinstance(meta.get("publication"), str) else None,
+        repo=meta.get("repo") if isinstance(meta.get("repo"), str) else None,
+        hyperparameters=hparams,
+    )
+
+
+def _bands(member: str, names: Any) -> tuple[BandFacts, ...] | None:
+    if not isinstance(names, Sequence) or isinstance(names, str) or not names:
+        return None
+    names = [str(n) for n in names]
+    table: Mapping[str, tuple[str, float | None]] = next((t for p, t in SENSORS if member.startswith(p)), RGB)
+    if member.startswith("SENTINEL1"):
+        table = {}
+    out = []
+    seen: dict[str, int] = {}
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        unique = n if seen[n] == 1 else f"{n}_t{seen[n]}"  # a band repeated for a second date (stacked series)
+        key = re.sub(r"^B0(\d)", r"B\1", n.upper())
+        common, wavelength = table.get(key, (None, None))
+        description = f"{n} polarization" if member.startswith("SENTINEL1") else None
+        out.append(BandFacts(unique, common, wavelength, description))
+    return tuple(out)
+
+
+def _size_and_resize(transforms: Any) -> tuple[int | None, str | None]:
+    size = None
+    resize = None
+    for t in _walk(transforms):
+        kind = type(t).__name__
+        if kind in ("CenterCrop", "RandomCrop", "CenterCrop2d"):
+            crop = getattr(t, "size", None)
+            size = _int(crop[0] if isinstance(crop, list | tuple) else crop) or size
+            resize = resize or "crop"
+        elif kind in ("Resize", "Resize2d"):
+            mode = str(getattr(t, "interpolation", "bilinear")).lower()
+            method = "nearest" if "nearest" in mode else "cubic" if "cubic" in mode else "linear"
+            resize = f"interpolation-{method}"
+    return size, resize
+
+
+def _walk(obj: Any) -> Iterator[Any]:
+    if obj is None:
+        return
+    yield obj
+    children = list(obj.children()) if isinstance(obj, nn.Module) else getattr(obj, "transforms", None) or []
+    for c in children:
+        yield from _walk(c)
+
+
+def _int(v: Any) -> int | None:
+    if isinstance(v, list | tuple) and v:
+        v = v[0]
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+# ------------------------------------------------------------------------------------------ building models
+
+
+def builder_name(weights: Any) -> str:
+    """The name TorchGeo registers the builder of this weights enum under."""
+    from torchgeo.models import get_model_weights, list_models
+
+    for name in list_models():
+        with contextlib.suppress(Exception):
+            if get_model_weights(name) is type(weights):
+                return name
+    raise MLMExportError(f"no TorchGeo model builder takes {type(weights).__name__}")
+
+
+class _NoDownload(Exception):
+    """Raised in place of a weights download."""
+
+
+def build_model(weights: Any, *, on_meta: bool = True) -> nn.Module:
+    """The architecture a weights member loads into (its channels, classes, heads), with random weights.
+
+    TorchGeo's builders shape the model from the weights and then download the state dict; the download is
+    replaced by an empty state dict and the load by a no-op, so no file is fetched.
+    """
+    from torchgeo.models import get_model
+    from torchvision.models._api import WeightsEnum
+
+    weights = resolve(weights)
+    name = builder_name(weights)
+
+    def no_state(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {}
+
+    def no_load(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        return nn.modules.module._IncompatibleKeys([], [])
+
+    def no_download(*args: Any, **kwargs: Any) -> Any:
+        raise _NoDownload("download attempted")
+
+    patches = [
+        (WeightsEnum, "get_state_dict", no_state),
+        (nn.Module, "load_state_dict", no_load),
+        (torch.hub, "load_state_dict_from_url", no_download),
+        (torch.hub, "download_url_to_file", no_download),
+    ]
+    patches += [(cls, "get_state_dict", no_state) for cls in type(weights).__mro__ if "get_state_dict" in vars(cls)]
+    saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in patches]
+    try:
+        for obj, attr, value in patches:
+            setattr(obj, attr, value)
+        with torch.device("meta") if on_meta else contextlib.nullcontext():
+            return get_model(name, weights=weights)
+    except _NoDownload as e:
+        raise MLMExportError(f"building {name} for {weights} needs a download; it is skipped offline") from e
+    finally:
+        for obj, attr, value in reversed(saved):
+            setattr(obj, attr, value)
+
+
+def first_layer_channels(model: nn.Module) -> int | None:
+    """Input channels of the first convolution (or patch embedding) of a model."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Conv3d | nn.Conv1d):
+            return m.in_channels
+    return None
