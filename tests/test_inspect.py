@@ -247,3 +247,25 @@ def test_meta_trace_does_not_copy_weights_of_a_large_model():
     assert facts.traced_on == "meta"
     assert facts.parameters.total == 6 * (4096 * 4096 + 4096)
     assert grown_kb * 1024 < 0.1 * facts.parameters.memory_bytes
+
+
+class CachesDuringForward(nn.Module):
+    """Replaces an attribute (a list of tensors) in forward, as torchvision's AnchorGenerator does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+        self.cache = [torch.ones(3), torch.zeros(3)]
+
+    def forward(self, x):
+        self.cache = [c.to(x.device) for c in self.cache]
+        return self.fc(x) + self.cache[0].sum()
+
+
+def test_attributes_set_during_the_meta_trace_are_put_back():
+    model = CachesDuringForward()
+    before = model.cache
+    facts = inspect_model(model, torch.randn(2, 4))
+    assert facts.traced_on == "meta"
+    assert model.cache is before and all(t.device.type == "cpu" for t in model.cache)
+    model(torch.randn(1, 4))  # still runs for real

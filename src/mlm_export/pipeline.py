@@ -106,10 +106,18 @@ class Gathered:
     data: DataFacts
     example: Any = field(repr=False)
     weights: Any = None  # WeightsFacts, when the model came from a pretrained-weights enum
+    #: The network described: the model itself, or the part that does inference (an SSL task's backbone).
+    module: Any = field(default=None, repr=False, compare=False)
+    #: Hyperparameters of the model as given (a task), which its inference network may not have.
+    hyperparameters: Any = field(default=None, repr=False, compare=False)
 
 
 def gather(model: nn.Module, datamodule: Any, example_input: Any, options: ExportOptions) -> Gathered:
     """Facts from the user, the datamodule, the weights enum and a trace of the model (in that precedence)."""
+    from .sources.torchgeo import inference_module
+
+    given = model
+    model = inference_module(model)
     data = user_facts(options)
     if datamodule is not None:
         data = data.merged_over(datamodule_facts(datamodule, load_batch=example_input is None))
@@ -124,7 +132,20 @@ def gather(model: nn.Module, datamodule: Any, example_input: Any, options: Expor
         example = _weights_example(model, wfacts)
     if example is None:
         raise InputRequiredError()
-    return Gathered(inspect_model(model, example), data, example, wfacts)
+    facts = inspect_model(model, example)
+    hparams = _hparams(given)
+    if model is not given:  # the task's hyperparameters and MLM task describe its inference network too
+        facts = replace(facts, hyperparameters=hparams, qualified_name=_qualname(given))
+    return Gathered(facts, data, example, wfacts, module=model, hyperparameters=hparams)
+
+
+def _hparams(model: nn.Module) -> Any:
+    h = getattr(model, "hparams", None)
+    return dict(h) if isinstance(h, Mapping) and h else None
+
+
+def _qualname(model: nn.Module) -> str:
+    return f"{type(model).__module__}.{type(model).__qualname__}"
 
 
 def _weights_example(model: nn.Module, wfacts: Any) -> Any:
@@ -155,8 +176,11 @@ def _fixed_image_size(model: nn.Module) -> int | None:
 
 def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_datetime: bool = True) -> ItemPlan:
     """Decide everything the Item says; its model asset is the safetensors file that writing would produce."""
+    from .sources.torchgeo import architecture as task_architecture
+
     facts, data = gathered.model, gathered.data
-    arch = resolve.architecture(model, options.architecture)
+    model = gathered.module if gathered.module is not None else model
+    arch = options.architecture or task_architecture(gathered.hyperparameters) or resolve.architecture(model, None)
     name = resolve.mlm_name(options.name, arch)
     item_id = options.item_id or resolve.item_id(name)
     tasks_by_output = resolve.resolve_tasks(facts, data, options.tasks)
@@ -248,6 +272,7 @@ def write_model_files(
     model: nn.Module, gathered: Gathered, item_plan: ItemPlan, out_dir: Path, stem: str, *, export_program: bool
 ) -> ItemPlan:
     """Write ``<stem>.safetensors`` and, when the model exports, ``<stem>.pt2``; the plan now points at them."""
+    model = gathered.module if gathered.module is not None else model
     weights, aliases = art.weights(model)
     weights_file = out_dir / f"{stem}.safetensors"
     written = art.write_safetensors(weights, weights_file, art.safetensors_metadata(aliases))

@@ -201,7 +201,8 @@ def _on_meta(model: nn.Module) -> Iterator[None]:
         for table, name, t in reversed(saved):
             table[name] = t
         for m, d in zip(modules, saved_dicts, strict=True):
-            if m.__dict__ != d:
+            # by identity: == on attributes would compare tensors (and fail on meta ones)
+            if m.__dict__.keys() != d.keys() or any(v is not d[k] for k, v in m.__dict__.items()):
                 m.__dict__.clear()
                 m.__dict__.update(d)
 

@@ -7,6 +7,9 @@ import inspect
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import torch
+from torch import nn
+
 #: TorchGeo task class (0.9+ names; 0.8 names end in "Task") -> MLM tasks of its outputs.
 TASKS: dict[str, tuple[str, ...]] = {
     "Classification": ("classification",),
@@ -60,3 +63,44 @@ def candidate_tasks(hparams: Mapping[str, Any]) -> list[tuple[str, dict[str, Any
             found.append((len(params - keys), f"{cls.__module__}:{cls.__qualname__}", cls))
     found.sort(key=lambda t: t[0])
     return [(target, {k: hparams[k] for k in keys}) for _, target, _ in found]
+
+
+class EarlyFusion(nn.Module):
+    """A change-detection network that takes both dates stacked on the channels, fed [batch, time, bands, H, W].
+
+    TorchGeo's ChangeDetection task flattens time into channels in its steps, not in ``forward``; this
+    wrapper does it in ``forward``, so that the time dimension is part of the model's described input.
+    Its state dict is the task's (``model.`` keys).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model(image.flatten(1, 2))
+
+
+def inference_module(model: Any) -> Any:
+    """The network that does inference: a self-supervised task's backbone (not its projection head or
+    momentum copy, used only in training); an early-fusion change detector with its time flattening; any
+    other model as it is."""
+    name = task_name(f"{type(model).__module__}.{type(model).__qualname__}")
+    if name == "ChangeDetection":
+        arch = str(getattr(model, "hparams", {}).get("model", ""))
+        if not arch.startswith("fcsiam") and arch != "changevit":
+            return EarlyFusion(model.model)
+    if name in ("MoCo", "SimCLR"):
+        return getattr(model, "backbone", model)
+    if name == "BYOL":
+        inner = getattr(model, "model", model)
+        return getattr(inner, "backbone", inner)
+    return model
+
+
+def architecture(hparams: Mapping[str, Any] | None) -> str | None:
+    """A TorchGeo task's architecture from its hyperparameters: ``model`` and, where set, ``(backbone)``."""
+    if not hparams or not isinstance(hparams.get("model"), str):
+        return None
+    backbone = hparams.get("backbone")
+    return f"{hparams['model']} ({backbone})" if isinstance(backbone, str) else str(hparams["model"])
