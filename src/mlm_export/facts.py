@@ -97,6 +97,8 @@ class DataFacts:
     bbox: tuple[float, float, float, float] | None = None
     start_datetime: str | None = None
     end_datetime: str | None = None
+    #: Links to the data the model was trained, validated and tested on (``derived_from``).
+    links: tuple[dict[str, Any], ...] | None = None
     example_input: Any = field(default=None, compare=False, repr=False)
     #: Where each fact came from, for messages: {"bands": "datamodule.bands", ...}.
     sources: dict[str, str] = field(default_factory=dict, compare=False)

@@ -232,7 +232,7 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
         total_parameters=facts.parameters.total,
         memory_size=facts.parameters.memory_bytes,
         artifacts=(planned,),
-        links=tuple(links),
+        links=(*(data.links or ()), *links),
         extra_assets=extra_assets,
         accelerator=accelerator,
         accelerator_summary=summary,

@@ -42,13 +42,18 @@ LOADER_STAGES = (("predict", "predict"), ("test", "test"), ("val", "validate"), 
 def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
     """Read batch size, bands, classes, normalization and (when it can give one) a real batch from ``dm``."""
     sources: dict[str, str] = {}
+    example = None
+    if load_batch:  # first: asking for a batch may set the datamodule up, and so make its datasets
+        example, where = example_batch(dm)
+        if example is not None:
+            sources["example_input"] = where
     hparams = _hparams(dm)
     datasets = list(_datasets(dm))
 
     batch_size = _first_int(dm, hparams, ("batch_size",), sources, "batch_size")
 
     bands = None
-    for where, value in _candidates(dm, hparams, datasets, ("bands", "band_names", "channels")):
+    for where, value in _candidates(dm, hparams, datasets, ("bands", "band_names", "channels", "all_bands")):
         if _is_name_list(value):
             bands = coerce_bands(value, what=where)
             sources["bands"] = where
@@ -69,17 +74,20 @@ def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
         sources["value_scaling"] = where
 
     patch = _first_int(dm, hparams, ("patch_size", "size", "image_size", "img_size"), sources, "patch_size")
-    example = None
-    if load_batch:
-        example, where = example_batch(dm)
-        if example is not None:
-            sources["example_input"] = where
+    bbox, start, end = _geo_extent(datasets)
+    if bbox:
+        sources["bbox"] = "dataset bounds"
+    links = _data_links(dm)
     return DataFacts(
         bands=bands,
         value_scaling=scaling,
         classes=classes,
         batch_size=batch_size,
         patch_size=(patch, patch) if patch else None,
+        bbox=bbox,
+        start_datetime=start,
+        end_datetime=end,
+        links=links or None,
         example_input=example,
         sources=sources,
     )
@@ -188,8 +196,10 @@ def _is_name_list(value: Any) -> bool:
 
 def _colors(dm: Any, datasets: Sequence[Any]) -> Any:
     for obj in (dm, *datasets):
-        for n in ("cmap", "colormap", "colors", "class_colors"):
+        for n in ("cmap", "colormap", "colors", "class_colors", "ordinal_cmap"):
             value = getattr(obj, n, None)
+            if isinstance(value, torch.Tensor) and value.ndim == 2 and value.shape[1] in (3, 4):
+                return value.tolist()
             if isinstance(value, Mapping | Sequence) and not isinstance(value, str) and value:
                 return value
     return None
@@ -225,3 +235,87 @@ def _walk(obj: Any, depth: int = 0) -> Iterator[Any]:
     if isinstance(children, Sequence | torch.nn.ModuleList) and not isinstance(children, str):
         for c in children:
             yield from _walk(c, depth + 1)
+
+
+SPLITS = (("train_dataset", "train"), ("val_dataset", "validate"), ("test_dataset", "test"))
+
+
+def _geo_extent(datasets: Sequence[Any]) -> tuple[tuple[float, float, float, float] | None, str | None, str | None]:
+    """The union of the GeoDatasets' bounds in EPSG:4326, and their time span, when they have them."""
+    boxes, starts, ends = [], [], []
+    for ds in datasets:
+        try:
+            bounds, crs = ds.bounds, ds.crs
+        except Exception:  # noqa: S112 - a non-geo dataset has no extent
+            continue
+        try:
+            (x0, x1), (y0, y1), (t0, t1) = _bounds(bounds)
+            from pyproj import CRS, Transformer
+
+            to_wgs84 = Transformer.from_crs(CRS.from_user_input(crs), CRS.from_epsg(4326), always_xy=True)
+            w, s, e, n = to_wgs84.transform_bounds(x0, y0, x1, y1)
+        except Exception:  # noqa: S112 - no pyproj or an unknown CRS: no extent rather than a wrong one
+            continue
+        boxes.append((max(w, -180.0), max(s, -90.0), min(e, 180.0), min(n, 90.0)))
+        for t, out in ((t0, starts), (t1, ends)):
+            iso = _iso_time(t)
+            if iso:
+                out.append(iso)
+    if not boxes:
+        return None, None, None
+    bbox = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    return bbox, (min(starts) if starts else None), (max(ends) if ends else None)
+
+
+def _bounds(bounds: Any) -> tuple[tuple[float, float], tuple[float, float], tuple[Any, Any]]:
+    """(x, y, t) ranges from TorchGeo 0.9+ slices or 0.8's BoundingBox(minx, maxx, miny, maxy, mint, maxt)."""
+    if isinstance(bounds, tuple) and len(bounds) == 3 and all(isinstance(b, slice) for b in bounds):
+        x, y, t = bounds
+        return (float(x.start), float(x.stop)), (float(y.start), float(y.stop)), (t.start, t.stop)
+    return (
+        (float(bounds.minx), float(bounds.maxx)),
+        (float(bounds.miny), float(bounds.maxy)),
+        (bounds.mint, bounds.maxt),
+    )
+
+
+def _iso_time(t: Any) -> str | None:
+    import datetime as dt
+    import math
+
+    try:
+        if hasattr(t, "to_pydatetime"):
+            t = t.to_pydatetime()
+        elif isinstance(t, int | float):
+            if not math.isfinite(t) or abs(t) > 1e11:
+                return None  # 0.8's open-ended time bounds
+            t = dt.datetime.fromtimestamp(t, dt.UTC)
+        if isinstance(t, dt.datetime):
+            t = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+            if dt.datetime(1900, 1, 1, tzinfo=dt.UTC) < t < dt.datetime(2200, 1, 1, tzinfo=dt.UTC):
+                return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return None
+    return None
+
+
+def _data_links(dm: Any) -> list[dict[str, Any]]:
+    """``derived_from`` links to each split's files, with its ml-aoi split."""
+    links = []
+    for attr, split in SPLITS:
+        ds = getattr(dm, attr, None)
+        while ds is not None and not hasattr(ds, "paths") and hasattr(ds, "dataset"):
+            ds = ds.dataset
+        paths = getattr(ds, "paths", None)
+        if paths is None:
+            continue
+        for p in [paths] if isinstance(paths, str | bytes) or not isinstance(paths, Sequence) else paths:
+            links.append(
+                {
+                    "rel": "derived_from",
+                    "href": str(p),
+                    "title": f"{split} data ({type(ds).__name__})",
+                    "ml-aoi:split": split,
+                }
+            )
+    return links
