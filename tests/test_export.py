@@ -351,3 +351,20 @@ def test_framework_version_is_semver():
     ]:
         assert framework_version(raw) == expected
         assert SEMVER.match(framework_version(raw))
+
+
+def test_core_imports_without_lightning_or_torchgeo():
+    """The core needs torch, pystac, pydantic and safetensors (and jsonschema): integrations load on use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, mlm_export\n"
+        "from mlm_export import export_mlm\n"
+        "m = torch.nn.Linear(4, 2)\n"
+        "export_mlm(m, example_input=torch.zeros(2, 4), tasks='regression', validate='warn',"
+        " datetime=__import__('datetime').datetime(2024, 1, 1))\n"
+        "print(sorted(n for n in ('lightning', 'torchgeo', 'torchvision', 'timm', 'kornia') if n in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -20,14 +20,9 @@ def consistency_problems(item: Mapping[str, Any], base_dir: Path | None = None) 
     for i, inp in enumerate(props.get(mlm.INPUT, []) or []):
         where = f"$.properties['mlm:input'][{i}]"
         bands = [b if isinstance(b, str) else b.get("name") for b in inp.get("bands", []) or []]
-        structure = inp.get("input", {})
-        dims, shape = structure.get("dim_order", []), structure.get("shape", [])
-        if bands and "bands" in dims and len(dims) == len(shape):
-            size = shape[dims.index("bands")]
-            if size != -1 and size != len(bands):
-                problems.append(
-                    Problem(where, f"lists {len(bands)} bands but its 'bands' dim is {size}", "bands-vs-shape")
-                )
+        size = _dim_size(inp.get("input", {}), "bands")
+        if bands and size not in (None, -1, len(bands)):
+            problems.append(Problem(where, f"lists {len(bands)} bands but its 'bands' dim is {size}", "bands-vs-shape"))
         if bands and defined is not None:
             unknown = [b for b in bands if b not in defined]
             if unknown:
@@ -40,14 +35,11 @@ def consistency_problems(item: Mapping[str, Any], base_dir: Path | None = None) 
     for i, out in enumerate(props.get(mlm.OUTPUT, []) or []):
         where = f"$.properties['mlm:output'][{i}]"
         classes = out.get("classification:classes") or []
-        result = out.get("result", {})
-        dims, shape = result.get("dim_order", []), result.get("shape", [])
-        if classes and "class" in dims and len(dims) == len(shape):
-            size = shape[dims.index("class")]
-            if size != -1 and size != len(classes):
-                problems.append(
-                    Problem(where, f"names {len(classes)} classes but its 'class' dim is {size}", "classes-vs-shape")
-                )
+        size = _dim_size(out.get("result", {}), "class")
+        if classes and size not in (None, -1, len(classes)):
+            problems.append(
+                Problem(where, f"names {len(classes)} classes but its 'class' dim is {size}", "classes-vs-shape")
+            )
     models = [k for k, a in item.get("assets", {}).items() if mlm.ROLE_MODEL in (a.get("roles") or [])]
     if len(models) != 1:
         problems.append(
@@ -56,6 +48,12 @@ def consistency_problems(item: Mapping[str, Any], base_dir: Path | None = None) 
     if base_dir is not None:
         problems += asset_problems(item, base_dir)
     return problems
+
+
+def _dim_size(structure: Mapping[str, Any], dim: str) -> int | None:
+    """The size a structure states for a named dim (-1 if dynamic), or None if it has no such dim."""
+    dims, shape = structure.get("dim_order", []), structure.get("shape", [])
+    return shape[dims.index(dim)] if dim in dims and len(dims) == len(shape) else None
 
 
 def asset_problems(item: Mapping[str, Any], base_dir: Path) -> list[Problem]:

@@ -187,15 +187,8 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
     inputs = resolve.input_specs(facts, data)
     outputs = resolve.output_specs(facts, data, tasks_by_output)
     weights, aliases = art.weights(model, allow_meta=True)
-    planned = ArtifactFacts(
-        key="model",
-        href=f"./{item_id}.safetensors",
-        roles=(mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS),
-        media_type=MEDIA_SAFETENSORS,
-        title="Model weights (safetensors)",
-        artifact_type=mlm.ARTIFACT_SAFETENSORS,
-        size=art.safetensors_size(weights, art.safetensors_metadata(aliases)) if weights else None,
-    )
+    size = art.safetensors_size(weights, art.safetensors_metadata(aliases)) if weights else None
+    planned = _weights_asset(f"{item_id}.safetensors", size)
     accelerator, summary = resolve.accelerator(facts.device)
     w = gathered.weights
     hyperparameters = options.hyperparameters if options.hyperparameters is not None else facts.hyperparameters
@@ -276,16 +269,7 @@ def write_model_files(
     weights, aliases = art.weights(model)
     weights_file = out_dir / f"{stem}.safetensors"
     written = art.write_safetensors(weights, weights_file, art.safetensors_metadata(aliases))
-    weights_asset = ArtifactFacts(
-        key="model",
-        href=f"./{weights_file.name}",
-        roles=(mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS),
-        media_type=MEDIA_SAFETENSORS,
-        title="Model weights (safetensors)",
-        artifact_type=mlm.ARTIFACT_SAFETENSORS,
-        size=written.size,
-        checksum=written.checksum,
-    )
+    weights_asset = _weights_asset(weights_file.name, written.size, written.checksum)
     if not export_program:
         return replace(item_plan, artifacts=(weights_asset,))
     facts = gathered.model
@@ -321,6 +305,20 @@ def write_model_files(
     )
     weights_only = replace(weights_asset, key="weights", roles=(mlm.ROLE_WEIGHTS,), artifact_type=None)
     return replace(item_plan, artifacts=(program_asset, weights_only), inputs=inputs, outputs=outputs)
+
+
+def _weights_asset(name: str, size: int | None, checksum: str | None = None) -> ArtifactFacts:
+    """The safetensors weights as the model asset (until a .pt2 takes that role)."""
+    return ArtifactFacts(
+        key="model",
+        href=f"./{name}",
+        roles=(mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS),
+        media_type=MEDIA_SAFETENSORS,
+        title="Model weights (safetensors)",
+        artifact_type=mlm.ARTIFACT_SAFETENSORS,
+        size=size,
+        checksum=checksum,
+    )
 
 
 def build_checked(item_plan: ItemPlan, mode: Validate) -> pystac.Item:

@@ -172,11 +172,11 @@ def output_specs(model: ModelFacts, data: DataFacts, tasks: Mapping[str, tuple[s
     specs = []
     for t in model.outputs:
         out_tasks = tasks[t.name]
-        classful = bool(CLASS_TASKS & set(out_tasks))
         class_dim = _class_dim(t, out_tasks, model.output_structure)
         names = _output_dim_names(t, out_tasks, class_dim, model.output_structure)
+        detection_labels = model.output_structure == "list_of_mappings" and t.name.rsplit(".", 1)[-1] == "labels"
         classes = None
-        if data.classes and (class_dim is not None or (t.name == "labels" and classful is False)):
+        if data.classes and (class_dim is not None or detection_labels):
             if class_dim is not None and t.observed[class_dim] != len(data.classes):
                 where = data.sources.get("classes", "classes=")
                 raise InvalidOptionError(
