@@ -224,8 +224,30 @@ def test_unsupported_output_is_explained():
 
 
 def test_non_tensor_input_is_explained():
-    with pytest.raises(InvalidOptionError, match="every input must be a tensor"):
+    with pytest.raises(InvalidOptionError, match="holds no tensor"):
         inspect_model(Regressor(), {"x": [1, 2, 3]})
+    with pytest.raises(InvalidOptionError, match="every input must be a tensor"):
+        inspect_model(Regressor(), [torch.zeros(1, 3, 8, 8), "not a tensor"])
+
+
+class Wavelengths(nn.Module):
+    """Takes the wavelengths of its bands as a plain list, as DOFA does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+
+    def forward(self, x, wavelengths):
+        weights = torch.tensor(wavelengths, device=x.device)[None, :, None, None]
+        return self.conv((x * weights).sum(1, keepdim=True))
+
+
+def test_non_tensor_arguments_are_passed_as_they_are():
+    x = torch.randn(2, 3, 16, 16)
+    for example in ((x, [0.49, 0.56, 0.665]), {"x": x, "wavelengths": [0.49, 0.56, 0.665]}):
+        facts = inspect_model(Wavelengths(), example)
+        assert [i.name for i in facts.inputs] == ["x"]  # the constant is not an input
+        assert facts.outputs[0].shape == (-1, 4, -1, -1)
 
 
 def test_lazy_modules_are_refused_with_advice():

@@ -138,3 +138,21 @@ def test_convert_bare_state_dict_with_weights(tmp_path, capsys):
     assert p["mlm:input"][0]["value_scaling"] == [{"type": "z-score", "mean": 0.0, "stddev": 10000.0}]
     assert p["mlm:total_parameters"] == sum(x.numel() for x in model.parameters())
     assert item["assets"]["model"]["href"] == "./resnet18_s2_moco.pth"
+
+
+@pytest.mark.parametrize(
+    ("name", "inputs"),
+    [
+        ("DOFABase16_Weights.DOFA_MAE", [("x", [-1, 3, 224, 224])]),  # wavelengths passed as a constant
+        ("Tessera_Weights.TESSERA", [("x", [-1, 16, 14])]),  # a pixel time series: [batch, time, bands]
+        ("SatCLIP_Weights.SATCLIP_VIT16_L40", [("x", [-1, 2])]),  # (longitude, latitude)
+        ("CROMABase_Weights.CROMA_VIT", [("x_sar", [-1, 2, 120, 120]), ("x_optical", [-1, 12, 120, 120])]),
+    ],
+)
+def test_models_with_other_inputs(name, inputs):
+    item = export_mlm(build_model(name), weights=name, tasks="similarity-search", **WHEN)
+    data = item.to_dict(include_self_link=False, transform_hrefs=False)
+    assert plain_validate(data) == []
+    assert [(i["name"], i["input"]["shape"]) for i in data["properties"]["mlm:input"]] == inputs
+    if name.startswith("Tessera"):
+        assert data["properties"]["mlm:input"][0]["input"]["dim_order"] == ["batch", "time", "bands"]

@@ -152,7 +152,7 @@ def export_program(
         examples.append(x)
         dims.append({d: torch.export.Dim.AUTO for d, s in enumerate(facts.shape) if s == -1} or None)
     args, kwargs = spec.call_args(examples)
-    dyn_args, dyn_kwargs = spec.call_args(dims)  # type: ignore[arg-type]
+    dyn_args, dyn_kwargs = spec.call_args(dims, constants=False)
     dynamic: Any = dyn_kwargs if spec.as_kwargs and spec.structure == "mapping" else dyn_args
     flags = [(m, m.training) for m in model.modules()]
     try:

@@ -152,7 +152,11 @@ def _weights_example(model: nn.Module, wfacts: Any) -> Any:
     """A batch for a weights member's model: its channels (checked against the model), its image size."""
     import torch
 
-    from .sources.weights import DEFAULT_IMAGE_SIZE, first_layer_channels
+    from .sources.weights import DEFAULT_IMAGE_SIZE, builder_name, example_for, first_layer_channels
+
+    special = example_for(builder_name(wfacts.member), wfacts) if wfacts.member is not None else None
+    if special is not None:
+        return special
 
     channels = first_layer_channels(model)
     if wfacts.in_channels and channels and wfacts.in_channels != channels:

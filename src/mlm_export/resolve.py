@@ -136,7 +136,7 @@ def input_specs(model: ModelFacts, data: DataFacts) -> tuple[InputSpec, ...]:
     specs = []
     bands_used = False
     for t in model.inputs:
-        channel = _channel_dim(t)
+        channel = _channel_dim(t, len(data.bands) if data.bands else None)
         bands: tuple[BandFacts, ...] = ()
         scaling = None
         if channel is not None and not bands_used:
@@ -190,10 +190,14 @@ def output_specs(model: ModelFacts, data: DataFacts, tasks: Mapping[str, tuple[s
     return tuple(specs)
 
 
-def _channel_dim(t: TensorFacts) -> int | None:
+def _channel_dim(t: TensorFacts, n_bands: int | None = None) -> int | None:
+    """Where the channels are: before height and width; in a 3-D input, last when that is where the named
+    bands fit (a pixel time series [batch, time, bands]), else second."""
     n = len(t.shape)
     if n >= 4:
         return n - 3
+    if n == 3 and n_bands is not None and t.observed[2] == n_bands != t.observed[1]:
+        return 2
     if n in (2, 3):
         return 1
     return None
@@ -214,6 +218,8 @@ def _dim_names(t: TensorFacts, channel: int | None, channel_name: str) -> tuple[
     names: list[str | None] = list(t.roles)
     if channel is not None and names[channel] is None:
         names[channel] = channel_name
+    if len(names) == 3 and channel == 2 and names[1] is None:
+        names[1] = "time"
     n = len(names)
     if n == 3 and names[2] is None:
         names[2] = "width"

@@ -35,16 +35,27 @@ class CallSpec:
     tensors: tuple[torch.Tensor, ...]
     structure: Structure
     as_kwargs: bool = False
+    #: Non-tensor arguments passed as they are (a list of wavelengths, a flag): (position or name, value).
+    constants: tuple[tuple[int | str, Any], ...] = ()
 
-    def call_args(self, tensors: Sequence[torch.Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Positional and keyword arguments for ``forward`` with ``tensors`` in place of the example's."""
+    def call_args(self, tensors: Sequence[Any], *, constants: bool = True) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Positional and keyword arguments for ``forward`` with ``tensors`` in place of the example's.
+
+        With ``constants=False`` the non-tensor arguments are None (the shape of ``dynamic_shapes``).
+        """
+        fixed = {k: (v if constants else None) for k, v in self.constants}
         if self.structure == "tensor":
             return (tensors[0],), {}
         if self.structure == "mapping":
             mapping = dict(zip(self.names, tensors, strict=True))
-            return ((), mapping) if self.as_kwargs else ((mapping,), {})
-        if self.as_kwargs:  # a tuple: positional arguments
-            return tuple(tensors), {}
+            if self.as_kwargs:
+                return (), {**mapping, **{str(k): v for k, v in fixed.items()}}
+            return (mapping,), {}
+        if self.as_kwargs:  # a tuple: positional arguments, constants at their positions
+            args: list[Any] = list(tensors)
+            for position in sorted(k for k in fixed if isinstance(k, int)):
+                args.insert(position, fixed[position])
+            return tuple(args), {}
         return (list(tensors),), {}  # a list: one argument
 
 
@@ -54,20 +65,26 @@ def call_spec(model: nn.Module, example_input: Any) -> CallSpec:
     if isinstance(example_input, torch.Tensor):
         return CallSpec((params[0] if params else "input",), (example_input,), "tensor")
     if isinstance(example_input, Mapping):
-        names = tuple(str(k) for k in example_input)
-        tensors = tuple(example_input.values())
-        _check_tensors(names, tensors)
+        keys = tuple(str(k) for k in example_input)
         # A dict whose keys are all parameters of forward is passed as keywords; any other as one argument.
-        as_kwargs = bool(params) and set(names) <= set(params) and not _var_positional_only(model)
-        return CallSpec(names, tensors, "mapping", as_kwargs=as_kwargs)
-    if isinstance(example_input, tuple | list):
-        tensors = tuple(example_input)
-        if isinstance(example_input, tuple):
-            names = tuple(params[i] if i < len(params) else f"input_{i}" for i in range(len(tensors)))
-        else:
-            names = tuple(f"input_{i}" for i in range(len(tensors)))
-        _check_tensors(names, tensors)
-        return CallSpec(names, tensors, "sequence", as_kwargs=isinstance(example_input, tuple))
+        as_kwargs = bool(params) and set(keys) <= set(params) and not _var_positional_only(model)
+        items = list(zip(keys, example_input.values(), strict=True))
+        if not as_kwargs:
+            _check_tensors(keys, [v for _, v in items])
+        tensors = [(k, v) for k, v in items if isinstance(v, torch.Tensor)]
+        constants = tuple((k, v) for k, v in items if not isinstance(v, torch.Tensor))
+        _check_some(tensors)
+        return CallSpec(tuple(k for k, _ in tensors), tuple(v for _, v in tensors), "mapping", as_kwargs, constants)
+    if isinstance(example_input, tuple):
+        named = [(params[i] if i < len(params) else f"input_{i}", v) for i, v in enumerate(example_input)]
+        tensors = [(n, v) for n, v in named if isinstance(v, torch.Tensor)]
+        constants = tuple((i, v) for i, v in enumerate(example_input) if not isinstance(v, torch.Tensor))
+        _check_some(tensors)
+        return CallSpec(tuple(n for n, _ in tensors), tuple(v for _, v in tensors), "sequence", True, constants)
+    if isinstance(example_input, list):
+        names = tuple(f"input_{i}" for i in range(len(example_input)))
+        _check_tensors(names, example_input)
+        return CallSpec(names, tuple(example_input), "sequence", as_kwargs=False)
     raise InvalidOptionError(
         f"example_input must be a tensor, a tuple or list of tensors, or a dict of tensors, not "
         f"{type(example_input).__name__}"
@@ -442,6 +459,11 @@ def _var_positional_only(model: nn.Module) -> bool:
     except (TypeError, ValueError):
         return False
     return all(p.kind == inspect.Parameter.VAR_POSITIONAL for p in sig.parameters.values())
+
+
+def _check_some(tensors: Sequence[Any]) -> None:
+    if not tensors:
+        raise InvalidOptionError("example_input holds no tensor; the batch (dim 0) of at least one input is needed")
 
 
 def _check_tensors(names: Sequence[str], tensors: Sequence[Any]) -> None:

@@ -60,6 +60,7 @@ class WeightsFacts:
 
     name: str
     data: DataFacts
+    member: Any = field(default=None, repr=False, compare=False)
     in_channels: int | None = None
     num_classes: int | None = None
     image_size: int | None = None
@@ -110,6 +111,7 @@ def weights_facts(weights: Any) -> WeightsFacts:
     return WeightsFacts(
         name=name,
         data=DataFacts(bands=bands, value_scaling=scaling, sources=sources),
+        member=weights,
         in_channels=in_ch if isinstance(in_ch, int) else (len(bands) if bands else None),
         num_classes=meta.get("num_classes") if isinstance(meta.get("num_classes"), int) else None,
         image_size=size or _int(meta.get("img_size")) or _int(meta.get("image_size")),
@@ -191,6 +193,34 @@ class _NoDownload(Exception):
     """Raised in place of a weights download."""
 
 
+class _EmptyState(dict):  # type: ignore[type-arg]
+    """The state dict handed to builders instead of a download: empty, and empty again for any part of it."""
+
+    def __missing__(self, key: Any) -> _EmptyState:
+        return _EmptyState()
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        return super().pop(key, *default) if key in self or default else _EmptyState()
+
+
+#: Example inputs for builders whose forward takes more than one image tensor (documented choices).
+RGB_WAVELENGTHS = [0.665, 0.56, 0.49]
+
+
+def example_for(builder: str, facts: WeightsFacts) -> Any:
+    """A batch for models that take something other than one image: time series, coordinates, wavelengths."""
+    channels = facts.in_channels or 3
+    if builder.startswith("dofa"):  # any bands, with their wavelengths in micrometres: traced with RGB
+        return (torch.zeros(2, len(RGB_WAVELENGTHS), 224, 224), list(RGB_WAVELENGTHS))
+    if builder.startswith("satclip"):  # a location encoder: (longitude, latitude) pairs
+        return torch.zeros(2, 2)
+    if builder.startswith("tessera"):  # pixel time series: [batch, time, bands]
+        return torch.zeros(2, 16, channels)
+    if builder.startswith("croma"):  # paired Sentinel-1 and Sentinel-2 images
+        return {"x_sar": torch.zeros(2, 2, 120, 120), "x_optical": torch.zeros(2, 12, 120, 120)}
+    return None
+
+
 def build_model(weights: Any, *, on_meta: bool = True) -> nn.Module:
     """The architecture a weights member loads into (its channels, classes, heads), with random weights.
 
@@ -204,7 +234,7 @@ def build_model(weights: Any, *, on_meta: bool = True) -> nn.Module:
     name = builder_name(weights)
 
     def no_state(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        return {}
+        return _EmptyState()
 
     def no_load(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
         return nn.modules.module._IncompatibleKeys([], [])
