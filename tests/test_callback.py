@@ -180,6 +180,37 @@ def test_save_weights_only_and_every_n_train_steps(tmp_path):
     assert_catalog_true(directory)
 
 
+def test_train_time_interval(tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", train_time_interval=dt.timedelta(microseconds=1), save_top_k=-1)
+    fit(tmp_path, ckpt, MLMExportCallback(**WHEN), epochs=1)
+    directory = tmp_path / "ckpt"
+    assert len(list(directory.glob("*.ckpt"))) >= 2
+    assert len(items_in(directory)) == len(list(directory.glob("*.ckpt")))
+    assert_catalog_true(directory)
+
+
+class BuiltInConfigureModel(TinyClassifier):
+    """Makes its layers in configure_model, as models sharded by FSDP do: none exist in setup."""
+
+    def __init__(self):
+        L.LightningModule.__init__(self)
+        self.example_input_array = torch.zeros(2, 3, 16, 16)
+        self.hparams.lr = 0.05
+
+    def configure_model(self):
+        if not hasattr(self, "net"):
+            self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+
+
+def test_model_built_in_configure_model_is_traced_at_train_start(tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt")
+    _, model = fit(
+        tmp_path, ckpt, MLMExportCallback(tasks="classification", **WHEN), epochs=1, model=BuiltInConfigureModel()
+    )
+    (item,) = items_in(tmp_path / "ckpt").values()
+    assert item["properties"]["mlm:total_parameters"] == sum(p.numel() for p in model.parameters()) > 0
+
+
 def test_two_checkpoint_callbacks_at_once(tmp_path):
     by_loss = ModelCheckpoint(dirpath=tmp_path / "best", monitor="val_loss", save_top_k=1)
     every = ModelCheckpoint(dirpath=tmp_path / "every", save_top_k=-1, every_n_epochs=2)

@@ -161,6 +161,8 @@ class MLMExportCallback(Callback):
 
     def _prepare(self, trainer: Trainer, pl_module: LightningModule, *, from_loader: bool) -> None:
         """Trace the model once and plan the run's Item; returns quietly when no batch is available yet."""
+        if not from_loader and not any(True for _ in pl_module.parameters()):
+            return  # layers made in configure_model do not exist yet: trace at on_train_start
         example = self.example_input
         if example is None:
             example = getattr(pl_module, "example_input_array", None)

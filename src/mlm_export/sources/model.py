@@ -101,11 +101,18 @@ def count_parameters(model: nn.Module) -> ParameterFacts:
             )
     buffers = list(model.buffers())
     return ParameterFacts(
-        total=sum(p.numel() for p in params),
-        trainable=sum(p.numel() for p in params if p.requires_grad),
+        total=sum(_numel(p) for p in params),
+        trainable=sum(_numel(p) for p in params if p.requires_grad),
         buffers=sum(b.numel() for b in buffers),
         memory_bytes=sum(t.numel() * t.element_size() for t in (*params, *buffers)),
     )
+
+
+def _numel(p: torch.Tensor) -> int:
+    """Elements of a parameter at full size: DeepSpeed ZeRO-3 keeps it in ``ds_numel`` (a DTensor's numel is
+    already global)."""
+    full = getattr(p, "ds_numel", None)
+    return int(full) if isinstance(full, int) else p.numel()
 
 
 def inspect_model(model: nn.Module, example_input: Any, *, use_meta: bool = True) -> ModelFacts:
