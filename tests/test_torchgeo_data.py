@@ -110,3 +110,16 @@ def test_user_extent_overrides_the_data(scenes):
     )
     assert item.bbox == [0.0, 0.0, 1.0, 1.0]
     assert item.properties["start_datetime"].startswith("2020-01-01")
+
+
+def test_torchgeo_datamodule_before_setup():
+    """Bands and normalization of a TorchGeo datamodule, read without its data (no download, no setup)."""
+    from torchgeo.datamodules import EuroSATDataModule
+
+    facts = datamodule_facts(EuroSATDataModule(batch_size=4), load_batch=False)
+    assert len(facts.bands) == 13 and facts.bands[0].name == "B01"
+    assert facts.sources["bands"] == "EuroSAT.all_band_names"
+    assert len(facts.value_scaling) == 13 and facts.batch_size == 4
+    rgb = datamodule_facts(EuroSATDataModule(batch_size=4, bands=("B04", "B03", "B02")), load_batch=False)
+    assert [b.name for b in rgb.bands] == ["B04", "B03", "B02"]
+    assert len(rgb.value_scaling) == 3  # the datamodule normalizes the selected bands only

@@ -53,7 +53,8 @@ def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
     batch_size = _first_int(dm, hparams, ("batch_size",), sources, "batch_size")
 
     bands = None
-    for where, value in _candidates(dm, hparams, datasets, ("bands", "band_names", "channels", "all_bands")):
+    band_attrs = ("bands", "band_names", "channels", "all_bands", "all_band_names")
+    for where, value in _candidates(dm, hparams, datasets, band_attrs):
         if _is_name_list(value):
             bands = coerce_bands(value, what=where)
             sources["bands"] = where
@@ -150,8 +151,10 @@ def _hparams(dm: Any) -> Mapping[str, Any]:
 
 
 def _datasets(dm: Any) -> Iterator[Any]:
+    """The datamodule's datasets (through Subset and other wrappers), then its dataset class: TorchGeo
+    datamodules name it before ``setup``, and its class attributes (``all_bands``, ``classes``) hold."""
     seen: set[int] = set()
-    for attr in ("predict_dataset", "test_dataset", "val_dataset", "train_dataset", "dataset"):
+    for attr in ("predict_dataset", "test_dataset", "val_dataset", "train_dataset", "dataset", "dataset_class"):
         ds = getattr(dm, attr, None)
         while ds is not None and id(ds) not in seen:
             seen.add(id(ds))
@@ -167,9 +170,10 @@ def _candidates(
             yield f"datamodule.{n}", getattr(dm, n, None)
         yield f"datamodule.hparams['{n}']", hparams.get(n)
     for ds in datasets:
+        label = ds.__name__ if isinstance(ds, type) else type(ds).__name__
         for n in names:
             with contextlib.suppress(Exception):
-                yield f"{type(ds).__name__}.{n}", getattr(ds, n, None)
+                yield f"{label}.{n}", getattr(ds, n, None)
 
 
 def _first_int(

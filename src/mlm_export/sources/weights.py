@@ -218,6 +218,17 @@ def example_for(builder: str, facts: WeightsFacts) -> Any:
         return torch.zeros(2, 16, channels)
     if builder.startswith("croma"):  # paired Sentinel-1 and Sentinel-2 images
         return {"x_sar": torch.zeros(2, 2, 120, 120), "x_optical": torch.zeros(2, 12, 120, 120)}
+    if builder.startswith("panopticon"):  # any bands, each named by its wavelength (nm): traced with RGB
+        return {"imgs": torch.zeros(2, 3, 224, 224), "chn_ids": torch.tensor([[665.0, 560.0, 490.0]] * 2)}
+    if builder.startswith("presto"):  # 12 monthly steps of 17 channels, Dynamic World classes, coordinates
+        return (torch.zeros(2, 12, 17), torch.zeros(2, 12, dtype=torch.long), torch.zeros(2, 2))
+    if builder.startswith("copernicusfm"):  # RGB with wavelengths and bandwidths (nm), metadata unknown (NaN)
+        return {
+            "x": torch.zeros(2, 3, 224, 224),
+            "metadata": torch.full((2, 4), float("nan")),
+            "wavelengths": [665.0, 560.0, 490.0],
+            "bandwidths": [30.0, 35.0, 65.0],
+        }
     return None
 
 
@@ -250,13 +261,23 @@ def build_model(weights: Any, *, on_meta: bool = True) -> nn.Module:
     ]
     patches += [(cls, "get_state_dict", no_state) for cls in type(weights).__mro__ if "get_state_dict" in vars(cls)]
     saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in patches]
+    device = torch.device("meta") if on_meta else contextlib.nullcontext()
     try:
         for obj, attr, value in patches:
             setattr(obj, attr, value)
-        with torch.device("meta") if on_meta else contextlib.nullcontext():
+        with device:
             return get_model(name, weights=weights)
     except _NoDownload as e:
         raise MLMExportError(f"building {name} for {weights} needs a download; it is skipped offline") from e
+    except (AttributeError, KeyError, TypeError) as e:
+        # the builder reshapes the downloaded tensors themselves (Panopticon): build the plain architecture,
+        # and keep it only if it takes the channels the weights are for
+        with device:
+            model = get_model(name, weights=None)
+        expected, got = weights.meta.get("in_chans"), first_layer_channels(model)
+        if isinstance(expected, int) and got is not None and expected != got:
+            raise MLMExportError(f"building {name} for {weights} needs its downloaded tensors ({e})") from e
+        return model
     finally:
         for obj, attr, value in reversed(saved):
             setattr(obj, attr, value)
