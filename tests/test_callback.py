@@ -223,7 +223,7 @@ def test_two_checkpoint_callbacks_at_once(tmp_path):
 
 def test_weights_and_program_written_per_checkpoint_and_pruned(tmp_path):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="val_loss", save_top_k=1)
-    fit(tmp_path, ckpt, MLMExportCallback(weights=True, export_program=True, **WHEN), epochs=3)
+    fit(tmp_path, ckpt, MLMExportCallback(write_weights=True, export_program=True, **WHEN), epochs=3)
     directory = tmp_path / "ckpt"
     stems = {p.name.split(".")[0] for p in directory.iterdir() if p.suffix in (".ckpt", ".pt2", ".safetensors")}
     assert len(stems) == 1  # files of pruned checkpoints went with them

@@ -61,7 +61,7 @@ class MLMExportCallback(Callback):
     Args:
         example_input: a batch to trace the model with; else ``pl_module.example_input_array``, else one batch
             of the datamodule or the training dataloader.
-        weights: also write ``<checkpoint stem>.safetensors`` beside each checkpoint.
+        write_weights: also write ``<checkpoint stem>.safetensors`` beside each checkpoint.
         export_program: also write ``<checkpoint stem>.pt2`` (``torch.export``), the ``mlm:model`` asset.
         strict: raise export errors instead of warning (training stops).
         collection_id: id of the run Collection (default: ``<model id>-checkpoints``).
@@ -75,7 +75,7 @@ class MLMExportCallback(Callback):
         self,
         *,
         example_input: Any = None,
-        weights: bool = False,
+        write_weights: bool = False,
         export_program: bool = False,
         strict: bool = False,
         collection_id: str | None = None,
@@ -84,13 +84,13 @@ class MLMExportCallback(Callback):
         unknown = set(options) - set(ExportOptions.__dataclass_fields__)
         if unknown:
             raise InvalidOptionError(
-                f"MLMExportCallback got unknown option(s) {sorted(unknown)}; it takes example_input, weights, "
+                f"MLMExportCallback got unknown option(s) {sorted(unknown)}; it takes example_input, write_weights, "
                 f"export_program, strict, collection_id and the options of export_mlm: "
                 f"{', '.join(sorted(ExportOptions.__dataclass_fields__))}"
             )
         self.options = ExportOptions(**options)
         self.example_input = example_input
-        self.weights = weights
+        self.write_weights = write_weights
         self.export_program = export_program
         self.strict = strict
         self.collection_id = collection_id
@@ -103,13 +103,14 @@ class MLMExportCallback(Callback):
         self._unwrap: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._failed = False
+        self._warned: set[str] = set()
         #: Seconds the training loop spent in this callback's checkpoint work, for the benchmark.
         self.blocking_seconds = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable for ``ddp_spawn``: threads, locks and wrapped methods are made again in ``setup``."""
         state = self.__dict__.copy()
-        state.update(_worker=None, _lock=None, _catalogs={}, _unwrap=[])
+        state.update(_worker=None, _lock=None, _catalogs={}, _unwrap=[], _gathered=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -242,7 +243,7 @@ class MLMExportCallback(Callback):
                 link_target=link_target.absolute() if link_target else None,
                 plan=self._plan,
             )
-            if self.weights or self.export_program:
+            if self.write_weights or self.export_program:
                 snap = self._write_model_files(trainer, snap)
             catalog = self._catalog(path.parent.absolute())
             self._submit(("save", catalog, snap))
@@ -253,13 +254,17 @@ class MLMExportCallback(Callback):
 
     def _write_model_files(self, trainer: Trainer, snap: _Snapshot) -> _Snapshot:
         assert self._gathered is not None and self._plan is not None
-        stem = snap.path.name.removesuffix(".ckpt")
+        stem = checkpoint_stem(snap.path)
         module = trainer.lightning_module
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MLMExportWarning)  # said once per run below, not per checkpoint
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MLMExportWarning)
             written = write_model_files(
                 module, self._gathered, self._plan, snap.path.parent, stem, export_program=self.export_program
             )
+        for w in caught:  # the same model gives the same warning at every checkpoint: say each once per run
+            if str(w.message) not in self._warned:
+                self._warned.add(str(w.message))
+                warnings.warn(str(w.message), w.category, stacklevel=2)
         return replace(snap, artifacts=written.artifacts, plan=written)
 
     def _removing(self, trainer: Trainer, path: Path) -> None:
