@@ -1,8 +1,10 @@
 """Every TorchGeo weights enum member: build its architecture (meta device, no download), export its Item
 (metadata only), and report coverage; then ViT-H's export time against one CPU forward pass at batch size 1.
 
-Targets: every member whose builder works offline exports; ViT-H (600M+ parameters) exports within 0.5x of a
-forward pass. Run: ./dev bench  (or python benchmarks/bench_torchgeo_weights.py [--quick])
+Targets: every member whose builder works offline exports, and (unless --no-real-forward) its output shapes
+equal those of a real forward pass of the member's model on the example the Item describes; ViT-H (600M+
+parameters) exports within 0.5x of a forward pass.
+Run: ./dev bench  (or python benchmarks/bench_torchgeo_weights.py [--no-real-forward])
 """
 
 from __future__ import annotations
@@ -35,7 +37,28 @@ def members():
         yield from ((name, w) for w in enum)
 
 
+def _real_forward_matches(w, item) -> str:
+    """Build the member for real (random weights), run the example the Item describes, compare the shapes."""
+    from mlm_export.pipeline import ExportOptions, gather
+    from mlm_export.sources.model import call_spec, observe_outputs
+
+    model = build_model(w, on_meta=False).eval()
+    example = gather(model, None, None, ExportOptions(weights=w, tasks="similarity-search", datetime=WHEN)).example
+    spec = call_spec(model, example)  # passed the way the trace passed it
+    args, kwargs = spec.call_args(spec.tensors)
+    with torch.no_grad():
+        out = model(*args, **kwargs)
+    observed = observe_outputs(out).tensors
+    for o in item.properties["mlm:output"]:
+        shape = observed[o["name"]][0]
+        stated = o["result"]["shape"]
+        if len(shape) != len(stated) or any(s not in (-1, r) for s, r in zip(stated, shape, strict=True)):
+            raise AssertionError(f"output {o['name']}: real {list(shape)} vs stated {stated}")
+    return "outputs match a real forward"
+
+
 def main() -> int:
+    real = "--no-real-forward" not in sys.argv
     rows = []
     start_all = time.perf_counter()
     for builder, w in members():
@@ -52,7 +75,10 @@ def main() -> int:
                     start = time.perf_counter()
                     item = export_mlm(model, weights=w, tasks="similarity-search", datetime=WHEN)
                 took = time.perf_counter() - start
-            rows.append((label, "ok", took, f"{item.properties['mlm:total_parameters']:,} parameters"))
+            detail = f"{item.properties['mlm:total_parameters']:,} parameters"
+            if real:
+                detail += "; " + _real_forward_matches(w, item)
+            rows.append((label, "ok", took, detail))
         except Exception as e:
             status = "skipped" if any(o in builder for o in OPTIONAL) else "FAILED"
             rows.append((label, status, 0.0, f"{type(e).__name__}: {str(e).splitlines()[0][:90]}"))
