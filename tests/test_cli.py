@@ -305,3 +305,18 @@ def test_verify_weights_only_needs_the_architecture(tmp_path, capsys):
         capsys, "verify", item, "--model", "tests.models:SmallUNet", "--init-args", "in_channels: 3\nnum_classes: 2"
     )
     assert code == 0, out
+
+
+class Exploding(torch.nn.Module):
+    """A model whose constructor fails with an error of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        raise RuntimeError("cannot build here")
+
+
+def test_a_failing_model_constructor_fails_that_file_only(tmp_path, capsys):
+    torch.save({"w": torch.zeros(1)}, tmp_path / "a.pt")
+    code, out, err = run(capsys, "convert", tmp_path / "a.pt", "--model", "tests.test_cli:Exploding", "--json")
+    assert code == 1
+    assert json.loads(out)["results"][0]["error"] == "RuntimeError: cannot build here"

@@ -116,6 +116,8 @@ class Converter:
                 atomic_write_json(target, data)
         except (MLMExportError, OSError) as e:
             return Result(path, "failed", error=_reason(e), size=size)
+        except Exception as e:  # a model's own code failed (its constructor, its forward): this file only
+            return Result(path, "failed", error=f"{type(e).__name__}: {_reason(e)}", size=size)
         props = data["properties"]
         return Result(
             path,
