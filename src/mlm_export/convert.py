@@ -19,7 +19,7 @@ from torch import nn
 
 from . import mlm
 from .catalog import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
-from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
+from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
 from .sources.checkpoint import (
@@ -115,9 +115,9 @@ class Converter:
             else:
                 atomic_write_json(target, data)
         except (MLMExportError, OSError) as e:
-            return Result(path, "failed", error=_reason(e), size=size)
+            return Result(path, "failed", error=first_line(e), size=size)
         except Exception as e:  # a model's own code failed (its constructor, its forward): this file only
-            return Result(path, "failed", error=f"{type(e).__name__}: {_reason(e)}", size=size)
+            return Result(path, "failed", error=f"{type(e).__name__}: {first_line(e)}", size=size)
         props = data["properties"]
         return Result(
             path,
@@ -260,11 +260,6 @@ def _title(ckpt: LoadedCheckpoint) -> str:
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data))
-
-
-def _reason(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

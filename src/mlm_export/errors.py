@@ -6,6 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+def first_line(error: BaseException, limit: int | None = None) -> str:
+    """The first line of an error's message (its type's name when it has none), cut to ``limit`` characters."""
+    lines = str(error).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    return line if limit is None or len(line) <= limit else line[: limit - 3] + "..."
+
+
 class MLMExportError(Exception):
     """Base class of every error mlm-export raises."""
 

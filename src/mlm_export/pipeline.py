@@ -18,11 +18,11 @@ from torch import nn
 
 from . import artifacts as art
 from . import mlm, resolve
-from .errors import InputRequiredError, InvalidOptionError, ItemValidationError, MLMExportWarning
+from .errors import InputRequiredError, InvalidOptionError, ItemValidationError, MLMExportWarning, first_line
 from .facts import ArtifactFacts, DataFacts, ModelFacts
 from .item import ItemPlan, build_item
 from .sources.datamodule import datamodule_facts
-from .sources.model import call_spec, inspect_model
+from .sources.model import call_spec, hyperparameters_of, inspect_model, qualified_name
 from .sources.values import coerce_bands, coerce_classes, coerce_scaling
 from .validate import validation_problems
 
@@ -133,19 +133,10 @@ def gather(model: nn.Module, datamodule: Any, example_input: Any, options: Expor
     if example is None:
         raise InputRequiredError()
     facts = inspect_model(model, example)
-    hparams = _hparams(given)
+    hparams = hyperparameters_of(given)
     if model is not given:  # the task's hyperparameters and MLM task describe its inference network too
-        facts = replace(facts, hyperparameters=hparams, qualified_name=_qualname(given))
+        facts = replace(facts, hyperparameters=hparams, qualified_name=qualified_name(given))
     return Gathered(facts, data, example, wfacts, module=model, hyperparameters=hparams)
-
-
-def _hparams(model: nn.Module) -> Any:
-    h = getattr(model, "hparams", None)
-    return dict(h) if isinstance(h, Mapping) and h else None
-
-
-def _qualname(model: nn.Module) -> str:
-    return f"{type(model).__module__}.{type(model).__qualname__}"
 
 
 def _weights_example(model: nn.Module, wfacts: Any) -> Any:
@@ -281,7 +272,7 @@ def write_model_files(
         program, accepted = art.export_program(model, call_spec(model, gathered.example), facts.inputs)
     except Exception as e:  # a model torch.export cannot capture still gets its weights and Item
         warnings.warn(
-            f"torch.export could not export {facts.class_name} ({type(e).__name__}: {_first_line(e)}); the Item's "
+            f"torch.export could not export {facts.class_name} ({type(e).__name__}: {first_line(e, 300)}); the Item's "
             "model asset is the safetensors weights. Pass export_program=False to skip trying.",
             MLMExportWarning,
             stacklevel=3,
@@ -335,12 +326,6 @@ def build_checked(item_plan: ItemPlan, mode: Validate) -> pystac.Item:
             raise error
         warnings.warn(str(error), MLMExportWarning, stacklevel=3)
     return item
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    line = text[0] if text else ""
-    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def _when(datetime: dt.datetime | None, data: DataFacts, warn: bool) -> dt.datetime | None:

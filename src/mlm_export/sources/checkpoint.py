@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import MLMExportError
+from ..errors import MLMExportError, first_line
 
 CHECKPOINT_PATTERNS = ("*.ckpt", "*.pt", "*.pth", "*.safetensors")
 #: Keys of a Lightning checkpoint.
@@ -126,7 +126,7 @@ def load(path: str | Path, *, trust: bool = False) -> LoadedCheckpoint:
         try:
             return LoadedCheckpoint(path, load_file(path, device="cpu"), "safetensors")
         except Exception as e:
-            raise CheckpointError(f"{path.name}: not a readable safetensors file ({_one_line(e)})") from e
+            raise CheckpointError(f"{path.name}: not a readable safetensors file ({first_line(e, 240)})") from e
     obj = _torch_load(path, trust, mmap=kind == "zip")
     return _interpret(path, obj)
 
@@ -166,16 +166,16 @@ def _torch_load(path: Path, trust: bool, *, mmap: bool) -> Any:
                 continue
             if found:
                 raise UntrustedCheckpointError(path, found.group(1)) from None
-            raise CheckpointError(f"{path.name}: cannot be unpickled ({_one_line(e)})") from e
+            raise CheckpointError(f"{path.name}: cannot be unpickled ({first_line(e, 240)})") from e
         except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-            raise CheckpointError(f"{path.name}: truncated or corrupt ({_one_line(e)})") from e
+            raise CheckpointError(f"{path.name}: truncated or corrupt ({first_line(e, 240)})") from e
 
 
 def _load_or_explain(path: Path, mmap: bool, *, weights_only: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
-        raise CheckpointError(f"{path.name}: truncated or corrupt ({_one_line(e)})") from e
+        raise CheckpointError(f"{path.name}: truncated or corrupt ({first_line(e, 240)})") from e
 
 
 def _interpret(path: Path, obj: Any) -> LoadedCheckpoint:
@@ -242,7 +242,7 @@ class ModelSpec:
             with torch.device("meta") if on_meta else contextlib.nullcontext():
                 model = factory(**kwargs)
         except TypeError as e:
-            raise ArchitectureError(f"{self.target}({_args(kwargs)}) failed: {_one_line(e)}") from e
+            raise ArchitectureError(f"{self.target}({_args(kwargs)}) failed: {first_line(e, 240)}") from e
         if not isinstance(model, nn.Module):
             raise ArchitectureError(f"{self.target} returned a {type(model).__name__}, not a torch.nn.Module")
         return model
@@ -327,7 +327,7 @@ def import_object(target: str) -> Any:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as e:
-        raise ArchitectureError(f"cannot import {module_name} (for {target}): {_one_line(e)}") from e
+        raise ArchitectureError(f"cannot import {module_name} (for {target}): {first_line(e, 240)}") from e
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -338,9 +338,3 @@ def import_object(target: str) -> Any:
 
 def _args(kwargs: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    line = text[0] if text else type(e).__name__
-    return line if len(line) <= 240 else line[:237] + "..."

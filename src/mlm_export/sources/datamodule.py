@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..facts import DataFacts
-from .values import coerce_bands, coerce_classes, compose_zscores, normalizer_params
+from .values import coerce_bands, coerce_classes, compose_zscores, normalizer_params, walk_transforms
 
 #: Attributes that hold the transforms applied at inference, best first (train-time augmentation last).
 TRANSFORM_ATTRS = (
@@ -215,7 +215,7 @@ def _normalization(dm: Any) -> tuple[list[tuple[list[float], list[float]]], str]
         value = getattr(dm, attr, None)
         if value is None:
             continue
-        steps = [p for p in (normalizer_params(t) for t in _walk(value)) if p is not None]
+        steps = [p for p in (normalizer_params(t) for t in walk_transforms(value)) if p is not None]
         if steps:
             return steps, f"datamodule.{attr}"
     mean, std = getattr(dm, "mean", None), getattr(dm, "std", None)
@@ -224,21 +224,6 @@ def _normalization(dm: Any) -> tuple[list[tuple[list[float], list[float]]], str]
         if params:
             return [params], "datamodule.mean/std"
     return [], ""
-
-
-def _walk(obj: Any, depth: int = 0) -> Iterator[Any]:
-    """The transform itself and, in order, the transforms it chains (Compose, Sequential, AugmentationSequential)."""
-    if depth > 8:
-        return
-    yield obj
-    children: Any = getattr(obj, "transforms", None)
-    if children is None and isinstance(obj, torch.nn.Module):
-        children = list(obj.children())
-    if isinstance(obj, Sequence) and not isinstance(obj, str):
-        children = obj
-    if isinstance(children, Sequence | torch.nn.ModuleList) and not isinstance(children, str):
-        for c in children:
-            yield from _walk(c, depth + 1)
 
 
 SPLITS = (("train_dataset", "train"), ("val_dataset", "validate"), ("test_dataset", "test"))

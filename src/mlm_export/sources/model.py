@@ -130,10 +130,10 @@ def inspect_model(model: nn.Module, example_input: Any, *, use_meta: bool = True
     inputs = _input_facts(spec, batch, probe is not None)
     in_spatial = _spatial_sizes(spec, 0)
     outputs = _output_facts(base, probe, batch, in_spatial)
-    hparams = _hyperparameters(model)
+    hparams = hyperparameters_of(model)
     return ModelFacts(
         class_name=type(model).__name__,
-        qualified_name=f"{type(model).__module__}.{type(model).__qualname__}",
+        qualified_name=qualified_name(model),
         inputs=inputs,
         outputs=outputs,
         input_structure=spec.structure,
@@ -481,7 +481,13 @@ def _check_tensors(names: Sequence[str], tensors: Sequence[Any]) -> None:
             )
 
 
-def _hyperparameters(model: nn.Module) -> dict[str, Any] | None:
+def qualified_name(model: Any) -> str:
+    """``module.Class`` of a model (what tells a TorchGeo task from any other module)."""
+    return f"{type(model).__module__}.{type(model).__qualname__}"
+
+
+def hyperparameters_of(model: nn.Module) -> dict[str, Any] | None:
+    """A LightningModule's ``hparams`` as a dict, or None."""
     hparams = getattr(model, "hparams", None)
     if isinstance(hparams, Mapping) and hparams:
         return dict(hparams)

@@ -85,7 +85,9 @@ def inference_module(model: Any) -> Any:
     """The network that does inference: a self-supervised task's backbone (not its projection head or
     momentum copy, used only in training); an early-fusion change detector with its time flattening; any
     other model as it is."""
-    name = task_name(f"{type(model).__module__}.{type(model).__qualname__}")
+    from .model import qualified_name
+
+    name = task_name(qualified_name(model))
     if name == "ChangeDetection":
         arch = str(getattr(model, "hparams", {}).get("model", ""))
         if not arch.startswith("fcsiam") and arch != "changevit":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -113,6 +113,21 @@ def normalizer_params(obj: Any) -> tuple[list[float], list[float]] | None:
             except (TypeError, ValueError):
                 return None
     return None
+
+
+def walk_transforms(obj: Any, depth: int = 0) -> Iterator[Any]:
+    """A transform and, in order, the transforms it chains (Compose, Sequential, AugmentationSequential)."""
+    if obj is None or depth > 8:
+        return
+    yield obj
+    children: Any = getattr(obj, "transforms", None)
+    if children is None and isinstance(obj, torch.nn.Module):
+        children = list(obj.children())
+    if isinstance(obj, Sequence) and not isinstance(obj, str):
+        children = obj
+    if isinstance(children, Sequence | torch.nn.ModuleList) and not isinstance(children, str):
+        for c in children:
+            yield from walk_transforms(c, depth + 1)
 
 
 def _floats(v: Any) -> list[float]:

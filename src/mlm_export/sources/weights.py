@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from torch import nn
 
 from ..errors import InvalidOptionError, MLMExportError
 from ..facts import BandFacts, DataFacts
-from .values import compose_zscores, normalizer_params
+from .values import compose_zscores, normalizer_params, walk_transforms
 
 #: Image size used when neither the weights' transforms nor the model state one (documented default).
 DEFAULT_IMAGE_SIZE = 224
@@ -99,7 +99,7 @@ def weights_facts(weights: Any) -> WeightsFacts:
     meta: Mapping[str, Any] = weights.meta
     name = f"{type(weights).__name__}.{weights.name}"
     transforms = getattr(weights, "transforms", None)
-    steps = [p for p in (normalizer_params(t) for t in _walk(transforms)) if p is not None]
+    steps = [p for p in (normalizer_params(t) for t in walk_transforms(transforms)) if p is not None]
     scaling = compose_zscores(steps, None) if steps else None
     size, resize = _size_and_resize(transforms)
     bands = _bands(weights.name, meta.get("bands"))
@@ -147,7 +147,7 @@ def _bands(member: str, names: Any) -> tuple[BandFacts, ...] | None:
 def _size_and_resize(transforms: Any) -> tuple[int | None, str | None]:
     size = None
     resize = None
-    for t in _walk(transforms):
+    for t in walk_transforms(transforms):
         kind = type(t).__name__
         if kind in ("CenterCrop", "RandomCrop", "CenterCrop2d"):
             crop = getattr(t, "size", None)
@@ -158,15 +158,6 @@ def _size_and_resize(transforms: Any) -> tuple[int | None, str | None]:
             method = "nearest" if "nearest" in mode else "cubic" if "cubic" in mode else "linear"
             resize = f"interpolation-{method}"
     return size, resize
-
-
-def _walk(obj: Any) -> Iterator[Any]:
-    if obj is None:
-        return
-    yield obj
-    children = list(obj.children()) if isinstance(obj, nn.Module) else getattr(obj, "transforms", None) or []
-    for c in children:
-        yield from _walk(c)
 
 
 def _int(v: Any) -> int | None:
