@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from .catalog import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
+from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
 from .facts import ArtifactFacts
 from .item import ItemPlan, build_item

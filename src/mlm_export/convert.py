@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import mlm
-from .catalog import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
+from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
