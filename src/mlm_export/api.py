@@ -11,6 +11,7 @@ from typing import Any
 import pystac
 from torch import nn
 
+from . import openeo
 from .pipeline import ExportOptions, Validate, build_checked, gather, plan, write_model_files
 from .write import atomic_write_json
 
@@ -42,6 +43,9 @@ def export_mlm(
     weights: Any = None,
     export_program: bool = True,
     validate: Validate = "raise",
+    profile: str = "default",
+    base_url: str | None = None,
+    layout: str = "flat",
 ) -> pystac.Item:
     """Describe ``model`` as a schema-valid STAC Item with the MLM extension; write it under ``out_dir`` if given.
 
@@ -50,6 +54,11 @@ def export_mlm(
     keyword options state what cannot be observed, and override what was. ``weights=`` (a TorchGeo or
     torchvision weights enum member, or its name) adds what the weights know: bands, normalization, input
     size, license, publication, code and pretraining dataset, read offline from ``.meta`` and ``.transforms``.
+
+    ``profile="openeo"`` shapes the Item for openEO's ML back-end: a TorchScript ``mlm:model`` (``<id>.pt``),
+    dims named ``bands``/``t``/``y``/``x``, every non-batch size fixed, hrefs under ``base_url=`` (required).
+    ``base_url=`` alone makes the written files' hrefs absolute. ``layout="huggingface"`` writes the folder
+    ``save_pretrained`` writes (``model.safetensors``, ``config.json``, ``README.md`` card) plus ``mlm.json``.
 
     With ``out_dir``, the weights are written as safetensors and, when the model exports, a ``torch.export``
     archive (.pt2) that runs without the training code becomes the ``mlm:model`` asset; the Item JSON is
@@ -85,14 +94,28 @@ def export_mlm(
         properties=dict(properties or {}),
         weights=weights,
         validate=validate,
+        profile=profile,
+        base_url=base_url,
+        layout=layout,
     )
     gathered = gather(model, datamodule, example_input, options)
     item_plan = plan(model, gathered, options)
+    if options.profile == "openeo":
+        item_plan = openeo.adapt(item_plan, gathered, str(base_url), pretrained=options.pretrained)
     item = build_checked(item_plan, options.validate)  # fail before writing anything
     if out_dir is None:
         return item
     out = Path(out_dir)
-    item_plan = write_model_files(model, gathered, item_plan, out, item_plan.id, export_program=export_program)
+    if options.layout == "huggingface":
+        from .huggingface import write_folder
+
+        return write_folder(model, gathered, item_plan, out, export_program=export_program, validate=options.validate)
+    if options.profile == "openeo":
+        item_plan = openeo.write_files(model, gathered, item_plan, out, str(base_url))
+    else:
+        item_plan = write_model_files(model, gathered, item_plan, out, item_plan.id, export_program=export_program)
+        if base_url is not None:
+            item_plan = openeo.absolute_hrefs(item_plan, base_url)
     item = build_checked(item_plan, options.validate)
     path = out / f"{item_plan.id}.json"
     item.set_self_href(str(path.resolve()))

@@ -79,3 +79,7 @@ class ItemValidationError(MLMExportError, ValueError):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"the {what} fails {len(self.problems)} schema check(s):\n{lines}")
+
+
+class TorchScriptError(MLMExportError, RuntimeError):
+    """A model cannot be written as TorchScript, or its TorchScript copy does not match it."""

@@ -60,10 +60,21 @@ class ExportOptions:
     properties: Mapping[str, Any] = field(default_factory=dict)
     weights: Any = None
     validate: Validate = "raise"
+    #: "openeo": an Item openEO's ML back-end runs (TorchScript model, y/x dims, fixed sizes); see openeo.py.
+    profile: str = "default"
+    #: The http(s)/s3 folder the files are published under: hrefs become absolute (the openEO profile needs it).
+    base_url: str | None = None
+    #: "huggingface": the folder ``save_pretrained`` writes, with ``mlm.json`` beside it; see huggingface.py.
+    layout: str = "flat"
 
     def __post_init__(self) -> None:
         if self.validate not in ("raise", "warn"):
             raise InvalidOptionError(f"validate= must be 'raise' or 'warn', not {self.validate!r}")
+        from .huggingface import check_layout
+        from .openeo import check_options
+
+        check_options(self.profile, self.base_url)
+        check_layout(self.layout, self.profile)
         user_facts(self)  # check bands, classes, bbox, dates now: errors at construction name the option
 
 

@@ -1,0 +1,176 @@
+"""The openEO-ready profile: an Item that openEO's ML back-end (openeo-processes-dask-ml) loads and runs.
+
+What that reader needs, read from its source (commit 60a75c8; the tests cite the lines): exactly one
+``mlm:model`` asset, loaded with ``torch.jit.load`` whatever ``mlm:artifact_type`` says; an http(s) or s3
+href it downloads; dims it can match to data-cube dims (``bands``, ``t``, ``y``, ``x``; ``batch`` is its own);
+every non-batch size fixed, since it cuts the cube into chunks of exactly those sizes and sizes the result
+chunks from the output shape; one tensor in, one tensor out; ``mlm:framework`` "PyTorch" (compared lower-cased).
+The default Item stays spec-first (a ``.pt2``, ``height``/``width``, dynamic sizes); this profile is opt-in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from torch import nn
+
+from . import mlm
+from .errors import InvalidOptionError
+from .facts import ArtifactFacts, TensorFacts
+from .resolve import InputSpec, OutputSpec
+
+if TYPE_CHECKING:
+    from .item import ItemPlan
+    from .pipeline import Gathered
+
+PROFILES = ("default", "openeo")
+#: Our dim names -> the names openEO data cubes use (openeo-processes-dask-ml ``dim_utils.py`` lines 12-17).
+DIM_NAMES = {"height": "y", "width": "x", "time": "t", "channel": "bands", "bands": "bands"}
+URL_SCHEMES = ("http", "https", "s3")
+
+
+def check_options(profile: str, base_url: str | None) -> None:
+    """``profile=`` is known; the openEO profile has an absolute ``base_url=`` the back-end can download from."""
+    if profile not in PROFILES:
+        raise InvalidOptionError(f"profile= must be one of {', '.join(map(repr, PROFILES))}, not {profile!r}")
+    if base_url is not None:
+        check_base_url(base_url)
+    elif profile == "openeo":
+        raise InvalidOptionError(
+            "profile='openeo' needs base_url= (--base-url): the http(s) or s3 URL the files will be published "
+            "under, since openEO downloads the model from the Item's absolute href"
+        )
+
+
+def check_base_url(base_url: str) -> str:
+    """An http(s) or s3 URL with a host and no query, fragment or credentials, ending in '/'."""
+    parts = urlsplit(base_url) if isinstance(base_url, str) else None
+    if (
+        parts is None
+        or parts.scheme not in URL_SCHEMES
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+        or any(c.isspace() for c in base_url)
+    ):
+        raise InvalidOptionError(
+            f"base_url= must be an http://, https:// or s3:// URL with a host and no query, fragment or "
+            f"credentials (the folder the files are published under), not {base_url!r}"
+        )
+    return base_url if base_url.endswith("/") else base_url + "/"
+
+
+def adapt(item_plan: ItemPlan, gathered: Gathered, base_url: str, *, pretrained: bool | None) -> ItemPlan:
+    """The plan in openEO's terms: renamed dims, fixed sizes, a TorchScript model asset at an absolute href."""
+    facts = gathered.model
+    if (
+        facts.input_structure != "tensor"
+        or facts.output_structure != "tensor"
+        or len(item_plan.inputs) != 1
+        or len(item_plan.outputs) != 1
+    ):
+        raise InvalidOptionError(
+            f"profile='openeo' needs a model with one tensor in and one tensor out (openEO calls model(x) and "
+            f"saves one array); {facts.class_name} takes {facts.input_structure} input and returns "
+            f"{facts.output_structure} output"
+        )
+    if pretrained is False:
+        raise InvalidOptionError(
+            "profile='openeo' with pretrained=False: openEO's ml_predict refuses a model that says it is not "
+            "trained; drop pretrained=False"
+        )
+    url = check_base_url(base_url)
+    inputs = (_fixed_input(item_plan.inputs[0], facts.inputs[0]),)
+    outputs = (_fixed_output(item_plan.outputs[0], facts.outputs[0]),)
+    weights = replace(
+        item_plan.artifacts[0], key="weights", href=url + f"{item_plan.id}.safetensors",
+        roles=(mlm.ROLE_WEIGHTS,), artifact_type=None, media_type="application/octet-stream; application=safetensors",
+        title="Model weights (safetensors)",
+    )  # fmt: skip
+    if item_plan.artifacts[0].href.startswith(("http://", "https://")):  # published weights: keep them as they are
+        weights = replace(item_plan.artifacts[0], key="weights", roles=(mlm.ROLE_WEIGHTS,), artifact_type=None)
+    return replace(
+        item_plan, inputs=inputs, outputs=outputs, artifacts=(torchscript_asset(url, item_plan.id), weights)
+    )
+
+
+def torchscript_asset(url: str, stem: str, size: int | None = None, checksum: str | None = None) -> ArtifactFacts:
+    """The TorchScript file as the one ``mlm:model`` asset, under key ``model``."""
+    from .torchscript import ARTIFACT_TYPE, MEDIA_TYPE
+
+    return ArtifactFacts(
+        key="model",
+        href=f"{url}{stem}.pt",
+        roles=(mlm.ROLE_MODEL,),
+        media_type=MEDIA_TYPE,
+        title="Model (TorchScript, torch.jit.load)",
+        artifact_type=ARTIFACT_TYPE,
+        size=size,
+        checksum=checksum,
+    )
+
+
+def _dims(spec_dims: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(DIM_NAMES.get(d, d) for d in spec_dims)
+
+
+def _fixed(shape: tuple[int, ...], dims: tuple[str, ...], observed: tuple[int, ...]) -> tuple[int, ...]:
+    """Every dim but the batch at the size seen in the trace: openEO cuts and sizes chunks from them."""
+    return tuple(s if (s != -1 or d == "batch") else observed[i] for i, (s, d) in enumerate(zip(shape, dims)))
+
+
+def _fixed_input(spec: InputSpec, seen: TensorFacts) -> InputSpec:
+    dims = _dims(spec.dim_order)
+    return replace(spec, dim_order=dims, shape=_fixed(spec.shape, dims, seen.observed or spec.shape))
+
+
+def _fixed_output(spec: OutputSpec, seen: TensorFacts) -> OutputSpec:
+    dims = tuple("y" if d == "height" else "x" if d == "width" else "t" if d == "time" else d for d in spec.dim_order)
+    return replace(spec, dim_order=dims, shape=_fixed(spec.shape, dims, seen.observed or spec.shape))
+
+
+def write_files(model: nn.Module, gathered: Gathered, item_plan: ItemPlan, out_dir: Path, base_url: str) -> ItemPlan:
+    """Write ``<id>.pt`` (TorchScript, checked against the model) and ``<id>.safetensors``; absolute hrefs."""
+    from . import artifacts as art
+    from .torchscript import write_torchscript
+
+    module = gathered.module if gathered.module is not None else model
+    url = check_base_url(base_url)
+    example = _example_tensor(gathered.example)
+    size, checksum = write_torchscript(module, example, out_dir / f"{item_plan.id}.pt")
+    weights, aliases = art.weights(module)
+    written = art.write_safetensors(weights, out_dir / f"{item_plan.id}.safetensors", art.safetensors_metadata(aliases))
+    planned = item_plan.artifacts[1]
+    weights_asset = replace(
+        planned, href=url + f"{item_plan.id}.safetensors", size=written.size, checksum=written.checksum,
+        media_type="application/octet-stream; application=safetensors", title="Model weights (safetensors)",
+    )  # fmt: skip
+    return replace(item_plan, artifacts=(torchscript_asset(url, item_plan.id, size, checksum), weights_asset))
+
+
+def _example_tensor(example: Any) -> Any:
+    """The one input tensor of the example (a dict or tuple holding one tensor counts too)."""
+    import torch
+
+    if isinstance(example, torch.Tensor):
+        return example
+    values = list(example.values()) if isinstance(example, dict) else list(example)
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    return tensors[0] if len(tensors) == 1 else example
+
+
+def absolute_hrefs(item_plan: ItemPlan, base_url: str) -> ItemPlan:
+    """The written files' relative hrefs (``./name``) as URLs under ``base_url``."""
+    url = check_base_url(base_url)
+    return replace(
+        item_plan,
+        artifacts=tuple(
+            replace(a, href=url + a.href.removeprefix("./")) if a.href.startswith("./") else a
+            for a in item_plan.artifacts
+        ),
+    )

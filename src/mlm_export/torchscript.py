@@ -1,0 +1,93 @@
+"""A TorchScript copy of a model (``torch.jit.save``): what ``torch.jit.load`` readers such as openEO run.
+
+Small and self-contained on purpose: script the model (keeps its control flow), else trace it on the example;
+save it atomically; load it back once and compare its output with the eager model's before the file counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import TorchScriptError, first_line
+from .write import atomic_path, file_checksum
+
+#: ``mlm:artifact_type`` of a file written with ``torch.jit.save`` (a value the MLM spec recommends).
+ARTIFACT_TYPE = "torch.jit.save"
+MEDIA_TYPE = "application/octet-stream; application=pytorch"
+#: Largest absolute difference allowed between the eager model and its TorchScript copy (float32).
+TOLERANCE = 1e-4
+
+
+@contextlib.contextmanager
+def _quiet_jit() -> Iterator[None]:
+    """torch 2.9+ marks ``torch.jit`` as deprecated; the warning says nothing the user can act on here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        yield
+
+
+def to_torchscript(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """``torch.jit.script`` the model, or trace it on ``example`` when it cannot be scripted."""
+    with _quiet_jit():
+        try:
+            return torch.jit.script(model)
+        except Exception as scripted:  # not scriptable (untyped Python): a trace records one path through it
+            try:
+                with torch.no_grad():
+                    return torch.jit.trace(model, example, check_trace=False)
+            except Exception as traced:
+                raise TorchScriptError(
+                    f"{type(model).__name__} can neither be scripted ({first_line(scripted, 200)}) nor traced "
+                    f"({type(traced).__name__}: {first_line(traced, 200)}); profile='openeo' needs a TorchScript "
+                    "model: make forward scriptable or traceable (one tensor in, one tensor out)"
+                ) from traced
+
+
+def write_torchscript(model: nn.Module, example: torch.Tensor, path: str | os.PathLike[str]) -> tuple[int, str]:
+    """Write ``model`` as TorchScript to ``path``; return its size and sha256 multihash.
+
+    The saved bytes are loaded back once and must give the eager model's output on ``example`` within
+    :data:`TOLERANCE`; otherwise nothing is written and :class:`TorchScriptError` says by how much they differ.
+    """
+    if not isinstance(example, torch.Tensor):
+        raise TorchScriptError(f"a TorchScript copy needs one example tensor, got {type(example).__name__}")
+    was_training = model.training
+    model.eval()
+    try:
+        scripted = to_torchscript(model, example)
+        buffer = io.BytesIO()
+        with _quiet_jit():
+            torch.jit.save(scripted, buffer)
+            loaded = torch.jit.load(io.BytesIO(buffer.getvalue()), map_location=example.device)
+            with torch.no_grad():
+                want, got = model(example), loaded(example)
+    finally:
+        model.train(was_training)
+    if not (isinstance(want, torch.Tensor) and isinstance(got, torch.Tensor)) or want.shape != got.shape:
+        raise TorchScriptError(
+            f"the TorchScript copy of {type(model).__name__} does not return what the model returns "
+            f"({_shape(want)} vs {_shape(got)}); profile='openeo' needs one tensor in and one tensor out"
+        )
+    diff = (want.float() - got.float()).abs().max().item() if want.numel() else 0.0
+    if not diff <= TOLERANCE:
+        raise TorchScriptError(
+            f"the TorchScript copy of {type(model).__name__} differs from the model by {diff:.3g} (more than "
+            f"{TOLERANCE}) on the example: make forward scriptable so no Python branch is frozen by tracing"
+        )
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    return target.stat().st_size, file_checksum(target)
+
+
+def _shape(value: object) -> str:
+    return f"tensor{list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
