@@ -101,7 +101,7 @@ def export_mlm(
     gathered = gather(model, datamodule, example_input, options)
     item_plan = plan(model, gathered, options)
     if options.profile == "openeo":
-        item_plan = openeo.adapt(item_plan, gathered, str(base_url), pretrained=options.pretrained)
+        item_plan = openeo.adapt(item_plan, gathered, str(base_url))
     item = build_checked(item_plan, options.validate)  # fail before writing anything
     if out_dir is None:
         return item

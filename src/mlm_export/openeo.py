@@ -32,10 +32,15 @@ DIM_NAMES = {"height": "y", "width": "x", "time": "t", "channel": "bands", "band
 URL_SCHEMES = ("http", "https", "s3")
 
 
-def check_options(profile: str, base_url: str | None) -> None:
+def check_options(profile: str, base_url: str | None, pretrained: bool | None = None) -> None:
     """``profile=`` is known; the openEO profile has an absolute ``base_url=`` the back-end can download from."""
     if profile not in PROFILES:
         raise InvalidOptionError(f"profile= must be one of {', '.join(map(repr, PROFILES))}, not {profile!r}")
+    if profile == "openeo" and pretrained is False:
+        raise InvalidOptionError(
+            "profile='openeo' with pretrained=False: openEO's ml_predict refuses a model that says it is not "
+            "trained; drop pretrained=False"
+        )
     if base_url is not None:
         check_base_url(base_url)
     elif profile == "openeo":
@@ -65,7 +70,7 @@ def check_base_url(base_url: str) -> str:
     return base_url if base_url.endswith("/") else base_url + "/"
 
 
-def adapt(item_plan: ItemPlan, gathered: Gathered, base_url: str, *, pretrained: bool | None) -> ItemPlan:
+def adapt(item_plan: ItemPlan, gathered: Gathered, base_url: str) -> ItemPlan:
     """The plan in openEO's terms: renamed dims, fixed sizes, a TorchScript model asset at an absolute href."""
     facts = gathered.model
     if (
@@ -78,11 +83,6 @@ def adapt(item_plan: ItemPlan, gathered: Gathered, base_url: str, *, pretrained:
             f"profile='openeo' needs a model with one tensor in and one tensor out (openEO calls model(x) and "
             f"saves one array); {facts.class_name} takes {facts.input_structure} input and returns "
             f"{facts.output_structure} output"
-        )
-    if pretrained is False:
-        raise InvalidOptionError(
-            "profile='openeo' with pretrained=False: openEO's ml_predict refuses a model that says it is not "
-            "trained; drop pretrained=False"
         )
     url = check_base_url(base_url)
     inputs = (_fixed_input(item_plan.inputs[0], facts.inputs[0]),)

@@ -73,7 +73,7 @@ class ExportOptions:
         from .huggingface import check_layout
         from .openeo import check_options
 
-        check_options(self.profile, self.base_url)
+        check_options(self.profile, self.base_url, self.pretrained)
         check_layout(self.layout, self.profile)
         user_facts(self)  # check bands, classes, bbox, dates now: errors at construction name the option
 

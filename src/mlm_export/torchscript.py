@@ -68,25 +68,32 @@ def write_torchscript(model: nn.Module, example: torch.Tensor, path: str | os.Pa
         with _quiet_jit():
             torch.jit.save(scripted, buffer)
             loaded = torch.jit.load(io.BytesIO(buffer.getvalue()), map_location=example.device)
-            with torch.no_grad():
-                want, got = model(example), loaded(example)
+        # The example, and one sample of it: a trace freezes Python branches on the batch size, among others.
+        for batch in (example, example[:1]):
+            _compare(model, loaded, batch)
     finally:
         model.train(was_training)
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    return target.stat().st_size, file_checksum(target)
+
+
+def _compare(model: nn.Module, loaded: torch.jit.ScriptModule, batch: torch.Tensor) -> None:
+    with torch.no_grad(), _quiet_jit():
+        want, got = model(batch), loaded(batch)
     if not (isinstance(want, torch.Tensor) and isinstance(got, torch.Tensor)) or want.shape != got.shape:
         raise TorchScriptError(
-            f"the TorchScript copy of {type(model).__name__} does not return what the model returns "
-            f"({_shape(want)} vs {_shape(got)}); profile='openeo' needs one tensor in and one tensor out"
+            f"the TorchScript copy of {type(model).__name__} does not return what the model returns on a batch of "
+            f"{len(batch)} ({_shape(want)} vs {_shape(got)}); profile='openeo' needs one tensor in and one tensor out"
         )
     diff = (want.float() - got.float()).abs().max().item() if want.numel() else 0.0
     if not diff <= TOLERANCE:
         raise TorchScriptError(
             f"the TorchScript copy of {type(model).__name__} differs from the model by {diff:.3g} (more than "
-            f"{TOLERANCE}) on the example: make forward scriptable so no Python branch is frozen by tracing"
+            f"{TOLERANCE}) on a batch of {len(batch)}: make forward scriptable, so that tracing freezes no Python "
+            "branch"
         )
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(buffer.getvalue())
-    return target.stat().st_size, file_checksum(target)
 
 
 def _shape(value: object) -> str:
