@@ -208,7 +208,10 @@ def predict(item: pystac.Item, cube: Cube, model_file: Path) -> np.ndarray:
     # get_model_out_shape lines 617-626 and get_chunk_output_shape 628-646: dask is told the result chunk
     # is the output shape with the batch size in place of -1; run_model line 1075: np.dtype(data_type)
     out_spec = item.ext.mlm.output[0].result
-    expected = [len(chunks[: batch_size(item)]) if d == "batch" else s for d, s in zip(out_spec.dim_order, out_spec.shape, strict=True)]
+    expected = [
+        len(chunks[: batch_size(item)]) if d == "batch" else s
+        for d, s in zip(out_spec.dim_order, out_spec.shape, strict=True)
+    ]
     if list(result.shape) != expected or result.dtype != np.dtype(out_spec.data_type):
         raise OpenEOReaderError(f"result chunk {list(result.shape)} {result.dtype}, the Item says {expected}")
     return result

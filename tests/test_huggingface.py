@@ -88,7 +88,7 @@ def test_hf_card_cli_for_a_flat_export(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["hf-card", str(tmp_path)]) == 0
     card = ModelCard.load(tmp_path / "README.md")
     assert "stac-mlm" in card.data.tags
-    assert "load_file(\"smallunet.safetensors\")" in card.text  # no .pt2: the weights and the architecture
+    assert 'load_file("smallunet.safetensors")' in card.text  # no .pt2: the weights and the architecture
     capsys.readouterr()
     assert main(["hf-card", str(tmp_path / "smallunet.json"), "--output", "-"]) == 0
     assert capsys.readouterr().out == (tmp_path / "README.md").read_text()

@@ -200,4 +200,3 @@ def test_write_torchscript_loads_back_equal_and_hashes_the_file(tmp_path: Path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model.eval()(x), atol=1e-4, rtol=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
-

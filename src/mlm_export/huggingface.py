@@ -168,7 +168,9 @@ def _tensor_lines(spec: Mapping[str, Any], key: str) -> list[str]:
         + (f"; tasks: {_cell(spec['tasks'])}" if spec.get("tasks") else ""),
         "",
     ]
-    bands = [b if isinstance(b, str) else b.get("name", "") for b in spec.get("bands") or [] if isinstance(b, str | dict)]
+    bands = [
+        b if isinstance(b, str) else b.get("name", "") for b in spec.get("bands") or [] if isinstance(b, str | dict)
+    ]
     if bands:
         out += [f"Bands, in order: {_cell(bands)}", ""]
     scaling = spec.get("value_scaling")
@@ -216,7 +218,8 @@ def _load_lines(item: Mapping[str, Any]) -> list[str]:
     if isinstance(shape, list) and shape and all(isinstance(s, int) for s in shape):
         sizes = [1 if i == 0 and s == -1 else EXAMPLE_SIZE if s == -1 else s for i, s in enumerate(shape)]
         code += [
-            f"x = torch.zeros({', '.join(map(str, sizes))})  # {_text(', '.join(map(str, dims)))}; -1 in the Item: any size",
+            f"x = torch.zeros({', '.join(map(str, sizes))})  # {_text(', '.join(map(str, dims)))}"
+            + "; -1 in the Item: any size",
             "prediction = model(x)",
         ]
     return ["```python", *code, "```", "", f"Every file's size and sha256 are in [`{ITEM_FILE}`](./{ITEM_FILE})."]
@@ -228,7 +231,13 @@ def _text(value: Any) -> str:
 
 
 def _cell(value: Any) -> str:
-    text = ", ".join(map(str, value)) if isinstance(value, list) else json.dumps(value) if isinstance(value, dict) else value
+    text = (
+        ", ".join(map(str, value))
+        if isinstance(value, list)
+        else json.dumps(value)
+        if isinstance(value, dict)
+        else value
+    )
     return _text(text).replace("|", "\\|").replace("`", "'")
 
 

@@ -94,9 +94,7 @@ def adapt(item_plan: ItemPlan, gathered: Gathered, base_url: str) -> ItemPlan:
     )  # fmt: skip
     if item_plan.artifacts[0].href.startswith(("http://", "https://")):  # published weights: keep them as they are
         weights = replace(item_plan.artifacts[0], key="weights", roles=(mlm.ROLE_WEIGHTS,), artifact_type=None)
-    return replace(
-        item_plan, inputs=inputs, outputs=outputs, artifacts=(torchscript_asset(url, item_plan.id), weights)
-    )
+    return replace(item_plan, inputs=inputs, outputs=outputs, artifacts=(torchscript_asset(url, item_plan.id), weights))
 
 
 def torchscript_asset(url: str, stem: str, size: int | None = None, checksum: str | None = None) -> ArtifactFacts:
@@ -121,7 +119,9 @@ def _dims(spec_dims: tuple[str, ...]) -> tuple[str, ...]:
 
 def _fixed(shape: tuple[int, ...], dims: tuple[str, ...], observed: tuple[int, ...]) -> tuple[int, ...]:
     """Every dim but the batch at the size seen in the trace: openEO cuts and sizes chunks from them."""
-    return tuple(s if (s != -1 or d == "batch") else observed[i] for i, (s, d) in enumerate(zip(shape, dims)))
+    return tuple(
+        s if (s != -1 or d == "batch") else observed[i] for i, (s, d) in enumerate(zip(shape, dims, strict=True))
+    )
 
 
 def _fixed_input(spec: InputSpec, seen: TensorFacts) -> InputSpec:

@@ -26,7 +26,9 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("item", type=Path, help="the Item JSON file, or a folder holding mlm.json (or one Item)")
-    p.add_argument("--output", "-o", help=f"where to write the card (default: {CARD_FILE} beside the Item; - for stdout)")
+    p.add_argument(
+        "--output", "-o", help=f"where to write the card (default: {CARD_FILE} beside the Item; - for stdout)"
+    )
     add_output_flags(p)
     p.set_defaults(run=run)
 
