@@ -81,7 +81,7 @@ def test_openeo_item_loads_checks_and_predicts_in_openeos_path(served: tuple[Pat
     assert props["mlm:output"][0]["result"]["dim_order"] == ["batch", "class", "y", "x"]
     assert props["mlm:framework"].lower() == "pytorch"
     model_asset = data["assets"]["model"]
-    assert model_asset["href"] == f"{url}/unet.pt" or model_asset["href"].startswith(url + "/")
+    assert model_asset["href"] == f"{url}/smallunet.torchscript"
     assert model_asset["mlm:artifact_type"] == "torch.jit.save"
     assert all(a["href"].startswith(url + "/") for a in data["assets"].values())
 
@@ -200,3 +200,34 @@ def test_write_torchscript_loads_back_equal_and_hashes_the_file(tmp_path: Path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model.eval()(x), atol=1e-4, rtol=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+
+
+def test_callback_with_the_openeo_profile_writes_a_torchscript_per_checkpoint(tmp_path: Path):
+    """Every live checkpoint's Item passes openEO's loading checks (load_model.py 32-96) and its TorchScript runs;
+    a pruned checkpoint's TorchScript goes with it."""
+    pytest.importorskip("lightning")
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from mlm_export import MLMExportCallback
+
+    from .test_callback import fit, items_in
+
+    ckpt_dir = tmp_path / "ckpts"
+    callback = MLMExportCallback(
+        profile="openeo", base_url="https://models.example.org/run1", datetime=KW["start_datetime"]
+    )
+    fit(tmp_path, ModelCheckpoint(dirpath=ckpt_dir, monitor="val_loss", save_top_k=1), callback, epochs=2)
+    items = items_in(ckpt_dir)
+    assert len(items) == 1
+    (name, data), = items.items()
+    stem = name.removesuffix(".mlm.json")
+    assert sorted(p.name for p in ckpt_dir.glob(f"*{'.torchscript'}")) == [f"{stem}.torchscript"]
+    load_stac_ml(data)
+    model_asset = data["assets"]["model"]
+    assert model_asset["href"] == f"https://models.example.org/run1/{stem}.torchscript"
+    assert data["assets"]["checkpoint"]["roles"] == ["mlm:checkpoint"]
+    assert data["properties"]["mlm:input"][0]["input"]["dim_order"] == ["batch", "bands", "y", "x"]
+    assert data["properties"]["mlm:input"][0]["input"]["shape"] == [-1, 3, 16, 16]
+    scripted = torch.jit.load(str(ckpt_dir / f"{stem}.torchscript"))
+    assert scripted(torch.zeros(5, 3, 16, 16)).shape == (5, 4)
+    assert file_checksum(ckpt_dir / f"{stem}.torchscript") == model_asset["file:checksum"]

@@ -55,7 +55,7 @@ def export_mlm(
     torchvision weights enum member, or its name) adds what the weights know: bands, normalization, input
     size, license, publication, code and pretraining dataset, read offline from ``.meta`` and ``.transforms``.
 
-    ``profile="openeo"`` shapes the Item for openEO's ML back-end: a TorchScript ``mlm:model`` (``<id>.pt``),
+    ``profile="openeo"`` shapes the Item for openEO's ML back-end: a TorchScript ``mlm:model`` (``<id>.torchscript``),
     dims named ``bands``/``t``/``y``/``x``, every non-batch size fixed, hrefs under ``base_url=`` (required).
     ``base_url=`` alone makes the written files' hrefs absolute. ``layout="huggingface"`` writes the folder
     ``save_pretrained`` writes (``model.safetensors``, ``config.json``, ``README.md`` card) plus ``mlm.json``.

@@ -23,6 +23,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from . import openeo
 from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
 from .facts import ArtifactFacts
@@ -176,6 +177,8 @@ class MLMExportCallback(Callback):
                 raise
             return  # try again at on_train_start, when the training dataloader exists
         self._plan = plan(pl_module, self._gathered, self.options)
+        if self.options.profile == "openeo":
+            self._plan = openeo.adapt(self._plan, self._gathered, str(self.options.base_url))
         self._base = _dict(build_item(self._plan))
         # plain JSON types only, so that torch.load(weights_only=True) reads it back without any allowlist
         self._embedded = {"mlm_export_version": _version(), "item": self._base}
@@ -243,7 +246,7 @@ class MLMExportCallback(Callback):
                 link_target=link_target.absolute() if link_target else None,
                 plan=self._plan,
             )
-            if self.write_weights or self.export_program:
+            if self.write_weights or self.export_program or self.options.profile == "openeo":
                 snap = self._write_model_files(trainer, snap)
             catalog = self._catalog(path.parent.absolute())
             self._submit(("save", catalog, snap))
@@ -258,9 +261,14 @@ class MLMExportCallback(Callback):
         module = trainer.lightning_module
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", MLMExportWarning)
-            written = write_model_files(
-                module, self._gathered, self._plan, snap.path.parent, stem, export_program=self.export_program
-            )
+            if self.options.profile == "openeo":  # TorchScript <stem>.pt and safetensors, absolute hrefs
+                written = openeo.write_files(
+                    module, self._gathered, self._plan, snap.path.parent, str(self.options.base_url), stem=stem
+                )
+            else:
+                written = write_model_files(
+                    module, self._gathered, self._plan, snap.path.parent, stem, export_program=self.export_program
+                )
         for w in caught:  # the same model gives the same warning at every checkpoint: say each once per run
             if str(w.message) not in self._warned:
                 self._warned.add(str(w.message))

@@ -30,6 +30,8 @@ PROFILES = ("default", "openeo")
 #: Our dim names -> the names openEO data cubes use (openeo-processes-dask-ml ``dim_utils.py`` lines 12-17).
 DIM_NAMES = {"height": "y", "width": "x", "time": "t", "channel": "bands", "bands": "bands"}
 URL_SCHEMES = ("http", "https", "s3")
+#: Not ``.pt``: that is also a checkpoint suffix, and a TorchScript file beside ``x.pt`` must not replace it.
+SUFFIX = ".torchscript"
 
 
 def check_options(profile: str, base_url: str | None, pretrained: bool | None = None) -> None:
@@ -103,7 +105,7 @@ def torchscript_asset(url: str, stem: str, size: int | None = None, checksum: st
 
     return ArtifactFacts(
         key="model",
-        href=f"{url}{stem}.pt",
+        href=f"{url}{stem}{SUFFIX}",
         roles=(mlm.ROLE_MODEL,),
         media_type=MEDIA_TYPE,
         title="Model (TorchScript, torch.jit.load)",
@@ -134,23 +136,27 @@ def _fixed_output(spec: OutputSpec, seen: TensorFacts) -> OutputSpec:
     return replace(spec, dim_order=dims, shape=_fixed(spec.shape, dims, seen.observed or spec.shape))
 
 
-def write_files(model: nn.Module, gathered: Gathered, item_plan: ItemPlan, out_dir: Path, base_url: str) -> ItemPlan:
-    """Write ``<id>.pt`` (TorchScript, checked against the model) and ``<id>.safetensors``; absolute hrefs."""
+def write_files(
+    model: nn.Module, gathered: Gathered, item_plan: ItemPlan, out_dir: Path, base_url: str, *, stem: str | None = None
+) -> ItemPlan:
+    """Write ``<stem>.torchscript`` (TorchScript, checked against the model) and ``<stem>.safetensors`` (stem: the Item's
+    id by default, a checkpoint's stem in the callback); their hrefs are absolute, under ``base_url``."""
     from . import artifacts as art
     from .torchscript import write_torchscript
 
     module = gathered.module if gathered.module is not None else model
     url = check_base_url(base_url)
     example = _example_tensor(gathered.example)
-    size, checksum = write_torchscript(module, example, out_dir / f"{item_plan.id}.pt")
+    stem = stem or item_plan.id
+    size, checksum = write_torchscript(module, example, out_dir / f"{stem}{SUFFIX}")
     weights, aliases = art.weights(module)
-    written = art.write_safetensors(weights, out_dir / f"{item_plan.id}.safetensors", art.safetensors_metadata(aliases))
+    written = art.write_safetensors(weights, out_dir / f"{stem}.safetensors", art.safetensors_metadata(aliases))
     planned = item_plan.artifacts[1]
     weights_asset = replace(
-        planned, href=url + f"{item_plan.id}.safetensors", size=written.size, checksum=written.checksum,
+        planned, href=url + f"{stem}.safetensors", size=written.size, checksum=written.checksum,
         media_type="application/octet-stream; application=safetensors", title="Model weights (safetensors)",
     )  # fmt: skip
-    return replace(item_plan, artifacts=(torchscript_asset(url, item_plan.id, size, checksum), weights_asset))
+    return replace(item_plan, artifacts=(torchscript_asset(url, stem, size, checksum), weights_asset))
 
 
 def _example_tensor(example: Any) -> Any:
