@@ -9,6 +9,7 @@ from __future__ import annotations
 import _socket
 import functools
 import http.server
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -219,9 +220,9 @@ def test_callback_with_the_openeo_profile_writes_a_torchscript_per_checkpoint(tm
     fit(tmp_path, ModelCheckpoint(dirpath=ckpt_dir, monitor="val_loss", save_top_k=1), callback, epochs=2)
     items = items_in(ckpt_dir)
     assert len(items) == 1
-    (name, data), = items.items()
+    ((name, data),) = items.items()
     stem = name.removesuffix(".mlm.json")
-    assert sorted(p.name for p in ckpt_dir.glob(f"*{'.torchscript'}")) == [f"{stem}.torchscript"]
+    assert sorted(p.name for p in ckpt_dir.glob("*.torchscript")) == [f"{stem}.torchscript"]
     load_stac_ml(data)
     model_asset = data["assets"]["model"]
     assert model_asset["href"] == f"https://models.example.org/run1/{stem}.torchscript"
@@ -231,3 +232,29 @@ def test_callback_with_the_openeo_profile_writes_a_torchscript_per_checkpoint(tm
     scripted = torch.jit.load(str(ckpt_dir / f"{stem}.torchscript"))
     assert scripted(torch.zeros(5, 3, 16, 16)).shape == (5, 4)
     assert file_checksum(ckpt_dir / f"{stem}.torchscript") == model_asset["file:checksum"]
+
+
+def test_convert_with_the_openeo_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """``mlm-export convert --profile openeo --base-url``: TorchScript beside the checkpoint, openEO loads the Item."""
+    from mlm_export.cli import main
+
+    model = SmallUNet(4, 3).eval()
+    torch.save(model.state_dict(), tmp_path / "unet.pth")
+    code = main([
+        "convert", str(tmp_path / "unet.pth"), "--model", "tests.models:SmallUNet",
+        "--init-args", "{in_channels: 4, num_classes: 3}", "--input-shape", "2,4,32,32",
+        "--bands", ",".join(BANDS), "--tasks", "semantic-segmentation",
+        "--profile", "openeo", "--base-url", "https://models.example.org/unet/", "--quiet",
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    data = json.loads((tmp_path / "unet.mlm.json").read_text())
+    load_stac_ml(data)
+    assert data["assets"]["model"]["href"] == "https://models.example.org/unet/unet.torchscript"
+    assert data["assets"]["checkpoint"]["roles"] == ["mlm:checkpoint"]
+    assert data["properties"]["mlm:input"][0]["input"]["shape"] == [-1, 4, 32, 32]
+    scripted = torch.jit.load(str(tmp_path / "unet.torchscript"))
+    x = torch.randn(1, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x), atol=1e-4, rtol=0)
+    assert main(["convert", str(tmp_path / "unet.pth"), "--profile", "openeo", "--overwrite", "--quiet"]) == 2
+    assert "profile='openeo' needs base_url= (--base-url)" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import mlm
+from . import mlm, openeo
 from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
 from .item import build_item
@@ -99,6 +99,7 @@ class Converter:
             ckpt = load(path, trust=self.settings.trust)
             base, model_name = self._base(ckpt)
             catalog = self._catalog(catalog_dir, base) if catalog_dir else None
+            files = self._openeo_files(ckpt, path, base) if self.options.profile == "openeo" else None
             data = checkpoint_item(
                 base,
                 path.absolute(),
@@ -106,6 +107,7 @@ class Converter:
                 checksum=file_checksum(path),
                 item_id=f"{base['id']}-{checkpoint_stem(path)}",
                 properties=_lightning_properties(ckpt),
+                model_files=files,
                 title=_title(ckpt),
                 catalog=catalog,
             )
@@ -142,7 +144,8 @@ class Converter:
 
     def _base(self, ckpt: LoadedCheckpoint) -> tuple[dict[str, Any], str]:
         """The model's description shared by every checkpoint of it: embedded, or traced once per architecture."""
-        if ckpt.embedded_item is not None and self.settings.model is None and self.settings.weights is None:
+        described = self.settings.model is None and self.settings.weights is None and self.options.profile == "default"
+        if ckpt.embedded_item is not None and described:
             base = ckpt.embedded_item
             props = base.get("properties", {})
             _check_embedded_fits(ckpt, props)
@@ -182,7 +185,17 @@ class Converter:
                 load_weights(real, ckpt.state_dict, spec.target)
                 model, gathered = real, gather(real, None, example, self.options)
             item_plan = plan(model, gathered, self.options, warn_datetime=False)
+            if self.options.profile == "openeo":
+                item_plan = openeo.adapt(item_plan, gathered, str(self.options.base_url))
         return _plain(build_item(item_plan).to_dict(include_self_link=False, transform_hrefs=False))
+
+    def _openeo_files(self, ckpt: LoadedCheckpoint, path: Path, base: dict[str, Any]) -> dict[str, Any]:
+        """profile='openeo': the checkpoint's weights as TorchScript, ``<stem>.torchscript`` beside it."""
+        spec = self._spec(ckpt)
+        model = spec.build(on_meta=False)
+        load_weights(model, ckpt.state_dict, spec.target)
+        target = path.parent / f"{checkpoint_stem(path)}{openeo.SUFFIX}"
+        return {"model": openeo.torchscript_beside(model, base, target, str(self.options.base_url))}
 
     def _example(self, model: nn.Module, ckpt: LoadedCheckpoint) -> Any:
         if self.settings.weights and not self.settings.input_shape:

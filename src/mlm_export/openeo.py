@@ -139,8 +139,10 @@ def _fixed_output(spec: OutputSpec, seen: TensorFacts) -> OutputSpec:
 def write_files(
     model: nn.Module, gathered: Gathered, item_plan: ItemPlan, out_dir: Path, base_url: str, *, stem: str | None = None
 ) -> ItemPlan:
-    """Write ``<stem>.torchscript`` (TorchScript, checked against the model) and ``<stem>.safetensors`` (stem: the Item's
-    id by default, a checkpoint's stem in the callback); their hrefs are absolute, under ``base_url``."""
+    """Write ``<stem>.torchscript`` (checked against the model) and ``<stem>.safetensors``, hrefs under ``base_url``.
+
+    ``stem`` is the Item's id by default, a checkpoint's stem in the callback.
+    """
     from . import artifacts as art
     from .torchscript import write_torchscript
 
@@ -180,3 +182,20 @@ def absolute_hrefs(item_plan: ItemPlan, base_url: str) -> ItemPlan:
             for a in item_plan.artifacts
         ),
     )
+
+
+def torchscript_beside(model: nn.Module, item: dict[str, Any], path: Path, base_url: str) -> dict[str, Any]:
+    """Write ``model`` as TorchScript at ``path`` (run on a batch shaped as the Item's input says) and return
+    its ``mlm:model`` asset, href under ``base_url``: what ``mlm-export convert --profile openeo`` adds."""
+    import torch
+
+    from .item import _asset
+    from .sources.torchgeo import inference_module
+    from .torchscript import write_torchscript
+
+    spec = item["properties"][mlm.INPUT][0]["input"]
+    dtype = getattr(torch, spec["data_type"], torch.float32)
+    example = torch.zeros([2 if s == -1 else s for s in spec["shape"]], dtype=dtype)
+    size, checksum = write_torchscript(inference_module(model), example, path)
+    asset = torchscript_asset(check_base_url(base_url), path.name.removesuffix(SUFFIX), size, checksum)
+    return _asset(asset, item["properties"].get("bands")).to_dict()

@@ -61,6 +61,13 @@ def add_parser(sub: Any) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"the Item's {name.replace('_', ' ')}")
     for name in LIST_OPTIONS:
         p.add_argument(f"--{name}", type=_csv, help=f"comma-separated {name}")
+    p.add_argument(
+        "--profile",
+        choices=("default", "openeo"),
+        help="openeo: a TorchScript <stem>.torchscript beside each checkpoint as the mlm:model, dims bands/t/y/x, "
+        "fixed sizes (needs --base-url)",
+    )
+    p.add_argument("--base-url", dest="base_url", help="http(s)/s3 URL the files are published under (absolute hrefs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing Items")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling (only for trusted files)")
     add_output_flags(p)
@@ -104,7 +111,7 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
         if not isinstance(loaded, dict):
             raise MLMExportError(f"--defaults {args.defaults} must hold a mapping of export_mlm options")
         values.update(loaded)
-    for name in (*TEXT_OPTIONS, *LIST_OPTIONS):
+    for name in (*TEXT_OPTIONS, *LIST_OPTIONS, "profile", "base_url"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     unknown = set(values) - set(ExportOptions.__dataclass_fields__)
