@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from . import mlm, openeo
-from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
+from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .sources.checkpoint import (
     ArchitectureError,
     LoadedCheckpoint,
