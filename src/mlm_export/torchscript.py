@@ -55,8 +55,9 @@ def to_torchscript(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptM
 def write_torchscript(model: nn.Module, example: torch.Tensor, path: str | os.PathLike[str]) -> tuple[int, str]:
     """Write ``model`` as TorchScript to ``path``; return its size and sha256 multihash.
 
-    The saved bytes are loaded back once and must give the eager model's output on ``example`` within
-    :data:`TOLERANCE`; otherwise nothing is written and :class:`TorchScriptError` says by how much they differ.
+    The saved bytes are loaded back once and must give the eager model's output within :data:`TOLERANCE` on
+    ``example`` and on its first sample (a trace freezes branches on the batch size); otherwise nothing is
+    written and :class:`TorchScriptError` says by how much they differ.
     """
     if not isinstance(example, torch.Tensor):
         raise TorchScriptError(f"a TorchScript copy needs one example tensor, got {type(example).__name__}")
