@@ -125,3 +125,5 @@ def test_layout_option_errors():
         export_mlm(SmallUNet(), example_input=x, layout="hf")
     with pytest.raises(InvalidOptionError, match="layout='huggingface' cannot be combined with profile='openeo'"):
         export_mlm(SmallUNet(), example_input=x, layout="huggingface", profile="openeo", base_url="https://e.org/")
+    with pytest.raises(InvalidOptionError, match="layout='huggingface' keeps hrefs relative.*drop base_url="):
+        export_mlm(SmallUNet(), example_input=x, layout="huggingface", base_url="https://e.org/")

@@ -50,12 +50,16 @@ LIBRARY_NAME = "pytorch"
 EXAMPLE_SIZE = 64
 
 
-def check_layout(layout: str, profile: str) -> None:
+def check_layout(layout: str, profile: str, base_url: str | None = None) -> None:
     """``layout=`` is known, and not combined with a profile that names its files otherwise."""
     if layout not in LAYOUTS:
         raise InvalidOptionError(f"layout= must be one of {', '.join(map(repr, LAYOUTS))}, not {layout!r}")
     if layout == "huggingface" and profile != "default":
         raise InvalidOptionError(f"layout='huggingface' cannot be combined with profile={profile!r}; choose one")
+    if layout == "huggingface" and base_url is not None:
+        raise InvalidOptionError(
+            "layout='huggingface' keeps hrefs relative (the folder moves as one repository); drop base_url="
+        )
 
 
 def write_folder(

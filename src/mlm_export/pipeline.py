@@ -74,7 +74,7 @@ class ExportOptions:
         from .openeo import check_options
 
         check_options(self.profile, self.base_url, self.pretrained)
-        check_layout(self.layout, self.profile)
+        check_layout(self.layout, self.profile, self.base_url)
         user_facts(self)  # check bands, classes, bbox, dates now: errors at construction name the option
 
 
