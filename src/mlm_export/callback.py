@@ -261,7 +261,7 @@ class MLMExportCallback(Callback):
         module = trainer.lightning_module
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", MLMExportWarning)
-            if self.options.profile == "openeo":  # TorchScript <stem>.pt and safetensors, absolute hrefs
+            if self.options.profile == "openeo":  # TorchScript <stem>.torchscript and safetensors, absolute hrefs
                 written = openeo.write_files(
                     module, self._gathered, self._plan, snap.path.parent, str(self.options.base_url), stem=stem
                 )
