@@ -1,8 +1,8 @@
 """What openeo-processes-dask-ml (openEO's ML back-end) does with an MLM Item, re-done step by step.
 
-The package cannot be installed here (it is not on PyPI, and it pins GDAL 3.13.1, a pystac fork from git and openeo-processes-dask), so
-this helper repeats its checks and its loading and prediction path, each citing the file and lines of
-github.com/Open-EO/openeo-processes-dask-ml at commit 60a75c8 (``P`` = ``openeo_processes_dask_ml/
+The package cannot be installed here (it is not on PyPI, and it pins GDAL 3.13.1, a pystac fork from git and
+openeo-processes-dask), so this helper repeats its checks and its loading and prediction path, each citing
+the file and lines of github.com/Open-EO/openeo-processes-dask-ml at commit 60a75c8 (``P`` = ``openeo_processes_dask_ml/
 process_implementations``). Where it uses xarray and dask, this uses a dict of dim sizes and numpy. Our code,
 written from reading theirs.
 """

@@ -258,3 +258,35 @@ def test_convert_with_the_openeo_profile(tmp_path: Path, capsys: pytest.CaptureF
         torch.testing.assert_close(scripted(x), model(x), atol=1e-4, rtol=0)
     assert main(["convert", str(tmp_path / "unet.pth"), "--profile", "openeo", "--overwrite", "--quiet"]) == 2
     assert "profile='openeo' needs base_url= (--base-url)" in capsys.readouterr().err
+
+
+class TimeSeriesSegmenter(nn.Module):
+    """[batch, time, bands, height, width] -> [batch, class, height, width]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(4, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean(1))
+
+
+def test_a_time_series_model_matches_an_openeo_cube_with_t(tmp_path: Path):
+    """A time dim is ``t`` (dim_utils.py 13): openEO reorders a (bands, t, x, y) cube to the model's
+    (t, bands, y, x) (data_model.py 427-437) and cuts 16 x 16 chunks with all 6 dates."""
+    model = TimeSeriesSegmenter().eval()
+    item = export_mlm(
+        model, example_input=torch.randn(2, 6, 4, 16, 16), out_dir=tmp_path, profile="openeo",
+        base_url="https://example.org/ts/", bands=BANDS, tasks="semantic-segmentation", datetime=KW["start_datetime"],
+    )  # fmt: skip
+    data = item.to_dict(include_self_link=False, transform_hrefs=False)
+    assert data["properties"]["mlm:input"][0]["input"]["dim_order"] == ["batch", "t", "bands", "y", "x"]
+    stac_item = load_stac_ml(data)
+    values = np.random.default_rng(1).normal(size=(4, 6, 32, 16)).astype("float32")  # bands, t, x, y
+    cube = Cube(("bands", "t", "x", "y"), BANDS, values)
+    check_cube(stac_item, cube)
+    result = predict(stac_item, cube, tmp_path / "timeseriessegmenter.torchscript")
+    assert result.shape == (2, 3, 16, 16)  # two chunks along x
+    with torch.no_grad():
+        want = model(torch.from_numpy(values.transpose(1, 0, 3, 2)[None, :, :, :, 16:32].copy()))
+    np.testing.assert_allclose(result[1], want[0].numpy(), atol=1e-4)
