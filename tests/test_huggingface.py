@@ -108,6 +108,7 @@ def test_hf_card_keeps_item_text_out_of_the_metadata_and_html(tmp_path: Path):
     assert card.data.license == "cc-by-4.0" and "evil" not in card.data.tags
     assert "<script>" not in card.text and "&lt;script&gt;" in card.text
     assert "| 0 | a\\|b --- |" in card.text
+    assert "passwd" not in card.text and 'load_file("MODEL_FILE")' in card.text  # never read, nor shown in code
 
 
 def test_hf_card_refuses_what_is_not_one_mlm_item(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -127,3 +128,16 @@ def test_layout_option_errors():
         export_mlm(SmallUNet(), example_input=x, layout="huggingface", profile="openeo", base_url="https://e.org/")
     with pytest.raises(InvalidOptionError, match="layout='huggingface' keeps hrefs relative.*drop base_url="):
         export_mlm(SmallUNet(), example_input=x, layout="huggingface", base_url="https://e.org/")
+
+
+def test_card_of_an_openeo_item_loads_the_torchscript_after_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Absolute hrefs: the snippet names the URL to fetch and loads the file by name; it runs once it is there."""
+    export_mlm(SmallUNet(4, 3).eval(), example_input=torch.randn(2, 4, 32, 32), out_dir=tmp_path, profile="openeo",
+               base_url="https://models.example.org/unet/", **KW)  # fmt: skip
+    assert main(["hf-card", str(tmp_path / "smallunet.json"), "-q"]) == 0
+    code = re.search(r"```python\n(.*?)```", (tmp_path / "README.md").read_text(), re.S).group(1)
+    assert "# first download https://models.example.org/unet/smallunet.torchscript" in code
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(code, scope)  # our own generated snippet
+    assert scope["prediction"].shape == (1, 3, 32, 32)

@@ -9,6 +9,7 @@ back in the tests; nothing is uploaded.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -208,15 +209,20 @@ def _load_lines(item: Mapping[str, Any]) -> list[str]:
     """How to run the model asset, by its ``mlm:artifact_type``; plain torch, no training code."""
     assets = item.get("assets", {})
     model = next((a for a in assets.values() if isinstance(a, dict) and mlm.ROLE_MODEL in (a.get("roles") or [])), {})
-    href = _text(str(model.get("href", ""))).removeprefix("./")
+    href = _beside(str(model.get("href", "")))
+    code = ["import torch", ""]
+    if href.startswith(("http://", "https://")):  # loaders take local files
+        code.append(f"# first download {href}")
+        href = _beside(href.rsplit("/", 1)[-1])
     kind = model.get(mlm.ARTIFACT_TYPE)
     if kind == mlm.ARTIFACT_EXPORT:
-        code = ["import torch", "", f'model = torch.export.load("{href}").module()']
+        code.append(f'model = torch.export.load("{href}").module()')
     elif kind == "torch.jit.save":
-        code = ["import torch", "", f'model = torch.jit.load("{href}").eval()']
+        code.append(f'model = torch.jit.load("{href}").eval()')
     else:
-        code = ["from safetensors.torch import load_file", "", "model = ...  # build the architecture first",
-                f'model.load_state_dict(load_file("{href}"), strict=False)']  # fmt: skip
+        code[:0] = ["from safetensors.torch import load_file"]
+        code += ["model = ...  # build the architecture first",
+                 f'model.load_state_dict(load_file("{href}"), strict=False)']  # fmt: skip
     struct = (item.get("properties", {}).get(mlm.INPUT) or [{}])[0].get("input") or {}
     shape, dims = struct.get("shape") or [], struct.get("dim_order") or []
     if isinstance(shape, list) and shape and all(isinstance(s, int) for s in shape):
@@ -227,6 +233,13 @@ def _load_lines(item: Mapping[str, Any]) -> list[str]:
             "prediction = model(x)",
         ]
     return ["```python", *code, "```", "", f"Every file's size and sha256 are in [`{ITEM_FILE}`](./{ITEM_FILE})."]
+
+
+def _beside(href: str) -> str:
+    """A model href the card may show in code: a file beside the card, or an http(s) URL; else a placeholder."""
+    href = href.removeprefix("./")
+    safe = re.fullmatch(r"https?://[^\s\"'\\]+|[A-Za-z0-9_][A-Za-z0-9_.\-]*", href)
+    return href if safe and not href.startswith("..") else "MODEL_FILE"
 
 
 def _text(value: Any) -> str:
