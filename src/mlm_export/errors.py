@@ -79,3 +79,11 @@ class ItemValidationError(MLMExportError, ValueError):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"the {what} fails {len(self.problems)} schema check(s):\n{lines}")
+
+
+class ItemChangedError(MLMExportError, FileExistsError):
+    """The Item file changed on disk since it was opened for editing; saving would overwrite someone's work."""
+
+
+class ItemFileError(MLMExportError, ValueError):
+    """A file given to edit is not a STAC Item, or there is no file to save the edited Item to."""

@@ -6,13 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import convert, demo, validate, verify
+from . import convert, demo, form, validate, verify
 
 EPILOG = """examples:
   mlm-export demo                                  train a small model on synthetic data, export its Item
   mlm-export convert runs/checkpoints/             an Item per checkpoint and a collection.json
   mlm-export validate demo-output/*.json           schema and cross-field checks, offline
   mlm-export verify demo-output/tinyunet-water-segmentation.json
+  mlm-export form demo-output/tinyunet-water-segmentation.json   edit it in a local web form
 exit codes: 0 success, 1 some file failed, 2 usage error
 """
 
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (convert, validate, verify, demo):
+    for module in (convert, validate, verify, form, demo):
         module.add_parser(sub)
     try:
         args = parser.parse_args(argv)
