@@ -31,7 +31,7 @@ def generate() -> dict[str, Any]:
     data_dir = Path(license_expression.__file__).parent / "data"
     index = json.loads((data_dir / "scancode-licensedb-index.json").read_text("utf-8"))
     about = (data_dir / "license_key_index.json.ABOUT").read_text("utf-8")
-    version = next((line.split(":", 1)[1].strip() for line in about.splitlines() if "spdx_license_list_version" in line), "")
+    version = next((ln.split(":", 1)[1].strip() for ln in about.splitlines() if "spdx_license_list_version" in ln), "")
     licenses = sorted(
         (
             {"id": entry["spdx_license_key"], "category": entry.get("category") or ""}

@@ -177,8 +177,10 @@ def form_spec(store: SchemaStore | None = None) -> dict[str, Any]:
     asset = walker.field("asset", {"$ref": "#/definitions/asset"}, core)
     asset["fields"] += [
         walker.field(mlm.ARTIFACT_TYPE, {"$ref": f"#/$defs/{mlm.ARTIFACT_TYPE}"}, mlm.MLM_SCHEMA),
-        *(walker.field(k, {"$ref": f"#/definitions/fields/properties/{k}"}, mlm.FILE_SCHEMA)
-          for k in ("file:size", "file:checksum")),
+        *(
+            walker.field(k, {"$ref": f"#/definitions/fields/properties/{k}"}, mlm.FILE_SCHEMA)
+            for k in ("file:size", "file:checksum")
+        ),
     ]
     for sub in asset["fields"]:
         if sub["key"] == "roles":
@@ -193,19 +195,38 @@ def form_spec(store: SchemaStore | None = None) -> dict[str, Any]:
     return {
         "groups": [
             {"id": "model", "title": "Model", "fields": model},
-            {"id": "inputs", "title": "Inputs", "fields": [prop(mlm.INPUT, mlm_fields["properties"][mlm.INPUT],
-                                                                 mlm.MLM_SCHEMA)]},
-            {"id": "outputs", "title": "Outputs", "fields": [prop(mlm.OUTPUT, mlm_fields["properties"][mlm.OUTPUT],
-                                                                   mlm.MLM_SCHEMA)]},
-            {"id": "assets", "title": "Assets", "fields": [{"key": "assets", "label": "Assets", "help": "",
-                                                            "kind": "map", "item": asset, "path": ["assets"]}]},
+            {
+                "id": "inputs",
+                "title": "Inputs",
+                "fields": [prop(mlm.INPUT, mlm_fields["properties"][mlm.INPUT], mlm.MLM_SCHEMA)],
+            },
+            {
+                "id": "outputs",
+                "title": "Outputs",
+                "fields": [prop(mlm.OUTPUT, mlm_fields["properties"][mlm.OUTPUT], mlm.MLM_SCHEMA)],
+            },
+            {
+                "id": "assets",
+                "title": "Assets",
+                "fields": [
+                    {"key": "assets", "label": "Assets", "help": "", "kind": "map", "item": asset, "path": ["assets"]}
+                ],
+            },
             {
                 "id": "spatiotemporal",
                 "title": "Spatio-temporal",
                 "fields": [
                     _path(walker.field("geometry", {}, core), ["geometry"]),
-                    _path({"key": "bbox", "label": "bbox", "help": "west, south, east, north (EPSG:4326)",
-                           "kind": "list", "item": "number"}, ["bbox"]),
+                    _path(
+                        {
+                            "key": "bbox",
+                            "label": "bbox",
+                            "help": "west, south, east, north (EPSG:4326)",
+                            "kind": "list",
+                            "item": "number",
+                        },
+                        ["bbox"],
+                    ),
                     *(prop(k, datetimes[k], core) for k in ("datetime", "start_datetime", "end_datetime")),
                 ],
             },

@@ -24,7 +24,7 @@ from .schema_form import form_spec
 from .session import FormSession, problem_json
 
 HOST = "127.0.0.1"
-TOKEN_HEADER = "X-MLM-Form-Token"
+TOKEN_HEADER = "X-MLM-Form-Token"  # noqa: S105 - a header name, not a secret
 #: Largest request body accepted (an Item with long class and band lists is a few hundred kB).
 MAX_BODY = 8 << 20
 #: The only files served, by URL path: (package file, content type).

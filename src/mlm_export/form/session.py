@@ -160,9 +160,9 @@ class FormSession:
             try:
                 data = json.loads(raw)
             except ValueError as e:
-                raise ItemFileError(f"{path} is not JSON ({e}); fix or remove it, then run mlm-export form again") from e
+                raise ItemFileError(f"{path} is not JSON ({e}); fix or remove it, then run mlm-export form") from e
             if not isinstance(data, dict) or data.get("type") != "Feature":
-                raise ItemFileError(f"{path} is not a STAC Item (no \"type\": \"Feature\"); open an Item JSON file")
+                raise ItemFileError(f'{path} is not a STAC Item (no "type": "Feature"); open an Item JSON file')
             self.digest, self.original, self.opened = hashlib.sha256(raw).hexdigest(), data, True
 
     def state(self) -> dict[str, Any]:
@@ -244,4 +244,3 @@ class FormSession:
             atomic_write_bytes(self.path, text)
             self.digest, self.original, self.opened = hashlib.sha256(text).hexdigest(), item, True
         return item
-
