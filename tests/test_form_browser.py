@@ -13,6 +13,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from mlm_export.form.session import HAND_EDITED
+
 from .conftest import ROOT
 from .form_helpers import allow_loopback_only, copy_item, make_derived_item, running
 
@@ -111,9 +113,20 @@ def test_fill_fix_and_save_a_derived_item(browser, tmp_path, assert_valid):
         save.click()
         wait_status(browser, "saved")
         keep_screenshot(browser, tmp_path, "form-saved.png")
+        first_save = json.loads(path.read_text())
+
+        # unlocking a derived value and changing it is recorded as a hand edit
+        row(browser, "properties", "mlm:total_parameters").find_element(By.CSS_SELECTOR, ".unlock").click()
+        params = row(browser, "properties", "mlm:total_parameters").find_element(By.CSS_SELECTOR, "input")
+        assert params.get_attribute("disabled") is None
+        params.clear()
+        params.send_keys("6000")
+        wait_status(browser, "valid")
+        browser.find_element(By.ID, "save").click()
+        wait_status(browser, "saved")
         assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
-    saved = json.loads(path.read_text())
+    saved = first_save
     assert_valid(saved)
     expected = json.loads(original_bytes)
     expected["properties"]["description"] = description
@@ -122,8 +135,15 @@ def test_fill_fix_and_save_a_derived_item(browser, tmp_path, assert_valid):
         description="Open water", color_hint="1F77B4"
     )
     assert saved == expected
-    assert (path.parent / (path.name + ".bak")).read_bytes() == original_bytes
     assert original["properties"].get("description") is None
+    edited = json.loads(path.read_text())
+    assert_valid(edited)
+    assert edited["properties"]["mlm:total_parameters"] == 6000
+    assert edited["properties"][HAND_EDITED] == ["$['properties']['mlm:total_parameters']"]
+    assert {k: v for k, v in edited["properties"].items() if k not in (HAND_EDITED, "mlm:total_parameters")} == {
+        k: v for k, v in expected["properties"].items() if k != "mlm:total_parameters"
+    }
+    assert json.loads((path.parent / (path.name + ".bak")).read_text()) == first_save
 
 
 def test_blank_form_offers_the_schema_choices(browser, tmp_path):

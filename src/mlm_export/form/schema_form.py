@@ -20,6 +20,11 @@ STAC_ITEM = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/"
 MAX_DEPTH = 6
 #: Widgets chosen by field name: what the schema cannot say about how a value is best typed.
 WIDGETS = {"license": "license", "color_hint": "color", "description": "textarea", "sci:citation": "textarea"}
+#: Help for fields whose schema says nothing about what to type.
+HELP = {
+    "license": "An SPDX license identifier or expression (type to search the list), or 'other' with a license link.",
+    "mlm:name": "A name for the model: starts with a letter; letters, digits, spaces, '.', '_' and '-'.",
+}
 #: MLM fields that belong on assets only (the schema forbids them in Item properties).
 ASSET_ONLY = {mlm.ARTIFACT_TYPE, mlm.PREFIX + "compile_method", mlm.PREFIX + "entrypoint"}
 #: The STAC common metadata document, mixed into assets and bands; its fields are not offered one by one.
@@ -72,7 +77,7 @@ class _Walker:
     def field(self, key: str, node: Any, base: str, depth: int = 0) -> Spec:
         """The spec of one field: ``kind`` plus what its widget needs."""
         node, base = self.flatten(node, base)
-        spec: Spec = {"key": key, "label": _label(key, node), "help": node.get("description", "")}
+        spec: Spec = {"key": key, "label": _label(key, node), "help": node.get("description") or HELP.get(key, "")}
         if depth > MAX_DEPTH:
             return {**spec, "kind": "json"}
         nullable = False

@@ -33,6 +33,8 @@ function el(tag, attrs = {}, ...children) {
 }
 
 const keyOf = (path) => JSON.stringify(path);
+// Entries made only of these are laid out in one row each (classes, bands, value scalings).
+const SCALAR = new Set(["text", "textarea", "integer", "number", "choice", "boolean", "color", "datetime", "license"]);
 function getAt(obj, path) {
   for (const p of path) {
     if (obj === null || typeof obj !== "object" || !(p in obj)) return undefined;
@@ -164,7 +166,8 @@ function field(spec, path) {
   const source = derivedSource(path);
   const isLocked = locked(path);
   if (source && value !== undefined) {
-    const note = el("div", { class: "derived" }, el("span", { text: (isLocked ? "Locked: derived from " : "Derived from ") + source }));
+    const note = el("div", { class: "derived", title: "derived from " + source },
+      el("span", { text: isLocked ? "Locked" : "Unlocked" }), el("span", { class: "src", text: ": derived from " + source }));
     if (isLocked) note.append(el("button", { type: "button", class: "small unlock", text: "Unlock", onclick: () => { S.unlocked.add(keyOf(path)); render(); } }));
     else note.append(el("span", { class: "edited", text: " — unlocked: a change is recorded as a hand edit" }));
     row.append(note);
@@ -196,8 +199,9 @@ function container(spec, path, value, box) {
   }
   if (spec.kind === "objects") {
     const items = Array.isArray(value) ? value : [];
+    const compact = spec.item.kind === "object" && spec.item.fields.every((f) => SCALAR.has(f.kind));
     items.forEach((_, i) => {
-      const sub = el("fieldset", { class: "entry" }, el("legend", {}, el("span", { text: `${spec.key} #${i}` }),
+      const sub = el("fieldset", { class: compact ? "entry compact" : "entry" }, el("legend", {}, el("span", { text: `${spec.key} #${i}` }),
         el("button", { type: "button", class: "small remove", text: "remove", onclick: () => { items.splice(i, 1); setAt(path, items.length ? items : undefined); render(); } })));
       container(spec.item, [...path, i], items[i], sub);
       box.append(sub);
@@ -316,7 +320,8 @@ async function save() {
   const { status, data } = await api("/api/save", { item: S.item });
   if (status === 200) {
     S.item = data.item;
-    setStatus(`saved ${data.saved} (previous version kept as .bak)`, "ok");
+    const name = data.saved.split(/[\\/]/).pop();
+    setStatus(`saved ${name} (previous version kept as ${name}.bak)`, "ok");
     S.valid = true;
     updateSave();
   } else if (status === 422) {
