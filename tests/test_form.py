@@ -410,6 +410,13 @@ def test_cli_prints_the_url_first_and_opens_the_browser_unless_told_not(item_pat
     opened.clear()
     assert main(["form", str(item_path), "--no-browser"]) == 0
     assert opened == []
+    capsys.readouterr()
+    assert main(["form", str(item_path), "--no-browser", "--json", "-q"]) == 0
+    out, err = capsys.readouterr()
+    first = json.loads(out.splitlines()[0])
+    assert first["item"] == str(item_path)
+    assert first["url"].startswith("http://127.0.0.1:")
+    assert err == ""
     assert main(["form", str(item_path.parent)]) == 2
     (item_path.parent / "broken.json").write_text("[")
     assert main(["form", str(item_path.parent / "broken.json"), "--no-browser"]) == 1

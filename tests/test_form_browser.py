@@ -160,3 +160,28 @@ def test_blank_form_offers_the_schema_choices(browser, tmp_path):
         name = row(browser, "properties", "mlm:name")
         assert "required" in name.find_element(By.CSS_SELECTOR, ".msg").text
         keep_screenshot(browser, tmp_path, "form-blank.png")
+
+
+def test_a_strangers_item_cannot_run_script_in_the_page(browser, tmp_path):
+    """Markup in values and keys of an Item from elsewhere is shown as text, never parsed or run."""
+    path = copy_item(make_derived_item(tmp_path / "export"), tmp_path)
+    item = json.loads(path.read_text())
+    img = '<img src=x onerror="window.__pwned=1">'
+    item["properties"]["description"] = img
+    item["properties"]["<b>x</b>"] = "<script>window.__pwned=2</script>"
+    item["properties"]["mlm:output"][0]["classification:classes"][0]["name"] = (
+        "</textarea><script>window.__pwned=3</script>"
+    )
+    item["assets"]['x" onmouseover="window.__pwned=4'] = {"href": "javascript:window.__pwned=5", "roles": ["data"]}
+    path.write_text(json.dumps(item))
+    with running(path) as server:
+        browser.get(server.url)
+        wait_status(browser, "valid")
+        assert browser.execute_script("return window.__pwned") is None
+        assert (
+            row(browser, "properties", "description").find_element(By.CSS_SELECTOR, "textarea").get_property("value")
+            == img
+        )
+        other = row(browser, "properties", "<b>x</b>")
+        assert other.find_element(By.CSS_SELECTOR, ".label").text == "<b>x</b>"
+        assert not browser.find_elements(By.CSS_SELECTOR, "main b, main img, main script")

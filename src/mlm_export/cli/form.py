@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import webbrowser
 from pathlib import Path
@@ -27,6 +28,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("item", nargs="?", type=Path, help="the Item JSON file to edit (created on Save if it is new)")
     p.add_argument("--no-browser", action="store_true", help="print the URL only; do not open a browser")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--json", action="store_true", help='first stdout line as JSON: {"url": ..., "item": ...}')
+    p.add_argument("--quiet", "-q", action="store_true", help="print the URL only (no notice on stderr)")
     p.set_defaults(run=run)
 
 
@@ -42,8 +45,10 @@ def run(args: argparse.Namespace) -> int:
     except (MLMExportError, OSError) as e:
         print(f"mlm-export form: {e}", file=sys.stderr)
         return 1
-    print(server.url, flush=True)
-    print("serving the form on 127.0.0.1 only; press Ctrl-C to stop", file=sys.stderr, flush=True)
+    item = str(args.item) if args.item else None
+    print(json.dumps({"url": server.url, "item": item}) if args.json else server.url, flush=True)
+    if not args.quiet:
+        print("serving the form on 127.0.0.1 only; press Ctrl-C to stop", file=sys.stderr, flush=True)
     if not args.no_browser:
         webbrowser.open(server.url)
     try:
