@@ -159,6 +159,18 @@ def test_listens_on_loopback_with_a_fresh_token_and_strict_headers(item_path):
         assert f"/static/form.js?token={first.token}" in page
 
 
+def test_static_files_ship_in_the_package():
+    import fnmatch
+    import tomllib
+
+    from .conftest import ROOT
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["mlm_export"]
+    for name, _ in STATIC.values():
+        assert any(fnmatch.fnmatch(f"form/static/{name}", g) for g in globs), name
+        assert _asset(name)
+
+
 def test_page_is_offline():
     """No CDN, web font, tile or any other URL the browser would fetch from elsewhere."""
     for name, _ in STATIC.values():
@@ -421,3 +433,18 @@ def test_cli_prints_the_url_first_and_opens_the_browser_unless_told_not(item_pat
     (item_path.parent / "broken.json").write_text("[")
     assert main(["form", str(item_path.parent / "broken.json"), "--no-browser"]) == 1
     assert "is not JSON" in capsys.readouterr().err
+
+
+def test_a_typed_training_extent_gets_its_geometry(item_path, assert_valid):
+    item = json.loads(item_path.read_text())
+    item["bbox"] = [5.9, 45.8, 10.5, 47.8]
+    del item["properties"]["datetime"]
+    item["properties"].update(datetime=None, start_datetime="2019-01-01T00:00:00Z", end_datetime="2021-12-31T23:59:59Z")
+    saved = FormSession(item_path).save(item)
+    assert saved["geometry"] == {
+        "type": "Polygon",
+        "coordinates": [[[5.9, 45.8], [10.5, 45.8], [10.5, 47.8], [5.9, 47.8], [5.9, 45.8]]],
+    }
+    assert_valid(saved)
+    item["bbox"] = [10.5, 45.8, 5.9, 47.8]  # west > east: no guess, the validator says what is missing
+    assert FormSession(item_path).prepare(item)["geometry"] is None

@@ -135,6 +135,23 @@ def _json_path(path: tuple[str | int, ...]) -> str:
     return "$" + "".join(f"[{p}]" if isinstance(p, int) else f"['{p}']" for p in path)
 
 
+def _is_bbox(bbox: Any) -> bool:
+    return (
+        isinstance(bbox, list)
+        and len(bbox) == 4
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
+        and bbox[0] <= bbox[2]
+        and bbox[1] <= bbox[3]
+    )
+
+
+def _bbox_polygon(bbox: list[float]) -> dict[str, Any]:
+    """The GeoJSON polygon of a west, south, east, north box (STAC wants a geometry with every bbox)."""
+    west, south, east, north = bbox
+    ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
 def _prefixes(data: Any) -> Iterator[str]:
     if isinstance(data, Mapping):
         for key, value in data.items():
@@ -176,8 +193,8 @@ class FormSession:
         }
 
     def prepare(self, data: dict[str, Any]) -> dict[str, Any]:
-        """The Item as it will be saved: extensions of the fields used declared, hand edits of derived values
-        recorded in :data:`HAND_EDITED`."""
+        """The Item as it will be saved: extensions of the fields used declared, a geometry for a bbox typed
+        without one, hand edits of derived values recorded in :data:`HAND_EDITED`."""
         item = copy.deepcopy(data)
         declared = item.setdefault("stac_extensions", [])
         if isinstance(declared, list):
@@ -185,6 +202,9 @@ class FormSession:
                 url = _EXTENSIONS.get(prefix)
                 if url and not any(f"/{url.split('/')[3]}/" in str(u) for u in declared):
                     declared.append(url)
+        bbox = item.get("bbox")
+        if item.get("geometry") is None and _is_bbox(bbox):
+            item["geometry"] = _bbox_polygon(bbox)
         props = item.get("properties")
         if not isinstance(props, dict):
             return item
