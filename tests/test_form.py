@@ -448,3 +448,19 @@ def test_a_typed_training_extent_gets_its_geometry(item_path, assert_valid):
     assert_valid(saved)
     item["bbox"] = [10.5, 45.8, 5.9, 47.8]  # west > east: no guess, the validator says what is missing
     assert FormSession(item_path).prepare(item)["geometry"] is None
+
+
+def test_the_form_needs_no_optional_package():
+    """Serving the form imports neither the browser driver nor the license package (used to regenerate the list)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mlm_export.cli import form\n"
+        "from mlm_export.form import server, licenses\n"
+        "licenses.shipped()\n"
+        "print(sorted(n for n in ('selenium', 'license_expression', 'lightning', 'torchgeo') if n in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -5,7 +5,7 @@
 
 const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const S = {
-  item: null, spec: null, derived: [], opened: false, path: null,
+  item: null, spec: null, derived: [], opened: false, path: null, dirty: false,
   unlocked: new Set(), rows: new Map(), jsonErrors: new Set(), valid: false, seq: 0, timer: 0, uid: 0,
 };
 
@@ -251,6 +251,7 @@ function render() {
 }
 
 function changed() {
+  S.dirty = true;
   clearTimeout(S.timer);
   S.valid = false;
   updateSave();
@@ -320,6 +321,7 @@ async function save() {
   const { status, data } = await api("/api/save", { item: S.item });
   if (status === 200) {
     S.item = data.item;
+    S.dirty = false;
     const name = data.saved.split(/[\\/]/).pop();
     setStatus(`saved ${name} (previous version kept as ${name}.bak)`, "ok");
     S.valid = true;
@@ -353,6 +355,7 @@ async function start() {
   const dl = document.getElementById("download");
   dl.hidden = Boolean(state.path);
   dl.addEventListener("click", download);
+  window.addEventListener("beforeunload", (event) => { if (S.dirty) event.preventDefault(); });
   render();
 }
 
