@@ -464,3 +464,36 @@ def test_the_form_needs_no_optional_package():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cli_serves_until_interrupted(item_path):
+    """The real command: the URL is the first line on stdout at once, the page answers, Ctrl-C ends it cleanly."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlm_export", "form", str(item_path), "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        parts = urlsplit(url)
+        assert (parts.scheme, parts.hostname) == ("http", "127.0.0.1")
+        conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=10)
+        conn.request("GET", f"/api/state?{parts.query}", headers={"Host": parts.netloc})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read())["item"] == json.loads(item_path.read_text())
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
