@@ -133,10 +133,19 @@ function control(spec, path, value, id) {
     }
     case "color": {
       const has = typeof value === "string" && /^[0-9A-Fa-f]{6}$/.test(value);
-      const picker = el("input", { id, type: "color", value: has ? "#" + value.toLowerCase() : "#000000" });
+      const picker = el("input", { id, type: "color", value: has ? "#" + value.toLowerCase() : "#000000", class: has ? null : "unset" });
       const code = el("code", { class: "hex", text: has ? value : "not set" });
-      picker.addEventListener("input", () => { const v = picker.value.slice(1).toUpperCase(); code.textContent = v; set(v); });
-      const clear = el("button", { type: "button", class: "small", text: "clear", onclick: () => { code.textContent = "not set"; set(undefined); } });
+      picker.addEventListener("input", () => {
+        const v = picker.value.slice(1).toUpperCase();
+        code.textContent = v;
+        picker.classList.remove("unset");
+        set(v);
+      });
+      const clear = el("button", { type: "button", class: "small", text: "clear", onclick: () => {
+        code.textContent = "not set";
+        picker.classList.add("unset");
+        set(undefined);
+      } });
       return [el("span", { class: "color" }, picker, code, clear)];
     }
     default: { // json
