@@ -15,8 +15,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from mlm_export.form.session import HAND_EDITED
 
-from .conftest import ROOT
-from .form_helpers import allow_loopback_only, copy_item, make_derived_item, running
+from ..conftest import ROOT
+from .helpers import running
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -24,10 +24,9 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 
 @pytest.fixture(autouse=True)
-def _no_network(monkeypatch):
-    """Overrides conftest's: chromedriver and the form server are on 127.0.0.1; nothing else is reachable."""
-    allow_loopback_only(monkeypatch)
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never download a driver or browser
+def _selenium_offline(monkeypatch):
+    """Selenium Manager must never download a driver or a browser."""
+    monkeypatch.setenv("SE_OFFLINE", "true")
 
 
 @pytest.fixture
@@ -75,8 +74,8 @@ def keep_screenshot(driver, tmp_path: Path, name: str) -> Path:
     return shot
 
 
-def test_fill_fix_and_save_a_derived_item(browser, tmp_path, assert_valid):
-    path = copy_item(make_derived_item(tmp_path / "export"), tmp_path)
+def test_fill_fix_and_save_a_derived_item(browser, item_path, tmp_path, assert_valid):
+    path = item_path
     original_bytes = path.read_bytes()
     original = json.loads(original_bytes)
     with running(path) as server:
@@ -162,9 +161,9 @@ def test_blank_form_offers_the_schema_choices(browser, tmp_path):
         keep_screenshot(browser, tmp_path, "form-blank.png")
 
 
-def test_a_strangers_item_cannot_run_script_in_the_page(browser, tmp_path):
+def test_a_strangers_item_cannot_run_script_in_the_page(browser, item_path):
     """Markup in values and keys of an Item from elsewhere is shown as text, never parsed or run."""
-    path = copy_item(make_derived_item(tmp_path / "export"), tmp_path)
+    path = item_path
     item = json.loads(path.read_text())
     img = '<img src=x onerror="window.__pwned=1">'
     item["properties"]["description"] = img

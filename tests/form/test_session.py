@@ -1,185 +1,19 @@
-"""mlm-export form: who may talk to the server, what the form is made from, and how an Item is saved."""
+"""mlm-export form's content and saving: fields generated from the schemas, live problems, guarded saves."""
 
 from __future__ import annotations
 
-import http.client
 import json
-import re
-from pathlib import Path
 
 import pytest
 
 from mlm_export import mlm
-from mlm_export.cli import main
 from mlm_export.errors import ItemChangedError, ItemFileError, ItemValidationError
 from mlm_export.form import licenses
 from mlm_export.form.schema_form import form_spec
-from mlm_export.form.server import MAX_BODY, STATIC, TOKEN_HEADER, FormServer, _asset
 from mlm_export.form.session import HAND_EDITED, FormSession, parse_json_path, problem_json
 from mlm_export.validate import default_store
 
-from .form_helpers import allow_loopback_only, copy_item, make_derived_item, running
-
-
-@pytest.fixture(autouse=True)
-def _no_network(monkeypatch):
-    """Overrides conftest's: the form server is on 127.0.0.1; everything else stays unreachable."""
-    allow_loopback_only(monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def derived(tmp_path_factory) -> Path:
-    return make_derived_item(tmp_path_factory.mktemp("derived"))
-
-
-@pytest.fixture
-def item_path(derived, tmp_path) -> Path:
-    return copy_item(derived, tmp_path)
-
-
-def request(server: FormServer, method: str, path: str, *, body=None, headers=None, token=True):
-    """One raw HTTP request (the path is sent exactly as given); returns (status, parsed or raw body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    hdrs = {"Host": f"127.0.0.1:{server.port}"}
-    if token:
-        hdrs[TOKEN_HEADER] = server.token
-    if body is not None:
-        hdrs["Content-Type"] = "application/json"
-        body = json.dumps(body).encode()
-    hdrs.update(headers or {})
-    conn.request(method, path, body=body, headers=hdrs)
-    response = conn.getresponse()
-    raw = response.read()
-    conn.close()
-    try:
-        return response.status, json.loads(raw)
-    except ValueError:
-        return response.status, raw
-
-
-# -- attacks -------------------------------------------------------------------------------------------------
-def test_every_route_needs_the_token(item_path):
-    before = item_path.read_bytes()
-    item = json.loads(before)
-    with running(item_path) as server:
-        for method, path, body in [
-            ("GET", "/", None),
-            ("GET", "/static/form.js", None),
-            ("GET", "/api/state", None),
-            ("POST", "/api/validate", {"item": item}),
-            ("POST", "/api/save", {"item": {**item, "id": "stolen"}}),
-        ]:
-            status, data = request(server, method, path, body=body, token=False)
-            assert status == 403, path
-            assert data == {"error": "missing or wrong token"}
-            wrong = "x" * len(server.token)
-            assert request(server, method, path, body=body, token=False, headers={TOKEN_HEADER: wrong})[0] == 403
-            assert request(server, method, f"{path}?token={wrong}", body=body, token=False)[0] == 403
-        assert request(server, "GET", f"/?token={server.token}", token=False)[0] == 200
-    assert item_path.read_bytes() == before
-
-
-def test_other_host_headers_are_refused(item_path):
-    """DNS rebinding: a page at evil.example resolving to 127.0.0.1 sends its own Host; it gets nothing."""
-    with running(item_path) as server:
-        for host in ("evil.example", f"evil.example:{server.port}", "127.0.0.1", f"127.0.0.1:{server.port + 1}", ""):
-            status, data = request(server, "GET", "/api/state", headers={"Host": host})
-            assert status == 421, host
-            assert "item" not in data
-        assert request(server, "GET", "/api/state", headers={"Host": f"localhost:{server.port}"})[0] == 200
-
-
-def test_cross_origin_and_non_json_posts_are_refused(item_path):
-    before = item_path.read_bytes()
-    item = {**json.loads(before), "id": "changed"}
-    with running(item_path) as server:
-        status, _ = request(server, "POST", "/api/save", body={"item": item}, headers={"Origin": "http://evil.example"})
-        assert status == 403
-        # a plain HTML form post (the only kind a foreign page can send without a preflight)
-        status, _ = request(server, "POST", "/api/save", body={"item": item}, headers={"Content-Type": "text/plain"})
-        assert status == 415
-        assert request(server, "PUT", "/api/save", body={"item": item})[0] == 405
-    assert item_path.read_bytes() == before
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/static/../session.py",
-        "/static/%2e%2e/session.py",
-        "/static/..%2fserver.py",
-        "/../../../../etc/passwd",
-        "/static//etc/passwd",
-        "/static/form.js/../../server.py",
-        "/static/index.html",
-        "/static/",
-    ],
-)
-def test_static_files_only_from_the_fixed_list(item_path, path):
-    with running(item_path) as server:
-        status, data = request(server, "GET", f"{path}?token={server.token}")
-    assert status == 404
-    assert data == {"error": "not found"}
-
-
-def raw_post(server: FormServer, length: str) -> tuple[int, dict]:
-    """A POST whose headers are sent, and no body: the server must answer from the headers alone."""
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    conn.putrequest("POST", "/api/validate", skip_host=True)
-    headers = {"Host": f"127.0.0.1:{server.port}", TOKEN_HEADER: server.token, "Content-Type": "application/json"}
-    for key, value in {**headers, "Content-Length": length}.items():
-        conn.putheader(key, value)
-    conn.endheaders()
-    response = conn.getresponse()
-    result = response.status, json.loads(response.read())
-    conn.close()
-    return result
-
-
-def test_oversized_bodies_are_refused_unread(item_path):
-    with running(item_path) as server:
-        assert raw_post(server, str(MAX_BODY + 1)) == (413, {"error": f"body over {MAX_BODY} bytes"})
-        assert raw_post(server, "-1")[0] == 413
-        assert raw_post(server, "lots")[0] == 411
-        assert request(server, "POST", "/api/validate", body=["not", "an", "object"])[0] == 400
-
-
-def test_listens_on_loopback_with_a_fresh_token_and_strict_headers(item_path):
-    with running(item_path) as first, running(item_path) as second:
-        assert first.server_address[0] == "127.0.0.1"
-        assert first.token != second.token
-        assert len(first.token) >= 40
-        assert first.url == f"http://127.0.0.1:{first.port}/?token={first.token}"
-        conn = http.client.HTTPConnection("127.0.0.1", first.port, timeout=10)
-        conn.request("GET", f"/?token={first.token}", headers={"Host": f"127.0.0.1:{first.port}"})
-        response = conn.getresponse()
-        page = response.read().decode()
-        assert "default-src 'none'" in response.getheader("Content-Security-Policy")
-        assert response.getheader("Referrer-Policy") == "no-referrer"
-        assert f"/static/form.js?token={first.token}" in page
-
-
-def test_static_files_ship_in_the_package():
-    import fnmatch
-    import tomllib
-
-    from .conftest import ROOT
-
-    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["mlm_export"]
-    for name, _ in STATIC.values():
-        assert any(fnmatch.fnmatch(f"form/static/{name}", g) for g in globs), name
-        assert _asset(name)
-
-
-def test_page_is_offline():
-    """No CDN, web font, tile or any other URL the browser would fetch from elsewhere."""
-    for name, _ in STATIC.values():
-        text = _asset(name).decode("utf-8")
-        if name.endswith(".json"):
-            continue
-        assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), name
-        assert "@import" not in text
-        assert "@font-face" not in text
+from .helpers import request, running
 
 
 # -- the form's description ----------------------------------------------------------------------------------
@@ -406,35 +240,6 @@ def test_not_an_item_is_refused(tmp_path):
         FormSession(bad)
 
 
-# -- command line --------------------------------------------------------------------------------------------
-def test_cli_prints_the_url_first_and_opens_the_browser_unless_told_not(item_path, monkeypatch, capsys):
-    opened = []
-    monkeypatch.setattr("webbrowser.open", opened.append)
-
-    def stop(self, *args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(FormServer, "serve_forever", stop)
-    assert main(["form", str(item_path)]) == 0
-    url = capsys.readouterr().out.splitlines()[0]
-    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[A-Za-z0-9_-]{40,}", url)
-    assert opened == [url]
-    opened.clear()
-    assert main(["form", str(item_path), "--no-browser"]) == 0
-    assert opened == []
-    capsys.readouterr()
-    assert main(["form", str(item_path), "--no-browser", "--json", "-q"]) == 0
-    out, err = capsys.readouterr()
-    first = json.loads(out.splitlines()[0])
-    assert first["item"] == str(item_path)
-    assert first["url"].startswith("http://127.0.0.1:")
-    assert err == ""
-    assert main(["form", str(item_path.parent)]) == 2
-    (item_path.parent / "broken.json").write_text("[")
-    assert main(["form", str(item_path.parent / "broken.json"), "--no-browser"]) == 1
-    assert "is not JSON" in capsys.readouterr().err
-
-
 def test_a_typed_training_extent_gets_its_geometry(item_path, assert_valid):
     item = json.loads(item_path.read_text())
     item["bbox"] = [5.9, 45.8, 10.5, 47.8]
@@ -448,52 +253,3 @@ def test_a_typed_training_extent_gets_its_geometry(item_path, assert_valid):
     assert_valid(saved)
     item["bbox"] = [10.5, 45.8, 5.9, 47.8]  # west > east: no guess, the validator says what is missing
     assert FormSession(item_path).prepare(item)["geometry"] is None
-
-
-def test_the_form_needs_no_optional_package():
-    """Serving the form imports neither the browser driver nor the license package (used to regenerate the list)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from mlm_export.cli import form\n"
-        "from mlm_export.form import server, licenses\n"
-        "licenses.shipped()\n"
-        "print(sorted(n for n in ('selenium', 'license_expression', 'lightning', 'torchgeo') if n in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
-
-
-def test_cli_serves_until_interrupted(item_path):
-    """The real command: the URL is the first line on stdout at once, the page answers, Ctrl-C ends it cleanly."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    from urllib.parse import urlsplit
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlm_export", "form", str(item_path), "--no-browser"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
-    )
-    try:
-        url = proc.stdout.readline().strip()
-        parts = urlsplit(url)
-        assert (parts.scheme, parts.hostname) == ("http", "127.0.0.1")
-        conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=10)
-        conn.request("GET", f"/api/state?{parts.query}", headers={"Host": parts.netloc})
-        response = conn.getresponse()
-        assert response.status == 200
-        assert json.loads(response.read())["item"] == json.loads(item_path.read_text())
-        conn.close()
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
-        assert "Traceback" not in proc.stderr.read()
-    finally:
-        proc.kill()
-        proc.wait()

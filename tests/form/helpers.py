@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.client
+import json
 import shutil
 import socket
 import threading
@@ -15,10 +17,10 @@ import pytest
 import torch
 
 from mlm_export import export_mlm
-from mlm_export.form.server import FormServer
+from mlm_export.form.server import TOKEN_HEADER, FormServer
 from mlm_export.form.session import FormSession
 
-from .models import SmallUNet
+from ..models import SmallUNet
 
 WHEN = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
 
@@ -70,3 +72,37 @@ def running(path: Path | None) -> Iterator[FormServer]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def request(server: FormServer, method: str, path: str, *, body=None, headers=None, token=True):
+    """One raw HTTP request (the path is sent exactly as given); returns (status, parsed or raw body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    hdrs = {"Host": f"127.0.0.1:{server.port}"}
+    if token:
+        hdrs[TOKEN_HEADER] = server.token
+    if body is not None:
+        hdrs["Content-Type"] = "application/json"
+        body = json.dumps(body).encode()
+    hdrs.update(headers or {})
+    conn.request(method, path, body=body, headers=hdrs)
+    response = conn.getresponse()
+    raw = response.read()
+    conn.close()
+    try:
+        return response.status, json.loads(raw)
+    except ValueError:
+        return response.status, raw
+
+
+def raw_post(server: FormServer, length: str) -> tuple[int, dict]:
+    """A POST whose headers are sent, and no body: the server must answer from the headers alone."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.putrequest("POST", "/api/validate", skip_host=True)
+    headers = {"Host": f"127.0.0.1:{server.port}", TOKEN_HEADER: server.token, "Content-Type": "application/json"}
+    for key, value in {**headers, "Content-Length": length}.items():
+        conn.putheader(key, value)
+    conn.endheaders()
+    response = conn.getresponse()
+    result = response.status, json.loads(response.read())
+    conn.close()
+    return result
