@@ -83,3 +83,11 @@ class ItemValidationError(MLMExportError, ValueError):
 
 class TorchScriptError(MLMExportError, RuntimeError):
     """A model cannot be written as TorchScript, or its TorchScript copy does not match it."""
+
+
+class ItemChangedError(MLMExportError, FileExistsError):
+    """The Item file changed on disk since it was opened for editing; saving would overwrite someone's work."""
+
+
+class ItemFileError(MLMExportError, ValueError):
+    """A file given to edit is not a STAC Item, or there is no file to save the edited Item to."""

@@ -169,9 +169,27 @@ def _problem(error: ValidationError, url: str) -> Problem:
     """The most specific cause of an error: the best match among nested oneOf/anyOf alternatives."""
     leaf = error
     while leaf.context:
-        leaf = best_match(leaf.context)
+        leaf = best_match(_plausible(leaf))
     path = leaf.json_path if len(leaf.absolute_path) >= len(error.absolute_path) else error.json_path
     return Problem(path, leaf.message, _short(url))
+
+
+def _plausible(error: ValidationError) -> list[ValidationError]:
+    """The errors of the oneOf/anyOf alternatives the value was meant for: not those it plainly is not (another
+    type, another tag ``const``, the empty-list alternative), so the message names the real mistake."""
+    by_alternative: dict[Any, list[ValidationError]] = {}
+    for e in error.context or []:
+        by_alternative.setdefault(e.relative_schema_path[0] if e.relative_schema_path else None, []).append(e)
+    depth = len(error.absolute_path)
+
+    def mismatch(e: ValidationError) -> bool:
+        if e.validator == "const":
+            return True
+        at_value = len(e.absolute_path) == depth
+        return at_value and (e.validator == "type" or (e.validator == "maxItems" and e.validator_value == 0))
+
+    kept = [e for errors in by_alternative.values() if not any(mismatch(e) for e in errors) for e in errors]
+    return kept or list(error.context or [])
 
 
 def _short(url: str) -> str:

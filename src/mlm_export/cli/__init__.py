@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import convert, demo, hf_card, validate, verify
+from . import convert, demo, form, hf_card, validate, verify
 
 EPILOG = """examples:
   mlm-export demo                                  train a small model on synthetic data, export its Item
@@ -14,6 +14,7 @@ EPILOG = """examples:
   mlm-export validate demo-output/*.json           schema and cross-field checks, offline
   mlm-export verify demo-output/tinyunet-water-segmentation.json
   mlm-export hf-card exports/unet/                 a Hugging Face model card (README.md) for an Item
+  mlm-export form demo-output/tinyunet-water-segmentation.json   edit it in a local web form
 exit codes: 0 success, 1 some file failed, 2 usage error
 """
 
@@ -27,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (convert, validate, verify, hf_card, demo):
+    for module in (convert, validate, verify, form, hf_card, demo):
         module.add_parser(sub)
     try:
         args = parser.parse_args(argv)

@@ -1,0 +1,60 @@
+"""``mlm-export form [ITEM.json]``: edit an Item in a local web form, with live validation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+from ..errors import MLMExportError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "form",
+        help="edit an Item in a local web form (fields from the MLM schema, live validation)",
+        description="Open a web form on 127.0.0.1 to fill in what mlm-export cannot derive (description, license, "
+        "class and band descriptions, keywords, ...), checked as you type with the same schemas and rules as "
+        "`mlm-export validate`. Derived fields are locked unless unlocked; Save writes ITEM atomically, keeps "
+        "ITEM.bak and refuses if the file changed on disk since the form opened it. The URL, with its access token, "
+        "is the first line on stdout. Without ITEM (or with a new file name) the form starts blank. Stop with Ctrl-C.",
+        epilog="examples:\n  mlm-export form demo-output/tinyunet-water-segmentation.json\n"
+        "  mlm-export form new-model.json --no-browser",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("item", nargs="?", type=Path, help="the Item JSON file to edit (created on Save if it is new)")
+    p.add_argument("--no-browser", action="store_true", help="print the URL only; do not open a browser")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--json", action="store_true", help='first stdout line as JSON: {"url": ..., "item": ...}')
+    p.add_argument("--quiet", "-q", action="store_true", help="print the URL only (no notice on stderr)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..form.server import FormServer
+    from ..form.session import FormSession
+
+    if args.item is not None and args.item.is_dir():
+        print(f"mlm-export form: {args.item} is a directory; name an Item JSON file", file=sys.stderr)
+        return 2
+    try:
+        server = FormServer(FormSession(args.item), port=args.port)
+    except (MLMExportError, OSError) as e:
+        print(f"mlm-export form: {e}", file=sys.stderr)
+        return 1
+    item = str(args.item) if args.item else None
+    print(json.dumps({"url": server.url, "item": item}) if args.json else server.url, flush=True)
+    if not args.quiet:
+        print("serving the form on 127.0.0.1 only; press Ctrl-C to stop", file=sys.stderr, flush=True)
+    if not args.no_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
