@@ -12,6 +12,7 @@ import pystac
 from torch import nn
 
 from .pipeline import ExportOptions, Validate, build_checked, gather, plan, write_model_files
+from .provenance import provenance_facts, with_runtime_files
 from .write import atomic_write_json
 
 
@@ -42,6 +43,9 @@ def export_mlm(
     weights: Any = None,
     export_program: bool = True,
     validate: Validate = "raise",
+    version: str | None = None,
+    doi: str | None = None,
+    citation: str | None = None,
 ) -> pystac.Item:
     """Describe ``model`` as a schema-valid STAC Item with the MLM extension; write it under ``out_dir`` if given.
 
@@ -55,6 +59,12 @@ def export_mlm(
     archive (.pt2) that runs without the training code becomes the ``mlm:model`` asset; the Item JSON is
     written last, atomically, as ``<out_dir>/<item id>.json``. Without it nothing is written and the Item's
     model asset names the safetensors file that writing would produce.
+
+    Provenance: ``processing:software`` (exact versions), ``processing:lineage``/``processing:datetime``, the
+    code defining the model's class as an ``mlm:source_code`` asset (git remote, commit, dirty), ``version=``,
+    and ``doi=``/``citation=`` (else the training project's ``CITATION.cff``) as ``sci:doi``/``sci:citation``
+    with a ``cite-as`` link. With ``out_dir``, ``<id>.requirements.txt`` (``mlm:inference-runtime``) and
+    ``<id>.environment.txt`` (``mlm:training-runtime``) are written beside the Item.
 
     Raises:
         InputRequiredError: neither ``example_input`` nor a datamodule that gives a batch.
@@ -85,14 +95,19 @@ def export_mlm(
         properties=dict(properties or {}),
         weights=weights,
         validate=validate,
+        version=version,
+        doi=doi,
+        citation=citation,
     )
     gathered = gather(model, datamodule, example_input, options)
-    item_plan = plan(model, gathered, options)
+    prov = provenance_facts(model, doi=options.doi, citation=options.citation)
+    item_plan = plan(model, gathered, options, provenance=prov)
     item = build_checked(item_plan, options.validate)  # fail before writing anything
     if out_dir is None:
         return item
     out = Path(out_dir)
     item_plan = write_model_files(model, gathered, item_plan, out, item_plan.id, export_program=export_program)
+    item_plan = with_runtime_files(item_plan, prov, out, item_plan.id, training=True)
     item = build_checked(item_plan, options.validate)
     path = out / f"{item_plan.id}.json"
     item.set_self_href(str(path.resolve()))

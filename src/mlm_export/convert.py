@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 from . import mlm
-from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
+from .provenance import checkpoint_provenance, write_inference_runtime
+from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .sources.checkpoint import (
     ArchitectureError,
     LoadedCheckpoint,
@@ -99,13 +100,15 @@ class Converter:
             ckpt = load(path, trust=self.settings.trust)
             base, model_name = self._base(ckpt)
             catalog = self._catalog(catalog_dir, base) if catalog_dir else None
+            runtime = write_inference_runtime(path.parent, checkpoint_stem(path), base, _artifact_type(ckpt))
             data = checkpoint_item(
                 base,
                 path.absolute(),
                 size=size,
                 checksum=file_checksum(path),
                 item_id=f"{base['id']}-{checkpoint_stem(path)}",
-                properties=_lightning_properties(ckpt),
+                properties={**_lightning_properties(ckpt), **checkpoint_provenance(path, _lineage(ckpt))},
+                model_files={**_kept_assets(base), **runtime},
                 title=_title(ckpt),
                 catalog=catalog,
             )
@@ -208,6 +211,8 @@ class Converter:
                 title=str(props.get(mlm.NAME, base["id"])),
                 license=self.options.license,
                 description=self.options.description,
+                version=self.options.version,
+                deprecate_superseded=self.options.deprecate_superseded,
             )
         return self._catalogs[directory]
 
@@ -252,6 +257,29 @@ def _lightning_properties(ckpt: LoadedCheckpoint) -> dict[str, Any]:
     if isinstance(ckpt.global_step, int):
         props["lightning:global_step"] = ckpt.global_step
     return props
+
+
+def _kept_assets(base: Mapping[str, Any]) -> dict[str, Any]:
+    """Assets of the model's description that stay with every checkpoint: source code (not model files)."""
+    drop = {mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS, mlm.ROLE_CHECKPOINT}
+    drop |= {mlm.ROLE_INFERENCE_RUNTIME, mlm.ROLE_TRAINING_RUNTIME}
+    return {k: dict(a) for k, a in base.get("assets", {}).items() if not drop & set(a.get("roles", []))}
+
+
+def _artifact_type(ckpt: LoadedCheckpoint) -> str:
+    return mlm.ARTIFACT_SAFETENSORS if ckpt.kind == "safetensors" else mlm.ARTIFACT_TORCH_SAVE
+
+
+def _lineage(ckpt: LoadedCheckpoint) -> str:
+    """``processing:lineage`` of a converted checkpoint: the file, what saved it, and what described it."""
+    from . import __version__
+
+    made = ""
+    if ckpt.kind == "lightning":
+        made = " saved by Lightning"
+        if isinstance(ckpt.epoch, int) and isinstance(ckpt.global_step, int):
+            made += f" at epoch {ckpt.epoch}, global step {ckpt.global_step}"
+    return f"Checkpoint {ckpt.path.name}{made}; described afterwards by mlm-export {__version__} (convert)."
 
 
 def _title(ckpt: LoadedCheckpoint) -> str:

@@ -60,11 +60,21 @@ class ExportOptions:
     properties: Mapping[str, Any] = field(default_factory=dict)
     weights: Any = None
     validate: Validate = "raise"
+    #: The model's ``version`` (a run's checkpoints add their epoch and step to it).
+    version: str | None = None
+    #: ``sci:doi`` and ``sci:citation`` of the model (else from a CITATION.cff of the training project).
+    doi: str | None = None
+    citation: str | None = None
+    #: Mark every Item of a run but the latest ``deprecated: true``.
+    deprecate_superseded: bool = False
 
     def __post_init__(self) -> None:
         if self.validate not in ("raise", "warn"):
             raise InvalidOptionError(f"validate= must be 'raise' or 'warn', not {self.validate!r}")
         user_facts(self)  # check bands, classes, bbox, dates now: errors at construction name the option
+        from .provenance import user_doi
+
+        user_doi(self.doi)
 
 
 def user_facts(options: ExportOptions) -> DataFacts:
@@ -169,10 +179,17 @@ def _fixed_image_size(model: nn.Module) -> int | None:
     return size if isinstance(size, int) and size > 0 else None
 
 
-def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_datetime: bool = True) -> ItemPlan:
-    """Decide everything the Item says; its model asset is the safetensors file that writing would produce."""
+def plan(
+    model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_datetime: bool = True, provenance: Any = None
+) -> ItemPlan:
+    """Decide everything the Item says; its model asset is the safetensors file that writing would produce.
+
+    ``provenance`` (:class:`~mlm_export.provenance.ProvenanceFacts`) is gathered from ``model`` when not given.
+    """
+    from .provenance import export_lineage, provenance_facts, with_provenance
     from .sources.torchgeo import architecture as task_architecture
 
+    given = model
     facts, data = gathered.model, gathered.data
     model = gathered.module if gathered.module is not None else model
     arch = options.architecture or task_architecture(gathered.hyperparameters) or resolve.architecture(model, None)
@@ -209,7 +226,7 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
                 artifact_type=mlm.ARTIFACT_TORCH_SAVE,
             )  # fmt: skip
     inputs = tuple(replace(i, resize_type=w.resize_type) for i in inputs) if w and w.resize_type else inputs
-    return ItemPlan(
+    item_plan = ItemPlan(
         id=item_id,
         name=name,
         architecture=arch,
@@ -238,6 +255,8 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
         created=dt.datetime.now(dt.UTC).replace(microsecond=0),
         extra_properties=extra,
     )
+    prov = provenance or provenance_facts(given, doi=options.doi, citation=options.citation)
+    return with_provenance(item_plan, prov, lineage=export_lineage(facts, w), version=options.version)
 
 
 def _publication(url: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
