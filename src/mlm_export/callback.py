@@ -296,7 +296,14 @@ class MLMExportCallback(Callback):
         kind, catalog = job[0], job[1]
         if kind == "save":
             snap: _Snapshot = job[2]
-            item = self._checkpoint_item(catalog, snap)
+            try:
+                item = self._checkpoint_item(catalog, snap)
+            except OSError:
+                if snap.path.exists():
+                    raise
+                with self._lock:  # removed (top-k pruning) while its Item was made: drop what was written
+                    catalog.forget(snap.path)
+                return
             with self._lock:  # a removal in the meantime wins: no Item for a file that is gone
                 if not snap.path.exists():
                     catalog.forget(snap.path)  # and the files written for it meanwhile
@@ -310,6 +317,7 @@ class MLMExportCallback(Callback):
         assert item_plan is not None
         size, checksum = catalog.checksum(snap.link_target or snap.path)
         base = self._base if item_plan is self._plan else _dict(build_item(item_plan))
+        processing = checkpoint_provenance(snap.link_target or snap.path, _lineage(snap, base))
         # the .pt2/safetensors written for this checkpoint (if any), the source code, the runtime files
         files = {k: a for k, a in base["assets"].items() if snap.artifacts or not _is_model_file(a)}
         types = [a.get("mlm:artifact_type") for a in files.values()] + [mlm.ARTIFACT_TORCH_SAVE]
@@ -321,14 +329,14 @@ class MLMExportCallback(Callback):
             size=size,
             checksum=checksum,
             item_id=f"{item_plan.id}-{checkpoint_stem(snap.path)}",
-            properties={
-                **_lightning_properties(snap),
-                **checkpoint_provenance(snap.link_target or snap.path, _lineage(snap, base)),
-            },
+            properties={**_lightning_properties(snap), **processing},
             model_files=files,
             title="Lightning checkpoint" + (" (weights only)" if snap.weights_only else ""),
             catalog=catalog,
         )
+        model_asset = data["assets"].get("model", {})
+        if self._provenance.compile_method and mlm.ARTIFACT_TYPE in model_asset:  # trained with torch.compile
+            model_asset.setdefault(mlm.COMPILE_METHOD, self._provenance.compile_method)
         check(data)
         return data
 

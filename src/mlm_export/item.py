@@ -193,8 +193,9 @@ def _asset(a: ArtifactFacts, bands: list[dict[str, Any]] | None) -> pystac.Asset
         extra[mlm.ARTIFACT_TYPE] = a.artifact_type
         if bands:
             extra["bands"] = bands
-        if a.compile_method:
-            extra[mlm.COMPILE_METHOD] = a.compile_method
+        method = a.compile_method or ("aot" if a.artifact_type == mlm.ARTIFACT_EXPORT else None)
+        if method:  # a torch.export archive is compiled ahead of time
+            extra[mlm.COMPILE_METHOD] = method
     if a.size is not None:
         extra["file:size"] = a.size
     if a.checksum:

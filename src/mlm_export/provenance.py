@@ -158,8 +158,6 @@ def _cite(props: dict[str, Any], links: list[Any], cited: CitationFacts) -> None
 def _compiled(a: ArtifactFacts, method: str | None) -> ArtifactFacts:
     if mlm.ROLE_MODEL not in a.roles:
         return a
-    if a.artifact_type == mlm.ARTIFACT_EXPORT:
-        return replace(a, compile_method="aot")
     return replace(a, compile_method=method) if method else a
 
 
@@ -219,10 +217,20 @@ def write_inference_runtime(out_dir: Path, stem: str, item: Mapping[str, Any], a
     software = item.get("properties", {}).get("processing:software")
     if not isinstance(software, Mapping) or not software:
         return {}
-    pins = {str(k): str(v) for k, v in software.items() if k not in NOT_DISTRIBUTIONS}
-    pins.update(inference_pins(RuntimeFacts({}, {}, ()), [artifact_type]))
-    pins["torch"] = str(software.get("torch", pins["torch"]))
+    pins = {str(k): _public(str(v)) for k, v in software.items() if k not in NOT_DISTRIBUTIONS}
+    for name, v in inference_pins(RuntimeFacts({}, {}, ()), [artifact_type]).items():
+        pins.setdefault(name, v)
     return _write_files(out_dir, stem, {"inference_runtime": _inference_file(pins)})
+
+
+def _public(version: str) -> str:
+    """``2.14.1+cu130`` -> ``2.14.1``: pip matches a pin without a local label against any build."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(version).public
+    except InvalidVersion:
+        return version
 
 
 def with_runtime_files(plan: ItemPlan, prov: ProvenanceFacts, out_dir: Path, stem: str, *, training: bool) -> ItemPlan:

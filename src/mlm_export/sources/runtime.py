@@ -26,6 +26,8 @@ FRAMEWORKS = (
     ("segmentation_models_pytorch", "segmentation-models-pytorch"),
     ("kornia", "kornia"),
 )
+#: ``processing:software`` names the exact builds (``2.14.1+cu130``); a requirements file pins what pip sees
+#: installed (the distribution's metadata version), which ``==2.14.1`` matches for any local build.
 #: Distributions an artifact type needs to be loaded, besides torch and the model's own classes.
 LOADERS = {"safetensors.torch.save_file": ("safetensors",)}
 
@@ -51,7 +53,7 @@ def runtime_facts(model: Any = None) -> RuntimeFacts:
     if cudnn:
         software["cuDNN"] = cudnn
     for module, dist in FRAMEWORKS:
-        if module in sys.modules and (v := distribution_version(dist)):
+        if module in sys.modules and (v := _module_version(module) or distribution_version(dist)):
             software[dist] = v
     own = distribution_version("mlm-export")
     if own:
@@ -60,6 +62,12 @@ def runtime_facts(model: Any = None) -> RuntimeFacts:
     for name, v in dists.items():
         software.setdefault(name, v)
     return RuntimeFacts(software=software, model_distributions=dists, local_modules=local)
+
+
+def _module_version(module: str) -> str | None:
+    """A module's own ``__version__``: it names the build (``0.29.1+cu130``) where the metadata may not."""
+    v = getattr(sys.modules.get(module), "__version__", None)
+    return v if isinstance(v, str) and v else None
 
 
 def distribution_version(name: str) -> str | None:
@@ -131,7 +139,7 @@ def requirements_text(pins: dict[str, str], header: str) -> str:
 
 def inference_pins(runtime: RuntimeFacts, artifact_types: Iterable[str | None]) -> dict[str, str]:
     """What loading and running the artifact takes: torch, the model's distributions, the artifact's loader."""
-    pins = {"torch": torch.__version__, **runtime.model_distributions}
+    pins = {"torch": distribution_version("torch") or torch.__version__, **runtime.model_distributions}
     for artifact_type in artifact_types:
         for dist in LOADERS.get(artifact_type or "", ()):
             if v := distribution_version(dist):
