@@ -19,7 +19,7 @@ import torch
 from packaging.requirements import Requirement
 
 from mlm_export import export_mlm
-from mlm_export.errors import InvalidOptionError
+from mlm_export.errors import InvalidOptionError, MLMExportWarning
 from mlm_export.sources import citation as cit
 from mlm_export.sources.runtime import model_distributions, runtime_facts
 from mlm_export.sources.vcs import public_url, read_git, source_facts
@@ -326,6 +326,7 @@ def test_callback_run_version_chain_survives_pruning_and_resume(project, tmp_pat
     assert props["processing:software"]["lightning"] == md.version("lightning")
     assert props["mlm:accelerator"] == "amd64" and props["mlm:accelerator_count"] == 1
     assert props["mlm:accelerator_summary"]
+    assert props["lightning:datamodule"] == {"class": "tests.test_callback.Data"}  # it holds no split datasets
     assert (
         f"epoch {props['lightning:epoch']}, global step {props['lightning:global_step']}" in props["processing:lineage"]
     )
@@ -367,3 +368,67 @@ def test_convert_keeps_training_provenance_and_links_versions(project, tmp_path,
     pins = assert_pins_installed(assert_file_asset(directory, item["assets"]["inference_runtime"]))
     assert pins["torch"] == md.version("torch") and pins["lightning"] == md.version("lightning")
     assert "training_runtime" not in item["assets"]  # convert does not run in the training environment
+
+
+# ------------------------------------------------------------------------------------------ training data
+
+
+class SplitData:
+    """A duck-typed datamodule that holds its split datasets."""
+
+    batch_size = 4
+
+    def __init__(self) -> None:
+        self.train_dataset = torch.utils.data.TensorDataset(torch.zeros(10, 3, 16, 16))
+        self.val_dataset = torch.utils.data.TensorDataset(torch.zeros(4, 3, 16, 16))
+
+
+def label_collection(tmp_path: Path, tasks: list[str], classes: list[str]) -> Path:
+    path = tmp_path / "labels" / "collection.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({
+        "type": "Collection", "stac_version": "1.1.0", "id": "water-labels", "title": "Water labels",
+        "description": "Label masks", "license": "CC-BY-4.0", "links": [],
+        "stac_extensions": ["https://stac-extensions.github.io/label/v1.0.1/schema.json"],
+        "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [["2024-01-01T00:00:00Z", None]]}},
+        "summaries": {"label:tasks": tasks, "label:classes": [{"name": None, "classes": classes}]},
+    }))  # fmt: skip
+    return path
+
+
+def test_split_sizes_and_a_label_collection_as_training_data(project, tmp_path, assert_valid):
+    _, _, module = project
+    collection = label_collection(tmp_path, ["segmentation"], ["land", "water"])
+    item = export_mlm(
+        module.FairNet(), SplitData(), example_input=torch.zeros(2, 3, 16, 16), tasks=["semantic-segmentation"],
+        datetime=WHEN, training_data={"train": str(collection)},
+    )  # fmt: skip
+    data = assert_valid(item)
+    assert data["properties"]["lightning:datamodule"] == {
+        "class": f"{__name__}.SplitData",
+        "splits": {"train": {"samples": 10, "batches": 3}, "validate": {"samples": 4, "batches": 1}},
+    }
+    (link,) = [lk for lk in data["links"] if lk["rel"] == "derived_from"]
+    assert link["href"] == str(collection.resolve()) and link["ml-aoi:split"] == "train"
+    assert any("ml-aoi/v0.2.0" in e for e in data["stac_extensions"])
+    classes = data["properties"]["mlm:output"][0]["classification:classes"]
+    assert [c["name"] for c in classes] == ["land", "water"]  # carried from the labels: they fit the class dim
+
+
+def test_labels_that_disagree_with_the_model_warn(project, tmp_path):
+    _, _, module = project
+    collection = label_collection(tmp_path, ["classification"], ["land", "water"])
+    with pytest.warns(MLMExportWarning, match=r"label:tasks \['classification'\] do not match") as caught:
+        export_mlm(
+            module.FairNet(), example_input=torch.zeros(2, 3, 16, 16), tasks=["semantic-segmentation"],
+            classes=["sea", "shore"], datetime=WHEN, training_data=str(collection),
+        )  # fmt: skip
+    assert any("differ from the model's classes ['sea', 'shore']" in str(w.message) for w in caught)
+
+
+def test_training_data_is_never_fetched_and_must_be_stac(tmp_path):
+    with pytest.raises(InvalidOptionError, match=r"is a URL: it is not downloaded"):
+        MLMExportCallback(training_data="https://example.org/collection.json")
+    (tmp_path / "x.json").write_text('{"type": "FeatureCollection"}')
+    with pytest.raises(InvalidOptionError, match=r"must be a STAC Collection or Item"):
+        export_mlm(torch.nn.Conv2d(3, 2, 1), example_input=torch.zeros(1, 3, 8, 8), training_data=tmp_path / "x.json")

@@ -46,6 +46,7 @@ def export_mlm(
     version: str | None = None,
     doi: str | None = None,
     citation: str | None = None,
+    training_data: Any = None,
 ) -> pystac.Item:
     """Describe ``model`` as a schema-valid STAC Item with the MLM extension; write it under ``out_dir`` if given.
 
@@ -64,7 +65,9 @@ def export_mlm(
     code defining the model's class as an ``mlm:source_code`` asset (git remote, commit, dirty), ``version=``,
     and ``doi=``/``citation=`` (else the training project's ``CITATION.cff``) as ``sci:doi``/``sci:citation``
     with a ``cite-as`` link. With ``out_dir``, ``<id>.requirements.txt`` (``mlm:inference-runtime``) and
-    ``<id>.environment.txt`` (``mlm:training-runtime``) are written beside the Item.
+    ``<id>.environment.txt`` (``mlm:training-runtime``) are written beside the Item. ``training_data=`` (a STAC
+    Collection or Item, or a mapping train/validate/test -> one) is linked as ``derived_from``; its label classes
+    name the outputs where they fit, and a warning says where its labels disagree with the model.
 
     Raises:
         InputRequiredError: neither ``example_input`` nor a datamodule that gives a batch.
@@ -98,9 +101,10 @@ def export_mlm(
         version=version,
         doi=doi,
         citation=citation,
+        training_data=training_data,
     )
     gathered = gather(model, datamodule, example_input, options)
-    prov = provenance_facts(model, doi=options.doi, citation=options.citation)
+    prov = provenance_facts(model, doi=options.doi, citation=options.citation, datamodule=datamodule)
     item_plan = plan(model, gathered, options, provenance=prov)
     item = build_checked(item_plan, options.validate)  # fail before writing anything
     if out_dir is None:

@@ -178,7 +178,9 @@ class MLMExportCallback(Callback):
             if from_loader:
                 raise
             return  # try again at on_train_start, when the training dataloader exists
-        self._provenance = provenance_facts(pl_module, doi=self.options.doi, citation=self.options.citation)
+        self._provenance = provenance_facts(
+            pl_module, doi=self.options.doi, citation=self.options.citation, datamodule=trainer.datamodule
+        )
         self._plan = with_trainer(plan(pl_module, self._gathered, self.options, provenance=self._provenance), trainer)
         self._base = _dict(build_item(self._plan))
         # plain JSON types only, so that torch.load(weights_only=True) reads it back without any allowlist

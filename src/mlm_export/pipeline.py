@@ -67,6 +67,8 @@ class ExportOptions:
     citation: str | None = None
     #: Mark every Item of a run but the latest ``deprecated: true``.
     deprecate_superseded: bool = False
+    #: STAC Collection(s) or Item(s) the model was trained on (or a mapping train/validate/test -> one).
+    training_data: Any = None
 
     def __post_init__(self) -> None:
         if self.validate not in ("raise", "warn"):
@@ -75,6 +77,9 @@ class ExportOptions:
         from .provenance import user_doi
 
         user_doi(self.doi)
+        from .sources.training_data import stac_training_data
+
+        stac_training_data(self.training_data)
 
 
 def user_facts(options: ExportOptions) -> DataFacts:
@@ -186,7 +191,7 @@ def plan(
 
     ``provenance`` (:class:`~mlm_export.provenance.ProvenanceFacts`) is gathered from ``model`` when not given.
     """
-    from .provenance import export_lineage, provenance_facts, with_provenance
+    from .provenance import export_lineage, provenance_facts, with_provenance, with_training_data
     from .sources.torchgeo import architecture as task_architecture
 
     given = model
@@ -256,7 +261,10 @@ def plan(
         extra_properties=extra,
     )
     prov = provenance or provenance_facts(given, doi=options.doi, citation=options.citation)
-    return with_provenance(item_plan, prov, lineage=export_lineage(facts, w), version=options.version)
+    from .sources.training_data import stac_training_data
+
+    item_plan = with_provenance(item_plan, prov, lineage=export_lineage(facts, w), version=options.version)
+    return with_training_data(item_plan, stac_training_data(options.training_data))
 
 
 def _publication(url: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from . import mlm
-from .facts import ArtifactFacts
+from .errors import MLMExportWarning
+from .facts import ArtifactFacts, ClassFacts
 from .item import ItemPlan
 from .sources.citation import CitationFacts, clean_doi, find_cff, read_cff
 from .sources.runtime import (
@@ -27,6 +29,7 @@ from .sources.runtime import (
     requirements_text,
     runtime_facts,
 )
+from .sources.training_data import StacData, disagreements, split_sizes
 from .sources.vcs import SourceFacts, source_facts
 from .write import atomic_write_bytes, multihash
 
@@ -43,10 +46,16 @@ class ProvenanceFacts:
     source: SourceFacts | None
     citation: CitationFacts
     compile_method: str | None = None
+    #: The datamodule's class and its dataset sizes per split (samples, batches), where it knows them.
+    datamodule: str | None = None
+    splits: Mapping[str, Mapping[str, int]] | None = None
 
 
-def provenance_facts(model: Any, *, doi: str | None = None, citation: str | None = None) -> ProvenanceFacts:
-    """Software versions, the code defining ``model`` (git), and what to cite (the user's, else CITATION.cff)."""
+def provenance_facts(
+    model: Any, *, doi: str | None = None, citation: str | None = None, datamodule: Any = None
+) -> ProvenanceFacts:
+    """Software versions, the code defining ``model`` (git), what to cite (the user's, else CITATION.cff), and the
+    datamodule's split sizes."""
     inner = getattr(model, "_orig_mod", model)  # torch.compile wraps the module
     source = source_facts(inner)
     cff = find_cff(source.root if source else None)
@@ -57,7 +66,11 @@ def provenance_facts(model: Any, *, doi: str | None = None, citation: str | None
         publications=found.publications,
         source="doi=/citation=" if (doi or citation) else found.source,
     )
-    return ProvenanceFacts(runtime_facts(inner), source, cited, compile_method(model))
+    dm_name = splits = None
+    if datamodule is not None:
+        dm_name = f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"
+        splits = split_sizes(datamodule) or None
+    return ProvenanceFacts(runtime_facts(inner), source, cited, compile_method(model), dm_name, splits)
 
 
 def user_doi(doi: str | None) -> str | None:
@@ -87,6 +100,8 @@ def with_provenance(plan: ItemPlan, prov: ProvenanceFacts, *, lineage: str, vers
     if prov.source is not None and prov.source.href:
         key = "source_code" if "source_code" not in assets else "training_source_code"
         assets[key] = source_asset(prov.source)
+    if prov.datamodule:
+        props["lightning:datamodule"] = {"class": prov.datamodule, **({"splits": prov.splits} if prov.splits else {})}
     artifacts = tuple(_compiled(a, prov.compile_method) for a in plan.artifacts)
     return replace(plan, extra_properties=props, links=tuple(links), extra_assets=assets, artifacts=artifacts)
 
@@ -99,6 +114,33 @@ def export_lineage(facts: Any, weights: Any = None) -> str:
     if weights is not None:
         text += f", with pretrained weights {weights.name}"
     return text + "."
+
+
+def with_training_data(plan: ItemPlan, data: tuple[StacData, ...]) -> ItemPlan:
+    """``derived_from`` links to the STAC data; its label classes carried where they fit, a warning where not."""
+    if not data:
+        return plan
+    links = list(plan.links)
+    outputs = list(plan.outputs)
+    for stac in data:
+        link = stac.link()
+        if link and link not in links:
+            links.append(link)
+        named = next((o.classes for o in outputs if o.classes), None)
+        problems = disagreements(stac, plan.tasks, tuple(c.name for c in named) if named else None)
+        for i, out in enumerate(outputs):
+            fits = "class" in out.dim_order and out.shape[out.dim_order.index("class")] == len(stac.label_classes)
+            if stac.label_classes and not out.classes and fits:  # the labels name the model's classes
+                classes = tuple(ClassFacts(value=v, name=n) for v, n in enumerate(stac.label_classes))
+                outputs[i] = replace(out, classes=classes)
+        if problems:
+            warnings.warn(
+                f"the training data {stac.title} does not agree with the model: {'; '.join(problems)}. Check "
+                "training_data= and tasks=/classes=.",
+                MLMExportWarning,
+                stacklevel=4,
+            )
+    return replace(plan, links=tuple(links), outputs=tuple(outputs))
 
 
 def with_trainer(plan: ItemPlan, trainer: Any) -> ItemPlan:
