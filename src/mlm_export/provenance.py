@@ -214,7 +214,7 @@ def write_runtime_files(
     if training:
         files["training_runtime"] = (
             TRAINING_SUFFIX,
-            requirements_text(environment(), "The whole Python environment the model was trained in."),
+            requirements_text(dict(environment()), "The whole Python environment the model was trained in."),
             mlm.ROLE_TRAINING_RUNTIME,
             "Training runtime (every installed distribution)",
         )

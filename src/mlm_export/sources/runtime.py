@@ -6,10 +6,11 @@ network. Unknown stays unknown (a class defined in a script belongs to no distri
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata as md
 import platform
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,13 +79,46 @@ def distribution_version(name: str) -> str | None:
         return None
 
 
+def distributions_of(top: str) -> list[str]:
+    """The installed distributions that provide the top-level module ``top`` (empty for a project or a script).
+
+    ``importlib.metadata.packages_distributions()`` answers this but reads every distribution's RECORD (seconds
+    with a CUDA build of torch), so cheaper answers come first: a module outside any ``site-packages`` belongs
+    to none; a distribution named like the module; the ``top_level.txt`` files; only then the full scan.
+    """
+    module = sys.modules.get(top)
+    file = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", []) or []), None)
+    if module is not None and (not file or not any(p in str(file) for p in ("site-packages", "dist-packages"))):
+        return []
+    try:
+        return [md.distribution(top).metadata["Name"]]
+    except (md.PackageNotFoundError, KeyError, TypeError):
+        pass
+    return _top_level_index().get(top) or _packages_distributions().get(top, [])
+
+
+@functools.cache
+def _top_level_index() -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for dist in md.distributions():
+        name = dist.metadata["Name"] if dist.metadata else None
+        for line in (dist.read_text("top_level.txt") or "").split():
+            if name:
+                index.setdefault(line.strip(), []).append(name)
+    return index
+
+
+@functools.cache
+def _packages_distributions() -> Mapping[str, list[str]]:
+    return md.packages_distributions()
+
+
 def model_distributions(model: Any) -> tuple[dict[str, str], tuple[str, ...]]:
     """Distributions defining the classes of ``model`` and its submodules (from their modules' top-level names)."""
-    owners = md.packages_distributions()
     found: dict[str, str] = {}
     local: list[str] = []
     for top in _top_modules(model):
-        dists = owners.get(top)
+        dists = distributions_of(top)
         if not dists:
             if top not in local and top not in sys.stdlib_module_names and top != "builtins":
                 local.append(top)
@@ -120,8 +154,9 @@ def _cudnn_version() -> str | None:
     return f"{major}.{rest // 100}.{rest % 100}"
 
 
+@functools.cache
 def environment() -> dict[str, str]:
-    """Every installed distribution (canonical name -> version): the ``pip freeze`` of this process."""
+    """Every installed distribution (canonical name -> version): the ``pip freeze`` of this process (read once)."""
     out: dict[str, str] = {}
     for dist in md.distributions():
         name = dist.metadata["Name"] if dist.metadata else None

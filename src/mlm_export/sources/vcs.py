@@ -166,7 +166,9 @@ def git_dirty(root: Path) -> bool | None:
 
 def _installed_from_vcs(top_module: str) -> tuple[str | None, str | None] | None:
     """Remote and commit of a distribution installed from a VCS URL (PEP 610 ``direct_url.json``)."""
-    for dist in md.packages_distributions().get(top_module, []):
+    from .runtime import distributions_of
+
+    for dist in distributions_of(top_module):
         try:
             text = md.distribution(dist).read_text("direct_url.json")
             info = json.loads(text) if text else None
