@@ -36,8 +36,8 @@ def split_sizes(dm: Any) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for attr, split in SPLIT_DATASETS:
         ds = getattr(dm, attr, None)
-        if ds is None:
-            continue
+        if ds is None or (hasattr(ds, "bounds") and hasattr(ds, "crs")):
+            continue  # a GeoDataset's length counts its files; its samples are what a sampler draws
         try:
             n = len(ds)
         except Exception:  # noqa: S112 - an iterable dataset has no length: its size is unknown
