@@ -12,6 +12,7 @@ import importlib.metadata as md
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from packaging.requirements import Requirement
 from mlm_export import export_mlm
 from mlm_export.errors import InvalidOptionError, MLMExportWarning
 from mlm_export.sources import citation as cit
-from mlm_export.sources.runtime import model_distributions, runtime_facts
+from mlm_export.sources.runtime import compile_method, model_distributions, runtime_facts
 from mlm_export.sources.vcs import public_url, read_git, source_facts
 from mlm_export.write import file_checksum
 
@@ -144,6 +145,16 @@ def test_software_versions_are_exact_and_name_the_model_distributions():
     assert facts.model_distributions == {"torch": md.version("torch"), "torchvision": md.version("torchvision")}
     if torch.version.cuda:
         assert facts.software["CUDA"] == torch.version.cuda
+
+
+def test_compile_method_of_compiled_and_scripted_models():
+    model = torch.nn.Conv2d(3, 2, 1)
+    assert compile_method(model) is None
+    assert compile_method(torch.compile(model)) == "jit"  # compiles lazily: nothing is compiled here
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still met in checkpoints
+        scripted = torch.jit.script(model)
+    assert compile_method(scripted) == "jit"
 
 
 def test_classes_outside_any_distribution_are_local(project):

@@ -276,10 +276,11 @@ def _public(version: str) -> str:
 
 
 def with_runtime_files(plan: ItemPlan, prov: ProvenanceFacts, out_dir: Path, stem: str, *, training: bool) -> ItemPlan:
-    """Write the runtime files of ``plan``'s artifacts beside it, and add their assets."""
+    """Write the runtime files of ``plan``'s artifacts beside it, add their assets, mark the compile method."""
     types = [a.artifact_type for a in plan.artifacts]
     assets = write_runtime_files(out_dir, stem, prov, types, training=training)
-    return replace(plan, extra_assets={**plan.extra_assets, **assets})
+    artifacts = tuple(_compiled(a, prov.compile_method) for a in plan.artifacts)  # the files written now
+    return replace(plan, extra_assets={**plan.extra_assets, **assets}, artifacts=artifacts)
 
 
 def checkpoint_provenance(path: str | os.PathLike[str], lineage: str) -> dict[str, Any]:
