@@ -60,6 +60,7 @@ preferred-citation:
     - family-names: Doe
       given-names: Jane
 """
+CFF_PAPER = "Doe, Jane (2025). Mapping water with small networks. Journal of Examples."
 MODULE = """\
 import torch
 from torch import nn
@@ -214,12 +215,7 @@ def test_citation_cff_with_and_without_pyyaml(project, monkeypatch):
     with_yaml = cit.read_cff(root / "CITATION.cff")
     assert with_yaml.doi == "10.5281/zenodo.1234567"
     assert with_yaml.citation == "Doe, Jane; Roe, Rick (2025). Fair water model (version 0.3.1)."
-    assert with_yaml.publications == (
-        {
-            "doi": "10.1000/journal.2025.42",
-            "citation": "Doe, Jane (2025). Mapping water with small networks. Journal of Examples.",
-        },
-    )
+    assert with_yaml.publications == ({"doi": "10.1000/journal.2025.42", "citation": CFF_PAPER},)
     monkeypatch.setitem(sys.modules, "yaml", None)  # PyYAML is optional at run time
     tiny = cit.read_cff(root / "CITATION.cff")
     assert (tiny.doi, tiny.citation) == (with_yaml.doi, with_yaml.citation)
@@ -368,11 +364,14 @@ def test_convert_keeps_training_provenance_and_links_versions(project, tmp_path,
         model=module.FairClassifier())  # fmt: skip
     for path in [*directory.glob("*.mlm.json"), *directory.glob("*.txt"), directory / "collection.json"]:
         path.unlink()
-    assert main(["convert", str(directory), "--quiet"]) == 0, capsys.readouterr().err
-    chain = assert_chain(directory)
+    argv = ["convert", str(directory), "--quiet", "--version", "v3", "--doi", "10.5281/zenodo.999999"]
+    assert main([*argv, "--deprecate-superseded"]) == 0, capsys.readouterr().err
+    chain = assert_chain(directory, deprecated=True, base="v3")
     assert len(chain) == 3
     item = items_in(directory)[chain[-1]]
     props = item["properties"]
+    assert props["sci:doi"] == "10.5281/zenodo.999999"  # the user's, over the embedded CITATION.cff one
+    assert {"doi": "10.1000/journal.2025.42", "citation": CFF_PAPER} in props["sci:publications"]
     assert props["processing:software"]["lightning"] == md.version("lightning")  # as trained, from the checkpoint
     assert "(convert)" in props["processing:lineage"]
     assert item["assets"]["source_code"]["href"].endswith(commit)

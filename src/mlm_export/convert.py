@@ -21,7 +21,7 @@ from . import mlm
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
-from .provenance import checkpoint_provenance, write_inference_runtime
+from .provenance import checkpoint_provenance, restate, write_inference_runtime
 from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .sources.checkpoint import (
     ArchitectureError,
@@ -112,6 +112,8 @@ class Converter:
                 title=_title(ckpt),
                 catalog=catalog,
             )
+            o = self.options
+            restate(data, doi=o.doi, citation=o.citation, version=o.version)
             check(data)
             if catalog:
                 catalog.put(path.absolute(), data)

@@ -197,6 +197,22 @@ def _cite(props: dict[str, Any], links: list[Any], cited: CitationFacts) -> None
         links.append({"rel": "cite-as", "href": f"https://doi.org/{doi}", "title": "Citation (DOI)"})
 
 
+def restate(item: dict[str, Any], *, doi: str | None, citation: str | None, version: str | None) -> None:
+    """Apply the user's ``doi=``, ``citation=`` and ``version=`` to an Item made earlier (an embedded one)."""
+    from .item import declared_extensions
+    from .versions import revision
+
+    props = item.setdefault("properties", {})
+    links = item.setdefault("links", [])
+    if doi or citation:
+        _cite(props, links, CitationFacts(doi=clean_doi(doi), citation=citation))
+    own = revision(props, version)
+    if own:
+        props["version"] = own
+    exts = item.setdefault("stac_extensions", [])
+    exts += [e for e in declared_extensions(props, links) if e not in exts]
+
+
 def _compiled(a: ArtifactFacts, method: str | None) -> ArtifactFacts:
     if mlm.ROLE_MODEL not in a.roles:
         return a
