@@ -442,3 +442,21 @@ def test_training_data_is_never_fetched_and_must_be_stac(tmp_path):
     (tmp_path / "x.json").write_text('{"type": "FeatureCollection"}')
     with pytest.raises(InvalidOptionError, match=r"must be a STAC Collection or Item"):
         export_mlm(torch.nn.Conv2d(3, 2, 1), example_input=torch.zeros(1, 3, 8, 8), training_data=tmp_path / "x.json")
+
+
+def test_a_program_exported_on_a_gpu_is_accelerator_constrained(project, tmp_path):
+    from dataclasses import replace
+
+    from mlm_export.pipeline import ExportOptions, gather, plan
+    from mlm_export.provenance import provenance_facts, with_runtime_files
+
+    _, _, module = project
+    model = module.FairNet()
+    options = ExportOptions(tasks=["semantic-segmentation"], datetime=WHEN)
+    prov = provenance_facts(model)
+    cpu = plan(model, gather(model, None, torch.zeros(2, 3, 16, 16), options), options, provenance=prov)
+    program = replace(cpu.artifacts[0], artifact_type="torch.export.save")
+    on_gpu = replace(cpu, accelerator="cuda", artifacts=(program,))
+    assert with_runtime_files(on_gpu, prov, tmp_path, "gpu", training=False).accelerator_constrained is True
+    assert with_runtime_files(cpu, prov, tmp_path, "cpu", training=False).accelerator_constrained is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu.requirements.txt", "gpu.requirements.txt"]

@@ -73,13 +73,12 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.validate not in ("raise", "warn"):
             raise InvalidOptionError(f"validate= must be 'raise' or 'warn', not {self.validate!r}")
-        user_facts(self)  # check bands, classes, bbox, dates now: errors at construction name the option
         from .provenance import user_doi
-
-        user_doi(self.doi)
         from .sources.training_data import stac_training_data
 
-        stac_training_data(self.training_data)
+        user_facts(self)  # check bands, classes, bbox, dates now: errors at construction name the option
+        user_doi(self.doi)
+        stac_training_data(self.training_data)  # reads a local STAC file, never a URL
 
 
 def user_facts(options: ExportOptions) -> DataFacts:
@@ -193,6 +192,7 @@ def plan(
     """
     from .provenance import export_lineage, provenance_facts, with_provenance, with_training_data
     from .sources.torchgeo import architecture as task_architecture
+    from .sources.training_data import stac_training_data
 
     given = model
     facts, data = gathered.model, gathered.data
@@ -261,8 +261,6 @@ def plan(
         extra_properties=extra,
     )
     prov = provenance or provenance_facts(given, doi=options.doi, citation=options.citation)
-    from .sources.training_data import stac_training_data
-
     item_plan = with_provenance(item_plan, prov, lineage=export_lineage(facts, w), version=options.version)
     return with_training_data(item_plan, stac_training_data(options.training_data))
 

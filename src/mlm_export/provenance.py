@@ -296,7 +296,11 @@ def with_runtime_files(plan: ItemPlan, prov: ProvenanceFacts, out_dir: Path, ste
     types = [a.artifact_type for a in plan.artifacts]
     assets = write_runtime_files(out_dir, stem, prov, types, training=training)
     artifacts = tuple(_compiled(a, prov.compile_method) for a in plan.artifacts)  # the files written now
-    return replace(plan, extra_assets={**plan.extra_assets, **assets}, artifacts=artifacts)
+    # a torch.export archive made on a GPU holds that device's kernels: it runs on that accelerator only
+    constrained = plan.accelerator == "cuda" and any(a.artifact_type == mlm.ARTIFACT_EXPORT for a in artifacts)
+    return replace(
+        plan, extra_assets={**plan.extra_assets, **assets}, artifacts=artifacts, accelerator_constrained=constrained
+    )
 
 
 def checkpoint_provenance(path: str | os.PathLike[str], lineage: str) -> dict[str, Any]:
