@@ -395,7 +395,7 @@ class SplitData:
 
 def label_collection(tmp_path: Path, tasks: list[str], classes: list[str]) -> Path:
     path = tmp_path / "labels" / "collection.json"
-    path.parent.mkdir()
+    path.parent.mkdir(parents=True)
     path.write_text(json.dumps({
         "type": "Collection", "stac_version": "1.1.0", "id": "water-labels", "title": "Water labels",
         "description": "Label masks", "license": "CC-BY-4.0", "links": [],
@@ -434,6 +434,12 @@ def test_labels_that_disagree_with_the_model_warn(project, tmp_path):
             classes=["sea", "shore"], datetime=WHEN, training_data=str(collection),
         )  # fmt: skip
     assert any("differ from the model's classes ['sea', 'shore']" in str(w.message) for w in caught)
+    three = label_collection(tmp_path / "3", ["segmentation"], ["land", "water", "cloud"])
+    with pytest.warns(MLMExportWarning, match=r"its 3 label:classes do not fit output"):
+        export_mlm(
+            module.FairNet(), example_input=torch.zeros(2, 3, 16, 16), tasks=["semantic-segmentation"],
+            datetime=WHEN, training_data=three,
+        )  # fmt: skip
 
 
 def test_training_data_is_never_fetched_and_must_be_stac(tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import mlm
-from .errors import MLMExportWarning
+from .errors import InvalidOptionError, MLMExportWarning
 from .facts import ArtifactFacts, ClassFacts
 from .item import ItemPlan
 from .sources.citation import CitationFacts, clean_doi, find_cff, read_cff
@@ -75,8 +75,6 @@ def provenance_facts(
 
 def user_doi(doi: str | None) -> str | None:
     """The ``doi=`` option checked: a bare DOI, ``doi:`` form or doi.org URL."""
-    from .errors import InvalidOptionError
-
     if doi is None:
         return None
     clean = clean_doi(doi)
@@ -129,10 +127,14 @@ def with_training_data(plan: ItemPlan, data: tuple[StacData, ...]) -> ItemPlan:
         named = next((o.classes for o in outputs if o.classes), None)
         problems = disagreements(stac, plan.tasks, tuple(c.name for c in named) if named else None)
         for i, out in enumerate(outputs):
-            fits = "class" in out.dim_order and out.shape[out.dim_order.index("class")] == len(stac.label_classes)
-            if stac.label_classes and not out.classes and fits:  # the labels name the model's classes
+            if not stac.label_classes or out.classes or "class" not in out.dim_order:
+                continue
+            size = out.shape[out.dim_order.index("class")]
+            if size == len(stac.label_classes):  # the labels name the model's classes
                 classes = tuple(ClassFacts(value=v, name=n) for v, n in enumerate(stac.label_classes))
                 outputs[i] = replace(out, classes=classes)
+            else:
+                problems.append(f"its {len(stac.label_classes)} label:classes do not fit output '{out.name}' ({size})")
         if problems:
             warnings.warn(
                 f"the training data {stac.title} does not agree with the model: {'; '.join(problems)}. Check "
