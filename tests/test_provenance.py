@@ -10,6 +10,7 @@ import datetime as dt
 import importlib
 import importlib.metadata as md
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -19,6 +20,7 @@ import pytest
 import torch
 from packaging.requirements import Requirement
 
+import mlm_export
 from mlm_export import export_mlm
 from mlm_export.errors import InvalidOptionError, MLMExportWarning
 from mlm_export.sources import citation as cit
@@ -172,6 +174,34 @@ def test_source_code_from_the_git_files(project):
     assert (facts.root, facts.commit, facts.branch, facts.dirty) == (root, commit, "main", False)
     assert facts.entrypoint == "fairproj.net:FairNet"
     assert facts.href == f"https://github.com/example/fair-project/tree/{commit}"
+
+
+SCRIPT = """\
+import datetime, json, torch, torchvision
+import mlm_export
+from mlm_export import export_mlm
+item = export_mlm(torchvision.models.resnet18(num_classes=3), example_input=torch.zeros(1, 3, 32, 32),
+                  tasks=["classification"], datetime=datetime.datetime(2024, 1, 1))
+print(json.dumps(item.to_dict()["assets"]["source_code"]))
+"""
+
+
+def test_a_library_class_trained_by_a_script_points_at_the_scripts_project(project):
+    root, commit, _ = project
+    script = root / "train_resnet.py"
+    script.write_text(SCRIPT)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(Path(mlm_export.__file__).parents[1])}  # this tree's package
+        out = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=root, env=env
+        )
+    finally:
+        script.unlink()
+    assert out.returncode == 0, out.stderr[-2000:]
+    asset = json.loads(out.stdout.strip().splitlines()[-1])
+    assert asset["href"] == f"https://github.com/example/fair-project/tree/{commit}"
+    assert asset["mlm:entrypoint"] == "torchvision.models.resnet:ResNet"
+    assert asset["vcs:dirty"] is False  # the script is untracked: tracked files are unchanged
 
 
 def test_credentials_in_remote_urls_never_leave(project):

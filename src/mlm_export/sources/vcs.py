@@ -50,7 +50,11 @@ class SourceFacts:
 
 
 def source_facts(obj: Any, *, run_git: bool = True) -> SourceFacts | None:
-    """The repository and entrypoint of the class of ``obj``; None when the class comes from nowhere known."""
+    """The repository and entrypoint of the class of ``obj``; None when the class comes from nowhere known.
+
+    Where the class is found: its module's file in a git work tree; a distribution installed from a VCS URL;
+    else the git work tree of the running script (``__main__``), the training project that used the class.
+    """
     cls = obj if isinstance(obj, type) else type(obj)
     module_name = cls.__module__ or ""
     entrypoint = f"{module_name}:{cls.__qualname__}" if module_name not in ("", "__main__") else None
@@ -66,6 +70,13 @@ def source_facts(obj: Any, *, run_git: bool = True) -> SourceFacts | None:
     if installed is not None:
         remote, commit = installed
         return SourceFacts(entrypoint, None, remote, commit)
+    # a class from an installed library (a TorchGeo task) trained by a script: the script's project
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if script:
+        git_dir, root = find_git_dir(Path(script).resolve().parent)
+        if git_dir is not None and root is not None:
+            remote, commit, branch = read_git(git_dir)
+            return SourceFacts(entrypoint, root, remote, commit, branch, git_dirty(root) if run_git else None)
     return None
 
 
