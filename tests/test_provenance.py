@@ -219,7 +219,7 @@ def test_a_crafted_git_dir_cannot_escape_or_run_code(tmp_path):
     (dotgit / "refs" / "heads").mkdir(parents=True)
     (dotgit / "HEAD").write_text("ref: refs/heads/../../../secret\n")
     (dotgit / "config").write_text('[remote "origin"]\n\turl = /home/alice/private\n')
-    assert read_git(dotgit) == (None, None, "../../../secret")
+    assert read_git(dotgit) == (None, None, None)
 
 
 def test_git_status_runs_no_hook_from_the_repository(project, tmp_path):

@@ -108,8 +108,8 @@ def read_git(git_dir: Path) -> tuple[str | None, str | None, str | None]:
     head = _read(git_dir / "HEAD")
     if head and head.startswith("ref:"):
         ref = head.removeprefix("ref:").strip()
-        branch = ref.removeprefix("refs/heads/")
         commit = _resolve_ref(git_dir, common, ref)
+        branch = ref.removeprefix("refs/heads/") if ".." not in ref.split("/") else None
     elif head and _SHA.match(head):
         commit = head
     return _remote(common / "config"), commit, branch
