@@ -24,7 +24,7 @@ import mlm_export
 from mlm_export import export_mlm
 from mlm_export.errors import InvalidOptionError, MLMExportWarning
 from mlm_export.sources import citation as cit
-from mlm_export.sources.runtime import compile_method, model_distributions, runtime_facts
+from mlm_export.sources.runtime import compile_method, cpu_name, model_distributions, runtime_facts
 from mlm_export.sources.vcs import public_url, read_git, source_facts
 from mlm_export.write import file_checksum
 
@@ -282,6 +282,7 @@ def test_export_mlm_item_carries_provenance(project, tmp_path, assert_valid):
         "links"
     ]
     assert props["mlm:accelerator"] == "amd64" and props["mlm:accelerator_constrained"] is False
+    assert props["mlm:accelerator_count"] == 1 and props["mlm:accelerator_summary"] == cpu_name()
     for ext in ("processing/v1.2.0", "version/v1.2.0", "scientific/v1.0.0"):
         assert any(ext in e for e in data["stac_extensions"])
     code = data["assets"]["source_code"]

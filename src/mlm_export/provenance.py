@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import platform
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ from .sources.runtime import (
     RuntimeFacts,
     accelerator_from_trainer,
     compile_method,
+    cpu_name,
     environment,
     inference_pins,
     requirements_text,
@@ -101,7 +103,13 @@ def with_provenance(plan: ItemPlan, prov: ProvenanceFacts, *, lineage: str, vers
     if prov.datamodule:
         props["lightning:datamodule"] = {"class": prov.datamodule, **({"splits": prov.splits} if prov.splits else {})}
     artifacts = tuple(_compiled(a, prov.compile_method) for a in plan.artifacts)
-    return replace(plan, extra_properties=props, links=tuple(links), extra_assets=assets, artifacts=artifacts)
+    summary = plan.accelerator_summary
+    if plan.accelerator != "cuda" and (not summary or summary.lower() in (platform.machine().lower(), "x86_64")):
+        summary = cpu_name() or summary  # the CPU's model name, not its architecture
+    return replace(
+        plan, extra_properties=props, links=tuple(links), extra_assets=assets, artifacts=artifacts,
+        accelerator_summary=summary, accelerator_count=plan.accelerator_count or 1,  # the device it was exported on
+    )  # fmt: skip
 
 
 def export_lineage(facts: Any, weights: Any = None) -> str:
