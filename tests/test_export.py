@@ -158,7 +158,10 @@ def test_writes_weights_program_and_item(tmp_path, assert_valid):
     x = torch.randn(2, 3, 32, 32)
     item = export_mlm(model, example_input=x, out_dir=tmp_path, name="Small UNet", **WHEN)
     files = sorted(f.name for f in tmp_path.iterdir())
-    assert files == ["small-unet.json", "small-unet.pt2", "small-unet.safetensors"]
+    assert files == [
+        "small-unet.environment.txt", "small-unet.json", "small-unet.pt2", "small-unet.requirements.txt",
+        "small-unet.safetensors",
+    ]  # fmt: skip
     on_disk = json.loads((tmp_path / "small-unet.json").read_text())
     assert_valid(on_disk)
     assets = on_disk["assets"]
@@ -199,7 +202,9 @@ def test_model_that_does_not_export_still_gets_weights(tmp_path, assert_valid, c
     data = assert_valid(item)
     assert data["assets"]["model"]["mlm:artifact_type"] == "safetensors.torch.save_file"
     assert data["assets"]["model"]["roles"] == ["mlm:model", "mlm:weights"]
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["itemcall.json", "itemcall.safetensors"]
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        "itemcall.environment.txt", "itemcall.json", "itemcall.requirements.txt", "itemcall.safetensors",
+    ]  # fmt: skip
     assert "def forward" not in capfd.readouterr().err  # torch.export's graph dump is kept off the console
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from . import openeo
 from .pipeline import ExportOptions, Validate, build_checked, gather, plan, write_model_files
+from .provenance import provenance_facts, with_runtime_files
 from .write import atomic_write_json
 
 
@@ -46,6 +47,10 @@ def export_mlm(
     profile: str = "default",
     base_url: str | None = None,
     layout: str = "flat",
+    version: str | None = None,
+    doi: str | None = None,
+    citation: str | None = None,
+    training_data: Any = None,
 ) -> pystac.Item:
     """Describe ``model`` as a schema-valid STAC Item with the MLM extension; write it under ``out_dir`` if given.
 
@@ -64,6 +69,14 @@ def export_mlm(
     archive (.pt2) that runs without the training code becomes the ``mlm:model`` asset; the Item JSON is
     written last, atomically, as ``<out_dir>/<item id>.json``. Without it nothing is written and the Item's
     model asset names the safetensors file that writing would produce.
+
+    Provenance: ``processing:software`` (exact versions), ``processing:lineage``/``processing:datetime``, the
+    code defining the model's class as an ``mlm:source_code`` asset (git remote, commit, dirty), ``version=``,
+    and ``doi=``/``citation=`` (else the training project's ``CITATION.cff``) as ``sci:doi``/``sci:citation``
+    with a ``cite-as`` link. With ``out_dir``, ``<id>.requirements.txt`` (``mlm:inference-runtime``) and
+    ``<id>.environment.txt`` (``mlm:training-runtime``) are written beside the Item. ``training_data=`` (a STAC
+    Collection or Item, or a mapping train/validate/test -> one) is linked as ``derived_from``; its label classes
+    name the outputs where they fit, and a warning says where its labels disagree with the model.
 
     Raises:
         InputRequiredError: neither ``example_input`` nor a datamodule that gives a batch.
@@ -97,9 +110,14 @@ def export_mlm(
         profile=profile,
         base_url=base_url,
         layout=layout,
+        version=version,
+        doi=doi,
+        citation=citation,
+        training_data=training_data,
     )
     gathered = gather(model, datamodule, example_input, options)
-    item_plan = plan(model, gathered, options)
+    prov = provenance_facts(model, doi=options.doi, citation=options.citation, datamodule=datamodule)
+    item_plan = plan(model, gathered, options, provenance=prov)
     if options.profile == "openeo":
         item_plan = openeo.adapt(item_plan, gathered, str(base_url))
     item = build_checked(item_plan, options.validate)  # fail before writing anything
@@ -114,8 +132,9 @@ def export_mlm(
         item_plan = openeo.write_files(model, gathered, item_plan, out, str(base_url))
     else:
         item_plan = write_model_files(model, gathered, item_plan, out, item_plan.id, export_program=export_program)
-        if base_url is not None:
-            item_plan = openeo.absolute_hrefs(item_plan, base_url)
+    item_plan = with_runtime_files(item_plan, prov, out, item_plan.id, training=True)
+    if base_url is not None and options.profile != "openeo":
+        item_plan = openeo.absolute_hrefs(item_plan, base_url)
     item = build_checked(item_plan, options.validate)
     path = out / f"{item_plan.id}.json"
     item.set_self_href(str(path.resolve()))

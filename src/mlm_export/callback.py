@@ -23,11 +23,12 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from . import openeo
+from . import mlm, openeo
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
 from .facts import ArtifactFacts
 from .item import ItemPlan, build_item
 from .pipeline import ExportOptions, Gathered, gather, plan, write_model_files
+from .provenance import checkpoint_provenance, provenance_facts, with_trainer, write_runtime_files
 from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .sources.checkpoint import EMBED_KEY
 from .sources.datamodule import model_input
@@ -97,6 +98,7 @@ class MLMExportCallback(Callback):
         self.collection_id = collection_id
         self._gathered: Gathered | None = None
         self._plan: ItemPlan | None = None
+        self._provenance: Any = None
         self._embedded: dict[str, Any] | None = None
         self._base: dict[str, Any] = {}
         self._worker: _Worker | None = None
@@ -176,7 +178,10 @@ class MLMExportCallback(Callback):
             if from_loader:
                 raise
             return  # try again at on_train_start, when the training dataloader exists
-        self._plan = plan(pl_module, self._gathered, self.options)
+        self._provenance = provenance_facts(
+            pl_module, doi=self.options.doi, citation=self.options.citation, datamodule=trainer.datamodule
+        )
+        self._plan = with_trainer(plan(pl_module, self._gathered, self.options, provenance=self._provenance), trainer)
         if self.options.profile == "openeo":
             self._plan = openeo.adapt(self._plan, self._gathered, str(self.options.base_url))
         self._base = _dict(build_item(self._plan))
@@ -300,9 +305,17 @@ class MLMExportCallback(Callback):
         kind, catalog = job[0], job[1]
         if kind == "save":
             snap: _Snapshot = job[2]
-            item = self._checkpoint_item(catalog, snap)
+            try:
+                item = self._checkpoint_item(catalog, snap)
+            except OSError:
+                if snap.path.exists():
+                    raise
+                with self._lock:  # removed (top-k pruning) while its Item was made: drop what was written
+                    catalog.forget(snap.path)
+                return
             with self._lock:  # a removal in the meantime wins: no Item for a file that is gone
                 if not snap.path.exists():
+                    catalog.forget(snap.path)  # and the files written for it meanwhile
                     return
                 catalog.put(snap.path, item)
         with self._lock:
@@ -313,18 +326,26 @@ class MLMExportCallback(Callback):
         assert item_plan is not None
         size, checksum = catalog.checksum(snap.link_target or snap.path)
         base = self._base if item_plan is self._plan else _dict(build_item(item_plan))
-        files = base["assets"] if snap.artifacts else {}  # the .pt2/safetensors written for this checkpoint
+        processing = checkpoint_provenance(snap.link_target or snap.path, _lineage(snap, base))
+        # the .pt2/safetensors written for this checkpoint (if any), the source code, the runtime files
+        files = {k: a for k, a in base["assets"].items() if snap.artifacts or not _is_model_file(a)}
+        types = [a.get("mlm:artifact_type") for a in files.values()] + [mlm.ARTIFACT_TORCH_SAVE]
+        files.update(write_runtime_files(snap.path.parent, checkpoint_stem(snap.path), self._provenance, types,
+                                         training=True))  # fmt: skip
         data = checkpoint_item(
             base,
             snap.path,
             size=size,
             checksum=checksum,
             item_id=f"{item_plan.id}-{checkpoint_stem(snap.path)}",
-            properties=_lightning_properties(snap),
+            properties={**_lightning_properties(snap), **processing},
             model_files=files,
             title="Lightning checkpoint" + (" (weights only)" if snap.weights_only else ""),
             catalog=catalog,
         )
+        model_asset = data["assets"].get("model", {})
+        if self._provenance.compile_method and mlm.ARTIFACT_TYPE in model_asset:  # trained with torch.compile
+            model_asset.setdefault(mlm.COMPILE_METHOD, self._provenance.compile_method)
         check(data)
         return data
 
@@ -337,6 +358,8 @@ class MLMExportCallback(Callback):
                 title=self._plan.name,
                 license=self.options.license,
                 description=self.options.description,
+                version=self.options.version,
+                deprecate_superseded=self.options.deprecate_superseded,
             )
         return self._catalogs[dirpath]
 
@@ -449,6 +472,22 @@ def _lightning_properties(snap: _Snapshot) -> dict[str, Any]:
     if snap.metrics:
         props["lightning:metrics"] = snap.metrics
     return props
+
+
+def _is_model_file(asset: dict[str, Any]) -> bool:
+    return bool({mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS} & set(asset.get("roles", [])))
+
+
+def _lineage(snap: _Snapshot, base: dict[str, Any]) -> str:
+    """``processing:lineage`` of one checkpoint: the run's model, and when in training it was saved."""
+    software = base.get("properties", {}).get("processing:software", {})
+    lightning = software.get("lightning") or software.get("pytorch-lightning")
+    what = base.get("properties", {}).get(mlm.ARCHITECTURE, "a model")
+    return (
+        f"Checkpoint of {what} saved by Lightning{' ' + lightning if lightning else ''} ModelCheckpoint at epoch "
+        f"{snap.epoch}, global step {snap.global_step}" + (" (weights only)" if snap.weights_only else "") + "; "
+        f"described by mlm-export {_version()}."
+    )
 
 
 def _dict(item: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from . import mlm, openeo
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
+from .provenance import checkpoint_provenance, restate, write_inference_runtime
 from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .sources.checkpoint import (
     ArchitectureError,
@@ -100,17 +101,20 @@ class Converter:
             base, model_name = self._base(ckpt)
             catalog = self._catalog(catalog_dir, base) if catalog_dir else None
             files = self._openeo_files(ckpt, path, base) if self.options.profile == "openeo" else None
+            runtime = write_inference_runtime(path.parent, checkpoint_stem(path), base, _artifact_type(ckpt))
             data = checkpoint_item(
                 base,
                 path.absolute(),
                 size=size,
                 checksum=file_checksum(path),
                 item_id=f"{base['id']}-{checkpoint_stem(path)}",
-                properties=_lightning_properties(ckpt),
-                model_files=files,
+                properties={**_lightning_properties(ckpt), **checkpoint_provenance(path, _lineage(ckpt))},
+                model_files={**_kept_assets(base), **(files or {}), **runtime},
                 title=_title(ckpt),
                 catalog=catalog,
             )
+            o = self.options
+            restate(data, doi=o.doi, citation=o.citation, version=o.version)
             check(data)
             if catalog:
                 catalog.put(path.absolute(), data)
@@ -221,6 +225,8 @@ class Converter:
                 title=str(props.get(mlm.NAME, base["id"])),
                 license=self.options.license,
                 description=self.options.description,
+                version=self.options.version,
+                deprecate_superseded=self.options.deprecate_superseded,
             )
         return self._catalogs[directory]
 
@@ -265,6 +271,29 @@ def _lightning_properties(ckpt: LoadedCheckpoint) -> dict[str, Any]:
     if isinstance(ckpt.global_step, int):
         props["lightning:global_step"] = ckpt.global_step
     return props
+
+
+def _kept_assets(base: Mapping[str, Any]) -> dict[str, Any]:
+    """Assets of the model's description that stay with every checkpoint: source code (not model files)."""
+    drop = {mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS, mlm.ROLE_CHECKPOINT}
+    drop |= {mlm.ROLE_INFERENCE_RUNTIME, mlm.ROLE_TRAINING_RUNTIME}
+    return {k: dict(a) for k, a in base.get("assets", {}).items() if not drop & set(a.get("roles", []))}
+
+
+def _artifact_type(ckpt: LoadedCheckpoint) -> str:
+    return mlm.ARTIFACT_SAFETENSORS if ckpt.kind == "safetensors" else mlm.ARTIFACT_TORCH_SAVE
+
+
+def _lineage(ckpt: LoadedCheckpoint) -> str:
+    """``processing:lineage`` of a converted checkpoint: the file, what saved it, and what described it."""
+    from . import __version__
+
+    made = ""
+    if ckpt.kind == "lightning":
+        made = " saved by Lightning"
+        if isinstance(ckpt.epoch, int) and isinstance(ckpt.global_step, int):
+            made += f" at epoch {ckpt.epoch}, global step {ckpt.global_step}"
+    return f"Checkpoint {ckpt.path.name}{made}; described afterwards by mlm-export {__version__} (convert)."
 
 
 def _title(ckpt: LoadedCheckpoint) -> str:

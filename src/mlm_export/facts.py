@@ -131,3 +131,5 @@ class ArtifactFacts:
     artifact_type: str | None = None
     size: int | None = None
     checksum: str | None = None
+    #: ``mlm:compile_method`` of a model file: "aot" (torch.export), "jit" (TorchScript, torch.compile).
+    compile_method: str | None = None

@@ -38,6 +38,8 @@ class ItemPlan:
     extra_assets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     accelerator: str | None = None
     accelerator_summary: str | None = None
+    accelerator_count: int | None = None
+    accelerator_constrained: bool = False
     description: str | None = None
     bands: tuple[BandFacts, ...] | None = None
     pretrained: bool | None = None
@@ -64,12 +66,14 @@ def build_item(plan: ItemPlan) -> pystac.Item:
         mlm.TOTAL_PARAMETERS: plan.total_parameters,
         mlm.MEMORY_SIZE: plan.memory_size,
         mlm.ACCELERATOR: plan.accelerator,
-        mlm.ACCELERATOR_CONSTRAINED: False,
+        mlm.ACCELERATOR_CONSTRAINED: plan.accelerator_constrained,
         mlm.INPUT: [_input(i) for i in plan.inputs],
         mlm.OUTPUT: [_output(o) for o in plan.outputs],
     }
     if plan.accelerator_summary:
         props[mlm.ACCELERATOR_SUMMARY] = plan.accelerator_summary
+    if plan.accelerator_count:
+        props[mlm.ACCELERATOR_COUNT] = plan.accelerator_count
     if plan.pretrained is not None:
         props[mlm.PRETRAINED] = plan.pretrained
         props[mlm.PRETRAINED_SOURCE] = plan.pretrained_source if plan.pretrained else None
@@ -96,14 +100,15 @@ def build_item(plan: ItemPlan) -> pystac.Item:
     props.update(plan.extra_properties)
 
     extensions = [mlm.MLM_SCHEMA]
-    if any(a.size is not None or a.checksum for a in plan.artifacts):
+    if any(a.size is not None or a.checksum for a in plan.artifacts) or any(
+        "file:size" in a or "file:checksum" in a for a in plan.extra_assets.values()
+    ):
         extensions.append(mlm.FILE_SCHEMA)
     if any(o.classes for o in plan.outputs):
         extensions.append(mlm.CLASSIFICATION_SCHEMA)
     if plan.bands and any(b.common_name or b.center_wavelength for b in plan.bands):
         extensions.append(mlm.EO_SCHEMA)
-    if any(k.startswith("sci:") for k in props):
-        extensions.append(mlm.SCI_SCHEMA)
+    extensions += declared_extensions(props, [dict(link) for link in plan.links])
 
     geometry = _polygon(plan.bbox) if plan.bbox else None
     when = None if (plan.start_datetime and plan.end_datetime) else plan.datetime
@@ -122,6 +127,20 @@ def build_item(plan: ItemPlan) -> pystac.Item:
     for link in plan.links:
         item.add_link(pystac.Link.from_dict(dict(link)))
     return item
+
+
+def declared_extensions(props: Mapping[str, Any], links: list[dict[str, Any]]) -> list[str]:
+    """The related extensions whose fields ``props`` (or the links) use: each declared only when used."""
+    out = []
+    if any(k.startswith("sci:") for k in props):
+        out.append(mlm.SCI_SCHEMA)
+    if any(k.startswith("processing:") for k in props):
+        out.append(mlm.PROCESSING_SCHEMA)
+    if "version" in props or "deprecated" in props:
+        out.append(mlm.VERSION_SCHEMA)
+    if any(k.startswith("ml-aoi:") for k in props) or any("ml-aoi:split" in link for link in links):
+        out.append(mlm.ML_AOI_SCHEMA)
+    return out
 
 
 def _input(spec: InputSpec) -> dict[str, Any]:
@@ -174,6 +193,9 @@ def _asset(a: ArtifactFacts, bands: list[dict[str, Any]] | None) -> pystac.Asset
         extra[mlm.ARTIFACT_TYPE] = a.artifact_type
         if bands:
             extra["bands"] = bands
+        method = a.compile_method or ("aot" if a.artifact_type == mlm.ARTIFACT_EXPORT else None)
+        if method:  # a torch.export archive is compiled ahead of time
+            extra[mlm.COMPILE_METHOD] = method
     if a.size is not None:
         extra["file:size"] = a.size
     if a.checksum:

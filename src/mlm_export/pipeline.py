@@ -66,16 +66,29 @@ class ExportOptions:
     base_url: str | None = None
     #: "huggingface": the folder ``save_pretrained`` writes, with ``mlm.json`` beside it; see huggingface.py.
     layout: str = "flat"
+    #: The model's ``version`` (a run's checkpoints add their epoch and step to it).
+    version: str | None = None
+    #: ``sci:doi`` and ``sci:citation`` of the model (else from a CITATION.cff of the training project).
+    doi: str | None = None
+    citation: str | None = None
+    #: Mark every Item of a run but the latest ``deprecated: true``.
+    deprecate_superseded: bool = False
+    #: STAC Collection(s) or Item(s) the model was trained on (or a mapping train/validate/test -> one).
+    training_data: Any = None
 
     def __post_init__(self) -> None:
         if self.validate not in ("raise", "warn"):
             raise InvalidOptionError(f"validate= must be 'raise' or 'warn', not {self.validate!r}")
         from .huggingface import check_layout
         from .openeo import check_options
+        from .provenance import user_doi
+        from .sources.training_data import stac_training_data
 
         check_options(self.profile, self.base_url, self.pretrained)
         check_layout(self.layout, self.profile, self.base_url)
         user_facts(self)  # check bands, classes, bbox, dates now: errors at construction name the option
+        user_doi(self.doi)
+        stac_training_data(self.training_data)  # reads a local STAC file, never a URL
 
 
 def user_facts(options: ExportOptions) -> DataFacts:
@@ -180,10 +193,18 @@ def _fixed_image_size(model: nn.Module) -> int | None:
     return size if isinstance(size, int) and size > 0 else None
 
 
-def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_datetime: bool = True) -> ItemPlan:
-    """Decide everything the Item says; its model asset is the safetensors file that writing would produce."""
-    from .sources.torchgeo import architecture as task_architecture
+def plan(
+    model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_datetime: bool = True, provenance: Any = None
+) -> ItemPlan:
+    """Decide everything the Item says; its model asset is the safetensors file that writing would produce.
 
+    ``provenance`` (:class:`~mlm_export.provenance.ProvenanceFacts`) is gathered from ``model`` when not given.
+    """
+    from .provenance import export_lineage, provenance_facts, with_provenance, with_training_data
+    from .sources.torchgeo import architecture as task_architecture
+    from .sources.training_data import stac_training_data
+
+    given = model
     facts, data = gathered.model, gathered.data
     model = gathered.module if gathered.module is not None else model
     arch = options.architecture or task_architecture(gathered.hyperparameters) or resolve.architecture(model, None)
@@ -220,7 +241,7 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
                 artifact_type=mlm.ARTIFACT_TORCH_SAVE,
             )  # fmt: skip
     inputs = tuple(replace(i, resize_type=w.resize_type) for i in inputs) if w and w.resize_type else inputs
-    return ItemPlan(
+    item_plan = ItemPlan(
         id=item_id,
         name=name,
         architecture=arch,
@@ -249,6 +270,9 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
         created=dt.datetime.now(dt.UTC).replace(microsecond=0),
         extra_properties=extra,
     )
+    prov = provenance or provenance_facts(given, doi=options.doi, citation=options.citation)
+    item_plan = with_provenance(item_plan, prov, lineage=export_lineage(facts, w), version=options.version)
+    return with_training_data(item_plan, stac_training_data(options.training_data))
 
 
 def _publication(url: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:

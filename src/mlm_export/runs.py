@@ -19,7 +19,7 @@ ITEM_SUFFIX = ".mlm.json"
 COLLECTION_FILE = "collection.json"
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors")
 #: Files written beside a checkpoint for its Item, removed with it.
-MODEL_FILE_SUFFIXES = (".safetensors", ".pt2", ".torchscript")
+MODEL_FILE_SUFFIXES = (".safetensors", ".pt2", ".torchscript", ".requirements.txt", ".environment.txt")
 SUMMARY_FIELDS = (mlm.NAME, mlm.ARCHITECTURE, mlm.TASKS, mlm.FRAMEWORK, mlm.FRAMEWORK_VERSION, mlm.ACCELERATOR)
 
 
@@ -49,8 +49,13 @@ class RunCatalog:
         title: str | None = None,
         license: str | None = None,  # noqa: A002 - the STAC field's name
         description: str | None = None,
+        version: str | None = None,
+        deprecate_superseded: bool = False,
     ) -> None:
         self.dirpath = dirpath
+        #: The user's version, before each checkpoint's epoch and step; mark all but the latest deprecated.
+        self.version = version
+        self.deprecate_superseded = deprecate_superseded
         self.collection_id = collection_id
         self.title = title
         self.license = license or "other"
@@ -146,10 +151,19 @@ class RunCatalog:
         }
         if not data["summaries"]:
             del data["summaries"]
+        from .provenance import item_stats
+
+        data["stats:items"] = item_stats(item for _, item, _ in items)
+        data["stac_extensions"].append(mlm.STATS_SCHEMA)
         return data
 
     def write_collection(self) -> dict[str, Any]:
-        """Check and write ``collection.json`` atomically."""
+        """Rewrite the Items whose version links changed, then check and write ``collection.json`` atomically."""
+        from .versions import relink
+
+        items = {path: item for path, (item, _) in self._items.items()}
+        for path in relink(items, item_path_for, deprecate=self.deprecate_superseded, base=self.version):
+            atomic_write_json(item_path_for(path), items[path])
         data = self.collection()
         check(data, what="Collection")
         atomic_write_json(self.dirpath / COLLECTION_FILE, data)

@@ -33,7 +33,7 @@ Existing Items are kept unless --overwrite. Exit codes: 0 all converted, 1 some 
 
 #: Options of export_mlm that can be given on the command line, as comma-separated lists where plural.
 LIST_OPTIONS = ("tasks", "bands", "classes")
-TEXT_OPTIONS = ("name", "description", "license", "architecture", "pretrained_source")
+TEXT_OPTIONS = ("name", "description", "license", "architecture", "pretrained_source", "version", "doi", "citation")
 
 
 def add_parser(sub: Any) -> None:
@@ -68,6 +68,10 @@ def add_parser(sub: Any) -> None:
         "fixed sizes (needs --base-url)",
     )
     p.add_argument("--base-url", dest="base_url", help="http(s)/s3 URL the files are published under (absolute hrefs)")
+    p.add_argument(
+        "--deprecate-superseded", action="store_true", default=None,
+        help="mark every Item of a directory but the latest revision deprecated",
+    )  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace existing Items")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling (only for trusted files)")
     add_output_flags(p)
@@ -111,7 +115,7 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
         if not isinstance(loaded, dict):
             raise MLMExportError(f"--defaults {args.defaults} must hold a mapping of export_mlm options")
         values.update(loaded)
-    for name in (*TEXT_OPTIONS, *LIST_OPTIONS, "profile", "base_url"):
+    for name in (*TEXT_OPTIONS, *LIST_OPTIONS, "profile", "base_url", "deprecate_superseded"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     unknown = set(values) - set(ExportOptions.__dataclass_fields__)
