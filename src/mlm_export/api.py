@@ -133,7 +133,7 @@ def export_mlm(
     else:
         item_plan = write_model_files(model, gathered, item_plan, out, item_plan.id, export_program=export_program)
     item_plan = with_runtime_files(item_plan, prov, out, item_plan.id, training=True)
-    if base_url is not None and options.profile != "openeo":
+    if base_url is not None:
         item_plan = openeo.absolute_hrefs(item_plan, base_url)
     item = build_checked(item_plan, options.validate)
     path = out / f"{item_plan.id}.json"

@@ -173,14 +173,16 @@ def _example_tensor(example: Any) -> Any:
 
 
 def absolute_hrefs(item_plan: ItemPlan, base_url: str) -> ItemPlan:
-    """The written files' relative hrefs (``./name``) as URLs under ``base_url``."""
+    """The written files' relative hrefs (``./name``, model files and runtime files) as URLs under ``base_url``."""
     url = check_base_url(base_url)
+
+    def absolute(href: str) -> str:
+        return url + href.removeprefix("./") if href.startswith("./") else href
+
     return replace(
         item_plan,
-        artifacts=tuple(
-            replace(a, href=url + a.href.removeprefix("./")) if a.href.startswith("./") else a
-            for a in item_plan.artifacts
-        ),
+        artifacts=tuple(replace(a, href=absolute(a.href)) for a in item_plan.artifacts),
+        extra_assets={k: {**a, "href": absolute(str(a.get("href", "")))} for k, a in item_plan.extra_assets.items()},
     )
 
 
