@@ -41,6 +41,9 @@ def export_mlm(
     properties: Mapping[str, Any] | None = None,
     weights: Any = None,
     export_program: bool = True,
+    artifacts: str | Sequence[str] | None = None,
+    primary: str | None = None,
+    artifact_timeout: float | None = None,
     validate: Validate = "raise",
 ) -> pystac.Item:
     """Describe ``model`` as a schema-valid STAC Item with the MLM extension; write it under ``out_dir`` if given.
@@ -51,10 +54,13 @@ def export_mlm(
     torchvision weights enum member, or its name) adds what the weights know: bands, normalization, input
     size, license, publication, code and pretraining dataset, read offline from ``.meta`` and ``.transforms``.
 
-    With ``out_dir``, the weights are written as safetensors and, when the model exports, a ``torch.export``
-    archive (.pt2) that runs without the training code becomes the ``mlm:model`` asset; the Item JSON is
-    written last, atomically, as ``<out_dir>/<item id>.json``. Without it nothing is written and the Item's
-    model asset names the safetensors file that writing would produce.
+    With ``out_dir``, the model files ``artifacts=`` names are written (any of ``"pt2"``, ``"torchscript"``,
+    ``"onnx"``, ``"safetensors"``, ``"checkpoint"``; default ``("pt2", "safetensors")``, or
+    ``("safetensors",)`` with ``export_program=False``), each loaded back and checked against the eager
+    model; ``primary=`` (default: the first) is the ``mlm:model`` asset. The Item JSON is written last,
+    atomically, as ``<out_dir>/<item id>.json``; if that fails, the model files are removed again. Without
+    ``out_dir`` nothing is written and the Item's model asset names the safetensors file writing would produce.
+    ``artifact_timeout=`` bounds each file's export in seconds (default 300).
 
     Raises:
         InputRequiredError: neither ``example_input`` nor a datamodule that gives a batch.
@@ -85,6 +91,9 @@ def export_mlm(
         properties=dict(properties or {}),
         weights=weights,
         validate=validate,
+        artifacts=artifacts,
+        primary=primary,
+        artifact_timeout=artifact_timeout,
     )
     gathered = gather(model, datamodule, example_input, options)
     item_plan = plan(model, gathered, options)
@@ -92,9 +101,17 @@ def export_mlm(
     if out_dir is None:
         return item
     out = Path(out_dir)
-    item_plan = write_model_files(model, gathered, item_plan, out, item_plan.id, export_program=export_program)
-    item = build_checked(item_plan, options.validate)
-    path = out / f"{item_plan.id}.json"
-    item.set_self_href(str(path.resolve()))
-    atomic_write_json(path, item.to_dict(include_self_link=False, transform_hrefs=False))
+    item_plan = write_model_files(
+        model, gathered, item_plan, out, item_plan.id, export_program=export_program, artifacts=options.artifacts,
+        primary=options.primary, timeout=options.artifact_timeout,
+    )  # fmt: skip
+    try:
+        item = build_checked(item_plan, options.validate)
+        path = out / f"{item_plan.id}.json"
+        item.set_self_href(str(path.resolve()))
+        atomic_write_json(path, item.to_dict(include_self_link=False, transform_hrefs=False))
+    except BaseException:  # no model file without its Item
+        for a in item_plan.artifacts:
+            (out / a.href).unlink(missing_ok=True)
+        raise
     return item

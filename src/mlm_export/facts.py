@@ -131,3 +131,5 @@ class ArtifactFacts:
     artifact_type: str | None = None
     size: int | None = None
     checksum: str | None = None
+    #: What a reader should know about the file (sizes it refuses, how it was made).
+    description: str | None = None

@@ -18,11 +18,11 @@ from torch import nn
 
 from . import artifacts as art
 from . import mlm, resolve
-from .errors import InputRequiredError, InvalidOptionError, ItemValidationError, MLMExportWarning, first_line
+from .errors import InputRequiredError, InvalidOptionError, ItemValidationError, MLMExportWarning
 from .facts import ArtifactFacts, DataFacts, ModelFacts
 from .item import ItemPlan, build_item
 from .sources.datamodule import datamodule_facts
-from .sources.model import call_spec, hyperparameters_of, inspect_model, qualified_name
+from .sources.model import hyperparameters_of, inspect_model, qualified_name
 from .sources.values import coerce_bands, coerce_classes, coerce_scaling
 from .validate import validation_problems
 
@@ -60,10 +60,21 @@ class ExportOptions:
     properties: Mapping[str, Any] = field(default_factory=dict)
     weights: Any = None
     validate: Validate = "raise"
+    #: Model files to write (see :data:`mlm_export.artifacts.ARTIFACT_NAMES`); None: as ``export_program`` says.
+    artifacts: str | Sequence[str] | None = None
+    #: The one of ``artifacts`` that is the ``mlm:model`` asset (default: the first).
+    primary: str | None = None
+    #: Seconds one model file's export may take (None: ``MLM_EXPORT_ARTIFACT_TIMEOUT``, else 300; 0: no bound).
+    artifact_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.validate not in ("raise", "warn"):
             raise InvalidOptionError(f"validate= must be 'raise' or 'warn', not {self.validate!r}")
+        if self.artifacts is not None or self.primary is not None:
+            art.artifact_choice(self.artifacts, self.primary)
+        t = self.artifact_timeout
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or t < 0):
+            raise InvalidOptionError(f"artifact_timeout= must be a number of seconds >= 0, got {t!r}")
         user_facts(self)  # check bands, classes, bbox, dates now: errors at construction name the option
 
 
@@ -257,49 +268,31 @@ def _publication(url: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]
 
 
 def write_model_files(
-    model: nn.Module, gathered: Gathered, item_plan: ItemPlan, out_dir: Path, stem: str, *, export_program: bool
+    model: nn.Module,
+    gathered: Gathered,
+    item_plan: ItemPlan,
+    out_dir: Path,
+    stem: str,
+    *,
+    export_program: bool = True,
+    artifacts: str | Sequence[str] | None = None,
+    primary: str | None = None,
+    timeout: float | None = None,
+    checkpoint_exists: bool = False,
 ) -> ItemPlan:
-    """Write ``<stem>.safetensors`` and, when the model exports, ``<stem>.pt2``; the plan now points at them."""
-    model = gathered.module if gathered.module is not None else model
-    weights, aliases = art.weights(model)
-    weights_file = out_dir / f"{stem}.safetensors"
-    written = art.write_safetensors(weights, weights_file, art.safetensors_metadata(aliases))
-    weights_asset = _weights_asset(weights_file.name, written.size, written.checksum)
-    if not export_program:
-        return replace(item_plan, artifacts=(weights_asset,))
-    facts = gathered.model
-    try:
-        program, accepted = art.export_program(model, call_spec(model, gathered.example), facts.inputs)
-    except Exception as e:  # a model torch.export cannot capture still gets its weights and Item
-        warnings.warn(
-            f"torch.export could not export {facts.class_name} ({type(e).__name__}: {first_line(e, 300)}); the Item's "
-            "model asset is the safetensors weights. Pass export_program=False to skip trying.",
-            MLMExportWarning,
-            stacklevel=3,
-        )
-        return replace(item_plan, artifacts=(weights_asset,))
-    pt2 = out_dir / f"{stem}.pt2"
-    saved = art.save_program(program, pt2)
-    inputs, outputs, pinned = resolve.pin_to_program(item_plan.inputs, item_plan.outputs, facts, accepted)
-    if pinned:
-        warnings.warn(
-            f"torch.export fixed {', '.join(pinned)} in the exported program, so the Item states those sizes; "
-            "pass export_program=False to describe the model with them dynamic.",
-            MLMExportWarning,
-            stacklevel=3,
-        )
-    program_asset = ArtifactFacts(
-        key="model",
-        href=f"./{pt2.name}",
-        roles=(mlm.ROLE_MODEL,),
-        media_type=MEDIA_PT2,
-        title="Model (torch.export archive, runs without the training code)",
-        artifact_type=mlm.ARTIFACT_EXPORT,
-        size=saved.size,
-        checksum=saved.checksum,
-    )
-    weights_only = replace(weights_asset, key="weights", roles=(mlm.ROLE_WEIGHTS,), artifact_type=None)
-    return replace(item_plan, artifacts=(program_asset, weights_only), inputs=inputs, outputs=outputs)
+    """Write the model files ``artifacts=`` names as ``<stem>.<suffix>``; the plan now points at them.
+
+    ``artifacts=None`` keeps the earlier options: ``.pt2`` (the ``mlm:model`` when it exports) and
+    ``.safetensors``, or the safetensors alone with ``export_program=False``. ``primary`` names the
+    ``mlm:model`` asset (default: the first of ``artifacts``). See :mod:`mlm_export.model_files`.
+    """
+    from .model_files import write_artifacts
+
+    chosen, first = art.artifact_choice(artifacts, primary, export_program=export_program)
+    return write_artifacts(
+        model, gathered, item_plan, out_dir, stem, artifacts=chosen, primary=first, timeout=timeout,
+        checkpoint_exists=checkpoint_exists,
+    )  # fmt: skip
 
 
 def _weights_asset(name: str, size: int | None, checksum: str | None = None) -> ArtifactFacts:
