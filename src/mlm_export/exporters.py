@@ -212,19 +212,25 @@ def leaves(out: Any) -> list[torch.Tensor]:
     return [t.detach() for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
 
 
-def load_runner(fmt: str, path: Path, *, input_names: Sequence[str] = ()) -> Runner:
-    """Load a runnable model file and return a function that runs it (no safety checks: see artifact_safety)."""
+def load_module(fmt: str, path: Path, *, input_names: Sequence[str] = ()) -> Callable[..., Any]:
+    """Load a runnable model file as a callable taking the model's arguments (no safety checks: see
+    :mod:`mlm_export.artifact_safety`). ONNX returns its outputs by name (one output: the tensor itself)."""
     if fmt == "pt2":
-        module = torch.export.load(str(path)).module()
-        return lambda args, kwargs: leaves(module(*args, **kwargs))
+        return torch.export.load(str(path)).module()
     if fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.")
             scripted = torch.jit.load(str(path), map_location="cpu")
-        return lambda args, kwargs: leaves(_detections(scripted(*args, **kwargs)))
+        return lambda *args, **kwargs: _detections(scripted(*args, **kwargs))
     if fmt == "onnx":
-        return _onnx_runner(path, input_names)
+        return _onnx_module(path, input_names)
     raise MLMExportError(f"{fmt} files hold weights only: they need the model's code to run")
+
+
+def load_runner(fmt: str, path: Path, *, input_names: Sequence[str] = ()) -> Runner:
+    """Load a runnable model file and return a function that runs it and gives its outputs' tensors."""
+    module = load_module(fmt, path, input_names=input_names)
+    return lambda args, kwargs: leaves(module(*args, **kwargs))
 
 
 def _detections(out: Any) -> Any:
@@ -234,7 +240,7 @@ def _detections(out: Any) -> Any:
     return out
 
 
-def _onnx_runner(path: Path, input_names: Sequence[str]) -> Runner:
+def _onnx_module(path: Path, input_names: Sequence[str]) -> Callable[..., Any]:
     try:
         import onnxruntime as ort
     except ImportError as e:
@@ -243,11 +249,13 @@ def _onnx_runner(path: Path, input_names: Sequence[str]) -> Runner:
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     graph_inputs = [i.name for i in session.get_inputs()]
+    graph_outputs = [o.name for o in session.get_outputs()]
 
-    def run(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
+    def run(*args: Any, **kwargs: Any) -> Any:
         tensors = leaves((args, kwargs))
         names = list(input_names) if len(input_names) == len(tensors) else graph_inputs
-        feed = {n: t.detach().cpu().numpy() for n, t in zip(names, tensors, strict=False) if n in graph_inputs}
-        return [torch.from_numpy(a) for a in session.run(None, feed)]
+        feed = {n: t.cpu().numpy() for n, t in zip(names, tensors, strict=False) if n in graph_inputs}
+        out = [torch.from_numpy(a) for a in session.run(None, feed)]
+        return out[0] if len(out) == 1 else dict(zip(graph_outputs, out, strict=True))
 
     return run
