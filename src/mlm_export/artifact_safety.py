@@ -73,9 +73,9 @@ def check_pt2(path: Path) -> None:
                 raise UnsafeArtifactError(path, f"holds '{name}', which would be loaded as code")
         for name in names:
             parts = PurePosixPath(name).parts
-            if len(parts) >= 3 and parts[-3:-1] in (("data", "weights"), ("data", "constants")):
-                if name.endswith(".pt"):  # the legacy layout: one pickle of everything
-                    raise UnsafeArtifactError(path, f"holds the legacy pickled '{name}'")
+            legacy = len(parts) >= 3 and parts[-3:-1] in (("data", "weights"), ("data", "constants"))
+            if legacy and name.endswith(".pt"):  # the legacy layout: one pickle of everything
+                raise UnsafeArtifactError(path, f"holds the legacy pickled '{name}'")
             if (
                 name.endswith(("model_weights_config.json", "model_constants_config.json"))
                 or ("/data/weights/" in name or "/data/constants/" in name)
