@@ -91,6 +91,7 @@ def _eval(model: nn.Module) -> Iterator[None]:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.")
             warnings.filterwarnings("ignore", message=r"Converting a tensor with requires_grad")
+            warnings.filterwarnings("ignore", message=r"RCNN always returns")
             yield
     finally:
         for m, training in flags:
@@ -110,7 +111,7 @@ def write_torchscript(model: nn.Module, spec: CallSpec, path: Path) -> tuple[Wri
     """``torch.jit.script`` (keeps control flow: detection models), else ``torch.jit.trace``; then save."""
     with _eval(model):
         try:
-            compiled: Any = torch.jit.script(model)
+            compiled: Any = _as_item_interface(torch.jit.script(model), model, spec)
             how = "scripted"
         except Exception as scripting:
             args, kwargs = spec.call_args(_examples(model, spec))
@@ -123,6 +124,18 @@ def write_torchscript(model: nn.Module, spec: CallSpec, path: Path) -> tuple[Wri
         with atomic_path(path) as tmp:
             torch.jit.save(compiled, str(tmp))
     return WrittenFile(os.path.getsize(path), file_checksum(path)), how
+
+
+def _as_item_interface(scripted: Any, model: nn.Module, spec: CallSpec) -> Any:
+    """A scripted model that takes a list of images (torchvision detection) wrapped to take the batch tensor."""
+    args = scripted.forward.schema.arguments
+    if spec.structure != "tensor" or len(args) < 2 or str(args[1].type) != "List[Tensor]":
+        return scripted
+    from .script_wrappers import ImageList, ImageListDetections
+
+    returns = scripted.forward.schema.returns
+    detections = bool(returns) and str(returns[0].type).startswith("Tuple[Dict(str, Tensor), List[")
+    return torch.jit.script(ImageListDetections(model) if detections else ImageList(model))
 
 
 def onnx_dim_names(spec: CallSpec, inputs: Sequence[TensorFacts]) -> dict[str, dict[int, str]]:
