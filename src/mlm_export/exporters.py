@@ -134,7 +134,8 @@ def _as_item_interface(scripted: Any, model: nn.Module, spec: CallSpec) -> Any:
     from .script_wrappers import ImageList, ImageListDetections
 
     returns = scripted.forward.schema.returns
-    detections = bool(returns) and str(returns[0].type).startswith("Tuple[Dict(str, Tensor), List[")
+    spelled = str(returns[0].type).replace("(", "[").replace(")", "]") if returns else ""
+    detections = spelled.startswith("Tuple[Dict[str, Tensor], List[Dict[str, Tensor]]")
     return torch.jit.script(ImageListDetections(model) if detections else ImageList(model))
 
 
