@@ -281,3 +281,11 @@ def test_timm_mobilevit_serialize_error_falls_back(tmp_path, assert_valid):
     assert any("torch.export could not export" in str(w.message) for w in caught)
     assert assert_valid(item)["assets"]["model"]["mlm:artifact_type"] == "torch.jit.save"
     assert not list(tmp_path.glob("*.pt2")) and not list(tmp_path.glob(".*"))
+
+
+def test_without_out_dir_the_item_names_the_primary_file(tmp_path, monkeypatch, assert_valid):
+    monkeypatch.chdir(tmp_path)
+    item = export_mlm(SmallUNet(3, 2), example_input=torch.randn(2, 3, 32, 32), artifacts="onnx,safetensors", **WHEN)
+    model = assert_valid(item)["assets"]["model"]
+    assert model["href"] == "./smallunet.onnx" and model["mlm:artifact_type"] == "torch.onnx.export"
+    assert list(tmp_path.iterdir()) == []

@@ -219,6 +219,8 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
                 planned, href=w.url, media_type=MEDIA_CHECKPOINT, title=f"Published weights ({w.name})",
                 artifact_type=mlm.ARTIFACT_TORCH_SAVE,
             )  # fmt: skip
+    if options.artifacts is not None and planned.href.startswith("./"):  # name the file writing would make
+        planned = _planned_primary(planned, item_id, options)
     inputs = tuple(replace(i, resize_type=w.resize_type) for i in inputs) if w and w.resize_type else inputs
     return ItemPlan(
         id=item_id,
@@ -292,6 +294,19 @@ def write_model_files(
     return write_artifacts(
         model, gathered, item_plan, out_dir, stem, artifacts=chosen, primary=first, timeout=timeout,
         checkpoint_exists=checkpoint_exists,
+    )  # fmt: skip
+
+
+def _planned_primary(planned: ArtifactFacts, item_id: str, options: ExportOptions) -> ArtifactFacts:
+    """The ``mlm:model`` file ``artifacts=``/``primary=`` would write (its size is known once written)."""
+    _, first = art.artifact_choice(options.artifacts, options.primary)
+    if first == "safetensors":
+        return planned
+    f = art.FORMATS[first]
+    roles = (mlm.ROLE_MODEL, *(r for r in f.roles if r.startswith("mlm:")))
+    return ArtifactFacts(
+        key="model", href=f"./{item_id}{f.suffix}", roles=roles, media_type=f.media_type, title=f.title,
+        artifact_type=f.artifact_type,
     )  # fmt: skip
 
 
