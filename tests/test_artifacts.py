@@ -289,3 +289,17 @@ def test_without_out_dir_the_item_names_the_primary_file(tmp_path, monkeypatch, 
     model = assert_valid(item)["assets"]["model"]
     assert model["href"] == "./smallunet.onnx" and model["mlm:artifact_type"] == "torch.onnx.export"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_unet_item_states_the_odd_size_neither_runs(tmp_path, assert_valid):
+    # the demo's U-Net (and its .pt2: Guard failed ... == 2 * (... // 2)) takes even sizes only, while the Item
+    # says any size: the model file's asset states it, and verify accepts what is stated
+    from mlm_export.demo import TinyUNet
+
+    item = export_mlm(
+        TinyUNet(6, 3), example_input=torch.randn(2, 6, 64, 64), out_dir=tmp_path, artifacts="pt2", **WHEN
+    )
+    description = assert_valid(item)["assets"]["model"]["description"]
+    assert "odd size (1x6x63x63): the model itself fails too" in description
+    checks = {c.name: c for c in verify_item(tmp_path / "tinyunet.json")}
+    assert checks["parity model (pt2)"].ok and "odd size (1x6x63x63)" in checks["parity model (pt2)"].detail

@@ -238,9 +238,9 @@ class _Writer:
                 MLMExportWarning,
                 stacklevel=self.stacklevel + 1,
             )
-            refusal = "Refuses sizes the model itself runs: " + "; ".join(f"{r.label}: {r.error}" for r in refused)
-            return f"{fixed} {refusal}".strip()
-        return fixed
+        both = [r for r in results if r.skipped]  # the Item allows these, but neither model nor file runs them
+        notes = [f"{r.label}: {r.error}" for r in refused] + [f"{r.label}: the model itself fails too" for r in both]
+        return f"{fixed} Refuses sizes the Item allows: {'; '.join(notes)}".strip() if notes else fixed
 
     def _eager(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         device = next((t.device for t in self.module.state_dict().values()), torch.device("cpu"))

@@ -49,7 +49,8 @@ class CaseResult:
 def cases(
     examples: Sequence[torch.Tensor], inputs: Sequence[TensorFacts], *, smaller: bool = True, base: int | None = None
 ) -> list[Case]:
-    """Batch 1 and 3 at the example's size; batch 3 at +32 px and batch 1 at half size on dynamic dims.
+    """Batch 1 and 3 at the example's size; batch 3 at +32 px, batch 1 at half size and at one px less (an odd
+    size, where the example's is even) on dynamic dims.
 
     ``base`` replaces the size of every dynamic non-batch dim (verify has no example, only the Item).
     """
@@ -77,6 +78,7 @@ def cases(
         make(3, lambda s: start(s) + LARGER, "larger size", False)
         if smaller:
             make(1, lambda s: max(start(s) // 2, 1), "smaller size", False)
+        make(1, lambda s: start(s) - 1 if start(s) > 2 else start(s) + 1, "odd size", False)
     return out
 
 
@@ -144,10 +146,10 @@ def _diff(case: Case, want: list[torch.Tensor], got: list[torch.Tensor], toleran
 def summary(results: Sequence[CaseResult]) -> str:
     """One line: the largest difference over the cases that ran, and each failed or skipped case."""
     ran = [r.max_abs_diff for r in results if r.max_abs_diff is not None and not r.skipped]
-    parts = [f"max abs diff {max(ran):.2g}" if ran else "no case ran"]
+    parts = [f"max abs diff {max(ran):.2g}"] if ran else []
     parts += [f"{r.label}: {r.error}" for r in results if not r.ok]
     parts += [f"{r.label}: skipped, the reference fails too" for r in results if r.skipped]
-    return "; ".join(parts)
+    return "; ".join(parts) or "no case ran"
 
 
 def refused(results: Sequence[CaseResult]) -> list[CaseResult]:
