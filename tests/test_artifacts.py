@@ -303,3 +303,20 @@ def test_demo_unet_item_states_the_odd_size_neither_runs(tmp_path, assert_valid)
     assert "odd size (1x6x63x63): the model itself fails too" in description
     checks = {c.name: c for c in verify_item(tmp_path / "tinyunet.json")}
     assert checks["parity model (pt2)"].ok and "odd size (1x6x63x63)" in checks["parity model (pt2)"].detail
+
+
+def test_default_files_need_neither_onnx_nor_integrations(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, datetime\nfrom mlm_export import export_mlm\n"
+        f"export_mlm(torch.nn.Conv2d(3, 2, 1), example_input=torch.zeros(2, 3, 8, 8), out_dir={str(tmp_path)!r},"
+        " tasks='semantic-segmentation', datetime=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC))\n"
+        "names = ('onnx', 'onnxruntime', 'onnxscript', 'lightning', 'torchvision')\n"
+        "print(sorted(n for n in names if n in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".pt2", ".safetensors"]
