@@ -224,9 +224,12 @@ class _Writer:
                 f"{f.name} {list(f.shape)}" for f, g in zip(inputs, self.inputs, strict=True) if f.shape != g.shape
             ]
             fixed = f"Takes {', '.join(changed)} (sizes torch.export fixed)." if changed else ""
-        results = parity.compare(
-            self._eager, parity.as_call(runner, self.spec), parity.cases(self.spec.tensors, inputs)
-        )
+        device = _device(self.module) if fmt == "pt2" else torch.device("cpu")  # a .pt2 keeps the model's device
+
+        def candidate(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+            return [t.cpu() for t in runner(*self.spec.call_args([t.to(device) for t in tensors]))]
+
+        results = parity.compare(self._eager, candidate, parity.cases(self.spec.tensors, inputs))
         at_example = [r for r in results if r.at_example and not r.ok]
         if at_example:
             raise MLMExportError(f"the {fmt} file does not match the model: {parity.summary(at_example)}")
@@ -243,7 +246,7 @@ class _Writer:
         return f"{fixed} Refuses sizes the Item allows: {'; '.join(notes)}".strip() if notes else fixed
 
     def _eager(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        device = next((t.device for t in self.module.state_dict().values()), torch.device("cpu"))
+        device = _device(self.module)
         args, kwargs = self.spec.call_args([t.to(device) for t in tensors])
         with exporters._eval(self.module), torch.no_grad():
             return [t.cpu() for t in exporters.leaves(self.module(*args, **kwargs))]
@@ -251,3 +254,7 @@ class _Writer:
     def remove_all(self) -> None:
         for path in self.written:
             path.unlink(missing_ok=True)
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next((t.device for t in module.state_dict().values()), torch.device("cpu"))

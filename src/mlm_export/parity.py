@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -159,8 +158,3 @@ def refused(results: Sequence[CaseResult]) -> list[CaseResult]:
 
 def _why(e: BaseException) -> str:
     return f"{type(e).__name__}: {first_line(e, 160)}"
-
-
-def as_call(run: Callable[[tuple[Any, ...], dict[str, Any]], list[torch.Tensor]], spec: Any) -> Call:
-    """A runner taking (args, kwargs) as a function of the input tensors, placed as ``spec`` passes them."""
-    return lambda tensors: run(*spec.call_args(list(tensors)))
