@@ -320,3 +320,14 @@ def test_default_files_need_neither_onnx_nor_integrations(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".pt2", ".safetensors"]
+
+
+def test_verify_checks_runnable_files_when_the_model_is_weights_only(tmp_path):
+    export_mlm(
+        SmallUNet(3, 2), example_input=torch.randn(2, 3, 32, 32), out_dir=tmp_path,
+        artifacts="safetensors,torchscript,onnx", **WHEN,
+    )  # fmt: skip
+    checks = {c.name: c for c in verify_item(tmp_path / "smallunet.json")}
+    assert not checks["load model"].ok and "--model" in checks["load model"].detail
+    assert checks["parity torchscript (torchscript)"].ok
+    assert checks["parity onnx (onnx)"].ok and "max abs diff" in checks["parity onnx (onnx)"].detail

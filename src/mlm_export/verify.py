@@ -69,7 +69,8 @@ def verify_item(
     try:
         module, how = load_model(item, path.parent, model=model, init_args=init_args, trust=trust)
     except MLMExportError as e:
-        return [*checks, Check("load model", False, str(e))]
+        checks.append(Check("load model", False, str(e)))
+        return checks + _other_files(item, path.parent, trust)
     checks.append(Check("load model", True, how))
     props = item.get("properties", {})
     try:
@@ -188,6 +189,25 @@ def compare_outputs(outputs: list[dict[str, Any]], out: Any) -> list[Check]:
     return checks
 
 
+def _other_files(item: Mapping[str, Any], base: Path, trust: bool) -> list[Check]:
+    """When the mlm:model holds weights only (and no --model was given), still check the runnable files."""
+    props = item.get("properties", {})
+    model_asset = next((a for a in item.get("assets", {}).values() if mlm.ROLE_MODEL in (a.get("roles") or [])), {})
+    if format_of(model_asset) in RUNNABLE:
+        return []  # the mlm:model itself failed to load: the reference is missing
+    try:
+        args, kwargs, _ = synthetic_batch(props.get(mlm.INPUT, []), None)
+    except ValueError:
+        return []
+    names = [i["name"] for i in props.get(mlm.INPUT, [])]
+    examples = list(kwargs.values()) if kwargs else list(args)
+
+    def call(m: Any, tensors: Any) -> Any:
+        return m(**dict(zip(names, tensors, strict=True))) if kwargs else m(*tensors)
+
+    return [Check(n, ok, d) for n, ok, d in parity_checks(item, base, examples, call, trust=trust)]
+
+
 def _is_exported(module: nn.Module) -> bool:
     """A module loaded from a model file (``torch.export``), not built from the code."""
     return type(module).__module__.startswith("torch.") or "GraphModule" in type(module).__name__
@@ -196,7 +216,7 @@ def _is_exported(module: nn.Module) -> bool:
 def _forward_params(module: Any) -> list[str]:
     try:
         return list(inspect.signature(module.forward).parameters)
-    except (TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError):
         return []
 
 
