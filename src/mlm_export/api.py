@@ -43,6 +43,9 @@ def export_mlm(
     properties: Mapping[str, Any] | None = None,
     weights: Any = None,
     export_program: bool = True,
+    artifacts: str | Sequence[str] | None = None,
+    primary: str | None = None,
+    artifact_timeout: float | None = None,
     validate: Validate = "raise",
     profile: str = "default",
     base_url: str | None = None,
@@ -65,10 +68,13 @@ def export_mlm(
     ``base_url=`` alone makes the written files' hrefs absolute. ``layout="huggingface"`` writes the folder
     ``save_pretrained`` writes (``model.safetensors``, ``config.json``, ``README.md`` card) plus ``mlm.json``.
 
-    With ``out_dir``, the weights are written as safetensors and, when the model exports, a ``torch.export``
-    archive (.pt2) that runs without the training code becomes the ``mlm:model`` asset; the Item JSON is
-    written last, atomically, as ``<out_dir>/<item id>.json``. Without it nothing is written and the Item's
-    model asset names the safetensors file that writing would produce.
+    With ``out_dir``, the model files ``artifacts=`` names are written (any of ``"pt2"``, ``"torchscript"``,
+    ``"onnx"``, ``"safetensors"``, ``"checkpoint"``; default ``("pt2", "safetensors")``, or
+    ``("safetensors",)`` with ``export_program=False``), each loaded back and checked against the eager
+    model; ``primary=`` (default: the first) is the ``mlm:model`` asset. The Item JSON is written last,
+    atomically, as ``<out_dir>/<item id>.json``; if that fails, the model files are removed again. Without
+    ``out_dir`` nothing is written and the Item's model asset names the safetensors file writing would produce.
+    ``artifact_timeout=`` bounds each file's export in seconds (default 300).
 
     Provenance: ``processing:software`` (exact versions), ``processing:lineage``/``processing:datetime``, the
     code defining the model's class as an ``mlm:source_code`` asset (git remote, commit, dirty), ``version=``,
@@ -114,6 +120,9 @@ def export_mlm(
         doi=doi,
         citation=citation,
         training_data=training_data,
+        artifacts=artifacts,
+        primary=primary,
+        artifact_timeout=artifact_timeout,
     )
     gathered = gather(model, datamodule, example_input, options)
     prov = provenance_facts(model, doi=options.doi, citation=options.citation, datamodule=datamodule)
@@ -131,12 +140,23 @@ def export_mlm(
     if options.profile == "openeo":
         item_plan = openeo.write_files(model, gathered, item_plan, out, str(base_url))
     else:
-        item_plan = write_model_files(model, gathered, item_plan, out, item_plan.id, export_program=export_program)
-    item_plan = with_runtime_files(item_plan, prov, out, item_plan.id, training=True)
-    if base_url is not None:
-        item_plan = openeo.absolute_hrefs(item_plan, base_url)
-    item = build_checked(item_plan, options.validate)
-    path = out / f"{item_plan.id}.json"
-    item.set_self_href(str(path.resolve()))
-    atomic_write_json(path, item.to_dict(include_self_link=False, transform_hrefs=False))
+        item_plan = write_model_files(
+            model, gathered, item_plan, out, item_plan.id, export_program=export_program,
+            artifacts=options.artifacts, primary=options.primary, timeout=options.artifact_timeout,
+        )  # fmt: skip
+    try:
+        item_plan = with_runtime_files(item_plan, prov, out, item_plan.id, training=True)
+        if base_url is not None:
+            item_plan = openeo.absolute_hrefs(item_plan, base_url)
+        item = build_checked(item_plan, options.validate)
+        path = out / f"{item_plan.id}.json"
+        item.set_self_href(str(path.resolve()))
+        atomic_write_json(path, item.to_dict(include_self_link=False, transform_hrefs=False))
+    except BaseException:  # no model file without its Item
+        for href in [a.href for a in item_plan.artifacts] + [
+            str(a.get("href", "")) for a in item_plan.extra_assets.values()
+        ]:
+            if href.startswith("./"):
+                (out / href).unlink(missing_ok=True)
+        raise
     return item

@@ -207,3 +207,79 @@ def save_program(program: torch.export.ExportedProgram, path: str | os.PathLike[
     with atomic_path(path) as tmp:
         torch.export.save(program, str(tmp))
     return WrittenFile(os.path.getsize(path), file_checksum(path))
+
+
+# ---------------------------------------------------------------------------------------------- model file formats
+
+#: The model files ``artifacts=`` can name, in the order the docs list them.
+ARTIFACT_NAMES = ("pt2", "torchscript", "onnx", "safetensors", "checkpoint")
+#: The formats that run without the training code (the others hold weights only).
+RUNNABLE = ("pt2", "torchscript", "onnx")
+
+
+@dataclass(frozen=True)
+class Format:
+    """How one kind of model file is named, typed and described in the Item."""
+
+    name: str
+    #: File name suffix after ``<stem>``.
+    suffix: str
+    media_type: str
+    #: ``mlm:artifact_type`` (stated only on the ``mlm:model`` asset: the schema forbids it elsewhere).
+    artifact_type: str
+    #: Asset key when this file is not the ``mlm:model`` (which is always under ``model``).
+    key: str
+    #: Roles besides ``mlm:model`` when primary, and on their own when not.
+    roles: tuple[str, ...]
+    title: str
+
+
+FORMATS: dict[str, Format] = {
+    "pt2": Format(
+        "pt2", ".pt2", "application/zip; application=pytorch", "torch.export.save", "program", ("model",),
+        "Model (torch.export archive, runs without the training code)",
+    ),
+    "torchscript": Format(
+        "torchscript", ".torchscript", "application/zip; application=pytorch; profile=torchscript",
+        "torch.jit.save", "torchscript", ("model",), "Model (TorchScript, runs without the training code)",
+    ),
+    "onnx": Format(
+        "onnx", ".onnx", "application/octet-stream; framework=onnx", "torch.onnx.export", "onnx", ("model",),
+        "Model (ONNX, runs with onnxruntime)",
+    ),
+    "safetensors": Format(
+        "safetensors", ".safetensors", "application/octet-stream; application=safetensors",
+        "safetensors.torch.save_file", "weights", ("mlm:weights",), "Model weights (safetensors)",
+    ),
+    "checkpoint": Format(
+        "checkpoint", ".pt", "application/octet-stream; application=pytorch", "torch.save", "checkpoint",
+        ("mlm:checkpoint",), "Model weights (torch.save of the state dict, loads with weights_only=True)",
+    ),
+}  # fmt: skip
+
+
+def artifact_choice(
+    artifacts: str | Sequence[str] | None, primary: str | None, *, export_program: bool = True
+) -> tuple[tuple[str, ...], str]:
+    """The model files to write and the one that is the ``mlm:model`` asset, checked.
+
+    ``artifacts=None`` keeps the earlier options' meaning: ``("pt2", "safetensors")``, or ``("safetensors",)``
+    with ``export_program=False``. ``primary`` defaults to the first name given.
+    """
+    if artifacts is None:
+        chosen: tuple[str, ...] = ("pt2", "safetensors") if export_program else ("safetensors",)
+    else:
+        names = artifacts.split(",") if isinstance(artifacts, str) else list(artifacts)
+        chosen = tuple(dict.fromkeys(str(n).strip().lower() for n in names if str(n).strip()))
+        unknown = [n for n in chosen if n not in FORMATS]
+        if unknown or not chosen:
+            raise InvalidOptionError(
+                f"artifacts= names unknown model file format(s) {unknown or list(names)}; choose from "
+                f"{', '.join(ARTIFACT_NAMES)} (e.g. artifacts=('pt2', 'onnx') or --artifacts pt2,onnx)"
+            )
+    first = chosen[0] if primary is None else str(primary).strip().lower()
+    if first not in chosen:
+        raise InvalidOptionError(
+            f"primary={primary!r} is not among artifacts= {list(chosen)}: name one of them as the mlm:model asset"
+        )
+    return chosen, first

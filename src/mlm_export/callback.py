@@ -65,6 +65,9 @@ class MLMExportCallback(Callback):
             of the datamodule or the training dataloader.
         write_weights: also write ``<checkpoint stem>.safetensors`` beside each checkpoint.
         export_program: also write ``<checkpoint stem>.pt2`` (``torch.export``), the ``mlm:model`` asset.
+            Both are shorthands: ``artifacts=`` (an option of :func:`mlm_export.export_mlm`) names the model files
+            to write beside each checkpoint (``"pt2"``, ``"torchscript"``, ``"onnx"``, ``"safetensors"``;
+            ``"checkpoint"`` is the checkpoint itself) and ``primary=`` the ``mlm:model`` one.
         strict: raise export errors instead of warning (training stops).
         collection_id: id of the run Collection (default: ``<model id>-checkpoints``).
         **options: what cannot be observed, as for :func:`mlm_export.export_mlm` (``name``, ``license``,
@@ -251,7 +254,12 @@ class MLMExportCallback(Callback):
                 link_target=link_target.absolute() if link_target else None,
                 plan=self._plan,
             )
-            if self.write_weights or self.export_program or self.options.profile == "openeo":
+            if (
+                self.write_weights
+                or self.export_program
+                or self.options.artifacts is not None
+                or self.options.profile == "openeo"
+            ):
                 snap = self._write_model_files(trainer, snap)
             catalog = self._catalog(path.parent.absolute())
             self._submit(("save", catalog, snap))
@@ -272,8 +280,10 @@ class MLMExportCallback(Callback):
                 )
             else:
                 written = write_model_files(
-                    module, self._gathered, self._plan, snap.path.parent, stem, export_program=self.export_program
-                )
+                    module, self._gathered, self._plan, snap.path.parent, stem, export_program=self.export_program,
+                    artifacts=self.options.artifacts, primary=self.options.primary,
+                    timeout=self.options.artifact_timeout, checkpoint_exists=True,
+                )  # fmt: skip
         for w in caught:  # the same model gives the same warning at every checkpoint: say each once per run
             if str(w.message) not in self._warned:
                 self._warned.add(str(w.message))

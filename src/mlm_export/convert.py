@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import artifacts as art
 from . import mlm, openeo
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
 from .item import build_item
@@ -96,12 +97,17 @@ class Converter:
         size = path.stat().st_size if path.exists() else 0
         if target.exists() and not self.settings.overwrite:
             return Result(path, "skipped", target, error="an Item exists; pass --overwrite to replace it", size=size)
+        model_files: dict[str, Any] = {}
         try:
             ckpt = load(path, trust=self.settings.trust)
             base, model_name = self._base(ckpt)
             catalog = self._catalog(catalog_dir, base) if catalog_dir else None
-            files = self._openeo_files(ckpt, path, base) if self.options.profile == "openeo" else None
+            if self.options.profile == "openeo":
+                model_files = self._openeo_files(ckpt, path, base)
+            elif self.options.artifacts is not None:
+                model_files = self._model_files(ckpt, path)
             runtime = write_inference_runtime(path.parent, checkpoint_stem(path), base, _artifact_type(ckpt))
+            model_files = {**model_files, **runtime}
             data = checkpoint_item(
                 base,
                 path.absolute(),
@@ -109,7 +115,7 @@ class Converter:
                 checksum=file_checksum(path),
                 item_id=f"{base['id']}-{checkpoint_stem(path)}",
                 properties={**_lightning_properties(ckpt), **checkpoint_provenance(path, _lineage(ckpt))},
-                model_files={**_kept_assets(base), **(files or {}), **runtime},
+                model_files={**_kept_assets(base), **model_files},
                 title=_title(ckpt),
                 catalog=catalog,
             )
@@ -121,8 +127,10 @@ class Converter:
             else:
                 atomic_write_json(target, data)
         except (MLMExportError, OSError) as e:
+            _remove(path.parent, model_files)
             return Result(path, "failed", error=first_line(e), size=size)
         except Exception as e:  # a model's own code failed (its constructor, its forward): this file only
+            _remove(path.parent, model_files)
             return Result(path, "failed", error=f"{type(e).__name__}: {first_line(e)}", size=size)
         props = data["properties"]
         return Result(
@@ -161,6 +169,27 @@ class Converter:
         model = spec.build(on_meta=True)
         load_weights(model, ckpt.state_dict, spec.target)  # the weights must fit, for every file
         return self._bases[key], spec.target
+
+    def _model_files(self, ckpt: LoadedCheckpoint, path: Path) -> dict[str, Any]:
+        """Write the model files ``artifacts=`` names beside the checkpoint, from its weights; their assets."""
+        from .model_files import write_artifacts
+
+        spec = self._spec(ckpt)
+        model = spec.build(on_meta=False)
+        load_weights(model, ckpt.state_dict, spec.target)
+        example = self._example(model, ckpt)
+        if isinstance(example, torch.Tensor):
+            example = torch.randn(tuple(example.shape))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MLMExportWarning)
+            gathered = gather(model, None, example, self.options)
+            item_plan = plan(model, gathered, self.options, warn_datetime=False)
+        chosen, primary = art.artifact_choice(self.options.artifacts, self.options.primary)
+        written = write_artifacts(
+            model, gathered, item_plan, path.parent, checkpoint_stem(path), artifacts=chosen, primary=primary,
+            timeout=self.options.artifact_timeout, checkpoint_exists=True,
+        )  # fmt: skip
+        return _plain(build_item(written).to_dict(include_self_link=False, transform_hrefs=False))["assets"]
 
     def _spec(self, ckpt: LoadedCheckpoint) -> ModelSpec:
         if self.settings.model:
@@ -229,6 +258,14 @@ class Converter:
                 deprecate_superseded=self.options.deprecate_superseded,
             )
         return self._catalogs[directory]
+
+
+def _remove(directory: Path, assets: Mapping[str, Any]) -> None:
+    """Remove model files written for a checkpoint whose Item failed: no file without its Item."""
+    for asset in assets.values():
+        href = str(asset.get("href", ""))
+        if href.startswith("./"):
+            (directory / href).unlink(missing_ok=True)
 
 
 def _check_embedded_fits(ckpt: LoadedCheckpoint, props: Mapping[str, Any]) -> None:

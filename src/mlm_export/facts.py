@@ -133,3 +133,5 @@ class ArtifactFacts:
     checksum: str | None = None
     #: ``mlm:compile_method`` of a model file: "aot" (torch.export), "jit" (TorchScript, torch.compile).
     compile_method: str | None = None
+    #: What a reader should know about the file (sizes it refuses, how it was made).
+    description: str | None = None

@@ -200,7 +200,14 @@ def _asset(a: ArtifactFacts, bands: list[dict[str, Any]] | None) -> pystac.Asset
         extra["file:size"] = a.size
     if a.checksum:
         extra["file:checksum"] = a.checksum
-    return pystac.Asset(href=a.href, title=a.title, media_type=a.media_type, roles=list(a.roles), extra_fields=extra)
+    return pystac.Asset(
+        href=a.href,
+        title=a.title,
+        description=a.description,
+        media_type=a.media_type,
+        roles=list(a.roles),
+        extra_fields=extra,
+    )
 
 
 def _polygon(bbox: tuple[float, float, float, float]) -> dict[str, Any]:

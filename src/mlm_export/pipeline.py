@@ -18,11 +18,11 @@ from torch import nn
 
 from . import artifacts as art
 from . import mlm, resolve
-from .errors import InputRequiredError, InvalidOptionError, ItemValidationError, MLMExportWarning, first_line
+from .errors import InputRequiredError, InvalidOptionError, ItemValidationError, MLMExportWarning
 from .facts import ArtifactFacts, DataFacts, ModelFacts
 from .item import ItemPlan, build_item
 from .sources.datamodule import datamodule_facts
-from .sources.model import call_spec, hyperparameters_of, inspect_model, qualified_name
+from .sources.model import hyperparameters_of, inspect_model, qualified_name
 from .sources.values import coerce_bands, coerce_classes, coerce_scaling
 from .validate import validation_problems
 
@@ -75,6 +75,12 @@ class ExportOptions:
     deprecate_superseded: bool = False
     #: STAC Collection(s) or Item(s) the model was trained on (or a mapping train/validate/test -> one).
     training_data: Any = None
+    #: Model files to write (see :data:`mlm_export.artifacts.ARTIFACT_NAMES`); None: as ``export_program`` says.
+    artifacts: str | Sequence[str] | None = None
+    #: The one of ``artifacts`` that is the ``mlm:model`` asset (default: the first).
+    primary: str | None = None
+    #: Seconds one model file's export may take (None: ``MLM_EXPORT_ARTIFACT_TIMEOUT``, else 300; 0: no bound).
+    artifact_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.validate not in ("raise", "warn"):
@@ -86,6 +92,11 @@ class ExportOptions:
 
         check_options(self.profile, self.base_url, self.pretrained)
         check_layout(self.layout, self.profile, self.base_url)
+        if self.artifacts is not None or self.primary is not None:
+            art.artifact_choice(self.artifacts, self.primary)
+        t = self.artifact_timeout
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float) or t < 0):
+            raise InvalidOptionError(f"artifact_timeout= must be a number of seconds >= 0, got {t!r}")
         user_facts(self)  # check bands, classes, bbox, dates now: errors at construction name the option
         user_doi(self.doi)
         stac_training_data(self.training_data)  # reads a local STAC file, never a URL
@@ -240,6 +251,8 @@ def plan(
                 planned, href=w.url, media_type=MEDIA_CHECKPOINT, title=f"Published weights ({w.name})",
                 artifact_type=mlm.ARTIFACT_TORCH_SAVE,
             )  # fmt: skip
+    if options.artifacts is not None and planned.href.startswith("./"):  # name the file writing would make
+        planned = _planned_primary(planned, item_id, options)
     inputs = tuple(replace(i, resize_type=w.resize_type) for i in inputs) if w and w.resize_type else inputs
     item_plan = ItemPlan(
         id=item_id,
@@ -292,49 +305,44 @@ def _publication(url: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]
 
 
 def write_model_files(
-    model: nn.Module, gathered: Gathered, item_plan: ItemPlan, out_dir: Path, stem: str, *, export_program: bool
+    model: nn.Module,
+    gathered: Gathered,
+    item_plan: ItemPlan,
+    out_dir: Path,
+    stem: str,
+    *,
+    export_program: bool = True,
+    artifacts: str | Sequence[str] | None = None,
+    primary: str | None = None,
+    timeout: float | None = None,
+    checkpoint_exists: bool = False,
 ) -> ItemPlan:
-    """Write ``<stem>.safetensors`` and, when the model exports, ``<stem>.pt2``; the plan now points at them."""
-    model = gathered.module if gathered.module is not None else model
-    weights, aliases = art.weights(model)
-    weights_file = out_dir / f"{stem}.safetensors"
-    written = art.write_safetensors(weights, weights_file, art.safetensors_metadata(aliases))
-    weights_asset = _weights_asset(weights_file.name, written.size, written.checksum)
-    if not export_program:
-        return replace(item_plan, artifacts=(weights_asset,))
-    facts = gathered.model
-    try:
-        program, accepted = art.export_program(model, call_spec(model, gathered.example), facts.inputs)
-    except Exception as e:  # a model torch.export cannot capture still gets its weights and Item
-        warnings.warn(
-            f"torch.export could not export {facts.class_name} ({type(e).__name__}: {first_line(e, 300)}); the Item's "
-            "model asset is the safetensors weights. Pass export_program=False to skip trying.",
-            MLMExportWarning,
-            stacklevel=3,
-        )
-        return replace(item_plan, artifacts=(weights_asset,))
-    pt2 = out_dir / f"{stem}.pt2"
-    saved = art.save_program(program, pt2)
-    inputs, outputs, pinned = resolve.pin_to_program(item_plan.inputs, item_plan.outputs, facts, accepted)
-    if pinned:
-        warnings.warn(
-            f"torch.export fixed {', '.join(pinned)} in the exported program, so the Item states those sizes; "
-            "pass export_program=False to describe the model with them dynamic.",
-            MLMExportWarning,
-            stacklevel=3,
-        )
-    program_asset = ArtifactFacts(
-        key="model",
-        href=f"./{pt2.name}",
-        roles=(mlm.ROLE_MODEL,),
-        media_type=MEDIA_PT2,
-        title="Model (torch.export archive, runs without the training code)",
-        artifact_type=mlm.ARTIFACT_EXPORT,
-        size=saved.size,
-        checksum=saved.checksum,
-    )
-    weights_only = replace(weights_asset, key="weights", roles=(mlm.ROLE_WEIGHTS,), artifact_type=None)
-    return replace(item_plan, artifacts=(program_asset, weights_only), inputs=inputs, outputs=outputs)
+    """Write the model files ``artifacts=`` names as ``<stem>.<suffix>``; the plan now points at them.
+
+    ``artifacts=None`` keeps the earlier options: ``.pt2`` (the ``mlm:model`` when it exports) and
+    ``.safetensors``, or the safetensors alone with ``export_program=False``. ``primary`` names the
+    ``mlm:model`` asset (default: the first of ``artifacts``). See :mod:`mlm_export.model_files`.
+    """
+    from .model_files import write_artifacts
+
+    chosen, first = art.artifact_choice(artifacts, primary, export_program=export_program)
+    return write_artifacts(
+        model, gathered, item_plan, out_dir, stem, artifacts=chosen, primary=first, timeout=timeout,
+        checkpoint_exists=checkpoint_exists,
+    )  # fmt: skip
+
+
+def _planned_primary(planned: ArtifactFacts, item_id: str, options: ExportOptions) -> ArtifactFacts:
+    """The ``mlm:model`` file ``artifacts=``/``primary=`` would write (its size is known once written)."""
+    _, first = art.artifact_choice(options.artifacts, options.primary)
+    if first == "safetensors":
+        return planned
+    f = art.FORMATS[first]
+    roles = (mlm.ROLE_MODEL, *(r for r in f.roles if r.startswith("mlm:")))
+    return ArtifactFacts(
+        key="model", href=f"./{item_id}{f.suffix}", roles=roles, media_type=f.media_type, title=f.title,
+        artifact_type=f.artifact_type,
+    )  # fmt: skip
 
 
 def _weights_asset(name: str, size: int | None, checksum: str | None = None) -> ArtifactFacts:

@@ -19,7 +19,7 @@ ITEM_SUFFIX = ".mlm.json"
 COLLECTION_FILE = "collection.json"
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors")
 #: Files written beside a checkpoint for its Item, removed with it.
-MODEL_FILE_SUFFIXES = (".safetensors", ".pt2", ".torchscript", ".requirements.txt", ".environment.txt")
+MODEL_FILE_SUFFIXES = (".safetensors", ".pt2", ".torchscript", ".onnx", ".requirements.txt", ".environment.txt")
 SUMMARY_FIELDS = (mlm.NAME, mlm.ARCHITECTURE, mlm.TASKS, mlm.FRAMEWORK, mlm.FRAMEWORK_VERSION, mlm.ACCELERATOR)
 
 

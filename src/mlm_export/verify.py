@@ -18,6 +18,7 @@ from .errors import MLMExportError
 from .sources.checkpoint import ModelSpec, explicit_spec, lightning_spec, load, load_weights
 from .sources.model import observe_outputs
 from .validate import validation_problems
+from .verify_artifacts import RUNNABLE, format_of, load_checked, local_file, parity_checks
 
 #: Size given to dynamic (-1) non-batch dims of the synthetic batch; a multiple of 32 suits common encoders.
 DYNAMIC_SIZE = 64
@@ -63,10 +64,13 @@ def verify_item(
     rules = [p for p in problems if p.schema not in file_rules]
     checks.append(Check("files", not files, _join(files) or "every local asset has its stated size and checksum"))
     checks.append(Check("consistency", not rules, _join(rules) or "bands, classes and model assets agree"))
+    if files:  # a file that is not the one the Item describes is never loaded
+        return [*checks, Check("load model", False, "not loaded: the files do not match the Item (see 'files')")]
     try:
         module, how = load_model(item, path.parent, model=model, init_args=init_args, trust=trust)
     except MLMExportError as e:
-        return [*checks, Check("load model", False, str(e))]
+        checks.append(Check("load model", False, str(e)))
+        return checks + _other_files(item, path.parent, trust)
     checks.append(Check("load model", True, how))
     props = item.get("properties", {})
     try:
@@ -79,24 +83,34 @@ def verify_item(
     except Exception as e:
         return [*checks, Check("run", False, f"the model fails on a batch built from mlm:input ({described}): {e}")]
     checks.append(Check("run", True, f"ran on {described}"))
-    return checks + compare_outputs(props.get(mlm.OUTPUT, []), out)
+    checks += compare_outputs(props.get(mlm.OUTPUT, []), out)
+    names = [i["name"] for i in props.get(mlm.INPUT, [])]
+    examples = list(kwargs.values()) if kwargs else list(args)
+
+    def call(m: Any, tensors: Any) -> Any:
+        return m(**dict(zip(names, tensors, strict=True))) if kwargs else m(*tensors)
+
+    eager = module if isinstance(module, nn.Module) and not _is_exported(module) else None
+    for name, ok, detail in parity_checks(item, path.parent, examples, call, trust=trust, eager=eager):
+        checks.append(Check(name, ok, detail))
+    return checks
 
 
 def load_model(
     item: Mapping[str, Any], base: Path, *, model: str | None, init_args: Mapping[str, Any] | None, trust: bool
-) -> tuple[nn.Module, str]:
+) -> tuple[Any, str]:
     """The Item's ``mlm:model`` artifact as a runnable module, without the training code where its type allows."""
     assets = item.get("assets", {})
     key, asset = next(((k, a) for k, a in assets.items() if mlm.ROLE_MODEL in (a.get("roles") or [])), (None, None))
     if asset is None:
         raise MLMExportError("the Item has no 'mlm:model' asset")
-    file = (base / str(asset["href"])).resolve()
+    file = local_file(base, str(asset["href"]))
     kind = asset.get(mlm.ARTIFACT_TYPE)
-    if kind == mlm.ARTIFACT_EXPORT:
-        try:
-            return torch.export.load(str(file)).module(), f"{file.name} (torch.export archive, no training code)"
-        except Exception as e:
-            raise MLMExportError(f"cannot load {file.name} with torch.export.load: {e}") from e
+    fmt = format_of(asset)
+    if fmt in RUNNABLE:
+        names = [i["name"] for i in item.get("properties", {}).get(mlm.INPUT, [])]
+        module = load_checked(str(fmt), base, asset, trust=trust, names=names)
+        return module, f"{file.name} ({kind}, no training code)"
     if kind in (mlm.ARTIFACT_SAFETENSORS, mlm.ARTIFACT_TORCH_SAVE):
         ckpt = load(file, trust=trust)
         spec: ModelSpec | None = explicit_spec(model, init_args, ckpt) if model else lightning_spec(ckpt)
@@ -110,7 +124,7 @@ def load_model(
     raise MLMExportError(f"asset '{key}' has mlm:artifact_type {kind!r}, which verify cannot load")
 
 
-def synthetic_batch(inputs: list[dict[str, Any]], module: nn.Module) -> tuple[tuple[Any, ...], dict[str, Any], str]:
+def synthetic_batch(inputs: list[dict[str, Any]], module: Any) -> tuple[tuple[Any, ...], dict[str, Any], str]:
     """Tensors shaped and typed as ``mlm:input`` says (dynamic dims filled), passed the way forward takes them."""
     if not inputs:
         raise ValueError("the Item has no mlm:input")
@@ -175,10 +189,34 @@ def compare_outputs(outputs: list[dict[str, Any]], out: Any) -> list[Check]:
     return checks
 
 
-def _forward_params(module: nn.Module) -> list[str]:
+def _other_files(item: Mapping[str, Any], base: Path, trust: bool) -> list[Check]:
+    """When the mlm:model holds weights only (and no --model was given), still check the runnable files."""
+    props = item.get("properties", {})
+    model_asset = next((a for a in item.get("assets", {}).values() if mlm.ROLE_MODEL in (a.get("roles") or [])), {})
+    if format_of(model_asset) in RUNNABLE:
+        return []  # the mlm:model itself failed to load: the reference is missing
+    try:
+        args, kwargs, _ = synthetic_batch(props.get(mlm.INPUT, []), None)
+    except ValueError:
+        return []
+    names = [i["name"] for i in props.get(mlm.INPUT, [])]
+    examples = list(kwargs.values()) if kwargs else list(args)
+
+    def call(m: Any, tensors: Any) -> Any:
+        return m(**dict(zip(names, tensors, strict=True))) if kwargs else m(*tensors)
+
+    return [Check(n, ok, d) for n, ok, d in parity_checks(item, base, examples, call, trust=trust)]
+
+
+def _is_exported(module: nn.Module) -> bool:
+    """A module loaded from a model file (``torch.export``), not built from the code."""
+    return type(module).__module__.startswith("torch.") or "GraphModule" in type(module).__name__
+
+
+def _forward_params(module: Any) -> list[str]:
     try:
         return list(inspect.signature(module.forward).parameters)
-    except (TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError):
         return []
 
 

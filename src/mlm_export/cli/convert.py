@@ -32,7 +32,7 @@ Existing Items are kept unless --overwrite. Exit codes: 0 all converted, 1 some 
 """
 
 #: Options of export_mlm that can be given on the command line, as comma-separated lists where plural.
-LIST_OPTIONS = ("tasks", "bands", "classes")
+LIST_OPTIONS = ("tasks", "bands", "classes", "artifacts")
 TEXT_OPTIONS = ("name", "description", "license", "architecture", "pretrained_source", "version", "doi", "citation")
 
 
@@ -72,6 +72,9 @@ def add_parser(sub: Any) -> None:
         "--deprecate-superseded", action="store_true", default=None,
         help="mark every Item of a directory but the latest revision deprecated",
     )  # fmt: skip
+    p.add_argument(
+        "--primary", help="which of --artifacts is the mlm:model asset (default: the first; 'checkpoint': the file)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing Items")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling (only for trusted files)")
     add_output_flags(p)
@@ -115,7 +118,7 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
         if not isinstance(loaded, dict):
             raise MLMExportError(f"--defaults {args.defaults} must hold a mapping of export_mlm options")
         values.update(loaded)
-    for name in (*TEXT_OPTIONS, *LIST_OPTIONS, "profile", "base_url", "deprecate_superseded"):
+    for name in (*TEXT_OPTIONS, *LIST_OPTIONS, "profile", "base_url", "deprecate_superseded", "primary"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     unknown = set(values) - set(ExportOptions.__dataclass_fields__)

@@ -1,0 +1,333 @@
+"""Model files: every format of artifacts=, one mlm:model, parity with the eager model, fallbacks, no orphans."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+import torchvision
+from torch import nn
+
+from mlm_export import export_mlm
+from mlm_export.errors import InvalidOptionError, MLMExportWarning
+from mlm_export.verify import verify_item
+from mlm_export.write import file_checksum
+
+from .models import SmallUNet
+
+WHEN = {"datetime": dt.datetime(2024, 1, 1, tzinfo=dt.UTC)}
+ALL = ("pt2", "torchscript", "onnx", "safetensors", "checkpoint")
+
+
+def _model_assets(data: dict) -> list[str]:
+    return [k for k, a in data["assets"].items() if "mlm:model" in a["roles"]]
+
+
+def test_every_format_is_written_described_and_matches_the_model(tmp_path, assert_valid):
+    torch.manual_seed(0)
+    model = SmallUNet(in_channels=3, num_classes=2).eval()
+    item = export_mlm(model, example_input=torch.randn(2, 3, 32, 32), out_dir=tmp_path, artifacts=ALL, **WHEN)
+    data = assert_valid(json.loads((tmp_path / "smallunet.json").read_text()))
+    assets = data["assets"]
+    assert _model_assets(data) == ["model"]
+    assert assets["model"]["href"] == "./smallunet.pt2"
+    assert assets["model"]["mlm:artifact_type"] == "torch.export.save"
+    assert set(assets) == {"model", "torchscript", "onnx", "weights", "checkpoint"}
+    for key, asset in assets.items():
+        f = tmp_path / asset["href"]
+        assert asset["file:size"] == f.stat().st_size and asset["file:checksum"] == file_checksum(f)
+        if key != "model":
+            assert "mlm:artifact_type" not in asset
+    assert assets["onnx"]["type"] == "application/octet-stream; framework=onnx"
+    assert item.assets["model"].extra_fields["mlm:artifact_type"] == "torch.export.save"
+
+    # each file, loaded as a newcomer would, gives the eager outputs at batch 1 and 3 and at another size
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "smallunet.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == ["batch", 3, "height", "width"]
+    assert session.get_outputs()[0].shape[:2] == ["batch", 2]
+    program = torch.export.load(str(tmp_path / "smallunet.pt2")).module()
+    scripted = torch.jit.load(str(tmp_path / "smallunet.torchscript"))
+    for shape in [(1, 3, 32, 32), (3, 3, 32, 32), (3, 3, 64, 48)]:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            want = model(x)
+            got_onnx = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+            for got in (program(x), scripted(x), got_onnx):
+                assert got.shape == want.shape
+                assert float((got - want).abs().max()) <= 1e-4
+    state = model.state_dict()
+    loaded = torch.load(tmp_path / "smallunet.pt", weights_only=True)
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], v) for k, v in state.items())
+    weights = safetensors.torch.load_file(tmp_path / "smallunet.safetensors")
+    assert all(torch.equal(weights[k], v) for k, v in state.items())
+
+
+@pytest.mark.parametrize(
+    ("artifacts", "primary", "artifact_type", "others"),
+    [
+        ("onnx,safetensors", None, "torch.onnx.export", {"weights"}),
+        (("safetensors", "torchscript"), "torchscript", "torch.jit.save", {"weights"}),
+        (["checkpoint"], None, "torch.save", set()),
+    ],
+)
+def test_primary_is_the_only_mlm_model(tmp_path, assert_valid, artifacts, primary, artifact_type, others):
+    item = export_mlm(
+        SmallUNet(in_channels=3, num_classes=2), example_input=torch.randn(2, 3, 32, 32), out_dir=tmp_path,
+        artifacts=artifacts, primary=primary, **WHEN,
+    )  # fmt: skip
+    data = assert_valid(item)
+    assert _model_assets(data) == ["model"]
+    assert data["assets"]["model"]["mlm:artifact_type"] == artifact_type
+    assert set(data["assets"]) - {"model"} == others
+
+
+def test_unknown_format_and_primary_are_refused_before_anything_runs(tmp_path):
+    model = SmallUNet(in_channels=3, num_classes=2)
+    x = torch.randn(2, 3, 32, 32)
+    with pytest.raises(InvalidOptionError, match=r"artifacts= names unknown model file format\(s\) \['tflite'\]"):
+        export_mlm(model, example_input=x, out_dir=tmp_path, artifacts=("pt2", "tflite"), **WHEN)
+    with pytest.raises(InvalidOptionError, match=r"primary='onnx' is not among artifacts="):
+        export_mlm(model, example_input=x, out_dir=tmp_path, artifacts="pt2", primary="onnx", **WHEN)
+    assert list(tmp_path.iterdir()) == []
+
+
+class CumMax(nn.Module):
+    """Uses torch.cummax, which the ONNX exporter cannot convert (torch.export and TorchScript can)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cummax(self.conv(x), dim=-1).values
+
+
+def test_a_format_that_fails_is_one_message_and_the_others_are_written(tmp_path, assert_valid):
+    with pytest.warns(MLMExportWarning) as caught:
+        item = export_mlm(
+            CumMax(), example_input=torch.randn(2, 3, 16, 16), tasks="semantic-segmentation", out_dir=tmp_path,
+            artifacts=("onnx", "pt2", "safetensors"), **WHEN,
+        )  # fmt: skip
+    messages = [str(w.message) for w in caught]
+    failed = [m for m in messages if m.startswith("torch.onnx.export could not export CumMax (")]
+    assert len(failed) == 1 and "Leave onnx out of artifacts=" in failed[0]
+    assert any("is the pt2 file instead of the onnx file" in m for m in messages)
+    data = assert_valid(item)
+    assert data["assets"]["model"]["mlm:artifact_type"] == "torch.export.save"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["cummax.json", "cummax.pt2", "cummax.safetensors"]
+
+
+@pytest.mark.slow
+def test_resnet18_pt2_states_the_sizes_it_refuses(tmp_path, assert_valid):
+    # the .pt2 of a ResNet exported at 64x64 refuses 32x32 (the last feature map becomes 1x1), which the eager
+    # model and the Item ([-1, 3, -1, -1]) accept: the asset says so, and verify reports it as documented
+    model = torchvision.models.resnet18(num_classes=4)
+    with pytest.warns(MLMExportWarning, match=r"the pt2 file of ResNet matches the model at the example's size"):
+        item = export_mlm(
+            model, example_input=torch.randn(2, 3, 64, 64), tasks="classification", out_dir=tmp_path,
+            artifacts="pt2", **WHEN,
+        )  # fmt: skip
+    data = assert_valid(item)
+    assert data["properties"]["mlm:input"][0]["input"]["shape"] == [-1, 3, -1, -1]
+    description = data["assets"]["model"]["description"]
+    assert "smaller size (1x3x32x32)" in description and "Guard failed" in description
+    checks = {c.name: c for c in verify_item(tmp_path / "resnet.json")}
+    assert checks["parity model (pt2)"].ok and "smaller size (1x3x32x32)" in checks["parity model (pt2)"].detail
+
+
+class MetaNamed(nn.Module):
+    """A submodule named ``meta``: its .pt2 saves but does not load back (a PyTorch bug)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meta = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.meta(x)
+
+
+def test_pt2_that_does_not_load_back_is_not_the_model(tmp_path, assert_valid):
+    with pytest.warns(MLMExportWarning) as caught:
+        item = export_mlm(
+            MetaNamed(), example_input=torch.randn(2, 3, 16, 16), tasks="semantic-segmentation", out_dir=tmp_path,
+            **WHEN,
+        )  # fmt: skip
+    assert any("does not load back" in str(w.message) for w in caught)
+    data = assert_valid(item)
+    assert data["assets"]["model"]["mlm:artifact_type"] == "torch.jit.save"
+    assert not list(tmp_path.glob("*.pt2")) and not list(tmp_path.glob(".*"))
+
+
+def test_export_save_failure_leaves_no_orphan(tmp_path, monkeypatch, assert_valid):
+    def broken_save(*args, **kwargs):
+        raise RuntimeError("SerializeError: Failed serializing node ceil")
+
+    monkeypatch.setattr(torch.export, "save", broken_save)
+    with pytest.warns(MLMExportWarning) as caught:
+        item = export_mlm(SmallUNet(3, 2), example_input=torch.randn(2, 3, 32, 32), out_dir=tmp_path, **WHEN)
+    assert str(caught[0].message).startswith("torch.export could not export SmallUNet (RuntimeError: Serial")
+    assert assert_valid(item)["assets"]["model"]["mlm:artifact_type"] == "torch.jit.save"
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        "smallunet.json", "smallunet.safetensors", "smallunet.torchscript",
+    ]  # fmt: skip
+
+
+def test_item_write_failure_removes_the_model_files(tmp_path, monkeypatch):
+    import mlm_export.api
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mlm_export.api, "atomic_write_json", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export_mlm(SmallUNet(3, 2), example_input=torch.randn(2, 3, 32, 32), out_dir=tmp_path, **WHEN)
+    assert list(tmp_path.iterdir()) == []
+
+
+class SlowToExport(nn.Module):
+    """Fast to run, slow to export (as timm davit_tiny is in torch.export)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_exporting():
+            time.sleep(20)
+        return self.conv(x)
+
+
+def test_slow_export_is_bounded_with_a_message(tmp_path, assert_valid):
+    start = time.perf_counter()
+    with pytest.warns(MLMExportWarning) as caught:
+        item = export_mlm(
+            SlowToExport(), example_input=torch.randn(2, 3, 8, 8), tasks="semantic-segmentation", out_dir=tmp_path,
+            artifact_timeout=1, **WHEN,
+        )  # fmt: skip
+    assert time.perf_counter() - start < 15
+    assert any("took longer than 1 s and was stopped; raise artifact_timeout=" in str(w.message) for w in caught)
+    assert assert_valid(item)["assets"]["model"]["mlm:artifact_type"] == "torch.jit.save"
+    assert not list(tmp_path.glob("*.pt2"))
+
+
+def test_verify_prints_max_abs_diff_per_model_file(tmp_path):
+    from mlm_export.cli import main
+
+    export_mlm(SmallUNet(3, 2), example_input=torch.randn(2, 3, 32, 32), out_dir=tmp_path, artifacts=ALL, **WHEN)
+    checks = {c.name: c for c in verify_item(tmp_path / "smallunet.json")}
+    assert checks["parity model (pt2)"].ok
+    for key, fmt in [("torchscript", "torchscript"), ("onnx", "onnx")]:
+        c = checks[f"parity {key} ({fmt})"]
+        assert c.ok and c.detail.startswith("vs 'model': max abs diff ")
+        assert float(c.detail.split("max abs diff ")[1].split(";")[0]) <= 1e-4
+    assert main(["verify", str(tmp_path / "smallunet.json"), "--quiet"]) == 0
+
+
+def test_verify_finds_a_file_that_differs(tmp_path):
+    export_mlm(SmallUNet(3, 2), example_input=torch.randn(2, 3, 32, 32), out_dir=tmp_path, artifacts="pt2,onnx", **WHEN)
+    import onnx
+
+    path = tmp_path / "smallunet.onnx"
+    model = onnx.load(str(path))
+    init = model.graph.initializer[0]
+    values = onnx.numpy_helper.to_array(init).copy() + np.float32(0.5)
+    init.CopyFrom(onnx.numpy_helper.from_array(values, init.name))
+    onnx.save(model, str(path))
+    item_path = tmp_path / "smallunet.json"
+    item = json.loads(item_path.read_text())
+    item["assets"]["onnx"]["file:size"] = path.stat().st_size
+    item["assets"]["onnx"]["file:checksum"] = file_checksum(path)
+    item_path.write_text(json.dumps(item))
+    c = next(c for c in verify_item(item_path) if c.name == "parity onnx (onnx)")
+    assert not c.ok and "exceeds 0.0001" in c.detail
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "builder",
+    [
+        torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn,
+        torchvision.models.detection.retinanet_resnet50_fpn,
+        torchvision.models.detection.maskrcnn_resnet50_fpn,
+    ],
+)
+def test_torchvision_detection_falls_back_to_torchscript(tmp_path, assert_valid, builder):
+    model = builder(weights=None, weights_backbone=None, num_classes=3)
+    with pytest.warns(MLMExportWarning) as caught:
+        item = export_mlm(model, example_input=torch.rand(2, 3, 96, 96), out_dir=tmp_path, **WHEN)
+    assert any("is the torchscript file instead of the pt2 file" in str(w.message) for w in caught)
+    data = assert_valid(item)
+    assert data["assets"]["model"]["mlm:artifact_type"] == "torch.jit.save"
+    scripted = torch.jit.load(str(tmp_path / data["assets"]["model"]["href"]))
+    detections = scripted(torch.rand(3, 3, 96, 96))  # the Item's interface: a batch tensor in, one dict per image
+    assert len(detections) == 3 and {"boxes", "labels", "scores"} <= set(detections[0])
+
+
+@pytest.mark.slow
+def test_timm_mobilevit_serialize_error_falls_back(tmp_path, assert_valid):
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("mobilevit_xxs", pretrained=False, num_classes=5)
+    with pytest.warns(MLMExportWarning) as caught:
+        item = export_mlm(
+            model, example_input=torch.randn(2, 3, 64, 64), tasks="classification", out_dir=tmp_path, **WHEN
+        )
+    assert any("torch.export could not export" in str(w.message) for w in caught)
+    assert assert_valid(item)["assets"]["model"]["mlm:artifact_type"] == "torch.jit.save"
+    assert not list(tmp_path.glob("*.pt2")) and not list(tmp_path.glob(".*"))
+
+
+def test_without_out_dir_the_item_names_the_primary_file(tmp_path, monkeypatch, assert_valid):
+    monkeypatch.chdir(tmp_path)
+    item = export_mlm(SmallUNet(3, 2), example_input=torch.randn(2, 3, 32, 32), artifacts="onnx,safetensors", **WHEN)
+    model = assert_valid(item)["assets"]["model"]
+    assert model["href"] == "./smallunet.onnx" and model["mlm:artifact_type"] == "torch.onnx.export"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_unet_item_states_the_odd_size_neither_runs(tmp_path, assert_valid):
+    # the demo's U-Net (and its .pt2: Guard failed ... == 2 * (... // 2)) takes even sizes only, while the Item
+    # says any size: the model file's asset states it, and verify accepts what is stated
+    from mlm_export.demo import TinyUNet
+
+    item = export_mlm(
+        TinyUNet(6, 3), example_input=torch.randn(2, 6, 64, 64), out_dir=tmp_path, artifacts="pt2", **WHEN
+    )
+    description = assert_valid(item)["assets"]["model"]["description"]
+    assert "odd size (1x6x63x63): the model itself fails too" in description
+    checks = {c.name: c for c in verify_item(tmp_path / "tinyunet.json")}
+    assert checks["parity model (pt2)"].ok and "odd size (1x6x63x63)" in checks["parity model (pt2)"].detail
+
+
+def test_default_files_need_neither_onnx_nor_integrations(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, datetime\nfrom mlm_export import export_mlm\n"
+        f"export_mlm(torch.nn.Conv2d(3, 2, 1), example_input=torch.zeros(2, 3, 8, 8), out_dir={str(tmp_path)!r},"
+        " tasks='semantic-segmentation', datetime=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC))\n"
+        "names = ('onnx', 'onnxruntime', 'onnxscript', 'lightning', 'torchvision')\n"
+        "print(sorted(n for n in names if n in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".pt2", ".safetensors"]
+
+
+def test_verify_checks_runnable_files_when_the_model_is_weights_only(tmp_path):
+    export_mlm(
+        SmallUNet(3, 2), example_input=torch.randn(2, 3, 32, 32), out_dir=tmp_path,
+        artifacts="safetensors,torchscript,onnx", **WHEN,
+    )  # fmt: skip
+    checks = {c.name: c for c in verify_item(tmp_path / "smallunet.json")}
+    assert not checks["load model"].ok and "--model" in checks["load model"].detail
+    assert checks["parity torchscript (torchscript)"].ok
+    assert checks["parity onnx (onnx)"].ok and "max abs diff" in checks["parity onnx (onnx)"].detail
