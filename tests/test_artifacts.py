@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +25,14 @@ WHEN = {"datetime": dt.datetime(2024, 1, 1, tzinfo=dt.UTC)}
 ALL = ("pt2", "torchscript", "onnx", "safetensors", "checkpoint")
 
 
+#: Files every export with ``out_dir`` writes beside the model files (provenance): not model files.
+RUNTIME_ASSETS = {"inference_runtime", "training_runtime"}
+
+
+def _model_files(folder) -> list[str]:
+    return sorted(f.name for f in folder.iterdir() if not f.name.endswith((".requirements.txt", ".environment.txt")))
+
+
 def _model_assets(data: dict) -> list[str]:
     return [k for k, a in data["assets"].items() if "mlm:model" in a["roles"]]
 
@@ -37,7 +46,15 @@ def test_every_format_is_written_described_and_matches_the_model(tmp_path, asser
     assert _model_assets(data) == ["model"]
     assert assets["model"]["href"] == "./smallunet.pt2"
     assert assets["model"]["mlm:artifact_type"] == "torch.export.save"
-    assert set(assets) == {"model", "torchscript", "onnx", "weights", "checkpoint"}
+    assert set(assets) == {
+        "model",
+        "torchscript",
+        "onnx",
+        "weights",
+        "checkpoint",
+        "inference_runtime",
+        "training_runtime",
+    }
     for key, asset in assets.items():
         f = tmp_path / asset["href"]
         assert asset["file:size"] == f.stat().st_size and asset["file:checksum"] == file_checksum(f)
@@ -85,7 +102,7 @@ def test_primary_is_the_only_mlm_model(tmp_path, assert_valid, artifacts, primar
     data = assert_valid(item)
     assert _model_assets(data) == ["model"]
     assert data["assets"]["model"]["mlm:artifact_type"] == artifact_type
-    assert set(data["assets"]) - {"model"} == others
+    assert set(data["assets"]) - {"model"} - RUNTIME_ASSETS == others
 
 
 def test_unknown_format_and_primary_are_refused_before_anything_runs(tmp_path):
@@ -121,7 +138,7 @@ def test_a_format_that_fails_is_one_message_and_the_others_are_written(tmp_path,
     assert any("is the pt2 file instead of the onnx file" in m for m in messages)
     data = assert_valid(item)
     assert data["assets"]["model"]["mlm:artifact_type"] == "torch.export.save"
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["cummax.json", "cummax.pt2", "cummax.safetensors"]
+    assert _model_files(tmp_path) == ["cummax.json", "cummax.pt2", "cummax.safetensors"]
 
 
 @pytest.mark.slow
@@ -174,7 +191,7 @@ def test_export_save_failure_leaves_no_orphan(tmp_path, monkeypatch, assert_vali
         item = export_mlm(SmallUNet(3, 2), example_input=torch.randn(2, 3, 32, 32), out_dir=tmp_path, **WHEN)
     assert str(caught[0].message).startswith("torch.export could not export SmallUNet (RuntimeError: Serial")
     assert assert_valid(item)["assets"]["model"]["mlm:artifact_type"] == "torch.jit.save"
-    assert sorted(f.name for f in tmp_path.iterdir()) == [
+    assert _model_files(tmp_path) == [
         "smallunet.json", "smallunet.safetensors", "smallunet.torchscript",
     ]  # fmt: skip
 
@@ -319,7 +336,7 @@ def test_default_files_need_neither_onnx_nor_integrations(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
-    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".pt2", ".safetensors"]
+    assert sorted(Path(p).suffix for p in _model_files(tmp_path)) == [".json", ".pt2", ".safetensors"]
 
 
 def test_verify_checks_runnable_files_when_the_model_is_weights_only(tmp_path):
