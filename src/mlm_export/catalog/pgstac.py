@@ -1,0 +1,228 @@
+"""The pgstac backend: Items loaded into PostgreSQL + PostGIS through pgstac's own functions.
+
+One ``add`` is one transaction (all Items or none). pgstac is installed with ``pypgstac`` migrate when the
+database has no ``pgstac`` schema yet; missing Collections are created; the MLM queryables are registered in
+``pgstac.queryables`` so STAC API clients can discover them. A plain property path into ``mlm:input[].bands`` matches nothing in
+pgstac, so ``mlm:input.bands`` is answered from a derived property (``mlm_export:bands``) added to pgstac's copy.
+pgstac strips null-valued fields when it stores an Item, so the exact JSON of each Item published here is also
+kept in ``mlm_export.items``; ``search`` asks pgstac which Items match and returns those exact Items.
+Every value travels as a query parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .base import AddResult, CatalogBase, prepared_items
+from .errors import CatalogUnreachableError, ConflictError
+from .fields import BANDS, QUERYABLES, searchable_bands
+from .query import Query, datetime_param
+
+DEFAULT_COLLECTION = "mlm-models"
+CONNECT_TIMEOUT_S = 5
+BATCH = 2_000
+#: Where pgstac finds the derived bands: a property added to pgstac's copy only (its cql2 cannot reach inside
+#: ``mlm:input[].bands``, and queryables name keys, not expressions). Removed again when Items are read.
+INDEX_BANDS = "mlm_export:bands"
+_INDEXED = {"mlm:architecture": "BTREE", "mlm:framework": "BTREE", "mlm:total_parameters": "BTREE"}
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    parts = urlsplit(dsn)
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return dsn
+
+
+def default_collection(collection_id: str) -> dict[str, Any]:
+    """A Collection for Items whose Collection was not published with them."""
+    return {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "id": collection_id,
+        "description": f"Machine learning models published with mlm-export ({collection_id}).",
+        "license": "other",
+        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
+        "links": [],
+    }
+
+
+def with_collection(item: dict[str, Any]) -> dict[str, Any]:
+    """pgstac and STAC APIs need a Collection: Items without one go to ``mlm-models`` (with its link)."""
+    if item.get("collection"):
+        return item
+    links = [*item.get("links", []), {"rel": "collection", "href": f"./{DEFAULT_COLLECTION}.json"}]
+    return {**item, "collection": DEFAULT_COLLECTION, "links": links}
+
+
+def indexed(item: dict[str, Any]) -> dict[str, Any]:
+    """The copy pgstac stores: the derived band list added, so band search works."""
+    return {**item, "properties": {**item.get("properties", {}), INDEX_BANDS: searchable_bands(item)}}
+
+
+def unindexed(item: dict[str, Any]) -> dict[str, Any]:
+    """An Item as read back from pgstac, without the derived band list."""
+    props = item.get("properties")
+    if isinstance(props, dict) and INDEX_BANDS in props:
+        return {**item, "properties": {k: v for k, v in props.items() if k != INDEX_BANDS}}
+    return item
+
+
+def search_body(query: Query) -> dict[str, Any]:
+    """The STAC API search (as pgstac takes it) for a query."""
+    body: dict[str, Any] = {
+        "limit": query.limit,
+        "sortby": [{"field": "datetime", "direction": "desc"}, {"field": "id", "direction": "asc"}],
+    }
+    expr = query.cql2()
+    if expr is not None:
+        body["filter"] = expr
+        body["filter-lang"] = "cql2-json"
+    if query.bbox is not None:
+        body["bbox"] = list(query.bbox)
+    if query.datetime is not None:
+        body["datetime"] = datetime_param(query)
+    return body
+
+
+class PgstacCatalog(CatalogBase):
+    """A pgstac database named by a ``postgresql://`` DSN."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._con: Any = None
+
+    def __repr__(self) -> str:
+        return f"PgstacCatalog({redact(self.dsn)!r})"
+
+    def _connection(self) -> Any:
+        import psycopg
+
+        if self._con is None:
+            try:
+                self._con = psycopg.connect(
+                    self.dsn, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True, options="-c search_path=pgstac,public"
+                )
+            except psycopg.Error as e:
+                reason = " ".join(str(e).split())
+                raise CatalogUnreachableError(
+                    f"cannot reach the PostgreSQL database {redact(self.dsn)}: {reason}; check the URL and that the "
+                    "server runs"
+                ) from e
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def _installed(self) -> bool:
+        row = self._connection().execute("SELECT to_regclass('pgstac.items') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+
+    def migrate(self) -> str:
+        """Install or upgrade pgstac in the database (pypgstac migrate); returns the version."""
+        from pypgstac.db import PgstacDB
+        from pypgstac.migrate import Migrate
+
+        db = PgstacDB(dsn=self.dsn)
+        try:
+            return str(Migrate(db).run_migration())
+        finally:
+            db.close()
+
+    def register_queryables(self) -> None:
+        """Make the MLM fields discoverable (GET /queryables) and the band search work."""
+        con = self._connection()
+        with con.transaction():
+            for name, definition in QUERYABLES.items():
+                if name in ("id", "collection", "datetime"):
+                    continue
+                path = ["properties", INDEX_BANDS] if name == BANDS else None
+                wrapper = "to_text_array" if definition["type"] == "array" else None
+                con.execute("DELETE FROM pgstac.queryables WHERE name = %s", [name])
+                con.execute(
+                    "INSERT INTO pgstac.queryables (name, definition, property_path, property_wrapper, "
+                    "property_index_type) VALUES (%s, %s::jsonb, %s::text[], %s, %s)",
+                    [name, json.dumps(definition), path, wrapper, _INDEXED.get(name)],
+                )
+
+    def _prepare(self) -> None:
+        if not self._installed():
+            self.migrate()
+        con = self._connection()
+        con.execute("CREATE SCHEMA IF NOT EXISTS mlm_export")
+        con.execute("CREATE TABLE IF NOT EXISTS mlm_export.items (id text PRIMARY KEY, content jsonb NOT NULL)")
+        self.register_queryables()
+
+    def add(
+        self,
+        items: Iterable[Any],
+        *,
+        collections: Iterable[Mapping[str, Any]] = (),
+        on_conflict: str = "error",
+        skip_invalid: bool = False,
+        validate: bool = True,
+    ) -> AddResult:
+        """Add Items and Collections in one transaction: all of them or none."""
+        self._prepare()
+        con = self._connection()
+        existing = {r[0] for r in con.execute("SELECT id FROM pgstac.items").fetchall()}
+        known = {r[0] for r in con.execute("SELECT id FROM pgstac.collections").fetchall()}
+        result = AddResult()
+        with con.transaction():
+            for collection in collections:
+                con.execute("SELECT pgstac.upsert_collection(%s::jsonb)", [json.dumps(dict(collection))])
+                known.add(collection["id"])
+            batch: list[tuple[dict[str, Any], str]] = []
+            for pair in prepared_items(items, existing, on_conflict, skip_invalid, validate, result):
+                batch.append(pair)
+                if len(batch) >= BATCH:
+                    self._load(con, batch, known, existing)
+                    batch = []
+            result.raise_for_problems()
+            if on_conflict == "error" and result.conflicts:
+                raise ConflictError(result.conflicts)
+            self._load(con, batch, known, existing)
+        return result
+
+    def _load(self, con: Any, batch: list[tuple[dict[str, Any], str]], known: set[str], existing: set[str]) -> None:
+        if not batch:
+            return
+        stored = [with_collection(item) for item, _ in batch]
+        for cid in {i["collection"] for i in stored} - known:
+            con.execute("SELECT pgstac.create_collection(%s::jsonb)", [json.dumps(default_collection(cid))])
+            known.add(cid)
+        replace = [i["id"] for i in stored if i["id"] in existing]
+        if replace:
+            con.execute("DELETE FROM pgstac.items WHERE id = ANY(%s)", [replace])
+        con.execute("SELECT pgstac.create_items(%s::jsonb)", [json.dumps([indexed(i) for i in stored])])
+        con.execute(
+            "INSERT INTO mlm_export.items (id, content) SELECT e->>'id', e FROM jsonb_array_elements(%s::jsonb) e "
+            "ON CONFLICT (id) DO UPDATE SET content = EXCLUDED.content",
+            [json.dumps(stored)],
+        )
+
+    def search(self, query: Query | None = None) -> list[dict[str, Any]]:
+        """Items matching ``query`` as pgstac finds them, returned exactly as they were published."""
+        query = query or Query()
+        con = self._connection()
+        if not self._installed():
+            return []
+        body = search_body(query) | {"fields": {"include": ["id"]}}
+        found = con.execute("SELECT pgstac.search(%s::jsonb)", [json.dumps(body)]).fetchone()[0]
+        ids = [f["id"] for f in found.get("features", [])]
+        if not ids:
+            return []
+        exact = dict(con.execute("SELECT id, content FROM mlm_export.items WHERE id = ANY(%s)", [ids]).fetchall())
+        missing = [i for i in ids if i not in exact]
+        if missing:  # Items loaded by other tools: pgstac's own copy
+            more = con.execute("SELECT pgstac.search(%s::jsonb)", [json.dumps({"ids": missing, "limit": len(missing)})])
+            exact |= {f["id"]: unindexed(f) for f in more.fetchone()[0].get("features", [])}
+        return [exact[i] for i in ids if i in exact]
