@@ -111,8 +111,7 @@ class FolderCatalog(CatalogBase):
             return "read_parquet(?)"
         params.append(files)
         return (
-            "(SELECT * FROM read_parquet(?) WHERE (id, seq) IN "
-            "(SELECT id, max(seq) FROM read_parquet(?) GROUP BY id))"
+            "(SELECT * FROM read_parquet(?) WHERE (id, seq) IN (SELECT id, max(seq) FROM read_parquet(?) GROUP BY id))"
         )
 
     def search(self, query: Query | None = None) -> list[dict[str, Any]]:
@@ -132,7 +131,8 @@ class FolderCatalog(CatalogBase):
             where.append(bbox_sql(query.bbox, params))
         if query.datetime is not None:
             where.append(interval_sql(*query.interval, params))
-        sql = f'SELECT item FROM {source} WHERE {" AND ".join(where)} ORDER BY "start" DESC NULLS LAST, id LIMIT ?'
+        # Only fixed fragments are joined here; every user value is a ``?`` parameter.
+        sql = f'SELECT item FROM {source} WHERE {" AND ".join(where)} ORDER BY "start" DESC NULLS LAST, id LIMIT ?'  # noqa: S608
         params.append(query.limit)
         rows = self._connection().execute(sql, params).fetchall()
         return [json.loads(r[0]) for r in rows]

@@ -2,8 +2,9 @@
 
 One ``add`` is one transaction (all Items or none). pgstac is installed with ``pypgstac`` migrate when the
 database has no ``pgstac`` schema yet; missing Collections are created; the MLM queryables are registered in
-``pgstac.queryables`` so STAC API clients can discover them. A plain property path into ``mlm:input[].bands`` matches nothing in
-pgstac, so ``mlm:input.bands`` is answered from a derived property (``mlm_export:bands``) added to pgstac's copy.
+``pgstac.queryables`` so STAC API clients can discover them. A plain property path into
+``mlm:input[].bands`` matches nothing in pgstac, so ``mlm:input.bands`` is answered from a derived property
+(``mlm_export:bands``) added to pgstac's copy.
 pgstac strips null-valued fields when it stores an Item, so the exact JSON of each Item published here is also
 kept in ``mlm_export.items``; ``search`` asks pgstac which Items match and returns those exact Items.
 Every value travels as a query parameter.

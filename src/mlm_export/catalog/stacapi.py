@@ -144,7 +144,9 @@ class StacApiCatalog(CatalogBase):
             )
             features = list(search.items_as_dicts())
         except APIError as e:
-            raise CatalogError(f"the STAC API at {self.url} refused the search: {' '.join(str(e).split())[:300]}") from e
+            raise CatalogError(
+                f"the STAC API at {self.url} refused the search: {' '.join(str(e).split())[:300]}"
+            ) from e
         except (OSError, json.JSONDecodeError) as e:
             reason = " ".join(str(e).split())[:300]
             raise CatalogUnreachableError(f"cannot reach the STAC API at {self.url}: {reason}") from e

@@ -6,13 +6,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import convert, demo, validate, verify
+from . import convert, demo, match, publish, search, validate, verify
 
 EPILOG = """examples:
   mlm-export demo                                  train a small model on synthetic data, export its Item
   mlm-export convert runs/checkpoints/             an Item per checkpoint and a collection.json
   mlm-export validate demo-output/*.json           schema and cross-field checks, offline
   mlm-export verify demo-output/tinyunet-water-segmentation.json
+  mlm-export publish demo-output/ --to models/       add Items to a folder, pgstac or STAC API catalog
+  mlm-export search models/ --task classification --band red
+  mlm-export match scene.json models/               the models that can run on a STAC data Item
 exit codes: 0 success, 1 some file failed, 2 usage error
 """
 
@@ -26,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (convert, validate, verify, demo):
+    for module in (convert, validate, verify, demo, publish, search, match):
         module.add_parser(sub)
     try:
         args = parser.parse_args(argv)
