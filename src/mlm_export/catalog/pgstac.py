@@ -154,7 +154,8 @@ class PgstacCatalog(CatalogBase):
                     [name, json.dumps(definition), path, wrapper, _INDEXED.get(name)],
                 )
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
+        """Install pgstac when missing, register the MLM queryables (needed once for a STAC API on this database)."""
         if not self._installed():
             self.migrate()
         con = self._connection()
@@ -172,7 +173,7 @@ class PgstacCatalog(CatalogBase):
         validate: bool = True,
     ) -> AddResult:
         """Add Items and Collections in one transaction: all of them or none."""
-        self._prepare()
+        self.prepare()
         con = self._connection()
         existing = {r[0] for r in con.execute("SELECT id FROM pgstac.items").fetchall()}
         known = {r[0] for r in con.execute("SELECT id FROM pgstac.collections").fetchall()}
