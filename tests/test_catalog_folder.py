@@ -152,10 +152,11 @@ def test_a_killed_publish_leaves_the_old_state_and_the_next_writer_cleans_up(tmp
     assert (path / "catalog.json").read_bytes() == before_manifest
     assert len(catalog.open(path).search()) == len(model_items())
     leftovers = [p.name for p in (path / "parts").iterdir()]
-    assert len(leftovers) == 2  # the committed part and the killed writer's file
+    assert len(leftovers) == 4  # the committed pair of files and the killed writer's pair
     folder.add([official_examples()[0] | {"id": "after-kill"}])
     parts = json.loads((path / "catalog.json").read_text())["parts"]
-    assert sorted(p.name for p in (path / "parts").iterdir()) == sorted(p["file"] for p in parts)
+    committed = {p["file"] for p in parts} | {p["file"].replace(".parquet", ".jsonl") for p in parts}
+    assert {p.name for p in (path / "parts").iterdir()} == committed
     assert len(folder.search()) == len(model_items()) + 1
 
 

@@ -62,6 +62,15 @@ def item_problems(item: Mapping[str, Any]) -> list[Problem]:
         return [Problem("$", f"cannot be validated: {e}", "schema")]
 
 
+def dumps(item: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON (orjson when installed: ~10x faster on large Items)."""
+    try:
+        import orjson
+    except ModuleNotFoundError:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return orjson.dumps(item)
+
+
 def prepared_items(
     items: Iterable[Any],
     existing: set[str],
@@ -69,8 +78,8 @@ def prepared_items(
     skip_invalid: bool,
     validate: bool,
     result: AddResult,
-) -> Iterator[tuple[dict[str, Any], str]]:
-    """Each Item to write with its JSON text, after validation and the conflict policy; bookkeeping in ``result``.
+) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """Each Item to write with its JSON bytes, after validation and the conflict policy; bookkeeping in ``result``.
 
     Refused and conflicting Items are recorded, not raised, so one call reports all of them; the caller
     raises before committing.
@@ -100,7 +109,7 @@ def prepared_items(
             result.updated_ids.append(item_id)
         else:
             result.added.append(item_id)
-        yield item, json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+        yield item, dumps(item)
 
 
 class CatalogBase:

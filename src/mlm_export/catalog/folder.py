@@ -1,17 +1,19 @@
-"""The folder catalog: Parquet files of search columns plus each Item's JSON text, queried with DuckDB.
+"""The folder catalog: search columns in Parquet, each Item's JSON in a JSON-lines file beside it; DuckDB.
 
 Layout of a catalog folder::
 
-    catalog.json        the manifest: the committed parts and Collections (replaced atomically)
-    parts/*.parquet     one file per add() call, never rewritten
-    .lock               writers take an exclusive lock on it
+    catalog.json              the manifest: the committed parts and Collections (replaced atomically)
+    parts/part-N-X.parquet    one row per Item: the search columns, and where its JSON is in the .jsonl
+    parts/part-N-X.jsonl      the Items exactly as added, one per line (readable with any JSON tool)
+    .lock                     writers take an exclusive lock on it
 
-An ``add`` streams its Items into one new Parquet file (written under a temporary name, renamed when
-complete), then commits by replacing ``catalog.json``. A reader reads the manifest once and only the parts it
-lists, so a writer killed at any moment leaves the old state (an unlisted part is removed by the next
-writer). Updates append a newer row; a search keeps the newest row per id. Items are kept whole as JSON
-text, so every MLM Item goes in (bands as strings or objects, ``expression`` of any type, legacy keys) and
-comes back equal.
+An ``add`` streams its Items into one new pair of files (written under temporary names, renamed when
+complete), then commits by replacing ``catalog.json``. A reader reads the manifest and only the parts it
+lists, so a writer killed at any moment leaves the old state (unlisted files are removed by the next
+writer). Updates append a newer row; the newest row per id wins. Items are kept whole as JSON text, so every
+MLM Item goes in (bands as strings or objects, ``expression`` of any type, legacy keys) and comes back equal.
+A search runs in DuckDB over the search columns (loaded once per catalog state into memory), then reads only
+the matched Items' bytes.
 """
 
 from __future__ import annotations
@@ -62,9 +64,14 @@ def _schema() -> Any:
             ("total_parameters", pa.int64()),
             ("tasks", pa.list_(pa.string())),
             ("bands", pa.list_(pa.string())),
-            ("item", pa.string()),
+            ("offset", pa.int64()),
+            ("length", pa.int64()),
         ]
     )
+
+
+def _items_file(part: Path) -> Path:
+    return part.with_suffix(".jsonl")
 
 
 class FolderCatalog(CatalogBase):
@@ -73,6 +80,7 @@ class FolderCatalog(CatalogBase):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._con: Any = None
+        self._loaded: tuple[list[str], int] = ([], 0)  # parts in the in-memory table, superseded count
 
     def __repr__(self) -> str:
         return f"FolderCatalog({str(self.path)!r})"
@@ -95,33 +103,38 @@ class FolderCatalog(CatalogBase):
                 raise CatalogFormatError(f"{file} lists a part named {part.get('file')!r}, which is not allowed")
         return data
 
-    def _connection(self) -> Any:
+    def _table(self, manifest: Mapping[str, Any]) -> Any:
+        """A DuckDB connection whose ``models`` table holds the newest row per id of the manifest's parts."""
         import duckdb
 
-        if self._con is None:
+        files = [p["file"] for p in manifest["parts"]]
+        superseded = int(manifest.get("superseded", 0))
+        loaded, loaded_superseded = self._loaded
+        if self._con is None or files[: len(loaded)] != loaded or superseded != loaded_superseded:
+            if self._con is not None:
+                self._con.close()
             self._con = duckdb.connect(":memory:")
+            self._con.execute(
+                "CREATE TABLE models AS SELECT *, 0 AS part FROM read_parquet(?) LIMIT 0",
+                [str(self.path / "parts" / files[0])],
+            )
+            loaded = []
+        for index in range(len(loaded), len(files)):
+            part = str(self.path / "parts" / files[index])
+            self._con.execute("INSERT INTO models SELECT *, ? AS part FROM read_parquet(?)", [index, part])
+        if superseded and (len(files) != len(loaded) or superseded != loaded_superseded):
+            self._con.execute("DELETE FROM models WHERE (id, seq) NOT IN (SELECT id, max(seq) FROM models GROUP BY id)")
+        self._loaded = (files, superseded)
         return self._con
-
-    def _source(self, manifest: Mapping[str, Any], params: list[Any]) -> str | None:
-        files = [str(self.path / "parts" / p["file"]) for p in manifest["parts"]]
-        if not files:
-            return None
-        params.append(files)
-        if not manifest.get("superseded"):
-            return "read_parquet(?)"
-        params.append(files)
-        return (
-            "(SELECT * FROM read_parquet(?) WHERE (id, seq) IN (SELECT id, max(seq) FROM read_parquet(?) GROUP BY id))"
-        )
 
     def search(self, query: Query | None = None) -> list[dict[str, Any]]:
         """Items matching ``query``, newest first (then by id)."""
         query = query or Query()
-        params: list[Any] = []
-        source = self._source(self._manifest(), params)
-        if source is None:
+        manifest = self._manifest()
+        if not manifest["parts"]:
             return []
         where = ["TRUE"]
+        params: list[Any] = []
         expr = query.cql2()
         if expr is not None:
             clause, more = to_sql(expr)
@@ -132,24 +145,45 @@ class FolderCatalog(CatalogBase):
         if query.datetime is not None:
             where.append(interval_sql(*query.interval, params))
         # Only fixed fragments are joined here; every user value is a ``?`` parameter.
-        sql = f'SELECT item FROM {source} WHERE {" AND ".join(where)} ORDER BY "start" DESC NULLS LAST, id LIMIT ?'  # noqa: S608
+        sql = (
+            f'SELECT part, "offset", length FROM models WHERE {" AND ".join(where)} '  # noqa: S608
+            'ORDER BY "start" DESC NULLS LAST, id LIMIT ?'
+        )
         params.append(query.limit)
-        rows = self._connection().execute(sql, params).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        hits = self._table(manifest).execute(sql, params).fetchall()
+        return self._read_items(manifest, hits)
+
+    def _read_items(self, manifest: Mapping[str, Any], hits: list[tuple[int, int, int]]) -> list[dict[str, Any]]:
+        """The Items at (part, offset, length), in the order given."""
+        handles: dict[int, int] = {}
+        try:
+            out = []
+            for part, offset, length in hits:
+                if part not in handles:
+                    path = _items_file(self.path / "parts" / manifest["parts"][part]["file"])
+                    handles[part] = os.open(path, os.O_RDONLY)
+                out.append(json.loads(os.pread(handles[part], length, offset)))
+            return out
+        finally:
+            for fd in handles.values():
+                os.close(fd)
 
     def ids(self) -> set[str]:
         """Every Item id in the catalog."""
-        params: list[Any] = []
         manifest = self._manifest()
         if not manifest["parts"]:
             return set()
-        params.append([str(self.path / "parts" / p["file"]) for p in manifest["parts"]])
-        rows = self._connection().execute("SELECT DISTINCT id FROM read_parquet(?)", params)
-        return {r[0] for r in rows.fetchall()}
+        return {r[0] for r in self._table(manifest).execute("SELECT id FROM models").fetchall()}
 
     def collections(self) -> dict[str, dict[str, Any]]:
         """The Collections published with the Items, by id."""
         return dict(self._manifest().get("collections", {}))
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+            self._loaded = ([], 0)
 
     # -- writing -------------------------------------------------------------------------------------------
     @contextmanager
@@ -206,19 +240,26 @@ class FolderCatalog(CatalogBase):
         validate: bool,
         result: AddResult,
     ) -> int:
-        """Stream the Items into one new part; nothing is left behind when it fails (or adds nothing)."""
+        """Stream the Items into one new pair of files; nothing is left behind when it fails (or adds nothing)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         schema = _schema()
         rows = 0
-        with atomic_path(self.path / "parts" / name) as tmp:
-            writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+        offset = 0
+        part = self.path / "parts" / name
+        with atomic_path(_items_file(part)) as tmp_items, atomic_path(part) as tmp_part:
+            writer = pq.ParquetWriter(tmp_part, schema, compression="zstd")
             try:
-                for batch in _batches(prepared_items(items, existing, on_conflict, skip_invalid, validate, result)):
-                    cols = [fields.row(item) | {"seq": seq, "item": text} for item, text in batch]
-                    writer.write_batch(pa.RecordBatch.from_pylist(cols, schema=schema))
-                    rows += len(cols)
+                with open(tmp_items, "wb") as out:
+                    for batch in _batches(prepared_items(items, existing, on_conflict, skip_invalid, validate, result)):
+                        cols = []
+                        for item, data in batch:
+                            cols.append(fields.row(item) | {"seq": seq, "offset": offset, "length": len(data)})
+                            out.write(data + b"\n")
+                            offset += len(data) + 1
+                        writer.write_batch(pa.RecordBatch.from_pylist(cols, schema=schema))
+                        rows += len(cols)
             finally:
                 writer.close()
             result.raise_for_problems()
@@ -229,10 +270,11 @@ class FolderCatalog(CatalogBase):
         return rows
 
     def _remove_orphans(self, manifest: Mapping[str, Any]) -> None:
-        """Parts a killed writer left behind (not in the manifest); only the lock holder writes, so none is live."""
+        """Files a killed writer left behind (not in the manifest); only the lock holder writes, so none is live."""
         listed = {p["file"] for p in manifest["parts"]}
+        listed |= {_items_file(Path(f)).name for f in listed}
         for file in (self.path / "parts").iterdir():
-            if file.name not in listed and (file.name.startswith(".part-") or _PART.match(file.name)):
+            if file.name not in listed and file.name.startswith((".part-", "part-")):
                 file.unlink(missing_ok=True)
 
 
@@ -240,8 +282,8 @@ class _NothingToCommit(Exception):
     """Internal: the call added nothing; the empty part is dropped and the manifest left alone."""
 
 
-def _batches(items: Iterable[tuple[dict[str, Any], str]]) -> Iterator[list[tuple[dict[str, Any], str]]]:
-    batch: list[tuple[dict[str, Any], str]] = []
+def _batches(items: Iterable[tuple[dict[str, Any], bytes]]) -> Iterator[list[tuple[dict[str, Any], bytes]]]:
+    batch: list[tuple[dict[str, Any], bytes]] = []
     for pair in items:
         batch.append(pair)
         if len(batch) >= BATCH_ROWS:

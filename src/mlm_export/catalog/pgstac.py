@@ -182,7 +182,7 @@ class PgstacCatalog(CatalogBase):
             for collection in collections:
                 con.execute("SELECT pgstac.upsert_collection(%s::jsonb)", [json.dumps(dict(collection))])
                 known.add(collection["id"])
-            batch: list[tuple[dict[str, Any], str]] = []
+            batch: list[tuple[dict[str, Any], bytes]] = []
             for pair in prepared_items(items, existing, on_conflict, skip_invalid, validate, result):
                 batch.append(pair)
                 if len(batch) >= BATCH:
@@ -194,7 +194,7 @@ class PgstacCatalog(CatalogBase):
             self._load(con, batch, known, existing)
         return result
 
-    def _load(self, con: Any, batch: list[tuple[dict[str, Any], str]], known: set[str], existing: set[str]) -> None:
+    def _load(self, con: Any, batch: list[tuple[dict[str, Any], bytes]], known: set[str], existing: set[str]) -> None:
         if not batch:
             return
         stored = [with_collection(item) for item, _ in batch]
