@@ -74,7 +74,7 @@ QUERIES: list[tuple[str, Query]] = [
     ("datetime", Query(datetime="2021-01-01T00:00:00Z/2021-03-01T00:00:00Z", limit=100)),
     ("cql2 filter", Query(filter='"mlm:total_parameters" BETWEEN 1000000 AND 2000000', limit=100)),
     ("combined", Query(task="classification", bands=("red",), bbox=(-10, 35, 30, 60), max_parameters=50_000_000)),
-    ("one id", Query(ids=("model-0077777",), limit=1)),
+    ("one id", Query(ids=("model-0000777",), limit=1)),
 ]
 
 
@@ -206,7 +206,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=100_000, help="how many Items (default 100000)")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs per query (default 20)")
-    parser.add_argument("--naive-repeat", type=int, default=1, help="timed runs per naive query (default 1)")
+    parser.add_argument(
+        "--naive-items", type=int, default=2000, help="Items the naive anchor loads per query (default 2000)"
+    )
     parser.add_argument("--no-pgstac", action="store_true", help="skip the pgstac part")
     args = parser.parse_args()
     n = args.items
@@ -234,7 +236,8 @@ def main() -> None:
             f"\nfolder ingest: {ingest:.1f} s ({n / ingest:,.0f} Items/s)  {verdict(ingest, 60)} (< 60 s); "
             f"peak RSS +{grown:.0f} MiB; {size:.0f} MiB on disk"
         )
-        report("folder catalog (DuckDB over Parquet)", time_queries(folder.search, args.repeat), 50)
+        folder_figures = time_queries(folder.search, args.repeat)
+        report("folder catalog (DuckDB over Parquet)", folder_figures, 50)
 
         ndjson = Path(tmp) / "items.ndjson"
         with ndjson.open("w") as f:

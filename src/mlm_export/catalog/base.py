@@ -71,6 +71,15 @@ def dumps(item: Mapping[str, Any]) -> bytes:
     return orjson.dumps(item)
 
 
+def loads(data: bytes) -> Any:
+    """Parse JSON bytes (orjson when installed)."""
+    try:
+        import orjson
+    except ModuleNotFoundError:
+        return json.loads(data)
+    return orjson.loads(data)
+
+
 def prepared_items(
     items: Iterable[Any],
     existing: set[str],

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..write import atomic_path, atomic_write_json
 from . import fields
-from .base import AddResult, CatalogBase, prepared_items
+from .base import AddResult, CatalogBase, loads, prepared_items
 from .errors import CatalogFormatError, ConflictError
 from .query import Query
 from .sql import bbox_sql, interval_sql, to_sql
@@ -104,28 +104,29 @@ class FolderCatalog(CatalogBase):
         return data
 
     def _table(self, manifest: Mapping[str, Any]) -> Any:
-        """A DuckDB connection whose ``models`` table holds the newest row per id of the manifest's parts."""
+        """A DuckDB connection whose ``models`` table holds the newest row per id, newest Items first.
+
+        Rebuilt when the manifest changes. The rows are stored in search order, and DuckDB keeps insertion
+        order for queries without ORDER BY, so a search stops after ``limit`` hits instead of sorting them all.
+        """
         import duckdb
 
-        files = [p["file"] for p in manifest["parts"]]
-        superseded = int(manifest.get("superseded", 0))
-        loaded, loaded_superseded = self._loaded
-        if self._con is None or files[: len(loaded)] != loaded or superseded != loaded_superseded:
-            if self._con is not None:
-                self._con.close()
-            self._con = duckdb.connect(":memory:")
-            self._con.execute(
-                "CREATE TABLE models AS SELECT *, 0 AS part FROM read_parquet(?) LIMIT 0",
-                [str(self.path / "parts" / files[0])],
-            )
-            loaded = []
-        for index in range(len(loaded), len(files)):
-            part = str(self.path / "parts" / files[index])
-            self._con.execute("INSERT INTO models SELECT *, ? AS part FROM read_parquet(?)", [index, part])
-        if superseded and (len(files) != len(loaded) or superseded != loaded_superseded):
-            self._con.execute("DELETE FROM models WHERE (id, seq) NOT IN (SELECT id, max(seq) FROM models GROUP BY id)")
-        self._loaded = (files, superseded)
-        return self._con
+        state = ([p["file"] for p in manifest["parts"]], int(manifest.get("superseded", 0)))
+        if self._con is not None and self._loaded == state:
+            return self._con
+        files = [str(self.path / "parts" / f) for f in state[0]]
+        con = self._con or duckdb.connect(":memory:")
+        # Fixed SQL: the file names are parameters. Without updates every row is the newest of its id.
+        con.execute("DROP TABLE IF EXISTS models")
+        con.execute(
+            "CREATE TABLE models AS SELECT * EXCLUDE (filename), list_position(?, filename) - 1 AS part "
+            'FROM read_parquet(?, filename = true) ORDER BY "start" DESC NULLS LAST, id',
+            [files, files],
+        )
+        if state[1]:
+            con.execute("DELETE FROM models WHERE (id, seq) NOT IN (SELECT id, max(seq) FROM models GROUP BY id)")
+        self._con, self._loaded = con, state
+        return con
 
     def search(self, query: Query | None = None) -> list[dict[str, Any]]:
         """Items matching ``query``, newest first (then by id)."""
@@ -145,10 +146,7 @@ class FolderCatalog(CatalogBase):
         if query.datetime is not None:
             where.append(interval_sql(*query.interval, params))
         # Only fixed fragments are joined here; every user value is a ``?`` parameter.
-        sql = (
-            f'SELECT part, "offset", length FROM models WHERE {" AND ".join(where)} '  # noqa: S608
-            'ORDER BY "start" DESC NULLS LAST, id LIMIT ?'
-        )
+        sql = f'SELECT part, "offset", length FROM models WHERE {" AND ".join(where)} LIMIT ?'  # noqa: S608
         params.append(query.limit)
         hits = self._table(manifest).execute(sql, params).fetchall()
         return self._read_items(manifest, hits)
@@ -162,7 +160,7 @@ class FolderCatalog(CatalogBase):
                 if part not in handles:
                     path = _items_file(self.path / "parts" / manifest["parts"][part]["file"])
                     handles[part] = os.open(path, os.O_RDONLY)
-                out.append(json.loads(os.pread(handles[part], length, offset)))
+                out.append(loads(os.pread(handles[part], length, offset)))
             return out
         finally:
             for fd in handles.values():
