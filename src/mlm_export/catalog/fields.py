@@ -46,14 +46,13 @@ def input_band_names(item: Mapping[str, Any]) -> list[str]:
 
 def band_definitions(item: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     """Every band definition object of the Item: properties first, then each asset."""
-    holders = [item.get("properties", {}), *(item.get("assets") or {}).values()]
-    for holder in holders:
-        if not isinstance(holder, Mapping):
-            continue
-        for key in ("bands", "eo:bands", "raster:bands"):
-            for band in holder.get(key) or []:
-                if isinstance(band, Mapping):
-                    yield band
+    assets = item.get("assets") or {}
+    for holder in (item.get("properties", {}), *(assets.values() if isinstance(assets, Mapping) else ())):
+        if isinstance(holder, Mapping):
+            for key in ("bands", "eo:bands", "raster:bands"):
+                bands = holder.get(key)
+                if bands:
+                    yield from (b for b in bands if isinstance(b, Mapping))
 
 
 def common_name(band: Mapping[str, Any]) -> str | None:

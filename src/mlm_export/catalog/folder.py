@@ -120,7 +120,7 @@ class FolderCatalog(CatalogBase):
         con.execute("DROP TABLE IF EXISTS models")
         con.execute(
             "CREATE TABLE models AS SELECT * EXCLUDE (filename), list_position(?, filename) - 1 AS part "
-            'FROM read_parquet(?, filename = true) ORDER BY "start" DESC NULLS LAST, id',
+            'FROM read_parquet(?, filename = true) ORDER BY "start" DESC NULLS LAST, id DESC',
             [files, files],
         )
         if state[1]:
@@ -136,15 +136,15 @@ class FolderCatalog(CatalogBase):
             return []
         where = ["TRUE"]
         params: list[Any] = []
+        if query.bbox is not None:  # numeric tests first: cheap, and often the most selective
+            where.append(bbox_sql(query.bbox, params))
+        if query.datetime is not None:
+            where.append(interval_sql(*query.interval, params))
         expr = query.cql2()
         if expr is not None:
             clause, more = to_sql(expr)
             where.append(clause)
             params.extend(more)
-        if query.bbox is not None:
-            where.append(bbox_sql(query.bbox, params))
-        if query.datetime is not None:
-            where.append(interval_sql(*query.interval, params))
         # Only fixed fragments are joined here; every user value is a ``?`` parameter.
         sql = f'SELECT part, "offset", length FROM models WHERE {" AND ".join(where)} LIMIT ?'  # noqa: S608
         params.append(query.limit)

@@ -28,7 +28,7 @@ BATCH = 2_000
 #: Where pgstac finds the derived bands: a property added to pgstac's copy only (its cql2 cannot reach inside
 #: ``mlm:input[].bands``, and queryables name keys, not expressions). Removed again when Items are read.
 INDEX_BANDS = "mlm_export:bands"
-_INDEXED = {"mlm:architecture": "BTREE", "mlm:framework": "BTREE", "mlm:total_parameters": "BTREE"}
+_INDEXED = {"mlm:tasks": "GIN", BANDS: "GIN", "mlm:total_parameters": "BTREE"}
 
 
 def redact(dsn: str) -> str:
@@ -79,7 +79,7 @@ def search_body(query: Query) -> dict[str, Any]:
     """The STAC API search (as pgstac takes it) for a query."""
     body: dict[str, Any] = {
         "limit": query.limit,
-        "sortby": [{"field": "datetime", "direction": "desc"}, {"field": "id", "direction": "asc"}],
+        "sortby": [{"field": "datetime", "direction": "desc"}, {"field": "id", "direction": "desc"}],
     }
     expr = query.cql2()
     if expr is not None:
@@ -98,6 +98,7 @@ class PgstacCatalog(CatalogBase):
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self._con: Any = None
+        self._pgstac_loader: Any = None
 
     def __repr__(self) -> str:
         return f"PgstacCatalog({redact(self.dsn)!r})"
@@ -119,6 +120,10 @@ class PgstacCatalog(CatalogBase):
         return self._con
 
     def close(self) -> None:
+        if self._pgstac_loader is not None:
+            self._pgstac_loader.db.connection = None  # ours: closed below, not by pypgstac
+            self._pgstac_loader.db.close()
+            self._pgstac_loader = None
         if self._con is not None:
             self._con.close()
             self._con = None
@@ -195,21 +200,33 @@ class PgstacCatalog(CatalogBase):
         return result
 
     def _load(self, con: Any, batch: list[tuple[dict[str, Any], bytes]], known: set[str], existing: set[str]) -> None:
+        """Load one batch inside the caller's transaction: pypgstac's loader (dehydrates in Python, COPYs
+        into the partition; its own transactions become savepoints of ours), then the exact copies."""
         if not batch:
             return
         stored = [with_collection(item) for item, _ in batch]
         for cid in {i["collection"] for i in stored} - known:
             con.execute("SELECT pgstac.create_collection(%s::jsonb)", [json.dumps(default_collection(cid))])
             known.add(cid)
-        replace = [i["id"] for i in stored if i["id"] in existing]
+        ids = [i["id"] for i in stored]
+        replace = [i for i in ids if i in existing]
         if replace:
             con.execute("DELETE FROM pgstac.items WHERE id = ANY(%s)", [replace])
-        con.execute("SELECT pgstac.create_items(%s::jsonb)", [json.dumps([indexed(i) for i in stored])])
-        con.execute(
-            "INSERT INTO mlm_export.items (id, content) SELECT e->>'id', e FROM jsonb_array_elements(%s::jsonb) e "
-            "ON CONFLICT (id) DO UPDATE SET content = EXCLUDED.content",
-            [json.dumps(stored)],
-        )
+            con.execute("DELETE FROM mlm_export.items WHERE id = ANY(%s)", [replace])
+        self._loader().load_items(iter([indexed(i) for i in stored]), insert_mode=None)
+        with con.cursor() as cur, cur.copy("COPY mlm_export.items (id, content) FROM STDIN") as copy:
+            for item_id, (_, data) in zip(ids, batch, strict=True):
+                copy.write_row((item_id, data.decode("utf-8")))
+
+    def _loader(self) -> Any:
+        from pypgstac.db import PgstacDB
+        from pypgstac.load import Loader
+
+        if self._pgstac_loader is None:
+            db = PgstacDB(dsn=self.dsn)
+            db.connection = self._connection()  # so that the load joins our transaction
+            self._pgstac_loader = Loader(db)
+        return self._pgstac_loader
 
     def search(self, query: Query | None = None) -> list[dict[str, Any]]:
         """Items matching ``query`` as pgstac finds them, returned exactly as they were published."""

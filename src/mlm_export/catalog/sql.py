@@ -64,6 +64,10 @@ def _expr(node: Any, params: list[Any]) -> str:
         return f"({_value(args[0], params)} BETWEEN {_value(args[1], params)} AND {_value(args[2], params)})"
     if op == "isnull":
         return f"({_value(args[0], params)} IS NULL)"
+    if op == "a_contains" and isinstance(args[1], list) and len(args[1]) == 1 and isinstance(args[1][0], str):
+        column = _value(args[0], params)
+        params.append(args[1][0])
+        return f"list_contains({column}, ?)"  # one value: the cheaper test
     if op in _ARRAYS:
         return _ARRAYS[op].format(_value(args[0], params), _value(args[1], params))
     if op in ("s_intersects", "s_within", "s_contains"):
