@@ -31,6 +31,21 @@ INDEX_BANDS = "mlm_export:bands"
 _INDEXED = {"mlm:tasks": "GIN", BANDS: "GIN", "mlm:total_parameters": "BTREE"}
 
 
+#: The ids matching a STAC search, newest first: pgstac builds the WHERE clause from the search (quoting its
+#: values itself, as pgstac.search does); the limit is an integer argument.
+SEARCH_IDS_SQL = """
+CREATE OR REPLACE FUNCTION mlm_export.search_ids(_search jsonb, _limit integer) RETURNS SETOF text AS $$
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT id FROM pgstac.items WHERE %s ORDER BY datetime DESC, id DESC LIMIT %s',
+        pgstac.stac_search_to_where(_search),
+        _limit
+    );
+END;
+$$ LANGUAGE plpgsql STABLE SET search_path = pgstac, public
+"""
+
+
 def redact(dsn: str) -> str:
     """The DSN without its password, for messages."""
     parts = urlsplit(dsn)
@@ -166,6 +181,7 @@ class PgstacCatalog(CatalogBase):
         con = self._connection()
         con.execute("CREATE SCHEMA IF NOT EXISTS mlm_export")
         con.execute("CREATE TABLE IF NOT EXISTS mlm_export.items (id text PRIMARY KEY, content jsonb NOT NULL)")
+        con.execute(SEARCH_IDS_SQL)
         self.register_queryables()
 
     def add(
@@ -229,19 +245,31 @@ class PgstacCatalog(CatalogBase):
         return self._pgstac_loader
 
     def search(self, query: Query | None = None) -> list[dict[str, Any]]:
-        """Items matching ``query`` as pgstac finds them, returned exactly as they were published."""
+        """Items matching ``query`` as pgstac's own WHERE builder reads it, returned exactly as published.
+
+        ``mlm_export.search_ids`` runs pgstac's ``stac_search_to_where`` on the search (values quoted by
+        pgstac, as its ``search`` does) and orders by datetime then id, newest first: the same rows as
+        ``pgstac.search``, without its per-call bookkeeping (~130 ms here). The client sends parameters only.
+        """
         query = query or Query()
         con = self._connection()
         if not self._installed():
             return []
-        body = search_body(query) | {"fields": {"include": ["id"]}}
-        found = con.execute("SELECT pgstac.search(%s::jsonb)", [json.dumps(body)]).fetchone()[0]
-        ids = [f["id"] for f in found.get("features", [])]
-        if not ids:
-            return []
-        exact = dict(con.execute("SELECT id, content FROM mlm_export.items WHERE id = ANY(%s)", [ids]).fetchall())
-        missing = [i for i in ids if i not in exact]
+        if not self._has_search_function():
+            self.prepare()
+        body = search_body(query)
+        rows = con.execute(
+            "SELECT s.id, i.content FROM mlm_export.search_ids(%s::jsonb, %s) WITH ORDINALITY AS s(id, n) "
+            "LEFT JOIN mlm_export.items i ON i.id = s.id ORDER BY s.n",
+            [json.dumps(body), query.limit],
+        ).fetchall()
+        missing = [item_id for item_id, content in rows if content is None]
+        found = {item_id: content for item_id, content in rows if content is not None}
         if missing:  # Items loaded by other tools: pgstac's own copy
             more = con.execute("SELECT pgstac.search(%s::jsonb)", [json.dumps({"ids": missing, "limit": len(missing)})])
-            exact |= {f["id"]: unindexed(f) for f in more.fetchone()[0].get("features", [])}
-        return [exact[i] for i in ids if i in exact]
+            found |= {f["id"]: unindexed(f) for f in more.fetchone()[0].get("features", [])}
+        return [found[item_id] for item_id, _ in rows if item_id in found]
+
+    def _has_search_function(self) -> bool:
+        row = self._connection().execute("SELECT to_regproc('mlm_export.search_ids') IS NOT NULL").fetchone()
+        return bool(row and row[0])
