@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .base import AddResult, CatalogBase, prepared_items
+from .base import AddResult, CatalogBase, loads, prepared_items
 from .errors import CatalogUnreachableError, ConflictError
 from .fields import BANDS, QUERYABLES, searchable_bands
 from .query import Query, datetime_param
@@ -176,12 +176,22 @@ class PgstacCatalog(CatalogBase):
 
     def prepare(self) -> None:
         """Install pgstac when missing, register the MLM queryables (needed once for a STAC API on this database)."""
+        from psycopg import sql
+
         if not self._installed():
             self.migrate()
         con = self._connection()
         con.execute("CREATE SCHEMA IF NOT EXISTS mlm_export")
-        con.execute("CREATE TABLE IF NOT EXISTS mlm_export.items (id text PRIMARY KEY, content jsonb NOT NULL)")
+        # the exact Items as JSON text (parsed faster on the client than jsonb, and byte for byte as added)
+        con.execute("CREATE TABLE IF NOT EXISTS mlm_export.items (id text PRIMARY KEY, content text NOT NULL)")
         con.execute(SEARCH_IDS_SQL)
+        for name in ("mlm:architecture", "mlm:framework"):  # casei() comparisons, answered from an index
+            index = "mlm_export_" + name.removeprefix("mlm:") + "_casei"
+            con.execute(
+                sql.SQL(
+                    "CREATE INDEX IF NOT EXISTS {} ON pgstac.items (upper(pgstac.to_text(content->'properties'->{})))"
+                ).format(sql.Identifier(index), sql.Literal(name))
+            )
         self.register_queryables()
 
     def add(
@@ -264,7 +274,7 @@ class PgstacCatalog(CatalogBase):
             [json.dumps(body), query.limit],
         ).fetchall()
         missing = [item_id for item_id, content in rows if content is None]
-        found = {item_id: content for item_id, content in rows if content is not None}
+        found = {item_id: loads(content) for item_id, content in rows if content is not None}
         if missing:  # Items loaded by other tools: pgstac's own copy
             more = con.execute("SELECT pgstac.search(%s::jsonb)", [json.dumps({"ids": missing, "limit": len(missing)})])
             found |= {f["id"]: unindexed(f) for f in more.fetchone()[0].get("features", [])}
