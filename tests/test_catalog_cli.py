@@ -230,3 +230,17 @@ def test_publish_a_collection_file_follows_its_item_links(capsys, tmp_path, expo
     assert code == 0, err
     assert json.loads(out)["added"] == ["naip-rgbn-segmenter"]
     assert Path(catalog.open(tmp_path / "m").get("naip-rgbn-segmenter")["assets"]["weights"]["href"]).is_absolute()
+
+
+def test_match_a_collection_by_its_item_assets():
+    scene = load("sentinel2_l2a.json")
+    collection = {
+        "type": "Collection",
+        "id": "sentinel-2-l2a",
+        "extent": {"spatial": {"bbox": [scene["bbox"]]}, "temporal": {"interval": [[None, None]]}},
+        "item_assets": {k: {kk: vv for kk, vv in v.items() if kk != "href"} for k, v in scene["assets"].items()},
+    }
+    as_collection = {m.id: (m.fits, m.reasons, m.bands) for m in match_models(collection, model_items())}
+    as_item = {m.id: (m.fits, m.reasons, m.bands) for m in match_models(scene, model_items())}
+    assert as_collection == as_item
+    assert {k for k, v in as_collection.items() if v[0]} == {"item_bands_expression", "item_basic", "item_multi_io"}
