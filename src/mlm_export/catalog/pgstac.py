@@ -25,6 +25,8 @@ from .query import Query, datetime_param
 DEFAULT_COLLECTION = "mlm-models"
 CONNECT_TIMEOUT_S = 5
 BATCH = 2_000
+#: Items added in one call after which the table statistics are refreshed (bulk loads change the plans).
+ANALYZE_AFTER = 1_000
 #: Where pgstac finds the derived bands: a property added to pgstac's copy only (its cql2 cannot reach inside
 #: ``mlm:input[].bands``, and queryables name keys, not expressions). Removed again when Items are read.
 INDEX_BANDS = "mlm_export:bands"
@@ -223,6 +225,8 @@ class PgstacCatalog(CatalogBase):
             if on_conflict == "error" and result.conflicts:
                 raise ConflictError(result.conflicts)
             self._load(con, batch, known, existing)
+        if len(result.added) + result.updated >= ANALYZE_AFTER:  # fresh statistics, or the planner guesses
+            con.execute("ANALYZE pgstac.items")
         return result
 
     def _load(self, con: Any, batch: list[tuple[dict[str, Any], bytes]], known: set[str], existing: set[str]) -> None:
