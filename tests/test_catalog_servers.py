@@ -214,3 +214,12 @@ def test_unreachable_database_is_one_line():
     ) as e:
         catalog.open(f"postgresql://u:pw@127.0.0.1:{port}/x").search()
     assert "\n" not in str(e.value) and "pw@" not in str(e.value)
+
+
+def test_queryables_are_registered_once(pg):
+    """pgstac rebuilds a queryable's indexes when its row changes: a later add must leave the rows alone."""
+    con = pg._connection()
+    before = con.execute("SELECT id, name FROM pgstac.queryables ORDER BY id").fetchall()
+    assert {"mlm:tasks", "mlm:input.bands", "mlm:total_parameters"} <= {name for _, name in before}
+    pg.add([naip_model()], on_conflict="skip")
+    assert con.execute("SELECT id, name FROM pgstac.queryables ORDER BY id").fetchall() == before
