@@ -13,9 +13,9 @@ EPILOG = """examples:
   mlm-export convert runs/checkpoints/             an Item per checkpoint and a collection.json
   mlm-export validate demo-output/*.json           schema and cross-field checks, offline
   mlm-export verify demo-output/tinyunet-water-segmentation.json
-  mlm-export publish demo-output/ --to models/       add Items to a folder, pgstac or STAC API catalog
-  mlm-export search models/ --task classification --band red
-  mlm-export match scene.json models/               the models that can run on a STAC data Item
+  mlm-export publish demo-output/ --to models/     add Items to a folder, pgstac or STAC API catalog
+  mlm-export search models/ --task classification --band red   find models
+  mlm-export match scene.json models/              the models that can run on a STAC data Item
 exit codes: 0 success, 1 some file failed, 2 usage error
 """
 
