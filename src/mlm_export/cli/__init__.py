@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import convert, demo, form, hf_card, validate, verify
+from . import convert, demo, form, hf_card, match, publish, search, validate, verify
 
 EPILOG = """examples:
   mlm-export demo                                  train a small model on synthetic data, export its Item
@@ -15,6 +15,9 @@ EPILOG = """examples:
   mlm-export verify demo-output/tinyunet-water-segmentation.json
   mlm-export hf-card exports/unet/                 a Hugging Face model card (README.md) for an Item
   mlm-export form demo-output/tinyunet-water-segmentation.json   edit it in a local web form
+  mlm-export publish demo-output/ --to models/     add Items to a folder, pgstac or STAC API catalog
+  mlm-export search models/ --task classification --band red   find models
+  mlm-export match scene.json models/              the models that can run on a STAC data Item
 exit codes: 0 success, 1 some file failed, 2 usage error
 """
 
@@ -28,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (convert, validate, verify, form, hf_card, demo):
+    for module in (convert, validate, verify, publish, search, match, form, hf_card, demo):
         module.add_parser(sub)
     try:
         args = parser.parse_args(argv)

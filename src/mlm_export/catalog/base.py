@@ -1,0 +1,144 @@
+"""What every catalog backend shares: the add result, item preparation (validation, conflicts), ``get``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import Problem
+from .errors import ItemNotFoundError, RefusedItemsError
+from .query import Query
+
+ON_CONFLICT = ("error", "skip", "update")
+
+
+@dataclass
+class AddResult:
+    """What one ``add`` did: ids added, updated, skipped (already there), refused (invalid, with problems)."""
+
+    added: list[str] = field(default_factory=list)
+    updated_ids: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    refused: dict[str, list[Problem]] = field(default_factory=dict)
+    skip_invalid: bool = False
+
+    @property
+    def updated(self) -> int:
+        return len(self.updated_ids)
+
+    def raise_for_problems(self) -> None:
+        """Refused Items fail the whole call unless ``skip_invalid``."""
+        if self.refused and not self.skip_invalid:
+            raise RefusedItemsError(self.refused)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated_ids,
+            "skipped": self.skipped,
+            "refused": {k: [str(p) for p in v] for k, v in self.refused.items()},
+        }
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A pystac object or a mapping as a plain dict (no self link, hrefs as they are)."""
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict(include_self_link=False, transform_hrefs=False)
+    return dict(obj)
+
+
+def item_problems(item: Mapping[str, Any]) -> list[Problem]:
+    """Why an Item cannot go into a catalog: not a Feature with a string id, or any schema violation."""
+    from ..validate import validation_problems
+
+    if item.get("type") != "Feature" or not isinstance(item.get("id"), str) or not item["id"]:
+        return [Problem("$", "is not a STAC Item (a Feature with a non-empty string id)", "catalog")]
+    try:
+        return validation_problems(item)
+    except Exception as e:  # a schema that cannot be found is this Item's problem, not the call's
+        return [Problem("$", f"cannot be validated: {e}", "schema")]
+
+
+def dumps(item: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON (orjson when installed: ~10x faster on large Items)."""
+    try:
+        import orjson
+    except ModuleNotFoundError:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return orjson.dumps(item)
+
+
+def loads(data: bytes) -> Any:
+    """Parse JSON bytes (orjson when installed)."""
+    try:
+        import orjson
+    except ModuleNotFoundError:
+        return json.loads(data)
+    return orjson.loads(data)
+
+
+def prepared_items(
+    items: Iterable[Any],
+    existing: set[str],
+    on_conflict: str,
+    skip_invalid: bool,
+    validate: bool,
+    result: AddResult,
+) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """Each Item to write with its JSON bytes, after validation and the conflict policy; bookkeeping in ``result``.
+
+    Refused and conflicting Items are recorded, not raised, so one call reports all of them; the caller
+    raises before committing.
+    """
+    if on_conflict not in ON_CONFLICT:
+        raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}")
+    result.skip_invalid = skip_invalid
+    seen: set[str] = set()
+    for obj in items:
+        item = as_dict(obj)
+        problems = item_problems(item) if validate else []
+        item_id = str(item.get("id"))
+        if problems:
+            result.refused[item_id] = problems
+            continue
+        if item_id in seen:
+            result.refused[item_id] = [Problem("$.id", "appears twice in this call", "catalog")]
+            continue
+        seen.add(item_id)
+        if item_id in existing:
+            if on_conflict == "skip":
+                result.skipped.append(item_id)
+                continue
+            if on_conflict == "error":
+                result.conflicts.append(item_id)
+                continue
+            result.updated_ids.append(item_id)
+        else:
+            result.added.append(item_id)
+        yield item, dumps(item)
+
+
+class CatalogBase:
+    """``get`` and context management over a backend's ``search``."""
+
+    def search(self, query: Query | None = None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def get(self, item_id: str) -> dict[str, Any]:
+        """The Item with this id; :class:`ItemNotFoundError` when there is none."""
+        found = self.search(Query(ids=(item_id,), limit=1))
+        if not found:
+            raise ItemNotFoundError(f"no Item with id {item_id!r} in {self!r}")
+        return found[0]
+
+    def close(self) -> None:
+        """Release connections (nothing to do for most backends)."""
+
+    def __enter__(self) -> CatalogBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

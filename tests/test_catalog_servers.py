@@ -1,0 +1,225 @@
+"""pgstac and a STAC API (stac-fastapi-pgstac) started here on 127.0.0.1: same answers as the folder catalog.
+
+A throwaway PostgreSQL 15 + PostGIS cluster and one uvicorn process serve the whole module (about 10 s to
+start); both are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import psycopg
+import pytest
+
+from mlm_export import catalog
+from mlm_export.catalog import CatalogUnreachableError, ConflictError, Query, RefusedItemsError
+from mlm_export.catalog.pgstac import PgstacCatalog
+
+from . import pgcluster
+from .catalog_data import SUITE, model_items, naip_model, official_examples
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loopback only: the servers these tests start are on 127.0.0.1; anything else is refused."""
+    connect = socket.socket.connect
+
+    def loopback_only(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+            raise OSError("network access is disabled in tests")
+        return connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", loopback_only)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = pgcluster.available()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = pgcluster.Cluster().start()
+    yield server
+    server.stop()
+
+
+def new_database(cluster: pgcluster.Cluster, name: str) -> str:
+    with psycopg.connect(cluster.dsn, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    return cluster.dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="module")
+def pg(cluster):
+    dsn = new_database(cluster, "models")
+    cat = catalog.open(dsn)
+    cat.add(model_items())
+    yield cat
+    cat.close()
+
+
+@pytest.fixture(scope="module")
+def api(cluster):
+    dsn = new_database(cluster, "api")
+    PgstacCatalog(dsn).prepare()  # pgstac installed, MLM queryables registered: the server's set-up
+    port = pgcluster.free_port()
+    env = {
+        **os.environ,
+        "PGUSER": "postgres",
+        "PGPASSWORD": "unused",
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(cluster.port),
+        "PGDATABASE": "api",
+        "ENABLE_TRANSACTIONS_EXTENSIONS": "true",
+    }
+    cmd = [sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory"]
+    proc = subprocess.Popen(
+        [*cmd, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own server on loopback
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"stac-fastapi-pgstac did not start: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.3)
+    cat = catalog.open(url)
+    cat.add(model_items())
+    yield cat
+    cat.close()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    cat = catalog.open(tmp_path_factory.mktemp("folder") / "models")
+    cat.add(model_items())
+    return cat
+
+
+def strip_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: strip_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [strip_nulls(v) for v in value]
+    return value
+
+
+def test_pgstac_round_trips_the_official_examples(pg):
+    for item in official_examples():
+        assert pg.get(item["id"]) == item
+
+
+def test_stac_api_returns_the_examples_as_pgstac_keeps_them(api):
+    for item in official_examples():
+        got = api.get(item["id"])
+        # pgstac drops null-valued fields (datetime: null is restored) and the API writes its own links
+        assert strip_nulls(got["properties"]) == strip_nulls(item["properties"])
+        assert strip_nulls(got["assets"]) == strip_nulls(item["assets"])
+        assert got["properties"]["datetime"] is None
+
+
+@pytest.mark.parametrize(("name", "query", "expected"), SUITE, ids=[s[0] for s in SUITE])
+def test_the_same_query_suite_gives_the_same_ids_everywhere(folder, pg, api, name, query, expected):
+    answers = {
+        backend: {i["id"] for i in cat.search(query)}
+        for backend, cat in (("folder", folder), ("pgstac", pg), ("api", api))
+    }
+    assert answers == {"folder": expected, "pgstac": expected, "api": expected}
+
+
+def test_pgstac_publish_is_one_transaction(pg, monkeypatch):
+    from mlm_export.catalog import pgstac as pgstac_module
+
+    count = len(pg.search(Query(limit=1000)))
+    monkeypatch.setattr(pgstac_module, "BATCH", 2)
+
+    def items():
+        for i in range(5):
+            item = naip_model()
+            item["id"] = f"half-{i}"
+            yield item
+        raise RuntimeError("connection lost")
+
+    with pytest.raises(RuntimeError, match="connection lost"):
+        pg.add(items())
+    bad = naip_model() | {"id": "bad"}
+    bad["properties"] = {**bad["properties"], "mlm:tasks": ["embedding"]}  # not in the closed enum
+    with pytest.raises(RefusedItemsError, match=r"1 Item\(s\) fail validation"):
+        pg.add([naip_model() | {"id": "good"}, bad])
+    with pytest.raises(ConflictError, match="naip-rgbn-segmenter"):
+        pg.add([naip_model()])
+    assert len(pg.search(Query(limit=1000))) == count
+
+
+def test_pgstac_update_replaces_the_item(pg):
+    changed = naip_model()
+    changed["properties"]["mlm:total_parameters"] = 2_500_000
+    assert pg.add([changed], on_conflict="update").updated_ids == ["naip-rgbn-segmenter"]
+    assert pg.get("naip-rgbn-segmenter") == changed
+    assert [i["id"] for i in pg.search(Query(filter='"mlm:total_parameters" = 2500000'))] == ["naip-rgbn-segmenter"]
+    pg.add([naip_model()], on_conflict="update")
+
+
+def test_queryables_are_discoverable_through_the_api(api):
+    import json
+
+    with urllib.request.urlopen(f"{api.url}/queryables", timeout=10) as resp:  # noqa: S310 - loopback
+        names = set(json.load(resp)["properties"])
+    assert {
+        "mlm:tasks",
+        "mlm:architecture",
+        "mlm:framework",
+        "mlm:total_parameters",
+        "mlm:input.bands",
+        "mlm:accelerator",
+    } <= names
+
+
+def test_a_user_value_with_quotes_reaches_pgstac_as_data(pg):
+    assert pg.search(Query(architecture="x'); DROP TABLE pgstac.items; --")) == []
+    assert len(pg.search(Query(limit=1000))) == len(model_items())
+
+
+def test_unreachable_api_is_one_line():
+    port = pgcluster.free_port()
+    with pytest.raises(CatalogUnreachableError, match=rf"cannot reach the STAC API at http://127.0.0.1:{port}") as e:
+        catalog.open(f"http://127.0.0.1:{port}").search()
+    assert "\n" not in str(e.value)
+
+
+def test_unreachable_database_is_one_line():
+    port = pgcluster.free_port()
+    with pytest.raises(
+        CatalogUnreachableError, match=r"cannot reach the PostgreSQL database postgresql://u:\*\*\*@"
+    ) as e:
+        catalog.open(f"postgresql://u:pw@127.0.0.1:{port}/x").search()
+    assert "\n" not in str(e.value) and "pw@" not in str(e.value)
+
+
+def test_queryables_are_registered_once(pg):
+    """pgstac rebuilds a queryable's indexes when its row changes: a later add must leave the rows alone."""
+    con = pg._connection()
+    before = con.execute("SELECT id, name FROM pgstac.queryables ORDER BY id").fetchall()
+    assert {"mlm:tasks", "mlm:input.bands", "mlm:total_parameters"} <= {name for _, name in before}
+    pg.add([naip_model()], on_conflict="skip")
+    assert con.execute("SELECT id, name FROM pgstac.queryables ORDER BY id").fetchall() == before
