@@ -59,6 +59,10 @@ class SchemaNotFoundError(MLMExportError, FileNotFoundError):
     """A JSON Schema is neither in the override directory, nor cached, nor reachable."""
 
 
+class SchemaURLRefusedError(SchemaNotFoundError, PermissionError):
+    """A schema URL is not fetched: not ``https``, not on an allowed host, or not a plain path."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One schema or consistency violation, located by JSON path."""
