@@ -18,10 +18,11 @@ from torch import nn
 
 from . import artifacts as art
 from . import mlm, resolve
-from .errors import InputRequiredError, InvalidOptionError, ItemValidationError, MLMExportWarning, first_line
+from .errors import InvalidOptionError, ItemValidationError, MLMExportWarning, first_line
 from .facts import ArtifactFacts, DataFacts, ModelFacts
 from .item import ItemPlan, build_item
 from .sources.datamodule import datamodule_facts
+from .sources.dummy import fixed_image_size, stated_example
 from .sources.model import call_spec, hyperparameters_of, inspect_model, qualified_name
 from .sources.values import coerce_bands, coerce_classes, coerce_scaling
 from .validate import validation_problems
@@ -128,10 +129,13 @@ def gather(model: nn.Module, datamodule: Any, example_input: Any, options: Expor
         wfacts = weights_facts(options.weights)
         data = data.merged_over(wfacts.data)
     example = example_input if example_input is not None else data.example_input
+    source = "the example_input= batch" if example_input is not None else data.sources.get("example_input")
     if example is None and wfacts is not None:
-        example = _weights_example(model, wfacts)
+        example, source = _weights_example(model, wfacts), f"a batch for the weights {wfacts.name}"
     if example is None:
-        raise InputRequiredError()
+        stated = stated_example(given, model, data, datamodule)
+        example, source = stated.value, stated.source
+    data = replace(data, sources={**data.sources, "example_input": source or "a batch"})
     facts = inspect_model(model, example)
     hparams = hyperparameters_of(given)
     if model is not given:  # the task's hyperparameters and MLM task describe its inference network too
@@ -155,18 +159,9 @@ def _weights_example(model: nn.Module, wfacts: Any) -> Any:
             f"{wfacts.name} is for {wfacts.in_channels}-channel input but the model's first layer takes {channels} "
             "channels: pass the model built for these weights, or weights= that match it"
         )
-    size = wfacts.image_size or _fixed_image_size(model) or DEFAULT_IMAGE_SIZE
+    size = wfacts.image_size or fixed_image_size(model) or DEFAULT_IMAGE_SIZE
     device = next((t.device for t in model.parameters()), torch.device("cpu"))
     return torch.zeros((2, wfacts.in_channels or channels or 3, size, size), device=device)
-
-
-def _fixed_image_size(model: nn.Module) -> int | None:
-    """The image size a model is built for (timm ViTs: ``patch_embed.img_size``), if it states one."""
-    embed = getattr(model, "patch_embed", None)
-    size = getattr(embed, "img_size", None) or getattr(model, "img_size", None) or getattr(model, "image_size", None)
-    if isinstance(size, tuple | list) and size:
-        size = size[0]
-    return size if isinstance(size, int) and size > 0 else None
 
 
 def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_datetime: bool = True) -> ItemPlan:
@@ -180,6 +175,7 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
     item_id = options.item_id or resolve.item_id(name)
     tasks_by_output = resolve.resolve_tasks(facts, data, options.tasks)
     inputs = resolve.input_specs(facts, data)
+    inputs = _with_provenance(inputs, data.sources.get("example_input"))
     outputs = resolve.output_specs(facts, data, tasks_by_output)
     weights, aliases = art.weights(model, allow_meta=True)
     size = art.safetensors_size(weights, art.safetensors_metadata(aliases)) if weights else None
@@ -238,6 +234,15 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
         created=dt.datetime.now(dt.UTC).replace(microsecond=0),
         extra_properties=extra,
     )
+
+
+def _with_provenance(inputs: tuple[resolve.InputSpec, ...], source: str | None) -> tuple[resolve.InputSpec, ...]:
+    """The first input's description says which batch the model was traced with (and where its facts came from)."""
+    if not inputs or not source:
+        return inputs
+    first = inputs[0]
+    traced = f"Traced with {source}."
+    return (replace(first, description=f"{first.description}. {traced}" if first.description else traced), *inputs[1:])
 
 
 def _publication(url: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:

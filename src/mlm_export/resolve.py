@@ -194,6 +194,8 @@ def _channel_dim(t: TensorFacts, n_bands: int | None = None) -> int | None:
     """Where the channels are: before height and width; in a 3-D input, last when that is where the named
     bands fit (a pixel time series [batch, time, bands]), else second."""
     n = len(t.shape)
+    if "channel" in t.roles:  # observed (a video model's Conv3d takes [batch, channel, time, H, W])
+        return t.roles.index("channel")
     if n >= 4:
         return n - 3
     if n == 3 and n_bands is not None and t.observed[2] == n_bands != t.observed[1]:
@@ -216,7 +218,7 @@ def _class_dim(t: TensorFacts, tasks: Sequence[str], structure: str) -> int | No
 
 def _dim_names(t: TensorFacts, channel: int | None, channel_name: str) -> tuple[str, ...]:
     names: list[str | None] = list(t.roles)
-    if channel is not None and names[channel] is None:
+    if channel is not None and names[channel] in (None, "channel"):
         names[channel] = channel_name
     if len(names) == 3 and channel == 2 and names[1] is None:
         names[1] = "time"

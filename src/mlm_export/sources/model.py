@@ -127,7 +127,7 @@ def inspect_model(model: nn.Module, example_input: Any, *, use_meta: bool = True
     device = _model_device(model)
     with _preserved(model, device):
         traced_on, base, probe, batch = _trace(model, spec, device, use_meta)
-    inputs = _input_facts(spec, batch, probe is not None)
+    inputs = _input_facts(spec, batch, probe is not None, _channels_first_5d(model))
     in_spatial = _spatial_sizes(spec, 0)
     outputs = _output_facts(base, probe, batch, in_spatial)
     hparams = hyperparameters_of(model)
@@ -367,14 +367,26 @@ def _unsupported(value: Any, name: str) -> str:
 # ----------------------------------------------------------------------------------------------- facts
 
 
-def _input_facts(spec: CallSpec, batch: int, any_size: bool) -> tuple[TensorFacts, ...]:
+def _channels_first_5d(model: nn.Module) -> int | None:
+    """Input channels of a model whose first layer is a ``Conv3d`` (video: ``[batch, channel, time, H, W]``)."""
+    from .dummy import first_layer
+
+    layer = first_layer(model)
+    return layer.in_channels if isinstance(layer, nn.Conv3d) else None
+
+
+def _input_facts(
+    spec: CallSpec, batch: int, any_size: bool, conv3d_channels: int | None = None
+) -> tuple[TensorFacts, ...]:
     facts = []
     for name, t in zip(spec.names, spec.tensors, strict=True):
         roles: list[str | None] = [None] * t.ndim
         shape = list(t.shape)
         if t.ndim:
             roles[0], shape[0] = "batch", -1
-        if t.ndim == 5:
+        if t.ndim == 5 and conv3d_channels is not None and t.shape[1] == conv3d_channels:
+            roles[1], roles[2] = "channel", "time"  # the first layer convolves time: channels come first
+        elif t.ndim == 5:
             roles[1] = "time"
         spatial = _spatial_dims(t.ndim)
         if len(spatial) == 2:
