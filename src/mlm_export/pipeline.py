@@ -23,6 +23,7 @@ from .facts import ArtifactFacts, DataFacts, ModelFacts
 from .item import ItemPlan, build_item
 from .sources.datamodule import datamodule_facts
 from .sources.dummy import fixed_image_size, stated_example
+from .sources.evidence import classes_from_config, feature_module, task_evidence
 from .sources.model import call_spec, hyperparameters_of, inspect_model, qualified_name
 from .sources.values import coerce_bands, coerce_classes, coerce_scaling
 from .validate import validation_problems
@@ -111,6 +112,8 @@ class Gathered:
     module: Any = field(default=None, repr=False, compare=False)
     #: Hyperparameters of the model as given (a task), which its inference network may not have.
     hyperparameters: Any = field(default=None, repr=False, compare=False)
+    #: Why the network described differs from the model given (an untrained head left out), for the Item.
+    notes: tuple[str, ...] = ()
 
 
 def gather(model: nn.Module, datamodule: Any, example_input: Any, options: ExportOptions) -> Gathered:
@@ -128,6 +131,13 @@ def gather(model: nn.Module, datamodule: Any, example_input: Any, options: Expor
 
         wfacts = weights_facts(options.weights)
         data = data.merged_over(wfacts.data)
+    names = classes_from_config(model)  # a Hugging Face classifier's config.id2label
+    if names and data.classes is None:
+        data = replace(data, classes=coerce_classes(names), sources={**data.sources, "classes": "config.id2label"})
+    notes: tuple[str, ...] = ()
+    if wfacts is not None:
+        model, note = feature_module(model, wfacts)
+        notes = (note,) if note else ()
     example = example_input if example_input is not None else data.example_input
     source = "the example_input= batch" if example_input is not None else data.sources.get("example_input")
     if example is None and wfacts is not None:
@@ -140,7 +150,7 @@ def gather(model: nn.Module, datamodule: Any, example_input: Any, options: Expor
     hparams = hyperparameters_of(given)
     if model is not given:  # the task's hyperparameters and MLM task describe its inference network too
         facts = replace(facts, hyperparameters=hparams, qualified_name=qualified_name(given))
-    return Gathered(facts, data, example, wfacts, module=model, hyperparameters=hparams)
+    return Gathered(facts, data, example, wfacts, module=model, hyperparameters=hparams, notes=notes)
 
 
 def _weights_example(model: nn.Module, wfacts: Any) -> Any:
@@ -173,10 +183,12 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
     arch = options.architecture or task_architecture(gathered.hyperparameters) or resolve.architecture(model, None)
     name = resolve.mlm_name(options.name, arch)
     item_id = options.item_id or resolve.item_id(name)
-    tasks_by_output = resolve.resolve_tasks(facts, data, options.tasks)
+    evidence = task_evidence(model, facts, gathered.weights)
+    tasks_by_output = resolve.resolve_tasks(facts, data, options.tasks, {k: e.tasks for k, e in evidence.items()})
     inputs = resolve.input_specs(facts, data)
     inputs = _with_provenance(inputs, data.sources.get("example_input"))
     outputs = resolve.output_specs(facts, data, tasks_by_output)
+    outputs = _described(outputs, evidence, tasks_by_output, gathered.notes)
     weights, aliases = art.weights(model, allow_meta=True)
     size = art.safetensors_size(weights, art.safetensors_metadata(aliases)) if weights else None
     planned = _weights_asset(f"{item_id}.safetensors", size)
@@ -234,6 +246,28 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
         created=dt.datetime.now(dt.UTC).replace(microsecond=0),
         extra_properties=extra,
     )
+
+
+def _described(
+    outputs: tuple[resolve.OutputSpec, ...],
+    evidence: Mapping[str, Any],
+    tasks: Mapping[str, tuple[str, ...]],
+    notes: tuple[str, ...],
+) -> tuple[resolve.OutputSpec, ...]:
+    """Outputs that are features are described as embeddings (their dims are named so by ``resolve``); the
+    evidence for a task is stated. Output names stay those the model returns, which ``verify`` matches."""
+    out = []
+    for o in outputs:
+        e = evidence.get(o.name)
+        if e is None or tasks.get(o.name) != e.tasks:  # the user's tasks= or a TorchGeo task decided
+            out.append(o)
+            continue
+        parts = [o.description] if o.description else []
+        if e.embedding:
+            parts.append("Embeddings (features) of the input, for similarity search and downstream heads")
+        parts += [f"Task from evidence: {e.reason}", *notes]
+        out.append(replace(o, description=". ".join(parts) + "."))
+    return tuple(out)
 
 
 def _with_provenance(inputs: tuple[resolve.InputSpec, ...], source: str | None) -> tuple[resolve.InputSpec, ...]:

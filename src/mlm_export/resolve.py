@@ -49,14 +49,17 @@ class OutputSpec:
     description: str | None = None
 
 
-def resolve_tasks(model: ModelFacts, data: DataFacts, tasks: Any) -> dict[str, tuple[str, ...]]:
-    """Tasks per output: the user's ``tasks=`` where given, else inferred where the outputs leave no doubt."""
+def resolve_tasks(
+    model: ModelFacts, data: DataFacts, tasks: Any, evidence: Mapping[str, tuple[str, ...]] | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Tasks per output: the user's ``tasks=`` where given, else a TorchGeo task's, else what the model's
+    library or weights state (``evidence``), else inferred where the outputs leave no doubt."""
     given = _given_tasks(model, tasks)
     if not given:
         from .sources.torchgeo import mlm_tasks
 
         known = mlm_tasks(model.qualified_name)  # a TorchGeo task says what it does
-        given = {o.name: known for o in model.outputs} if known else {}
+        given = {o.name: known for o in model.outputs} if known else dict(evidence or {})
     result: dict[str, tuple[str, ...]] = {}
     detection = _detection_tasks(model)
     for out in model.outputs:
