@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from . import mlm
-from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
+from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .sources.checkpoint import (
     ArchitectureError,
     LoadedCheckpoint,
@@ -32,11 +32,9 @@ from .sources.checkpoint import (
     load_weights,
     torchgeo_spec,
 )
+from .sources.dummy import DEFAULT_IMAGE_SIZE  # the one default image size (override with input_shape)
 from .validate import check
 from .write import atomic_write_json, file_checksum
-
-#: Image size used to trace a model whose input size nothing states (documented; override with input_shape).
-DEFAULT_IMAGE_SIZE = 64
 
 
 @dataclass

@@ -22,7 +22,7 @@ from .errors import InvalidOptionError, ItemValidationError, MLMExportWarning, f
 from .facts import ArtifactFacts, DataFacts, ModelFacts
 from .item import ItemPlan, build_item
 from .sources.datamodule import datamodule_facts
-from .sources.dummy import fixed_image_size, stated_example
+from .sources.dummy import DEFAULT_IMAGE_SIZE, fixed_image_size, stated_example
 from .sources.evidence import classes_from_config, feature_module, task_evidence
 from .sources.model import call_spec, hyperparameters_of, inspect_model, qualified_name
 from .sources.values import coerce_bands, coerce_classes, coerce_scaling
@@ -157,7 +157,7 @@ def _weights_example(model: nn.Module, wfacts: Any) -> Any:
     """A batch for a weights member's model: its channels (checked against the model), its image size."""
     import torch
 
-    from .sources.weights import DEFAULT_IMAGE_SIZE, builder_name, example_for, first_layer_channels
+    from .sources.weights import builder_name, example_for, first_layer_channels
 
     special = example_for(builder_name(wfacts.member), wfacts) if wfacts.member is not None else None
     if special is not None:
@@ -224,7 +224,7 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
         tasks=tuple(dict.fromkeys(t for ts in tasks_by_output.values() for t in ts)),
         inputs=inputs,
         outputs=outputs,
-        framework_version=resolve.framework_version(),
+        framework_version=_framework_version(),
         total_parameters=facts.parameters.total,
         memory_size=facts.parameters.memory_bytes,
         artifacts=(planned,),
@@ -246,6 +246,21 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
         created=dt.datetime.now(dt.UTC).replace(microsecond=0),
         extra_properties=extra,
     )
+
+
+def _framework_version() -> str | None:
+    """torch's version as SemVer, or None (and a warning) when it states none: never a placeholder."""
+    import torch
+
+    version = resolve.framework_version()
+    if version is None:
+        warnings.warn(
+            f"torch's version {torch.__version__!r} is not major.minor.patch, so the Item leaves out "
+            "mlm:framework_version; pass properties={'mlm:framework_version': '<x.y.z>'} to state it.",
+            MLMExportWarning,
+            stacklevel=4,
+        )
+    return version
 
 
 def _described(

@@ -119,7 +119,7 @@ def _infer(out: TensorFacts, model: ModelFacts, data: DataFacts) -> tuple[str, .
     integer = not (out.dtype.startswith("float") or out.dtype.startswith("bfloat") or out.dtype.startswith("complex"))
     if per_pixel and len(shape) == 3 and integer:
         return ("semantic-segmentation",)
-    if per_pixel and len(shape) == 4 and (shape[1] > 1 or n_classes == shape[1]):
+    if per_pixel and len(shape) == 4 and n_classes == shape[1]:  # one score per known class and pixel
         return ("semantic-segmentation",)
     if len(shape) == 2 and roles[0] == "batch" and n_classes is not None and shape[1] == n_classes:
         return ("classification",)
@@ -129,8 +129,13 @@ def _infer(out: TensorFacts, model: ModelFacts, data: DataFacts) -> tuple[str, .
 def _why(out: TensorFacts) -> str:
     if len(out.observed) == 2:
         return "a [batch, K] output may be class logits, regression targets or an embedding"
-    if len(out.observed) == 4 and out.roles[-2:] == ("height", "width"):
+    if len(out.observed) == 4 and out.roles[-2:] == ("height", "width") and out.observed[1] == 1:
         return "a one-channel map may be a binary mask or a per-pixel regression"
+    if len(out.observed) == 4 and out.roles[-2:] == ("height", "width"):
+        return (
+            f"a per-pixel map of {out.observed[1]} channels may be class scores, an image (a denoiser, "
+            "super-resolution) or features, and no class count, segmentation library or task says which"
+        )
     return "its shape matches no task unambiguously"
 
 
@@ -292,8 +297,9 @@ def item_id(name: str) -> str:
     return re.sub(r"[^a-z0-9_.-]+", "-", name.lower()).strip("-") or "model"
 
 
-def framework_version(version: str | None = None) -> str:
-    """torch's version as SemVer ('2.14.1+cu128' stays, '2.6.0a0+git1' becomes '2.6.0-a0+git1')."""
+def framework_version(version: str | None = None) -> str | None:
+    """torch's version as SemVer ('2.14.1+cu128' stays, '2.6.0a0+git1' becomes '2.6.0-a0+git1'); None when it
+    has no major.minor.patch to state (the field is then left out, with a warning)."""
     raw = str(version or torch.__version__)  # torch.__version__ is a str subclass that pickles as a class
     if mlm.SEMVER.match(raw):
         return raw
@@ -301,7 +307,7 @@ def framework_version(version: str | None = None) -> str:
         v = Version(raw)
     except InvalidVersion:
         match = re.match(r"(\d+)\.(\d+)\.(\d+)", raw)
-        return ".".join(match.groups()) if match else "0.0.0"
+        return ".".join(match.groups()) if match else None
     core = f"{v.major}.{v.minor}.{v.micro}"
     pre = []
     if v.pre:

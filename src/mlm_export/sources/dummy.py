@@ -29,6 +29,10 @@ from ..facts import DataFacts
 
 #: Batch size of a built example: 2, so that the batch dim is never confused with a squeezed dim.
 BATCH = 2
+#: The one image size used when nothing states one (a weights enum without a crop size, a checkpoint without
+#: ``img_size``): ImageNet's, which most published backbones are built for. A model that then runs only at this
+#: size is reported by the size probe's warning; any-size models are described with -1 whatever it is.
+DEFAULT_IMAGE_SIZE = 224
 
 #: Image sizes documented by TorchGeo datasets (their docs' "image size"/"patch size"), by class name.
 DATASET_IMAGE_SIZES: dict[str, int] = {

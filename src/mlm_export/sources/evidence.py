@@ -1,5 +1,7 @@
 """Tasks from evidence: what the model's own library, class or weights say it does, not what a shape suggests.
 
+- semantic segmentation: a segmentation_models_pytorch or torchvision segmentation model's per-pixel maps (a
+  per-pixel map from any other model needs classes, a task or ``tasks=``: it may be an image or features);
 - classification: a torchvision classification builder's model (its last linear layer gives the scores), a
   timm model with a classifier head (``get_classifier()``, ``num_classes``), a Hugging Face
   ``...ForImageClassification`` (``config.num_labels``), duck-typed, without importing those libraries;
@@ -47,6 +49,13 @@ def task_evidence(model: nn.Module, facts: ModelFacts, weights: Any = None) -> d
     if head is not None and len(scores) == 1 and scores[0].observed[1] == head[0]:
         found[scores[0].name] = Evidence(("classification",), head[1])
         return found
+    segmenter = _segmentation_reason(model)
+    if segmenter is not None:
+        for o in facts.outputs:
+            if len(o.observed) == 4 and o.roles[0] == "batch" and o.roles[-2:] == ("height", "width"):
+                found[o.name] = Evidence(("semantic-segmentation",), segmenter)
+        if found:
+            return found
     feature = _feature_reason(model, weights)
     if feature is not None:
         for o in facts.outputs:
@@ -76,6 +85,16 @@ def _classifier_size(model: nn.Module) -> tuple[int, str] | None:
         n = getattr(getattr(model, "config", None), "num_labels", None)
         if isinstance(n, int) and n > 0:
             return n, f"{type(model).__name__} with config.num_labels={n}"
+    return None
+
+
+def _segmentation_reason(model: nn.Module) -> str | None:
+    """Why the model's per-pixel maps are class scores: it comes from a semantic segmentation library."""
+    module = type(model).__module__
+    if module.startswith("segmentation_models_pytorch"):
+        return f"segmentation_models_pytorch {type(model).__name__} (one map per class)"
+    if module.startswith("torchvision.models.segmentation"):
+        return f"torchvision segmentation model {type(model).__name__}"
     return None
 
 
