@@ -21,6 +21,7 @@ from . import mlm, resolve
 from .errors import InvalidOptionError, ItemValidationError, MLMExportWarning, first_line
 from .facts import ArtifactFacts, DataFacts, ModelFacts
 from .item import ItemPlan, build_item
+from .sources.constants import forward_constants
 from .sources.datamodule import datamodule_facts
 from .sources.dummy import DEFAULT_IMAGE_SIZE, fixed_image_size, stated_example
 from .sources.evidence import classes_from_config, feature_module, task_evidence
@@ -183,10 +184,13 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
     arch = options.architecture or task_architecture(gathered.hyperparameters) or resolve.architecture(model, None)
     name = resolve.mlm_name(options.name, arch)
     item_id = options.item_id or resolve.item_id(name)
+    consts = forward_constants(model, call_spec(model, gathered.example))
+    if consts.bands and data.bands is None:  # wavelengths passed to forward: the bands, with eo:center_wavelength
+        data = replace(data, bands=consts.bands, sources={**data.sources, "bands": consts.bands_source or ""})
     evidence = task_evidence(model, facts, gathered.weights)
     tasks_by_output = resolve.resolve_tasks(facts, data, options.tasks, {k: e.tasks for k, e in evidence.items()})
     inputs = resolve.input_specs(facts, data)
-    inputs = _with_provenance(inputs, data.sources.get("example_input"))
+    inputs = _with_provenance(inputs, data.sources.get("example_input"), consts.description)
     outputs = resolve.output_specs(facts, data, tasks_by_output)
     outputs = _described(outputs, evidence, tasks_by_output, gathered.notes)
     weights, aliases = art.weights(model, allow_meta=True)
@@ -195,6 +199,8 @@ def plan(model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_d
     accelerator, summary = resolve.accelerator(facts.device)
     w = gathered.weights
     hyperparameters = options.hyperparameters if options.hyperparameters is not None else facts.hyperparameters
+    if consts.hyperparameters:  # what forward needs besides tensors, unless the user states those keys
+        hyperparameters = {**consts.hyperparameters, **(hyperparameters or {})}
     extra = dict(options.properties)
     links: list[dict[str, Any]] = []
     extra_assets: dict[str, Any] = {}
@@ -285,13 +291,18 @@ def _described(
     return tuple(out)
 
 
-def _with_provenance(inputs: tuple[resolve.InputSpec, ...], source: str | None) -> tuple[resolve.InputSpec, ...]:
-    """The first input's description says which batch the model was traced with (and where its facts came from)."""
-    if not inputs or not source:
+def _with_provenance(
+    inputs: tuple[resolve.InputSpec, ...], source: str | None, constants: str | None = None
+) -> tuple[resolve.InputSpec, ...]:
+    """The first input's description says which batch the model was traced with (and where its facts came
+    from), and which constant arguments forward needs besides the tensors."""
+    if not inputs or not (source or constants):
         return inputs
     first = inputs[0]
-    traced = f"Traced with {source}."
-    return (replace(first, description=f"{first.description}. {traced}" if first.description else traced), *inputs[1:])
+    parts = [first.description] if first.description else []
+    parts += [f"{constants}"] if constants else []
+    parts += [f"Traced with {source}"] if source else []
+    return (replace(first, description=". ".join(parts) + "."), *inputs[1:])
 
 
 def _publication(url: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:

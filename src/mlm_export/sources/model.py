@@ -45,7 +45,7 @@ class CallSpec:
 
         With ``constants=False`` the non-tensor arguments are None (the shape of ``dynamic_shapes``).
         """
-        fixed = {k: (v if constants else None) for k, v in self.constants}
+        fixed = {k: (v if constants else _no_dims(v)) for k, v in self.constants}
         if self.structure == "tensor":
             return (tensors[0],), {}
         if self.structure == "mapping":
@@ -59,6 +59,15 @@ class CallSpec:
                 args.insert(position, fixed[position])
             return tuple(args), {}
         return (list(tensors),), {}  # a list: one argument
+
+
+def _no_dims(value: Any) -> Any:
+    """``dynamic_shapes`` for a constant argument: None, in the same structure (a list of wavelengths: Nones)."""
+    if isinstance(value, list | tuple):
+        return type(value)(_no_dims(v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _no_dims(v) for k, v in value.items()}
+    return None
 
 
 def call_spec(model: nn.Module, example_input: Any) -> CallSpec:
@@ -252,8 +261,8 @@ def _probe(run: Any, spec: CallSpec, model: nn.Module) -> Observed | None:
             sizes = "x".join(str(v) for v in _spatial_sizes(spec, how))
             reasons.append(f"{sizes}: {type(e).__name__}: {first_line(e, 160)}")
     sizes = _spatial_sizes(spec, None)
-    if _stated_size(model) in (sizes, sizes[:1] * len(sizes)):
-        return None
+    if len(sizes) < 2 or _stated_size(model) in (sizes, sizes[:1] * len(sizes)):
+        return None  # a sequence's last dim is often its features, not a size; or the model states its size
     example = "x".join(str(v) for v in sizes)
     warnings.warn(
         f"the model ran only at the example's size {example}, so the Item states it fixed; larger sizes failed "
