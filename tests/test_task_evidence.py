@@ -111,3 +111,36 @@ def test_backbone_only_weights_on_a_torchvision_model(assert_valid):
     assert item.properties["mlm:tasks"] == ["similarity-search"]
     assert output(item)["result"]["dim_order"] == ["batch", "embedding"]
     assert output(item)["result"]["shape"] != [-1, 1000]
+
+
+#: The TorchGeo weights members that state a self-supervised method or have no classifier (DINOv2 SoftCon,
+#: ViT-H MAE/FGMAE, CopernicusFM, EarthLoc, DEO, Presto, TileNet, Tessera): features, without tasks=.
+FEATURE_MEMBERS = [
+    *(f"vit_small_patch14_dinov2:{m}" for m in ("SENTINEL2_ALL_SOFTCON", "SENTINEL1_GRD_SOFTCON")),
+    *(f"vit_base_patch14_dinov2:{m}" for m in ("SENTINEL2_ALL_SOFTCON", "SENTINEL1_GRD_SOFTCON")),
+    *(
+        f"vit_huge_patch14_224:{m}"
+        for m in ("SENTINEL2_ALL_MAE", "SENTINEL2_ALL_FGMAE", "SENTINEL1_GRD_MAE", "SENTINEL1_GRD_FGMAE")
+    ),
+    "copernicusfm_base:CopernicusFM_ViT",  # built for real: .item() in its forward
+    "earthloc:SENTINEL2_RESNET50",
+    "deo_base:DEO_SWIN",
+    "presto:PRESTO",
+    "tilenet:NAIP_ALL_TILE2VEC",
+    *(f"tessera:{m}" for m in ("TESSERA", "TESSERA_SENTINEL2_ENCODER", "TESSERA_SENTINEL1_ENCODER")),
+]
+
+
+@pytest.mark.parametrize("member", FEATURE_MEMBERS)
+def test_torchgeo_feature_extractors_need_no_tasks(member, assert_valid):
+    tgm = pytest.importorskip("torchgeo.models")
+    from mlm_export.sources.weights import build_model
+
+    builder, name = member.split(":")
+    weights = tgm.get_model_weights(builder)[name]
+    data_dependent = builder in ("copernicusfm_base", "presto")
+    item = export_mlm(build_model(weights, on_meta=not data_dependent), weights=weights, **WHEN)
+    assert_valid(item)
+    assert item.properties["mlm:tasks"] == ["similarity-search"]
+    for out in item.properties["mlm:output"]:
+        assert out["description"].startswith("Embeddings (features)"), out
