@@ -101,6 +101,17 @@ def test_self_supervised_weights_do_not_make_a_1000_class_classifier(assert_vali
     assert isinstance(model.fc, nn.Linear) and model.num_classes == 1000  # the model itself is unchanged
 
 
+def test_a_head_the_user_sized_is_kept_with_self_supervised_weights(assert_valid):
+    """Fine-tuned from MoCo weights with a 10-class head: a classifier, head and all."""
+    timm = pytest.importorskip("timm")
+    pytest.importorskip("torchgeo")
+    model = timm.create_model("resnet18", in_chans=13, num_classes=10)
+    item = export_mlm(model, weights="ResNet18_Weights.SENTINEL2_ALL_MOCO", **WHEN)
+    assert_valid(item)
+    assert item.properties["mlm:tasks"] == ["classification"]
+    assert output(item)["result"]["shape"] == [-1, 10]
+
+
 def test_backbone_only_weights_on_a_torchvision_model(assert_valid):
     pytest.importorskip("torchgeo")
     from mlm_export.sources.weights import build_model

@@ -26,6 +26,8 @@ from ..facts import ModelFacts, TensorFacts
 
 #: torchvision subpackages whose models are not classifiers.
 _TV_OTHER = ("torchvision.models.detection", "torchvision.models.segmentation", "torchvision.models.optical_flow")
+#: The size of the head timm and torchvision builders add when nobody asks for another (ImageNet-1k).
+DEFAULT_HEAD_CLASSES = 1000
 #: Where torchvision's classification builders keep their classifier (``fc``, ``head``, ``heads.head``,
 #: ``classifier.N``): a last linear layer elsewhere (inside blocks) is not a classifier.
 _TV_HEADS = ("fc", "head", "heads", "classifier")
@@ -147,7 +149,8 @@ def feature_module(model: nn.Module, weights: Any) -> tuple[nn.Module, str | Non
     if path is None:
         return model, None
     head = model.get_submodule(path)
-    assert isinstance(head, nn.Linear)  # noqa: S101 - _last_linear_path finds a Linear
+    if not isinstance(head, nn.Linear) or head.out_features != DEFAULT_HEAD_CLASSES:
+        return model, None  # a head sized by the user (fine-tuned on their classes) is theirs, not the builder's
     stripped = _replaced(model, path.split("."))
     if isinstance(getattr(stripped, "num_classes", None), int):
         stripped.num_classes = 0  # the copy's own attribute; the model keeps its value
