@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 import torchvision
 from torch import nn
 
-from mlm_export import TaskInferenceError, export_mlm
+from mlm_export import MLMExportWarning, TaskInferenceError, export_mlm
 
 WHEN = {"datetime": dt.datetime(2024, 6, 1, tzinfo=dt.UTC)}
 X = torch.zeros(1, 3, 64, 64)
@@ -155,3 +156,32 @@ def test_torchgeo_feature_extractors_need_no_tasks(member, assert_valid):
     assert item.properties["mlm:tasks"] == ["similarity-search"]
     for out in item.properties["mlm:output"]:
         assert out["description"].startswith("Embeddings (features)"), out
+
+
+def test_conv_head_classifier_and_a_size_every_builder_agrees_on(assert_valid):
+    item = export_mlm(torchvision.models.squeezenet1_1(num_classes=5), **WHEN)  # head: a 1x1 Conv2d
+    assert_valid(item)
+    assert item.properties["mlm:tasks"] == ["classification"]
+    described = item.properties["mlm:input"][0]["description"]
+    assert "224x224 px, the crop size of every torchvision SqueezeNet builder's weights" in described
+
+
+@pytest.mark.slow
+def test_every_torchvision_classification_and_video_builder_needs_neither_tasks_nor_example():
+    import torchvision.models as tvm
+
+    done = 0
+    for module in (tvm, tvm.video):
+        for name in tvm.list_models(module=module):
+            try:
+                with torch.device("meta"):
+                    model = tvm.get_model(name, num_classes=10)
+            except Exception:  # builders that cannot be built on meta (quantized) are not this test's subject
+                continue
+            with warnings.catch_warnings():  # MaxViT runs only at 224 and says so; that is not this test's subject
+                warnings.simplefilter("ignore", MLMExportWarning)
+                item = export_mlm(model, **WHEN)
+            assert item.properties["mlm:tasks"] == ["classification"], name
+            assert item.properties["mlm:output"][0]["result"]["shape"] == [-1, 10], name
+            done += 1
+    assert done >= 70

@@ -192,33 +192,45 @@ def torchvision_weights(model: nn.Module) -> Any:
     Builders are matched by their return type, then (when several build the class) by the parameter count of
     everything but the last linear layer, which is what ``num_classes`` changes.
     """
-    if not type(model).__module__.startswith("torchvision.models"):
-        return None
-    import inspect
-
-    import torchvision.models as tvm
-
-    matches = []
-    for module in (tvm, tvm.video):
-        for name in tvm.list_models(module=module):
-            with contextlib.suppress(Exception):
-                if inspect.signature(tvm.get_model_builder(name)).return_annotation is type(model):
-                    matches.append(tvm.get_model_weights(name).DEFAULT)
+    matches = _family_weights(model)
     if len(matches) > 1:
         own = _params_without_head(model)
         matches = [w for w in matches if own is not None and _weights_params_without_head(w, model) == own]
     return matches[0] if len(matches) == 1 else None
 
 
+def _family_weights(model: nn.Module) -> list[Any]:
+    """The default weights of every torchvision builder whose return type is ``model``'s class."""
+    if not type(model).__module__.startswith("torchvision.models"):
+        return []
+    import inspect
+
+    import torchvision.models as tvm
+
+    found = []
+    for module in (tvm, tvm.video):
+        for name in tvm.list_models(module=module):
+            with contextlib.suppress(Exception):
+                if inspect.signature(tvm.get_model_builder(name)).return_annotation is type(model):
+                    found.append(tvm.get_model_weights(name).DEFAULT)
+    return found
+
+
 def _torchvision_crop(model: nn.Module) -> tuple[tuple[int, int], str] | None:
     weights = torchvision_weights(model)
-    if weights is None:
-        return None
-    crop = getattr(weights.transforms(), "crop_size", None)
-    if isinstance(crop, list | tuple) and crop:
-        h, w = int(crop[0]), int(crop[-1])
-        return (h, w), f"torchvision's {type(weights).__name__}.{weights.name}"
+    if weights is not None and _crop(weights):
+        crop = _crop(weights)
+        assert crop is not None  # noqa: S101 - checked above
+        return (crop[0], crop[-1]), f"torchvision's {type(weights).__name__}.{weights.name}"
+    crops = {_crop(w) for w in _family_weights(model)}  # not matched, but every builder of the class agrees
+    if len(crops) == 1 and (crop := crops.pop()):
+        return (crop[0], crop[-1]), f"every torchvision {type(model).__name__} builder's weights"
     return None
+
+
+def _crop(weights: Any) -> tuple[int, ...] | None:
+    crop = getattr(weights.transforms(), "crop_size", None)
+    return tuple(int(c) for c in crop) if isinstance(crop, list | tuple) and crop else None
 
 
 def _last_linear(model: nn.Module) -> nn.Linear | None:

@@ -74,10 +74,11 @@ def _classifier_size(model: nn.Module) -> tuple[int, str] | None:
     """(number of classes, why) when the model's library says it is a classifier."""
     module = type(model).__module__
     if module.startswith("torchvision.models") and not module.startswith(_TV_OTHER):
-        path = _last_linear_path(model)
+        path = _last_layer_path(model, (nn.Linear, nn.Conv2d, nn.Conv3d))  # SqueezeNet, S3D: a 1x1 conv head
         if path is not None and path.split(".")[0] in _TV_HEADS:
             head = model.get_submodule(path)
-            return head.out_features, f"torchvision classification model {type(model).__name__}"
+            n = head.out_features if isinstance(head, nn.Linear) else head.out_channels
+            return n, f"torchvision classification model {type(model).__name__}"
     if module.startswith("timm.") and callable(getattr(model, "get_classifier", None)):
         n = getattr(model, "num_classes", None)
         head = model.get_classifier()
@@ -166,9 +167,13 @@ def _weights_cover_head(weights: Any) -> bool:
 
 
 def _last_linear_path(model: nn.Module) -> str | None:
+    return _last_layer_path(model, (nn.Linear,))
+
+
+def _last_layer_path(model: nn.Module, kinds: tuple[type[nn.Module], ...]) -> str | None:
     last = None
     for name, m in model.named_modules():
-        if isinstance(m, nn.Linear) and name:
+        if isinstance(m, kinds) and name:
             last = name
     return last
 
