@@ -310,7 +310,11 @@ def _with_dtype_hint(error: BaseException, model: nn.Module, spec: CallSpec) -> 
     if weights is None or not ints:
         return error
     named = ", ".join(f"input '{n}' is {_dtype_name(t.dtype)}" for n, t in ints)
-    return type(error)(f"{error} ({named} but the model's weights are {_dtype_name(weights)})")
+    message = f"{error} ({named} but the model's weights are {_dtype_name(weights)})"
+    try:
+        return type(error)(message)
+    except Exception:  # an error type that takes other arguments
+        return RuntimeError(message)
 
 
 def _run(model: nn.Module, spec: CallSpec, tensors: Sequence[torch.Tensor], *, meta: bool) -> Observed:
