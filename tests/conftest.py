@@ -1,4 +1,4 @@
-"""Test set-up: schemas resolve offline from ../shared/schemas (or $MLM_EXPORT_SCHEMA_DIR); no network."""
+"""Test set-up: schemas resolve offline from the bundled copy (or $MLM_EXPORT_SCHEMA_DIR); no network."""
 
 from __future__ import annotations
 
@@ -14,10 +14,7 @@ import referencing
 import referencing.jsonschema
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
 
-if not os.environ.get("MLM_EXPORT_SCHEMA_DIR") and SHARED_SCHEMAS.is_dir():
-    os.environ["MLM_EXPORT_SCHEMA_DIR"] = str(SHARED_SCHEMAS)
 os.environ["MLM_EXPORT_OFFLINE"] = "1"
 
 
@@ -37,7 +34,11 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 
 def schema_dir() -> Path:
-    return Path(os.environ["MLM_EXPORT_SCHEMA_DIR"].split(os.pathsep)[0])
+    """The first override directory if one is set, else the schemas bundled with the package."""
+    from mlm_export.validate import BUNDLED_DIR
+
+    override = os.environ.get("MLM_EXPORT_SCHEMA_DIR", "").split(os.pathsep)[0]
+    return Path(override) if override else BUNDLED_DIR
 
 
 def plain_validate(data: dict[str, Any]) -> list[str]:

@@ -11,6 +11,7 @@ class SmallUNet(nn.Module):
 
     def __init__(self, in_channels: int = 4, num_classes: int = 5) -> None:
         super().__init__()
+        self.num_classes = num_classes  # stated, as segmentation libraries do: the evidence its maps are classes
         self.down1 = nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
         self.down2 = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.ReLU())
         self.down3 = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, stride=2), nn.ReLU())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import io
 import json
 import shutil
 
@@ -100,7 +99,7 @@ def test_error_lists_every_problem(item_dict):
 
 
 def test_offline_missing_schema_names_url_and_variable(tmp_path, item_dict):
-    store = SchemaStore(override_dirs=[tmp_path], cache_dir=tmp_path / "cache", offline=True)
+    store = SchemaStore(override_dirs=[tmp_path], cache_dir=tmp_path / "cache", offline=True, bundled=False)
     with pytest.raises(SchemaNotFoundError, match=r"schemas.stacspec.org/v1.1.0/item-spec.*MLM_EXPORT_SCHEMA_DIR"):
         validation_problems(item_dict, store)
 
@@ -120,23 +119,23 @@ def test_download_is_cached_and_reused(tmp_path, item_dict, monkeypatch):
     root = schema_dir()
     fetched = []
 
-    def fake_urlopen(url, timeout):
+    def fake_download(url, hosts):
         fetched.append(url)
-        return io.BytesIO((root / url.removeprefix("https://")).read_bytes())
+        return (root / url.removeprefix("https://")).read_bytes()
 
-    monkeypatch.setattr("urllib.request.urlopen", fake_urlopen)
+    monkeypatch.setattr("mlm_export.validate._download", fake_download)
     cache = tmp_path / "cache"
-    store = SchemaStore(override_dirs=[], cache_dir=cache, offline=False)
+    store = SchemaStore(override_dirs=[], cache_dir=cache, offline=False, bundled=False)
     assert validation_problems(item_dict, store) == []
     assert fetched and (cache / MLM).is_file()
     fetched.clear()
-    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: pytest.fail("cached schema downloaded again"))
-    store2 = SchemaStore(override_dirs=[], cache_dir=cache, offline=True)
+    monkeypatch.setattr("mlm_export.validate._download", lambda *a, **k: pytest.fail("cached schema downloaded again"))
+    store2 = SchemaStore(override_dirs=[], cache_dir=cache, offline=True, bundled=False)
     assert validation_problems(item_dict, store2) == []
 
 
 def test_unreachable_network_is_a_clear_error(tmp_path, item_dict):
-    store = SchemaStore(override_dirs=[], cache_dir=tmp_path, offline=False)
+    store = SchemaStore(override_dirs=[], cache_dir=tmp_path, offline=False, bundled=False)
     with pytest.raises(SchemaNotFoundError, match="could not be downloaded"):
         validation_problems(item_dict, store)
 

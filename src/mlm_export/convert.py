@@ -34,11 +34,9 @@ from .sources.checkpoint import (
     load_weights,
     torchgeo_spec,
 )
+from .sources.dummy import DEFAULT_IMAGE_SIZE  # the one default image size (override with input_shape)
 from .validate import check
 from .write import atomic_write_json, file_checksum
-
-#: Image size used to trace a model whose input size nothing states (documented; override with input_shape).
-DEFAULT_IMAGE_SIZE = 64
 
 
 @dataclass

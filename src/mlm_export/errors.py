@@ -24,11 +24,14 @@ class MLMExportWarning(UserWarning):
 class InputRequiredError(MLMExportError, ValueError):
     """No example input could be found for tracing the model."""
 
-    def __init__(self) -> None:
+    def __init__(self, missing: Sequence[str] = ()) -> None:
+        self.missing = tuple(missing)
+        lacking = f" A batch cannot be built from the objects: missing {'; '.join(missing)}." if missing else ""
         super().__init__(
-            "mlm-export needs an example input to trace the model. Pass example_input=<tensor, tuple, list or "
-            "dict of tensors> (one batch, any batch size), or datamodule=<a LightningDataModule whose "
-            "dataloaders can give a batch>."
+            f"mlm-export needs an example input to trace the model.{lacking} Pass example_input=<tensor, tuple, "
+            "list or dict of tensors> (one batch, any batch size), datamodule=<a LightningDataModule whose "
+            "dataloaders can give a batch or that states bands and patch_size>, or set example_input_array on "
+            "the LightningModule."
         )
 
 
@@ -57,6 +60,10 @@ class InvalidOptionError(MLMExportError, ValueError):
 
 class SchemaNotFoundError(MLMExportError, FileNotFoundError):
     """A JSON Schema is neither in the override directory, nor cached, nor reachable."""
+
+
+class SchemaURLRefusedError(SchemaNotFoundError, PermissionError):
+    """A schema URL is not fetched: not ``https``, not on an allowed host, or not a plain path."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ class TensorFacts:
 
     name: str
     shape: tuple[int, ...]
-    #: Observed role per dim: "batch", "time", "height", "width", "item" (per-image detections) or None.
+    #: Observed role per dim: "batch", "time", "channel" (when the first layer shows it), "height", "width",
+    #: "item" (per-image detections) or None.
     roles: tuple[str | None, ...]
     dtype: str
     #: The shape seen in the base trace, before dynamic dims were replaced by -1.

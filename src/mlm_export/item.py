@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -15,6 +16,7 @@ import pystac
 import torch
 
 from . import mlm
+from .errors import MLMExportWarning
 from .facts import ArtifactFacts, BandFacts, Scaling
 from .resolve import InputSpec, OutputSpec
 
@@ -29,7 +31,7 @@ class ItemPlan:
     tasks: tuple[str, ...]
     inputs: tuple[InputSpec, ...]
     outputs: tuple[OutputSpec, ...]
-    framework_version: str
+    framework_version: str | None
     total_parameters: int
     memory_size: int
     artifacts: tuple[ArtifactFacts, ...]
@@ -62,7 +64,6 @@ def build_item(plan: ItemPlan) -> pystac.Item:
         mlm.ARCHITECTURE: plan.architecture,
         mlm.TASKS: list(plan.tasks),
         mlm.FRAMEWORK: mlm.FRAMEWORK_PYTORCH,
-        mlm.FRAMEWORK_VERSION: plan.framework_version,
         mlm.TOTAL_PARAMETERS: plan.total_parameters,
         mlm.MEMORY_SIZE: plan.memory_size,
         mlm.ACCELERATOR: plan.accelerator,
@@ -70,6 +71,8 @@ def build_item(plan: ItemPlan) -> pystac.Item:
         mlm.INPUT: [_input(i) for i in plan.inputs],
         mlm.OUTPUT: [_output(o) for o in plan.outputs],
     }
+    if plan.framework_version is not None:
+        props[mlm.FRAMEWORK_VERSION] = plan.framework_version
     if plan.accelerator_summary:
         props[mlm.ACCELERATOR_SUMMARY] = plan.accelerator_summary
     if plan.accelerator_count:
@@ -224,8 +227,22 @@ def _iso(t: dt.datetime) -> str:
 def json_safe_hyperparameters(hparams: Mapping[str, Any]) -> dict[str, Any]:
     """Hyperparameters as JSON: keys made valid for MLM, paths and enums as text, small tensors as lists."""
     out: dict[str, Any] = {}
+    original: dict[str, str] = {}
     for key, value in hparams.items():
-        safe_key = re.sub(r"[^0-9a-zA-Z_.-]", "_", str(key)) or "_"
+        safe_key = base = re.sub(r"[^0-9a-zA-Z_.-]", "_", str(key)) or "_"
+        n = 2
+        while safe_key in out:  # two keys that spell the same: keep both values, numbered
+            safe_key, n = f"{base}_{n}", n + 1
+        if safe_key != base:
+            warnings.warn(
+                f"hyperparameters {original[base]!r} and {str(key)!r} both become {base!r} as mlm:hyperparameters "
+                f"keys (only letters, digits, '_', '.', '-'); {str(key)!r} is kept as {safe_key!r}. Pass "
+                "hyperparameters= with distinct names to choose them.",
+                MLMExportWarning,
+                stacklevel=3,
+            )
+        original.setdefault(base, str(key))
+        original.setdefault(safe_key, str(key))
         out[safe_key] = json_safe(value)
     return out
 
@@ -243,7 +260,8 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     if isinstance(value, PurePath):
         return str(value)
     if isinstance(value, torch.Tensor):
-        return json_safe(value.tolist(), depth + 1) if value.numel() <= 64 else _describe(value)
+        small = value.numel() <= 64 and value.device.type != "meta"  # a meta tensor has a shape but no values
+        return json_safe(value.tolist(), depth + 1) if small else _describe(value)
     if isinstance(value, torch.dtype | torch.device):
         return str(value)
     if isinstance(value, Mapping):
@@ -260,7 +278,8 @@ def json_safe(value: Any, depth: int = 0) -> Any:
 
 def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
-        return f"tensor({str(value.dtype).removeprefix('torch.')}{list(value.shape)})"
+        where = ", meta" if value.device.type == "meta" else ""
+        return f"tensor({str(value.dtype).removeprefix('torch.')}{list(value.shape)}{where})"
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
     text = repr(value)

@@ -18,11 +18,14 @@ from torch import nn
 
 from . import artifacts as art
 from . import mlm, resolve
-from .errors import InputRequiredError, InvalidOptionError, ItemValidationError, MLMExportWarning
+from .errors import InvalidOptionError, ItemValidationError, MLMExportWarning
 from .facts import ArtifactFacts, DataFacts, ModelFacts
 from .item import ItemPlan, build_item
+from .sources.constants import forward_constants
 from .sources.datamodule import datamodule_facts
-from .sources.model import hyperparameters_of, inspect_model, qualified_name
+from .sources.dummy import DEFAULT_IMAGE_SIZE, fixed_image_size, stated_example
+from .sources.evidence import classes_from_config, feature_module, task_evidence
+from .sources.model import call_spec, hyperparameters_of, inspect_model, qualified_name
 from .sources.values import coerce_bands, coerce_classes, coerce_scaling
 from .validate import validation_problems
 
@@ -145,6 +148,8 @@ class Gathered:
     module: Any = field(default=None, repr=False, compare=False)
     #: Hyperparameters of the model as given (a task), which its inference network may not have.
     hyperparameters: Any = field(default=None, repr=False, compare=False)
+    #: Why the network described differs from the model given (an untrained head left out), for the Item.
+    notes: tuple[str, ...] = ()
 
 
 def gather(model: nn.Module, datamodule: Any, example_input: Any, options: ExportOptions) -> Gathered:
@@ -162,23 +167,33 @@ def gather(model: nn.Module, datamodule: Any, example_input: Any, options: Expor
 
         wfacts = weights_facts(options.weights)
         data = data.merged_over(wfacts.data)
+    names = classes_from_config(model)  # a Hugging Face classifier's config.id2label
+    if names and data.classes is None:
+        data = replace(data, classes=coerce_classes(names), sources={**data.sources, "classes": "config.id2label"})
+    notes: tuple[str, ...] = ()
+    if wfacts is not None:
+        model, note = feature_module(model, wfacts)
+        notes = (note,) if note else ()
     example = example_input if example_input is not None else data.example_input
+    source = "the example_input= batch" if example_input is not None else data.sources.get("example_input")
     if example is None and wfacts is not None:
-        example = _weights_example(model, wfacts)
+        example, source = _weights_example(model, wfacts), f"a batch for the weights {wfacts.name}"
     if example is None:
-        raise InputRequiredError()
+        stated = stated_example(given, model, data, datamodule)
+        example, source = stated.value, stated.source
+    data = replace(data, sources={**data.sources, "example_input": source or "a batch"})
     facts = inspect_model(model, example)
     hparams = hyperparameters_of(given)
     if model is not given:  # the task's hyperparameters and MLM task describe its inference network too
         facts = replace(facts, hyperparameters=hparams, qualified_name=qualified_name(given))
-    return Gathered(facts, data, example, wfacts, module=model, hyperparameters=hparams)
+    return Gathered(facts, data, example, wfacts, module=model, hyperparameters=hparams, notes=notes)
 
 
 def _weights_example(model: nn.Module, wfacts: Any) -> Any:
     """A batch for a weights member's model: its channels (checked against the model), its image size."""
     import torch
 
-    from .sources.weights import DEFAULT_IMAGE_SIZE, builder_name, example_for, first_layer_channels
+    from .sources.weights import builder_name, example_for, first_layer_channels
 
     special = example_for(builder_name(wfacts.member), wfacts) if wfacts.member is not None else None
     if special is not None:
@@ -190,18 +205,9 @@ def _weights_example(model: nn.Module, wfacts: Any) -> Any:
             f"{wfacts.name} is for {wfacts.in_channels}-channel input but the model's first layer takes {channels} "
             "channels: pass the model built for these weights, or weights= that match it"
         )
-    size = wfacts.image_size or _fixed_image_size(model) or DEFAULT_IMAGE_SIZE
+    size = wfacts.image_size or fixed_image_size(model) or DEFAULT_IMAGE_SIZE
     device = next((t.device for t in model.parameters()), torch.device("cpu"))
     return torch.zeros((2, wfacts.in_channels or channels or 3, size, size), device=device)
-
-
-def _fixed_image_size(model: nn.Module) -> int | None:
-    """The image size a model is built for (timm ViTs: ``patch_embed.img_size``), if it states one."""
-    embed = getattr(model, "patch_embed", None)
-    size = getattr(embed, "img_size", None) or getattr(model, "img_size", None) or getattr(model, "image_size", None)
-    if isinstance(size, tuple | list) and size:
-        size = size[0]
-    return size if isinstance(size, int) and size > 0 else None
 
 
 def plan(
@@ -221,15 +227,23 @@ def plan(
     arch = options.architecture or task_architecture(gathered.hyperparameters) or resolve.architecture(model, None)
     name = resolve.mlm_name(options.name, arch)
     item_id = options.item_id or resolve.item_id(name)
-    tasks_by_output = resolve.resolve_tasks(facts, data, options.tasks)
+    consts = forward_constants(model, call_spec(model, gathered.example))
+    if consts.bands and data.bands is None:  # wavelengths passed to forward: the bands, with eo:center_wavelength
+        data = replace(data, bands=consts.bands, sources={**data.sources, "bands": consts.bands_source or ""})
+    evidence = task_evidence(model, facts, gathered.weights)
+    tasks_by_output = resolve.resolve_tasks(facts, data, options.tasks, {k: e.tasks for k, e in evidence.items()})
     inputs = resolve.input_specs(facts, data)
+    inputs = _with_provenance(inputs, data.sources.get("example_input"), consts.description)
     outputs = resolve.output_specs(facts, data, tasks_by_output)
+    outputs = _described(outputs, evidence, tasks_by_output, gathered.notes)
     weights, aliases = art.weights(model, allow_meta=True)
     size = art.safetensors_size(weights, art.safetensors_metadata(aliases)) if weights else None
     planned = _weights_asset(f"{item_id}.safetensors", size)
     accelerator, summary = resolve.accelerator(facts.device)
     w = gathered.weights
     hyperparameters = options.hyperparameters if options.hyperparameters is not None else facts.hyperparameters
+    if consts.hyperparameters:  # what forward needs besides tensors, unless the user states those keys
+        hyperparameters = {**consts.hyperparameters, **(hyperparameters or {})}
     extra = dict(options.properties)
     links: list[dict[str, Any]] = []
     extra_assets: dict[str, Any] = {}
@@ -261,7 +275,7 @@ def plan(
         tasks=tuple(dict.fromkeys(t for ts in tasks_by_output.values() for t in ts)),
         inputs=inputs,
         outputs=outputs,
-        framework_version=resolve.framework_version(),
+        framework_version=_framework_version(),
         total_parameters=facts.parameters.total,
         memory_size=facts.parameters.memory_bytes,
         artifacts=(planned,),
@@ -286,6 +300,57 @@ def plan(
     prov = provenance or provenance_facts(given, doi=options.doi, citation=options.citation)
     item_plan = with_provenance(item_plan, prov, lineage=export_lineage(facts, w), version=options.version)
     return with_training_data(item_plan, stac_training_data(options.training_data))
+
+
+def _framework_version() -> str | None:
+    """torch's version as SemVer, or None (and a warning) when it states none: never a placeholder."""
+    import torch
+
+    version = resolve.framework_version()
+    if version is None:
+        warnings.warn(
+            f"torch's version {torch.__version__!r} is not major.minor.patch, so the Item leaves out "
+            "mlm:framework_version; pass properties={'mlm:framework_version': '<x.y.z>'} to state it.",
+            MLMExportWarning,
+            stacklevel=4,
+        )
+    return version
+
+
+def _described(
+    outputs: tuple[resolve.OutputSpec, ...],
+    evidence: Mapping[str, Any],
+    tasks: Mapping[str, tuple[str, ...]],
+    notes: tuple[str, ...],
+) -> tuple[resolve.OutputSpec, ...]:
+    """Outputs that are features are described as embeddings (their dims are named so by ``resolve``); the
+    evidence for a task is stated. Output names stay those the model returns, which ``verify`` matches."""
+    out = []
+    for o in outputs:
+        e = evidence.get(o.name)
+        if e is None or tasks.get(o.name) != e.tasks:  # the user's tasks= or a TorchGeo task decided
+            out.append(o)
+            continue
+        parts = [o.description] if o.description else []
+        if e.embedding:
+            parts.append("Embeddings (features) of the input, for similarity search and downstream heads")
+        parts += [f"Task from evidence: {e.reason}", *notes]
+        out.append(replace(o, description=". ".join(parts) + "."))
+    return tuple(out)
+
+
+def _with_provenance(
+    inputs: tuple[resolve.InputSpec, ...], source: str | None, constants: str | None = None
+) -> tuple[resolve.InputSpec, ...]:
+    """The first input's description says which batch the model was traced with (and where its facts came
+    from), and which constant arguments forward needs besides the tensors."""
+    if not inputs or not (source or constants):
+        return inputs
+    first = inputs[0]
+    parts = [first.description] if first.description else []
+    parts += [f"{constants}"] if constants else []
+    parts += [f"Traced with {source}"] if source else []
+    return (replace(first, description=". ".join(parts) + "."), *inputs[1:])
 
 
 def _publication(url: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -49,14 +49,17 @@ class OutputSpec:
     description: str | None = None
 
 
-def resolve_tasks(model: ModelFacts, data: DataFacts, tasks: Any) -> dict[str, tuple[str, ...]]:
-    """Tasks per output: the user's ``tasks=`` where given, else inferred where the outputs leave no doubt."""
+def resolve_tasks(
+    model: ModelFacts, data: DataFacts, tasks: Any, evidence: Mapping[str, tuple[str, ...]] | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Tasks per output: the user's ``tasks=`` where given, else a TorchGeo task's, else what the model's
+    library or weights state (``evidence``), else inferred where the outputs leave no doubt."""
     given = _given_tasks(model, tasks)
     if not given:
         from .sources.torchgeo import mlm_tasks
 
         known = mlm_tasks(model.qualified_name)  # a TorchGeo task says what it does
-        given = {o.name: known for o in model.outputs} if known else {}
+        given = {o.name: known for o in model.outputs} if known else dict(evidence or {})
     result: dict[str, tuple[str, ...]] = {}
     detection = _detection_tasks(model)
     for out in model.outputs:
@@ -116,7 +119,7 @@ def _infer(out: TensorFacts, model: ModelFacts, data: DataFacts) -> tuple[str, .
     integer = not (out.dtype.startswith("float") or out.dtype.startswith("bfloat") or out.dtype.startswith("complex"))
     if per_pixel and len(shape) == 3 and integer:
         return ("semantic-segmentation",)
-    if per_pixel and len(shape) == 4 and (shape[1] > 1 or n_classes == shape[1]):
+    if per_pixel and len(shape) == 4 and n_classes == shape[1]:  # one score per known class and pixel
         return ("semantic-segmentation",)
     if len(shape) == 2 and roles[0] == "batch" and n_classes is not None and shape[1] == n_classes:
         return ("classification",)
@@ -126,8 +129,13 @@ def _infer(out: TensorFacts, model: ModelFacts, data: DataFacts) -> tuple[str, .
 def _why(out: TensorFacts) -> str:
     if len(out.observed) == 2:
         return "a [batch, K] output may be class logits, regression targets or an embedding"
-    if len(out.observed) == 4 and out.roles[-2:] == ("height", "width"):
+    if len(out.observed) == 4 and out.roles[-2:] == ("height", "width") and out.observed[1] == 1:
         return "a one-channel map may be a binary mask or a per-pixel regression"
+    if len(out.observed) == 4 and out.roles[-2:] == ("height", "width"):
+        return (
+            f"a per-pixel map of {out.observed[1]} channels may be class scores, an image (a denoiser, "
+            "super-resolution) or features, and no class count, segmentation library or task says which"
+        )
     return "its shape matches no task unambiguously"
 
 
@@ -194,6 +202,8 @@ def _channel_dim(t: TensorFacts, n_bands: int | None = None) -> int | None:
     """Where the channels are: before height and width; in a 3-D input, last when that is where the named
     bands fit (a pixel time series [batch, time, bands]), else second."""
     n = len(t.shape)
+    if "channel" in t.roles:  # observed (a video model's Conv3d takes [batch, channel, time, H, W])
+        return t.roles.index("channel")
     if n >= 4:
         return n - 3
     if n == 3 and n_bands is not None and t.observed[2] == n_bands != t.observed[1]:
@@ -216,7 +226,7 @@ def _class_dim(t: TensorFacts, tasks: Sequence[str], structure: str) -> int | No
 
 def _dim_names(t: TensorFacts, channel: int | None, channel_name: str) -> tuple[str, ...]:
     names: list[str | None] = list(t.roles)
-    if channel is not None and names[channel] is None:
+    if channel is not None and names[channel] in (None, "channel"):
         names[channel] = channel_name
     if len(names) == 3 and channel == 2 and names[1] is None:
         names[1] = "time"
@@ -287,8 +297,9 @@ def item_id(name: str) -> str:
     return re.sub(r"[^a-z0-9_.-]+", "-", name.lower()).strip("-") or "model"
 
 
-def framework_version(version: str | None = None) -> str:
-    """torch's version as SemVer ('2.14.1+cu128' stays, '2.6.0a0+git1' becomes '2.6.0-a0+git1')."""
+def framework_version(version: str | None = None) -> str | None:
+    """torch's version as SemVer ('2.14.1+cu128' stays, '2.6.0a0+git1' becomes '2.6.0-a0+git1'); None when it
+    has no major.minor.patch to state (the field is then left out, with a warning)."""
     raw = str(version or torch.__version__)  # torch.__version__ is a str subclass that pickles as a class
     if mlm.SEMVER.match(raw):
         return raw
@@ -296,7 +307,7 @@ def framework_version(version: str | None = None) -> str:
         v = Version(raw)
     except InvalidVersion:
         match = re.match(r"(\d+)\.(\d+)\.(\d+)", raw)
-        return ".".join(match.groups()) if match else "0.0.0"
+        return ".".join(match.groups()) if match else None
     core = f"{v.major}.{v.minor}.{v.micro}"
     pre = []
     if v.pre:

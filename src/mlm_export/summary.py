@@ -34,6 +34,9 @@ def item_table(item: pystac.Item | dict[str, Any]) -> Table:
         bands = f" bands {', '.join(i['bands'])}" if i.get("bands") else ""
         scaling = f", {len(i['value_scaling'])} value scaling(s)" if i.get("value_scaling") else ""
         add(f"input {i['name']}", f"{_shape(s)}{bands}{scaling}")
+        traced = str(i.get("description") or "").partition("Traced with ")[2]
+        if traced:
+            add("traced with", traced.removesuffix("."))
     for o in p.get(mlm.OUTPUT, []):
         classes = o.get("classification:classes") or []
         names = f" classes {', '.join(c['name'] for c in classes)}" if classes else ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,16 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InvalidOptionError, TraceError, UnsupportedOutputError
+from ..errors import InvalidOptionError, MLMExportWarning, TraceError, UnsupportedOutputError, first_line
 from ..facts import ModelFacts, ParameterFacts, Structure, TensorFacts
 
 #: Batch size of the meta trace: 2, so that a batch dim is never confused with a squeezed dim of size 1.
 META_BATCH = 2
 #: Batch size of the real (CPU or model-device) trace, for models that do data-dependent work.
 REAL_BATCH = 1
-#: Added to every spatial dim in the second trace that tells fixed-size models from any-size ones.
-#: A multiple of 32 keeps the size divisible by the strides of common encoders (U-Net, FPN, ResNet).
-SPATIAL_PROBE_DELTA = 32
+#: The larger sizes tried in the second trace that tells fixed-size models from any-size ones, in order, until
+#: one runs: +32 px (keeps sizes divisible by the strides of common encoders: U-Net, FPN, ResNet), twice and one
+#: and a half times the example's (a model that needs multiples of 64 runs at x2).
+SPATIAL_PROBES: tuple[str, ...] = ("+32", "x2", "x1.5")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class CallSpec:
 
         With ``constants=False`` the non-tensor arguments are None (the shape of ``dynamic_shapes``).
         """
-        fixed = {k: (v if constants else None) for k, v in self.constants}
+        fixed = {k: (v if constants else _no_dims(v)) for k, v in self.constants}
         if self.structure == "tensor":
             return (tensors[0],), {}
         if self.structure == "mapping":
@@ -59,8 +61,29 @@ class CallSpec:
         return (list(tensors),), {}  # a list: one argument
 
 
+def _no_dims(value: Any) -> Any:
+    """``dynamic_shapes`` for a constant argument: None, in the same structure (a list of wavelengths: Nones)."""
+    if isinstance(value, list | tuple):
+        return type(value)(_no_dims(v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _no_dims(v) for k, v in value.items()}
+    return None
+
+
 def call_spec(model: nn.Module, example_input: Any) -> CallSpec:
     """Describe how ``example_input`` is passed to ``model``: a tensor, a tuple (positional args), a list or a dict."""
+    spec = _call_spec(model, example_input)
+    for name, t in zip(spec.names, spec.tensors, strict=True):
+        if t.ndim == 0:
+            raise InvalidOptionError(
+                f"example_input '{name}' is a 0-d tensor; every input tensor needs the batch as dim 0. Give it a "
+                f"batch dim ({name}.reshape(1) for one value per sample), or pass a Python number in its place "
+                "in a tuple or dict to keep it a constant argument."
+            )
+    return spec
+
+
+def _call_spec(model: nn.Module, example_input: Any) -> CallSpec:
     params = _forward_parameter_names(model)
     if isinstance(example_input, torch.Tensor):
         return CallSpec((params[0] if params else "input",), (example_input,), "tensor")
@@ -127,8 +150,8 @@ def inspect_model(model: nn.Module, example_input: Any, *, use_meta: bool = True
     device = _model_device(model)
     with _preserved(model, device):
         traced_on, base, probe, batch = _trace(model, spec, device, use_meta)
-    inputs = _input_facts(spec, batch, probe is not None)
-    in_spatial = _spatial_sizes(spec, 0)
+    inputs = _input_facts(spec, batch, probe is not None, _channels_first_5d(model))
+    in_spatial = _spatial_sizes(spec, None)
     outputs = _output_facts(base, probe, batch, in_spatial)
     hparams = hyperparameters_of(model)
     return ModelFacts(
@@ -165,31 +188,133 @@ def _trace(
     on_meta = device.type == "meta"  # a model built on meta (weights not loaded) traces as it is
     if use_meta or on_meta:
         try:
-            base = _run(model, spec, _meta_inputs(spec, META_BATCH, 0), meta=not on_meta)
+            base = _run(model, spec, _meta_inputs(spec, META_BATCH, None), meta=not on_meta)
         except UnsupportedOutputError:
             raise
         except Exception as e:  # data-dependent work (.item(), nonzero, ...) or a CPU-only op: trace for real
             meta_error = e
         else:
+            if not on_meta and _integer_inputs(spec) and _float_weights(model):
+                _check_dtypes(model, spec, device)  # meta kernels do not check dtypes; one real pass does
             probe = None
             if probe_dims:
-                with contextlib.suppress(Exception):
-                    probe = _run(model, spec, _meta_inputs(spec, META_BATCH, SPATIAL_PROBE_DELTA), meta=not on_meta)
+                meta = not on_meta
+                probe = _probe(
+                    lambda how: _run(model, spec, _meta_inputs(spec, META_BATCH, how), meta=meta), spec, model
+                )
             return "meta", base, probe, META_BATCH
     if on_meta:
         raise TraceError(_describe(spec, META_BATCH), meta_error or RuntimeError("the model's weights are on meta"))
-    real = _real_inputs(spec, REAL_BATCH, 0, device)
+    with _state_kept(model):
+        real = _real_inputs(spec, REAL_BATCH, None, device)
+        try:
+            base = _run(model, spec, real, meta=False)
+        except UnsupportedOutputError:
+            raise
+        except Exception as e:
+            raise TraceError(_describe(spec, REAL_BATCH), _with_dtype_hint(e, model, spec)) from e
+        probe = None
+        if probe_dims:
+            probe = _probe(
+                lambda how: _run(model, spec, _real_inputs(spec, REAL_BATCH, how, device), meta=False), spec, model
+            )
+    return device.type, base, probe, REAL_BATCH
+
+
+@contextlib.contextmanager
+def _state_kept(model: nn.Module) -> Iterator[None]:
+    """Put back what real forward passes change: every buffer's values (counters, caches, running stats) and
+    every module attribute (set, replaced or deleted), whatever happens."""
+    modules = list(model.modules())
+    attrs = [dict(m.__dict__) for m in modules]
+    tables = [dict(m._buffers) for m in modules]
+    values = [
+        (b, b.detach().clone())
+        for m in modules
+        for b in m._buffers.values()
+        if isinstance(b, torch.Tensor) and b.device.type != "meta"
+    ]
     try:
-        base = _run(model, spec, real, meta=False)
+        yield
+    finally:
+        for m, d, buffers in zip(modules, attrs, tables, strict=True):
+            m.__dict__.clear()
+            m.__dict__.update(d)
+            m._buffers.clear()
+            m._buffers.update(buffers)
+        with torch.no_grad():
+            for b, saved in values:
+                b.copy_(saved)
+
+
+def _probe(run: Any, spec: CallSpec, model: nn.Module) -> Observed | None:
+    """The first larger size the model runs at (see :data:`SPATIAL_PROBES`); a warning with the reasons when none
+    does, since the Item then states the example's height and width as the only size (no warning when the
+    model itself states that size: a ViT's ``img_size``)."""
+    reasons = []
+    for how in SPATIAL_PROBES:
+        try:
+            return run(how)
+        except UnsupportedOutputError:
+            raise
+        except Exception as e:
+            sizes = "x".join(str(v) for v in _spatial_sizes(spec, how))
+            reasons.append(f"{sizes}: {type(e).__name__}: {first_line(e, 160)}")
+    sizes = _spatial_sizes(spec, None)
+    if len(sizes) < 2 or _stated_size(model) in (sizes, sizes[:1] * len(sizes)):
+        return None  # a sequence's last dim is often its features, not a size; or the model states its size
+    example = "x".join(str(v) for v in sizes)
+    warnings.warn(
+        f"the model ran only at the example's size {example}, so the Item states it fixed; larger sizes failed "
+        f"({'; '.join(reasons)}). If the model takes other sizes, pass an example_input= of a size it is built for.",
+        MLMExportWarning,
+        stacklevel=5,
+    )
+    return None
+
+
+def _stated_size(model: nn.Module) -> tuple[int, ...] | None:
+    """The one image size the model states it is built for (ViT ``img_size``/``image_size``), or None."""
+    from .dummy import fixed_image_size
+
+    size = fixed_image_size(model)
+    return (size, size) if size is not None else None
+
+
+def _integer_inputs(spec: CallSpec) -> list[tuple[str, torch.Tensor]]:
+    return [
+        (n, t)
+        for n, t in zip(spec.names, spec.tensors, strict=True)
+        if not (t.dtype.is_floating_point or t.dtype.is_complex)
+    ]
+
+
+def _float_weights(model: nn.Module) -> torch.dtype | None:
+    return next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), None)
+
+
+def _check_dtypes(model: nn.Module, spec: CallSpec, device: torch.device) -> None:
+    """One real pass at batch 1 for an integer example into a float model: an error naming the input if it fails."""
+    try:
+        with _state_kept(model):
+            _run(model, spec, _real_inputs(spec, REAL_BATCH, None, device), meta=False)
     except UnsupportedOutputError:
         raise
     except Exception as e:
-        raise TraceError(_describe(spec, REAL_BATCH), e) from e
-    probe = None
-    if probe_dims:
-        with contextlib.suppress(Exception):
-            probe = _run(model, spec, _real_inputs(spec, REAL_BATCH, SPATIAL_PROBE_DELTA, device), meta=False)
-    return device.type, base, probe, REAL_BATCH
+        raise TraceError(_describe(spec, REAL_BATCH), _with_dtype_hint(e, model, spec)) from e
+
+
+def _with_dtype_hint(error: BaseException, model: nn.Module, spec: CallSpec) -> BaseException:
+    weights = _float_weights(model)
+    ints = _integer_inputs(spec)
+    if weights is None or not ints:
+        return error
+    named = ", ".join(f"input '{n}' is {_dtype_name(t.dtype)}" for n, t in ints)
+    message = f"{error} ({named} but the model's weights are {_dtype_name(weights)})"
+    try:
+        return type(error)(message)
+    except Exception:  # an error type that takes other arguments
+        return RuntimeError(message)
 
 
 def _run(model: nn.Module, spec: CallSpec, tensors: Sequence[torch.Tensor], *, meta: bool) -> Observed:
@@ -241,17 +366,17 @@ def _meta_like(t: torch.Tensor) -> torch.Tensor:
     return nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
 
 
-def _meta_inputs(spec: CallSpec, batch: int, delta: int) -> list[torch.Tensor]:
-    return [torch.empty(_probe_shape(t, batch, delta), dtype=t.dtype, device="meta") for t in spec.tensors]
+def _meta_inputs(spec: CallSpec, batch: int, how: str | None) -> list[torch.Tensor]:
+    return [torch.empty(_probe_shape(t, batch, how), dtype=t.dtype, device="meta") for t in spec.tensors]
 
 
-def _real_inputs(spec: CallSpec, batch: int, delta: int, device: torch.device) -> list[torch.Tensor]:
+def _real_inputs(spec: CallSpec, batch: int, how: str | None, device: torch.device) -> list[torch.Tensor]:
     """The example's own values where they fit (real data keeps data-dependent paths realistic), else random."""
     out = []
     gen = torch.Generator().manual_seed(0)
     for t in spec.tensors:
-        shape = _probe_shape(t, batch, delta)
-        if t.device.type != "meta" and delta == 0 and t.shape[0] >= batch:
+        shape = _probe_shape(t, batch, how)
+        if t.device.type != "meta" and how is None and t.shape[0] >= batch:
             out.append(t[:batch].to(device))
             continue
         if t.dtype.is_floating_point or t.dtype.is_complex:
@@ -273,13 +398,23 @@ def _value_range(t: torch.Tensor) -> tuple[float, float]:
     return float(tf.min()), float(tf.max())
 
 
-def _probe_shape(t: torch.Tensor, batch: int, delta: int) -> tuple[int, ...]:
+def _probe_shape(t: torch.Tensor, batch: int, how: str | None) -> tuple[int, ...]:
     shape = list(t.shape)
     if shape:
         shape[0] = batch
     for d in _spatial_dims(t.ndim):
-        shape[d] += delta
+        shape[d] = _grown(shape[d], how)
     return tuple(shape)
+
+
+def _grown(size: int, how: str | None) -> int:
+    """A spatial size grown as a probe says: "+32", "x2", "x1.5" (rounded to an even size), or kept."""
+    if how is None:
+        return size
+    if how.startswith("+"):
+        return size + int(how[1:])
+    grown = round(size * float(how[1:]))
+    return grown + grown % 2 if grown > size else size + 2
 
 
 def _spatial_dims(ndim: int) -> tuple[int, ...]:
@@ -295,11 +430,11 @@ def _has_spatial(spec: CallSpec) -> bool:
     return any(_spatial_dims(t.ndim) for t in spec.tensors)
 
 
-def _spatial_sizes(spec: CallSpec, delta: int) -> tuple[int, ...]:
+def _spatial_sizes(spec: CallSpec, how: str | None) -> tuple[int, ...]:
     for t in spec.tensors:
         dims = _spatial_dims(t.ndim)
         if dims:
-            return tuple(t.shape[d] + delta for d in dims)
+            return tuple(_grown(t.shape[d], how) for d in dims)
     return ()
 
 
@@ -367,14 +502,26 @@ def _unsupported(value: Any, name: str) -> str:
 # ----------------------------------------------------------------------------------------------- facts
 
 
-def _input_facts(spec: CallSpec, batch: int, any_size: bool) -> tuple[TensorFacts, ...]:
+def _channels_first_5d(model: nn.Module) -> int | None:
+    """Input channels of a model whose first layer is a ``Conv3d`` (video: ``[batch, channel, time, H, W]``)."""
+    from .dummy import first_layer
+
+    layer = first_layer(model)
+    return layer.in_channels if isinstance(layer, nn.Conv3d) else None
+
+
+def _input_facts(
+    spec: CallSpec, batch: int, any_size: bool, conv3d_channels: int | None = None
+) -> tuple[TensorFacts, ...]:
     facts = []
     for name, t in zip(spec.names, spec.tensors, strict=True):
         roles: list[str | None] = [None] * t.ndim
         shape = list(t.shape)
         if t.ndim:
             roles[0], shape[0] = "batch", -1
-        if t.ndim == 5:
+        if t.ndim == 5 and conv3d_channels is not None and t.shape[1] == conv3d_channels:
+            roles[1], roles[2] = "channel", "time"  # the first layer convolves time: channels come first
+        elif t.ndim == 5:
             roles[1] = "time"
         spatial = _spatial_dims(t.ndim)
         if len(spatial) == 2:
@@ -423,7 +570,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 def _describe(spec: CallSpec, batch: int) -> str:
     parts = [
-        f"{n}: {_dtype_name(t.dtype)}{list(_probe_shape(t, batch, 0))}"
+        f"{n}: {_dtype_name(t.dtype)}{list(_probe_shape(t, batch, None))}"
         for n, t in zip(spec.names, spec.tensors, strict=True)
     ]
     return "(" + ", ".join(parts) + ")"

@@ -18,10 +18,8 @@ from torch import nn
 
 from ..errors import InvalidOptionError, MLMExportError
 from ..facts import BandFacts, DataFacts
+from .dummy import DEFAULT_IMAGE_SIZE  # noqa: F401 - the one default image size, re-exported
 from .values import compose_zscores, normalizer_params, walk_transforms
-
-#: Image size used when neither the weights' transforms nor the model state one (documented default).
-DEFAULT_IMAGE_SIZE = 224
 
 # name -> (eo:common_name, center wavelength in micrometres), per sensor. Sources: ESA Sentinel-2 and USGS
 # Landsat band designations.
