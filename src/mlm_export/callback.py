@@ -23,11 +23,11 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
 from .facts import ArtifactFacts
 from .item import ItemPlan, build_item
 from .pipeline import ExportOptions, Gathered, gather, plan, write_model_files
+from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .sources.checkpoint import EMBED_KEY
 from .sources.datamodule import model_input
 from .validate import check

@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 from . import mlm
-from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
+from .guard import Policy
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
+from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .sources.checkpoint import (
     ArchitectureError,
     LoadedCheckpoint,
@@ -75,6 +76,15 @@ class ConvertSettings:
     input_shape: Sequence[int] | None = None
     trust: bool = False
     overwrite: bool = False
+    #: Packages (besides the model packages) whose classes a checkpoint may name (``--allow-module``).
+    allow_modules: tuple[str, ...] = ()
+    #: Let model constructors download pretrained weights (``--download``); off: converting works offline.
+    download: bool = False
+
+    @property
+    def policy(self) -> Policy:
+        """What rebuilding a model from these files may do."""
+        return Policy(trust=self.trust, allow_modules=tuple(self.allow_modules), download=self.download)
 
 
 class Converter:
@@ -157,10 +167,11 @@ class Converter:
 
     def _spec(self, ckpt: LoadedCheckpoint) -> ModelSpec:
         if self.settings.model:
-            return explicit_spec(self.settings.model, self.settings.init_args, ckpt)
+            return explicit_spec(self.settings.model, self.settings.init_args, ckpt, self.settings.policy)
+        policy = self.settings.policy
         if self.settings.weights:
-            return ModelSpec(f"weights:{self.settings.weights}", weights=self.settings.weights)
-        spec = lightning_spec(ckpt) or (torchgeo_spec(ckpt) if ckpt.hyper_parameters else None)
+            return ModelSpec(f"weights:{self.settings.weights}", weights=self.settings.weights, policy=policy)
+        spec = lightning_spec(ckpt, policy) or (torchgeo_spec(ckpt, policy) if ckpt.hyper_parameters else None)
         if spec is not None:
             return spec
         hint = "a Lightning checkpoint without a recorded class" if ckpt.kind == "lightning" else "a bare state dict"

@@ -27,7 +27,10 @@ EPILOG = """examples:
 Models are rebuilt from, in order: the Item embedded by MLMExportCallback; the class LightningCLI recorded;
 a TorchGeo task whose arguments the hyper_parameters are; --model/--factory with --init-args (default: the
 checkpoint's hyper_parameters); --weights for a state dict of published TorchGeo weights. Checkpoints load with
-torch.load(weights_only=True) and an allowlist of safe types; --trust-checkpoint allows full unpickling.
+torch.load(weights_only=True) and an allowlist of safe types; only torch.nn.Module classes of torch, torchvision,
+torchgeo, timm, segmentation_models_pytorch and lightning are built (--allow-module PKG adds a package);
+pretrained weights are never downloaded (--download allows it); --trust-checkpoint allows full unpickling and
+any class.
 Existing Items are kept unless --overwrite. Exit codes: 0 all converted, 1 some failed, 2 usage error.
 """
 
@@ -62,9 +65,30 @@ def add_parser(sub: Any) -> None:
     for name in LIST_OPTIONS:
         p.add_argument(f"--{name}", type=_csv, help=f"comma-separated {name}")
     p.add_argument("--overwrite", action="store_true", help="replace existing Items")
-    p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling (only for trusted files)")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow full unpickling and building any class a checkpoint names (only for trusted files)",
+    )
+    add_trust_flags(p)
     add_output_flags(p)
     p.set_defaults(run=run)
+
+
+def add_trust_flags(p: argparse.ArgumentParser) -> None:
+    """``--allow-module`` and ``--download``: what rebuilding a model from a checkpoint may do beyond the default."""
+    p.add_argument(
+        "--allow-module",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="also build model classes (and factories) from this package, e.g. your own (repeatable)",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="let model constructors download pretrained weights (off: never contacts a model hub)",
+    )
 
 
 def init_args_value(text: str) -> dict[str, Any]:
@@ -131,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         input_shape=args.input_shape,
         trust=args.trust_checkpoint,
         overwrite=args.overwrite,
+        allow_modules=tuple(args.allow_module),
+        download=args.download,
     )
     missing = [raw for raw in args.paths if not Path(raw).exists() and not any(c in raw for c in "*?[")]
     if missing:

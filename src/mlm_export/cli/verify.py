@@ -29,7 +29,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("item", type=Path, help="the Item JSON file")
     p.add_argument("--model", help="architecture for weights-only artifacts: module:Class or module:function")
     p.add_argument("--init-args", type=init_args_value, help="arguments for --model, as JSON or YAML (or @file)")
-    p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling of a trusted checkpoint")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow full unpickling of a trusted checkpoint and building any class it names",
+    )
+    p.add_argument(
+        "--allow-module", action="append", default=[], metavar="PKG", help="also build model classes of this package"
+    )
+    p.add_argument("--allow-outside", action="store_true", help="follow hrefs out of the Item's folder tree")
     add_output_flags(p)
     p.set_defaults(run=run)
 
@@ -37,7 +45,14 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     out = Output(as_json=args.json, quiet=args.quiet)
     try:
-        checks = verify_item(args.item, model=args.model, init_args=args.init_args, trust=args.trust_checkpoint)
+        checks = verify_item(
+            args.item,
+            model=args.model,
+            init_args=args.init_args,
+            trust=args.trust_checkpoint,
+            allow_modules=tuple(args.allow_module),
+            allow_outside=args.allow_outside,
+        )
     except (OSError, ValueError) as e:
         out.error(f"{args.item}: cannot verify: {e}")
         return 1

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import MLMExportError, first_line
+from ..guard import SAFE, Policy, check_name, check_object, offline, offline_arguments
 
 CHECKPOINT_PATTERNS = ("*.ckpt", "*.pt", "*.pth", "*.safetensors")
 #: Keys of a Lightning checkpoint.
@@ -230,16 +231,19 @@ class ModelSpec:
     init_args: tuple[tuple[str, Any], ...] = ()
     #: A pretrained-weights enum member's name: the model is the architecture TorchGeo builds for it.
     weights: str | None = None
+    #: What building may do: which classes, whether it may download (see :mod:`mlm_export.guard`).
+    policy: Policy = SAFE
 
     def build(self, *, on_meta: bool = True) -> nn.Module:
         if self.weights:
             from .weights import build_model
 
-            return build_model(self.weights, on_meta=on_meta)
-        factory = import_object(self.target)
-        kwargs = dict(self.init_args)
+            with offline(self.policy):
+                return build_model(self.weights, on_meta=on_meta)
+        factory = import_object(self.target, self.policy)
+        kwargs = offline_arguments(dict(self.init_args), self.policy)
         try:
-            with torch.device("meta") if on_meta else contextlib.nullcontext():
+            with offline(self.policy), torch.device("meta") if on_meta else contextlib.nullcontext():
                 model = factory(**kwargs)
         except TypeError as e:
             raise ArchitectureError(f"{self.target}({_args(kwargs)}) failed: {first_line(e, 240)}") from e
@@ -248,38 +252,47 @@ class ModelSpec:
         return model
 
 
-def lightning_spec(ckpt: LoadedCheckpoint) -> ModelSpec | None:
-    """The class LightningCLI recorded (``_class_path``) with the checkpoint's hyperparameters."""
+def lightning_spec(ckpt: LoadedCheckpoint, policy: Policy = SAFE) -> ModelSpec | None:
+    """The class LightningCLI recorded (``_class_path``) with the checkpoint's hyperparameters.
+
+    The name comes from the file: it is checked against ``policy`` before anything is imported.
+    """
     hp = ckpt.hyper_parameters
     class_path = hp.get("_class_path")
     if not isinstance(class_path, str):
         return None
+    module_name = class_path.partition(":")[0] if ":" in class_path else class_path.rpartition(".")[0]
+    check_name(class_path, module_name, policy)
     args = {k: v for k, v in hp.items() if not k.startswith("_")}
-    return ModelSpec(class_path, tuple(sorted(args.items())))
+    return ModelSpec(class_path, tuple(sorted(args.items())), policy=policy)
 
 
-def torchgeo_spec(ckpt: LoadedCheckpoint) -> ModelSpec | None:
+def torchgeo_spec(ckpt: LoadedCheckpoint, policy: Policy = SAFE) -> ModelSpec | None:
     """The TorchGeo task whose arguments the checkpoint's hyperparameters are and whose model its weights fit."""
     from .torchgeo import candidate_tasks
 
     for target, args in candidate_tasks(ckpt.hyper_parameters):
-        spec = ModelSpec(target, tuple(sorted(args.items())))
+        spec = ModelSpec(target, tuple(sorted(args.items())), policy=policy)
         with contextlib.suppress(Exception):
             load_weights(spec.build(on_meta=True), ckpt.state_dict, target)
             return spec
     return None
 
 
-def explicit_spec(target: str, init_args: Mapping[str, Any] | None, ckpt: LoadedCheckpoint) -> ModelSpec:
+def explicit_spec(
+    target: str, init_args: Mapping[str, Any] | None, ckpt: LoadedCheckpoint, policy: Policy = SAFE
+) -> ModelSpec:
     """``--model module:Class`` or ``--factory module:function``; arguments default to the hyperparameters."""
     if init_args is None:
         init_args = {k: v for k, v in ckpt.hyper_parameters.items() if not k.startswith("_")}
-        factory = import_object(target)
+        factory = import_object(target, policy)
         with contextlib.suppress(TypeError, ValueError):
             params = inspect.signature(factory).parameters
             if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
                 init_args = {k: v for k, v in init_args.items() if k in params}
-    return ModelSpec(target, tuple(sorted(dict(init_args).items())))
+    else:
+        import_object(target, policy)  # refused early, before any file is traced
+    return ModelSpec(target, tuple(sorted(dict(init_args).items())), policy=policy)
 
 
 def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> nn.Module:
@@ -319,11 +332,12 @@ def _fit_keys(state: dict[str, torch.Tensor], expected: Mapping[str, Any]) -> di
     return state
 
 
-def import_object(target: str) -> Any:
-    """``package.module:Name`` or ``package.module.Name`` -> the object."""
+def import_object(target: str, policy: Policy = SAFE) -> Any:
+    """``package.module:Name`` or ``package.module.Name`` -> the object, if ``policy`` allows building it."""
     module_name, _, attr = target.partition(":") if ":" in target else target.rpartition(".")
     if not module_name or not attr:
         raise ArchitectureError(f"'{target}' is not an importable name: use module:Class or module.Class")
+    check_name(target, module_name, policy)
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as e:
@@ -333,6 +347,7 @@ def import_object(target: str) -> Any:
             obj = getattr(obj, part)
         except AttributeError as e:
             raise ArchitectureError(f"{module_name} has no {attr}") from e
+    check_object(target, obj, policy)
     return obj
 
 
