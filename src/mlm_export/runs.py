@@ -79,9 +79,15 @@ class RunCatalog:
         atomic_write_json(item_path_for(checkpoint), item)
         self._items[checkpoint] = (item, _ranking(item))
 
+    def holds(self, checkpoint: Path) -> bool:
+        """Whether a checkpoint lies in this directory itself (only there are files ever removed or replaced)."""
+        return os.path.realpath(checkpoint.parent) == os.path.realpath(self.dirpath)
+
     def forget(self, checkpoint: Path) -> None:
-        """Remove the Item of a checkpoint and the model files written for it."""
+        """Remove the Item of a checkpoint and the model files written for it (only inside this directory)."""
         self._items.pop(checkpoint, None)
+        if not self.holds(checkpoint):
+            return
         item_path_for(checkpoint).unlink(missing_ok=True)
         stem = checkpoint_stem(checkpoint)
         for suffix in MODEL_FILE_SUFFIXES:
@@ -96,9 +102,11 @@ class RunCatalog:
                 href = _checkpoint_href(item)
             except (OSError, ValueError):
                 continue
-            if href is None:
-                continue
+            if href is None or not _plain_name(href):
+                continue  # an Item that points elsewhere is not one of this directory's: never adopted
             checkpoint = (path.parent / href).absolute()
+            if not self.holds(checkpoint) or item_path_for(checkpoint).name != path.name:
+                continue
             if item.get("collection") != self.collection_id:
                 continue  # not this run's (another callback's or converter's)
             if checkpoint.exists():
@@ -162,6 +170,12 @@ def _checkpoint_href(item: dict[str, Any]) -> str | None:
         if asset and mlm.ROLE_CHECKPOINT in asset.get("roles", []):
             return str(asset["href"])
     return None
+
+
+def _plain_name(href: str) -> bool:
+    """``./name.ckpt`` or ``name.ckpt``: a file in the Item's own directory, not a path or a URL."""
+    name = href.removeprefix("./")
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
 
 
 def _ranking(item: dict[str, Any]) -> dict[str, Any]:

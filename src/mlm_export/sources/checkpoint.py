@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import MLMExportError, first_line
 from ..guard import SAFE, Policy, check_name, check_object, offline, offline_arguments
+from .archive_limits import check_declared_sizes
 
 CHECKPOINT_PATTERNS = ("*.ckpt", "*.pt", "*.pth", "*.safetensors")
 #: Keys of a Lightning checkpoint.
@@ -143,6 +144,7 @@ def _sniff(path: Path) -> str:
     if head.startswith(b"PK\x03\x04"):
         if not zipfile.is_zipfile(path):
             raise CheckpointError(f"{path.name}: truncated or corrupt (its zip directory is missing)")
+        check_declared_sizes(path)  # before torch inflates anything
         return "zip"
     if head[:1] == b"\x80":
         return "pickle"

@@ -1,0 +1,284 @@
+"""Attacks on convert, validate and verify: each test builds its own hostile input, and proves that no code
+ran (a marker file does not appear), that nothing outside the folder was touched (a file there survives),
+and that nothing hangs or connects."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mlm_export.cli import main
+from mlm_export.guard import Policy, UntrustedModelError
+from mlm_export.sources.archive_limits import ArchiveBombError, check_declared_sizes
+from mlm_export.sources.checkpoint import import_object
+
+from .models import SmallUNet
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: Any) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def lightning_checkpoint(
+    path: Path, hyper_parameters: dict[str, Any], state_dict: dict[str, Any] | None = None
+) -> Path:
+    """A plain-data Lightning checkpoint: loads with torch.load(weights_only=True), no allowlist needed."""
+    state = state_dict if state_dict is not None else {"w": torch.zeros(2)}
+    torch.save({"state_dict": state, "hyper_parameters": hyper_parameters, "epoch": 0, "global_step": 1}, path)
+    return path
+
+
+def minimal_item(href: str, **asset: Any) -> dict[str, Any]:
+    """An MLM-looking Item whose only asset is the given href (schema problems do not matter here)."""
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "stac_extensions": ["https://stac-extensions.github.io/mlm/v1.5.2/schema.json"],
+        "id": "hostile",
+        "geometry": None,
+        "properties": {"datetime": "2024-01-01T00:00:00Z"},
+        "links": [],
+        "assets": {
+            "model": {"href": href, "roles": ["mlm:model"], "mlm:artifact_type": "torch.save", **asset},
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------------ code execution
+
+
+@pytest.mark.parametrize(
+    ("class_path", "args"),
+    [
+        ("subprocess.run", lambda m: {"args": ["touch", str(m)]}),
+        ("os.system", lambda m: {"command": f"touch {m}"}),
+        ("subprocess:Popen", lambda m: {"args": ["touch", str(m)]}),
+    ],
+)
+def test_class_path_naming_a_function_is_refused_before_import(tmp_path, capsys, class_path, args):
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lightning_checkpoint(folder / "evil.ckpt", {"_class_path": class_path, **args(marker)})
+    module = class_path.partition(":")[0] if ":" in class_path else class_path.rpartition(".")[0]
+    was_imported = module in sys.modules
+    code, _, err = run(capsys, "convert", folder, "--quiet")
+    assert code == 1
+    assert not marker.exists()
+    assert "refusing to build" in err and "--allow-module" in err and "--trust-checkpoint" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not list(folder.glob("*.mlm.json"))
+    if not was_imported:
+        assert module not in sys.modules  # refused from the name alone, before import
+
+
+def test_functions_and_non_modules_inside_allowed_packages_are_refused():
+    # torch.hub.load would fetch and run code; torch.save writes files: allowed package, not a model class
+    for target in ("torch.hub:load", "torch:save", "torchvision.io:write_file", "torch.nn:functional"):
+        with pytest.raises(UntrustedModelError, match="refusing to build"):
+            import_object(target)
+    # a re-export does not smuggle another package's function in: torch.os is the os module
+    with pytest.raises(UntrustedModelError, match="refusing to build"):
+        import_object("torch:os.system")
+    assert import_object("torch.nn:Linear") is torch.nn.Linear
+    assert callable(import_object("torchvision.models:resnet18"))
+    assert import_object("tests.models:SmallUNet", Policy(allow_modules=("tests",))) is SmallUNet
+    assert import_object("subprocess:run", Policy(trust=True)) is not None  # the trust flag opens it
+
+
+def test_verify_does_not_build_what_a_checkpoint_names(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "item"
+    folder.mkdir()
+    lightning_checkpoint(folder / "evil.ckpt", {"_class_path": "subprocess.run", "args": ["touch", str(marker)]})
+    item = folder / "evil.mlm.json"
+    item.write_text(json.dumps(minimal_item("./evil.ckpt")))
+    code, out, _ = run(capsys, "verify", item, "--json")
+    assert code == 1
+    assert not marker.exists()
+    load = next(c for c in json.loads(out)["checks"] if c["check"] == "load model")
+    assert not load["ok"] and "refusing to build 'subprocess.run'" in load["detail"]
+
+
+@pytest.fixture
+def closed_port_proxies(monkeypatch):
+    """Every proxy at a closed local port, and a record of every connection attempt (which also fails)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the socket is
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(var, f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    attempts: list[Any] = []
+
+    def record(self, address):
+        attempts.append(address)
+        raise OSError("connection attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", record)
+    monkeypatch.setattr(socket.socket, "connect_ex", record)
+    return attempts
+
+
+@pytest.mark.parametrize("weights", [True, "ResNet18_Weights.SENTINEL2_RGB_MOCO"])
+def test_torchgeo_weights_in_hyperparameters_never_reach_a_hub(tmp_path, capsys, closed_port_proxies, weights):
+    from torchgeo.tasks import Classification
+
+    task = Classification(model="resnet18", in_channels=3, num_classes=2, weights=None)
+    hparams = {k: v for k, v in task.hparams.items() if k in ("model", "in_channels", "num_classes", "task")}
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lightning_checkpoint(folder / "tg.ckpt", {**hparams, "weights": weights}, task.state_dict())
+    code, out, err = run(capsys, "convert", folder, "--json")
+    assert closed_port_proxies == []
+    assert code == 0, err
+    assert json.loads(out)["results"][0]["status"] == "converted"
+
+
+def test_download_flag_lets_a_constructor_connect(tmp_path, capsys, closed_port_proxies):
+    from torchgeo.tasks import Classification
+
+    task = Classification(model="resnet18", in_channels=3, num_classes=2, weights=None)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    hparams = {
+        "model": "resnet18",
+        "in_channels": 3,
+        "num_classes": 2,
+        "weights": "ResNet18_Weights.SENTINEL2_RGB_MOCO",
+    }
+    lightning_checkpoint(folder / "tg.ckpt", hparams, task.state_dict())
+    code, _, _ = run(capsys, "convert", folder, "--download", "--quiet")
+    assert code == 1  # the hub was tried (and the closed proxy refused it): --download did open the network
+    assert closed_port_proxies
+
+
+# ------------------------------------------------------------------------------------------ files outside
+
+
+def test_planted_item_pointing_outside_never_deletes_there(tmp_path, capsys):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    precious = {n: victim / n for n in ("model.ckpt", "model.safetensors", "model.pt2", "model.mlm.json")}
+    for p in precious.values():
+        p.write_text("precious")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    torch.save(SmallUNet(3, 2).state_dict(), folder / "a.pth")
+    args = ["convert", folder, "--model", "tests.models:SmallUNet", "--allow-module", "tests", "--init-args",
+            '{"in_channels": 3, "num_classes": 2}', "--input-shape", "1,3,32,32", "--quiet"]  # fmt: skip
+    assert run(capsys, *args)[0] == 0
+    collection = json.loads((folder / "collection.json").read_text())
+    planted = json.loads((folder / "a.mlm.json").read_text())
+    for name in ("../victim/model.ckpt", str(precious["model.ckpt"]), "file://" + str(precious["model.ckpt"])):
+        planted["assets"]["model"]["href"] = name
+        planted["collection"] = collection["id"]
+        (folder / "model.mlm.json").write_text(json.dumps(planted))
+        assert run(capsys, *args, "--overwrite")[0] == 0
+        assert all(p.read_text() == "precious" for p in precious.values())
+        links = [link["href"] for link in json.loads((folder / "collection.json").read_text())["links"]]
+        assert "./model.mlm.json" not in links  # not adopted either
+
+
+@pytest.mark.parametrize(
+    "href",
+    ["../outside/secret.bin", "{outside}/secret.bin", "file://{outside}/secret.bin", "./link.bin", "/etc/passwd"],
+)
+def test_validate_and_verify_do_not_read_outside_the_folder(tmp_path, capsys, href):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.bin"
+    secret.write_bytes(b"secret bytes")
+    folder = tmp_path / "item"
+    folder.mkdir()
+    (folder / "link.bin").symlink_to(secret)
+    href = href.format(outside=outside)
+    item = folder / "i.json"
+    item.write_text(json.dumps(minimal_item(href, **{"file:size": 1, "file:checksum": "1220" + "0" * 64})))
+    for command in ("validate", "verify"):
+        code, out, err = run(capsys, command, item, "--json")
+        assert code == 1
+        assert "outside the Item's folder" in out + err or "file:// URL" in out + err
+        assert "12 bytes" not in out + err  # nothing about the file was read or told
+    assert secret.read_bytes() == b"secret bytes"
+    code, out, _ = run(capsys, "validate", item, "--allow-outside", "--json")
+    if href != "/etc/passwd":
+        assert "has 12 bytes" in out  # the flag does open it
+
+
+def _finishes(fn, seconds: float = 30.0) -> bool:
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            fn()
+        finally:
+            done.set()
+
+    threading.Thread(target=target, daemon=True).start()
+    return done.wait(seconds)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_special_files_as_hrefs_do_not_hang(tmp_path, capsys, kind):
+    folder = tmp_path / "item"
+    folder.mkdir()
+    if kind == "fifo":
+        os.mkfifo(folder / "model.ckpt")
+    elif kind == "directory":
+        (folder / "model.ckpt").mkdir()
+    else:
+        (folder / "model.ckpt").symlink_to("/dev/zero")
+    item = folder / "i.json"
+    item.write_text(json.dumps(minimal_item("./model.ckpt", **{"file:checksum": "1220" + "0" * 64})))
+    results: dict[str, Any] = {}
+    flags = ["--allow-outside"] if kind == "dev-zero" else []  # even when allowed out: /dev/zero is not read
+    assert _finishes(lambda: results.update(validate=run(capsys, "validate", item, *flags, "--json")))
+    code, out, _ = results["validate"]
+    assert code == 1 and "not a regular file" in out
+
+
+def _pickle_bomb(path: Path, inflated: int) -> None:
+    """A zip checkpoint whose data.pkl (a dict holding one long string) is deflated: tiny file, huge pickle."""
+    head = b"\x80\x02}q\x00(X\n\x00\x00\x00state_dictq\x01}q\x02X\x10\x00\x00\x00hyper_parametersq\x03}q\x04"
+    head += b"X\x04\x00\x00\x00noteq\x05X" + inflated.to_bytes(4, "little")
+    tail = b"q\x06su."
+    with zipfile.ZipFile(path, "w") as z:
+        info = zipfile.ZipInfo("archive/data.pkl")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with z.open(info, "w", force_zip64=True) as f:
+            f.write(head)
+            chunk = b"a" * (1 << 22)
+            for start in range(0, inflated, len(chunk)):
+                f.write(chunk[: min(len(chunk), inflated - start)])
+            f.write(tail)
+        z.writestr("archive/version", "3\n")
+        z.writestr("archive/byteorder", "little")
+
+
+def test_zip_bomb_checkpoint_is_refused_before_inflating(tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    bomb = folder / "bomb.ckpt"
+    _pickle_bomb(bomb, 300 << 20)
+    assert bomb.stat().st_size < 2 << 20
+    with pytest.raises(ArchiveBombError, match="MLM_EXPORT_MAX_INFLATE"):
+        check_declared_sizes(bomb)
+    code, _, err = run(capsys, "convert", folder, "--quiet")
+    assert code == 1 and "zip bomb" in err
+    assert not list(folder.glob("*.mlm.json"))
+    ok = folder / "ok.ckpt"
+    lightning_checkpoint(ok, {"x": 1})  # an ordinary torch.save archive passes the same check
+    check_declared_sizes(ok)
