@@ -282,3 +282,32 @@ def test_zip_bomb_checkpoint_is_refused_before_inflating(tmp_path, capsys):
     ok = folder / "ok.ckpt"
     lightning_checkpoint(ok, {"x": 1})  # an ordinary torch.save archive passes the same check
     check_declared_sizes(ok)
+
+
+# ------------------------------------------------------------------------------------------ terminal output
+
+
+def test_file_names_with_rich_markup_print_literally(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "500")  # no folding: whole names in one cell line
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "[").mkdir()  # "[/b]" in a path: a folder named "[" holding "b]y.pth"
+    names = ["[bold red]x.pth", "[/b]y.pth"]
+    for name in names:
+        torch.save(SmallUNet(3, 2).state_dict(), folder / name)
+    (folder / "[/b]z.ckpt").write_text("not a checkpoint")
+    code, out, err = run(
+        capsys, "convert", folder, "--model", "tests.models:SmallUNet", "--allow-module", "tests",
+        "--init-args", '{"in_channels": 3, "num_classes": 2}', "--input-shape", "1,3,32,32",
+    )  # fmt: skip
+    assert code == 1  # z failed, and said so; nothing crashed on the names
+    for name in [*names, "[/b]z.ckpt"]:
+        assert name in out
+    assert "[/b]z.ckpt" in err
+    assert "[bold red]x.mlm.json" in out
+    item = folder / "[bold red]x.mlm.json"
+    code, out, err = run(capsys, "verify", item, "--model", "tests.models:SmallUNet", "--allow-module", "tests",
+                         "--init-args", '{"in_channels": 3, "num_classes": 2}')  # fmt: skip
+    assert f"verify {item}" in out
+    code, out, err = run(capsys, "validate", item)
+    assert f"{item}: valid" in out

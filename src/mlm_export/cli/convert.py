@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from ..convert import Converter, ConvertSettings, Result, parse_shape
 from ..errors import MLMExportError
@@ -196,12 +197,12 @@ def _summary(results: list[Result]) -> Table:
     for r in results:
         outcome = str(r.item_path) if r.status == "converted" else f"{r.status}: {r.error}"
         style = {"converted": "", "skipped": "yellow", "failed": "red"}[r.status]
-        table.add_row(
-            str(r.path),
-            r.model or "",
-            f"{r.parameters:,}" if r.parameters else "",
-            ", ".join(r.tasks),
-            outcome.replace("[", r"\["),
+        table.add_row(  # Text: file names and errors are printed as they are, never read as markup
+            Text(str(r.path)),
+            Text(r.model or ""),
+            Text(f"{r.parameters:,}" if r.parameters else ""),
+            Text(", ".join(r.tasks)),
+            Text(outcome),
             style=style,
         )
     return table

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from ..verify import verify_item
 from .convert import init_args_value
@@ -56,12 +57,13 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         out.error(f"{args.item}: cannot verify: {e}")
         return 1
-    table = Table(title=f"verify {args.item}", title_justify="left")
+    table = Table(title=Text(f"verify {args.item}"), title_justify="left")
     table.add_column("check")
     table.add_column("result")
     table.add_column("detail", overflow="fold")
     for c in checks:
-        table.add_row(c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.detail.replace("[", r"\["))
+        result = Text("ok", style="green") if c.ok else Text("FAIL", style="red")
+        table.add_row(Text(c.name), result, Text(c.detail))  # Text: paths and messages are not markup
     out.table(table)
     out.json({"item": str(args.item), "ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]})
     failed = [c for c in checks if not c.ok]
