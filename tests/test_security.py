@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,14 @@ from typing import Any
 import pytest
 import torch
 
+from mlm_export import runs
 from mlm_export.cli import main
 from mlm_export.guard import Policy, UntrustedModelError
 from mlm_export.sources.archive_limits import ArchiveBombError, check_declared_sizes
 from mlm_export.sources.checkpoint import import_object
+from mlm_export.write import file_checksum
 
+from .conftest import plain_validate
 from .models import SmallUNet
 
 
@@ -311,3 +315,88 @@ def test_file_names_with_rich_markup_print_literally(tmp_path, capsys, monkeypat
     assert f"verify {item}" in out
     code, out, err = run(capsys, "validate", item)
     assert f"{item}: valid" in out
+
+
+# ------------------------------------------------------------------------------------------ faults
+
+
+def _assert_items_match_files(directory: Path) -> dict[str, Any]:
+    """After any fault: every Item's checkpoint exists with the stated size and checksum; collection.json (when
+    present) is whole and links only Items that exist."""
+    items = {p.name: json.loads(p.read_text()) for p in directory.glob("*.mlm.json")}
+    for name, item in items.items():
+        for asset in item["assets"].values():
+            path = directory / asset["href"]
+            assert path.exists(), (name, asset["href"])
+            assert asset["file:size"] == path.stat().st_size, name
+            assert asset["file:checksum"] == file_checksum(path), name
+    collection_file = directory / "collection.json"
+    if collection_file.exists():
+        collection = json.loads(collection_file.read_text())
+        for link in collection["links"]:
+            if link["rel"] in ("item", "latest-version", "best"):
+                assert link["href"].removeprefix("./") in items, link
+    return items
+
+
+def test_pruned_checkpoint_never_gets_its_item_back(tmp_path, monkeypatch):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from mlm_export import MLMExportCallback
+
+    from .test_callback import WHEN, assert_catalog_true, fit
+
+    remove = TorchCheckpointIO.remove_checkpoint
+
+    def slow_remove(self, path):  # a slow disk: the file lingers after its Item was dropped
+        time.sleep(0.05)
+        remove(self, path)
+
+    monkeypatch.setattr(TorchCheckpointIO, "remove_checkpoint", slow_remove)
+    checksum = runs.file_checksum
+
+    def slow_checksum(path):  # and slow reads: the Item's job is still pending when the prune comes
+        time.sleep(0.1)
+        return checksum(path)
+
+    monkeypatch.setattr(runs, "file_checksum", slow_checksum)
+    directory = tmp_path / "ckpt"
+    ckpt = ModelCheckpoint(dirpath=directory, save_top_k=1, every_n_train_steps=1)  # keeps the newest only
+    fit(tmp_path, ckpt, MLMExportCallback(strict=True, **WHEN), epochs=3, limit_val_batches=0)  # 12 saves, 11 prunes
+    assert_catalog_true(directory)
+    assert len(list(directory.glob("*.mlm.json"))) == len(list(directory.glob("*.ckpt"))) == 1
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_leaves_a_consistent_folder(tmp_path, capsys):
+    import random
+    import signal
+    import subprocess
+
+    rng = random.Random(11)
+    script = Path(__file__).with_name("fault_fit.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), *sys.path])}
+    for trial in range(4):
+        out = tmp_path / f"trial{trial}"
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(out), "400"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"training"
+        time.sleep(rng.uniform(0.0, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        _assert_items_match_files(out)
+        if trial == 0:
+            (out / "collection.json").unlink(missing_ok=True)  # lost: must be rebuilt, not skipped
+        code, _, err = run(capsys, "convert", out, "--quiet")  # the repair
+        assert code == 0, err
+        items = _assert_items_match_files(out)
+        checkpoints = {p.name for p in out.glob("*.ckpt")}
+        assert {name.removesuffix(".mlm.json") + ".ckpt" for name in items} == checkpoints
+        collection = json.loads((out / "collection.json").read_text())
+        assert plain_validate(collection) == []
+        linked = {link["href"].removeprefix("./") for link in collection["links"] if link["rel"] == "item"}
+        assert linked == set(items)
+        assert collection["license"] == "CC-BY-4.0"

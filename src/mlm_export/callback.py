@@ -48,6 +48,8 @@ class _Snapshot:
     link_target: Path | None = None
     artifacts: tuple[ArtifactFacts, ...] = ()
     plan: ItemPlan | None = field(default=None, repr=False)
+    #: Which version of the file at ``path`` this is; a later save or a removal makes it stale (see _Versions).
+    generation: int = 0
 
 
 class MLMExportCallback(Callback):
@@ -102,6 +104,7 @@ class MLMExportCallback(Callback):
         self._catalogs: dict[Path, RunCatalog] = {}
         self._unwrap: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self._versions = _Versions()
         self._failed = False
         self._warned: set[str] = set()
         #: Seconds the training loop spent in this callback's checkpoint work, for the benchmark.
@@ -110,7 +113,7 @@ class MLMExportCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         """Picklable for ``ddp_spawn``: threads, locks and wrapped methods are made again in ``setup``."""
         state = self.__dict__.copy()
-        state.update(_worker=None, _lock=None, _catalogs={}, _unwrap=[], _gathered=None)
+        state.update(_worker=None, _lock=None, _catalogs={}, _unwrap=[], _gathered=None, _versions=_Versions())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -129,7 +132,7 @@ class MLMExportCallback(Callback):
         self._wrap(trainer)
         self._failed = False
         if trainer.is_global_zero:
-            self._worker = _Worker(self._process, self._fail)
+            self._worker = _Worker(self._process, self._fail, self._write_collections)
             self._guard(lambda: self._prepare(trainer, pl_module, from_loader=False))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -203,6 +206,8 @@ class MLMExportCallback(Callback):
             save, remove, link = cb._save_checkpoint, cb._remove_checkpoint, cb._link_checkpoint
 
             def _save(trainer: Trainer, filepath: str, cb: ModelCheckpoint = cb, save: Any = save) -> None:
+                if Path(filepath).exists():  # overwritten in place (last.ckpt): its Item goes first
+                    self._removing(trainer, Path(filepath))
                 save(trainer, filepath)
                 self._saved(trainer, cb, Path(filepath))
 
@@ -242,6 +247,7 @@ class MLMExportCallback(Callback):
                 weights_only=cb.save_weights_only,
                 link_target=link_target.absolute() if link_target else None,
                 plan=self._plan,
+                generation=self._versions.bump(path.absolute(), self._lock),
             )
             if self.write_weights or self.export_program:
                 snap = self._write_model_files(trainer, snap)
@@ -275,7 +281,8 @@ class MLMExportCallback(Callback):
         try:
             catalog = self._catalog(path.parent.absolute())
             with self._lock:
-                catalog.forget(path.absolute())
+                self._versions.bump_locked(path.absolute())  # a pending Item for this file is now stale
+                catalog.forget(path.absolute())  # unlinked from collection.json before its file goes
             self._submit(("collection", catalog))
         except Exception as e:
             self._fail(e)
@@ -292,13 +299,25 @@ class MLMExportCallback(Callback):
         kind, catalog = job[0], job[1]
         if kind == "save":
             snap: _Snapshot = job[2]
-            item = self._checkpoint_item(catalog, snap)
-            with self._lock:  # a removal in the meantime wins: no Item for a file that is gone
-                if not snap.path.exists():
+            try:
+                item = self._checkpoint_item(catalog, snap)
+            except FileNotFoundError:
+                if self._versions.current(snap.path) != snap.generation or not snap.path.exists():
+                    return  # pruned while it was being hashed: nothing to describe, not an error
+                raise
+            with self._lock:  # a removal or a newer save in the meantime wins: no Item for a file that changed
+                if self._versions.current(snap.path) != snap.generation or not snap.path.exists():
                     return
                 catalog.put(snap.path, item)
-        with self._lock:
-            catalog.write_collection()
+        catalog.dirty = True  # written once the queue drains (_write_collections), not once per job
+
+    def _write_collections(self) -> None:
+        """Write the Collection of every directory whose Items changed; the worker calls it when idle."""
+        for catalog in list(self._catalogs.values()):
+            if catalog.dirty:
+                with self._lock:
+                    catalog.dirty = False
+                    catalog.write_collection()
 
     def _checkpoint_item(self, catalog: RunCatalog, snap: _Snapshot) -> dict[str, Any]:
         item_plan = snap.plan or self._plan
@@ -366,9 +385,15 @@ class MLMExportCallback(Callback):
 class _Worker:
     """One background thread that runs jobs in order; errors go to ``on_error`` (or are kept for strict mode)."""
 
-    def __init__(self, run: Callable[[tuple[Any, ...]], None], on_error: Callable[[BaseException], None]) -> None:
+    def __init__(
+        self,
+        run: Callable[[tuple[Any, ...]], None],
+        on_error: Callable[[BaseException], None],
+        on_idle: Callable[[], None] = lambda: None,
+    ) -> None:
         self._run = run
         self._on_error = on_error
+        self._on_idle = on_idle
         self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="mlm-export-callback", daemon=True)
@@ -378,18 +403,46 @@ class _Worker:
         self._queue.put(job)
 
     def _loop(self) -> None:
-        while (job := self._queue.get()) is not None:
-            try:
-                self._run(job)
-            except Exception as e:
-                self._error = self._error or e
-                with contextlib.suppress(Exception):
-                    self._on_error(e)
+        while True:
+            job = self._queue.get()
+            if job is not None:
+                self._attempt(self._run, job)
+            if job is None or self._queue.empty():  # drained: the work that is coalesced (Collections) now
+                self._attempt(self._on_idle)
+            if job is None:
+                return
+
+    def _attempt(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as e:
+            self._error = self._error or e
+            with contextlib.suppress(Exception):
+                self._on_error(e)
 
     def close(self) -> BaseException | None:
         self._queue.put(None)
         self._thread.join()
         return self._error
+
+
+class _Versions:
+    """A counter per checkpoint path, bumped by every save and removal: an Item is written only for the
+    version of the file it was computed from, so a pruned or replaced checkpoint never gets its Item back."""
+
+    def __init__(self) -> None:
+        self._counts: dict[Path, int] = {}
+
+    def bump(self, path: Path, lock: threading.Lock) -> int:
+        with lock:
+            return self.bump_locked(path)
+
+    def bump_locked(self, path: Path) -> int:
+        self._counts[path] = self._counts.get(path, 0) + 1
+        return self._counts[path]
+
+    def current(self, path: Path) -> int:
+        return self._counts.get(path, 0)
 
 
 def _loader_batch(trainer: Trainer) -> Any:

@@ -57,6 +57,10 @@ class RunCatalog:
         self.description = description or f"Checkpoints of one training run of {title or 'a model'}."
         self._items: dict[Path, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._checksums: dict[tuple[str, int, int], tuple[int, str]] = {}
+        #: The Collection as last written (to unlink an Item from it without rebuilding it).
+        self._written: dict[str, Any] | None = None
+        #: Items changed since the Collection was last written (the callback writes it when its queue drains).
+        self.dirty = False
 
     # -------------------------------------------------------------------------------------------- items
 
@@ -88,6 +92,7 @@ class RunCatalog:
         self._items.pop(checkpoint, None)
         if not self.holds(checkpoint):
             return
+        self._unlink_from_collection(item_path_for(checkpoint).name)
         item_path_for(checkpoint).unlink(missing_ok=True)
         stem = checkpoint_stem(checkpoint)
         for suffix in MODEL_FILE_SUFFIXES:
@@ -161,7 +166,20 @@ class RunCatalog:
         data = self.collection()
         check(data, what="Collection")
         atomic_write_json(self.dirpath / COLLECTION_FILE, data)
+        self._written = data
         return data
+
+    def _unlink_from_collection(self, item_name: str) -> None:
+        """Before an Item file goes: write the Collection without its links, so that it never links a missing
+        Item, even if the process dies now. Dropping links keeps a checked Collection valid: no new check."""
+        written = self._written
+        href = f"./{item_name}"
+        if written is None or not any(link.get("href") == href for link in written["links"]):
+            return
+        data = {**written, "links": [link for link in written["links"] if link.get("href") != href]}
+        atomic_write_json(self.dirpath / COLLECTION_FILE, data)
+        self._written = data
+        self.dirty = True  # extents, summaries, latest and best are brought up to date at the next write
 
 
 def _checkpoint_href(item: dict[str, Any]) -> str | None:
