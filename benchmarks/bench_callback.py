@@ -106,14 +106,24 @@ def main() -> int:
     ratios = [
         compare(
             f"many saves: {args.saves} checkpoints of a 0.3M-parameter MLP, one per step",
-            args.repeat, width=256, depth=4, steps=args.saves, batches=args.saves, every_n_steps=1,
+            args.repeat,
+            width=256,
+            depth=4,
+            steps=args.saves,
+            batches=args.saves,
+            every_n_steps=1,
         )  # fmt: skip
     ]
     if not args.skip_big:
         ratios.append(
             compare(
                 "big checkpoints: 3 checkpoints of a 100M-parameter MLP (0.4 GB each)",
-                args.repeat, width=4096, depth=6, steps=6, batches=6, every_n_steps=2,
+                args.repeat,
+                width=4096,
+                depth=6,
+                steps=6,
+                batches=6,
+                every_n_steps=2,
             )  # fmt: skip
         )
     return 0 if all(r < TARGET for r in ratios) else 1
