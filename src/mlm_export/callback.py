@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
+import secrets
 import threading
 import time
 import warnings
@@ -28,9 +30,9 @@ from .facts import ArtifactFacts
 from .item import ItemPlan, build_item
 from .pipeline import ExportOptions, Gathered, gather, plan, write_model_files
 from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
+from .schema_cache import quick_check
 from .sources.checkpoint import EMBED_KEY
 from .sources.datamodule import model_input
-from .validate import check
 
 
 @dataclass
@@ -299,16 +301,26 @@ class MLMExportCallback(Callback):
         kind, catalog = job[0], job[1]
         if kind == "save":
             snap: _Snapshot = job[2]
+            if self._versions.current(snap.path) != snap.generation:
+                return  # saved again or removed since: a newer job (or none) describes it; skip the hashing
             try:
                 item = self._checkpoint_item(catalog, snap)
             except FileNotFoundError:
                 if self._versions.current(snap.path) != snap.generation or not snap.path.exists():
                     return  # pruned while it was being hashed: nothing to describe, not an error
                 raise
-            with self._lock:  # a removal or a newer save in the meantime wins: no Item for a file that changed
-                if self._versions.current(snap.path) != snap.generation or not snap.path.exists():
-                    return
-                catalog.put(snap.path, item)
+            payload = (json.dumps(item, indent=2, ensure_ascii=False) + "\n").encode()  # outside the lock
+            target = item_path_for(snap.path)
+            tmp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp.json")
+            tmp.write_bytes(payload)
+            with self._lock:  # a removal or a newer save in the meantime wins: no Item for a changed file
+                current = self._versions.current(snap.path) == snap.generation and snap.path.exists()
+                if current:
+                    os.replace(tmp, target)  # only the rename under the lock: the training loop waits little
+                    catalog.record(snap.path, item)
+            if not current:
+                tmp.unlink(missing_ok=True)
+                return
         catalog.dirty = True  # written once the queue drains (_write_collections), not once per job
 
     def _write_collections(self) -> None:
@@ -336,7 +348,7 @@ class MLMExportCallback(Callback):
             title="Lightning checkpoint" + (" (weights only)" if snap.weights_only else ""),
             catalog=catalog,
         )
-        check(data)
+        quick_check(data, by_shape=True)  # one template for every checkpoint: each new shape checked
         return data
 
     def _catalog(self, dirpath: Path) -> RunCatalog:
@@ -349,6 +361,7 @@ class MLMExportCallback(Callback):
                 license=self.options.license,
                 description=self.options.description,
             )
+            self._catalogs[dirpath].model_files = self.write_weights or self.export_program
         return self._catalogs[dirpath]
 
     # ------------------------------------------------------------------------------------------ failure
@@ -382,6 +395,10 @@ class MLMExportCallback(Callback):
             raise error
 
 
+#: Longest a changed Collection waits to be written while checkpoints keep coming (seconds).
+FLUSH_SECONDS = 1.0
+
+
 class _Worker:
     """One background thread that runs jobs in order; errors go to ``on_error`` (or are kept for strict mode)."""
 
@@ -403,12 +420,20 @@ class _Worker:
         self._queue.put(job)
 
     def _loop(self) -> None:
+        pending, last = False, float("-inf")
         while True:
-            job = self._queue.get()
-            if job is not None:
+            wait = None if not pending else max(0.0, last + FLUSH_SECONDS - time.monotonic())
+            try:
+                job = self._queue.get(timeout=wait)
+            except queue.Empty:
+                job = ()  # quiet for a while: time for the coalesced work
+            if job:
                 self._attempt(self._run, job)
-            if job is None or self._queue.empty():  # drained: the work that is coalesced (Collections) now
+                pending = True
+            due = job is None or (self._queue.empty() and time.monotonic() - last >= FLUSH_SECONDS)
+            if pending and due:  # the coalesced work (Collections): when drained, at most once a FLUSH_SECONDS
                 self._attempt(self._on_idle)
+                pending, last = False, time.monotonic()
             if job is None:
                 return
 

@@ -220,6 +220,7 @@ class Converter:
                 license=self.options.license,
                 description=self.options.description,
             )
+            self._catalogs[directory].model_files = False  # convert writes none; adopted Items list theirs
         return self._catalogs[directory]
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import pystac
 
 from . import mlm
-from .validate import check
-from .write import atomic_write_json, file_checksum
+from .schema_cache import quick_check
+from .write import atomic_write_bytes, atomic_write_json, file_checksum
 
 #: Item file of a checkpoint: ``epoch=3-step=40.ckpt`` -> ``epoch=3-step=40.mlm.json``.
 ITEM_SUFFIX = ".mlm.json"
@@ -56,9 +56,11 @@ class RunCatalog:
         self.license = license or "other"
         self.description = description or f"Checkpoints of one training run of {title or 'a model'}."
         self._items: dict[Path, tuple[dict[str, Any], dict[str, Any]]] = {}
-        self._checksums: dict[tuple[str, int, int], tuple[int, str]] = {}
+        self._checksums: dict[tuple[int, int, int, int], tuple[int, str]] = {}
         #: The Collection as last written (to unlink an Item from it without rebuilding it).
         self._written: dict[str, Any] | None = None
+        #: Whether model files (.safetensors, .pt2) are written beside checkpoints, to be removed with them.
+        self.model_files = True
         #: Items changed since the Collection was last written (the callback writes it when its queue drains).
         self.dirty = False
 
@@ -66,11 +68,10 @@ class RunCatalog:
 
     def checksum(self, path: Path) -> tuple[int, str]:
         """Size and sha256 of a file, each distinct file read once (a ``last.ckpt`` link reuses its target's)."""
-        real = path.resolve()
-        st = real.stat()
-        key = (str(real), st.st_size, st.st_mtime_ns)
+        st = path.stat()  # follows a link: the same file is known by its device and inode
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         if key not in self._checksums:
-            self._checksums[key] = (st.st_size, file_checksum(real))
+            self._checksums[key] = (st.st_size, file_checksum(path))
         return self._checksums[key]
 
     def item_links(self) -> list[dict[str, str]]:
@@ -81,23 +82,31 @@ class RunCatalog:
     def put(self, checkpoint: Path, item: dict[str, Any]) -> None:
         """Write the Item of a checkpoint (atomically) and count it in."""
         atomic_write_json(item_path_for(checkpoint), item)
+        self.record(checkpoint, item)
+
+    def record(self, checkpoint: Path, item: dict[str, Any]) -> None:
+        """Count in the Item of a checkpoint, already written."""
         self._items[checkpoint] = (item, _ranking(item))
 
     def holds(self, checkpoint: Path) -> bool:
         """Whether a checkpoint lies in this directory itself (only there are files ever removed or replaced)."""
+        if checkpoint.parent == self.dirpath:
+            return True
         return os.path.realpath(checkpoint.parent) == os.path.realpath(self.dirpath)
 
     def forget(self, checkpoint: Path) -> None:
         """Remove the Item of a checkpoint and the model files written for it (only inside this directory)."""
-        self._items.pop(checkpoint, None)
+        known = self._items.pop(checkpoint, None)
         if not self.holds(checkpoint):
             return
         self._unlink_from_collection(item_path_for(checkpoint).name)
         item_path_for(checkpoint).unlink(missing_ok=True)
         stem = checkpoint_stem(checkpoint)
+        listed = {a.get("href") for a in known[0].get("assets", {}).values()} if known else set()
         for suffix in MODEL_FILE_SUFFIXES:
-            if not checkpoint.name.endswith(suffix):
-                (checkpoint.parent / f"{stem}{suffix}").unlink(missing_ok=True)
+            name = f"{stem}{suffix}"
+            if not checkpoint.name.endswith(suffix) and (self.model_files or f"./{name}" in listed):
+                (checkpoint.parent / name).unlink(missing_ok=True)
 
     def adopt(self) -> None:
         """Take in the Items already in the directory (a resumed run); drop those whose checkpoint is gone."""
@@ -164,7 +173,7 @@ class RunCatalog:
     def write_collection(self) -> dict[str, Any]:
         """Check and write ``collection.json`` atomically."""
         data = self.collection()
-        check(data, what="Collection")
+        quick_check(data, what="Collection", by_shape=True)
         atomic_write_json(self.dirpath / COLLECTION_FILE, data)
         self._written = data
         return data
@@ -177,7 +186,8 @@ class RunCatalog:
         if written is None or not any(link.get("href") == href for link in written["links"]):
             return
         data = {**written, "links": [link for link in written["links"] if link.get("href") != href]}
-        atomic_write_json(self.dirpath / COLLECTION_FILE, data)
+        # compact (json's C encoder): this runs in the training loop; the next regular write indents it again
+        atomic_write_bytes(self.dirpath / COLLECTION_FILE, json.dumps(data, ensure_ascii=False).encode() + b"\n")
         self._written = data
         self.dirty = True  # extents, summaries, latest and best are brought up to date at the next write
 
