@@ -400,3 +400,47 @@ def test_kill_9_at_random_moments_leaves_a_consistent_folder(tmp_path, capsys):
         linked = {link["href"].removeprefix("./") for link in collection["links"] if link["rel"] == "item"}
         assert linked == set(items)
         assert collection["license"] == "CC-BY-4.0"
+
+
+def test_convert_overwrite_on_a_callback_folder_keeps_every_fact(tmp_path, capsys):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from mlm_export import MLMExportCallback
+
+    from .test_callback import WHEN, assert_catalog_true, fit
+
+    directory = tmp_path / "ckpt"
+    ckpt = ModelCheckpoint(dirpath=directory, monitor="val_loss", save_top_k=2, save_last=True)
+    fit(tmp_path, ckpt, MLMExportCallback(license="CC-BY-4.0", **WHEN), epochs=3)
+    before_items = {p.name: json.loads(p.read_text()) for p in directory.glob("*.mlm.json")}
+    before = json.loads((directory / "collection.json").read_text())
+    code, _, err = run(capsys, "convert", directory, "--overwrite", "--quiet")
+    assert code == 0, err
+    after = assert_catalog_true(directory)
+    assert after["license"] == before["license"] == "CC-BY-4.0"
+    best = [link["href"] for link in before["links"] if link["rel"] == "best"]
+    assert best and best == [link["href"] for link in after["links"] if link["rel"] == "best"]
+    for name, old in before_items.items():
+        new = json.loads((directory / name).read_text())["properties"]
+        for key in ("lightning:monitor", "lightning:mode", "lightning:score", "lightning:metrics", "license"):
+            assert new.get(key) == old["properties"].get(key), (name, key)
+        assert "lightning:score" in new or name == "last.mlm.json"
+
+
+def test_lost_collection_is_rebuilt_by_convert(tmp_path, capsys):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from mlm_export import MLMExportCallback
+
+    from .test_callback import WHEN, assert_catalog_true, fit
+
+    directory = tmp_path / "ckpt"
+    fit(tmp_path, ModelCheckpoint(dirpath=directory, save_top_k=-1), MLMExportCallback(license="MIT", **WHEN), epochs=2)
+    before = json.loads((directory / "collection.json").read_text())
+    (directory / "collection.json").unlink()
+    code, out, err = run(capsys, "convert", directory, "--json")
+    assert code == 0, err
+    assert {r["status"] for r in json.loads(out)["results"]} == {"skipped"}
+    after = assert_catalog_true(directory)
+    assert after["id"] == before["id"] and after["license"] == "MIT"
+    assert sorted(map(str, after["links"])) == sorted(map(str, before["links"]))

@@ -22,6 +22,7 @@ from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLME
 from .guard import Policy
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
+from .run_facts import kept_properties, monitor_facts, previous_collection, read_json
 from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .sources.checkpoint import (
     ArchitectureError,
@@ -104,18 +105,26 @@ class Converter:
         target = item_path_for(path)
         size = path.stat().st_size if path.exists() else 0
         if target.exists() and not self.settings.overwrite:
+            if catalog_dir:  # still counted in the directory's Collection (rebuilt if it was lost)
+                self._catalog_for_existing(catalog_dir, target)
             return Result(path, "skipped", target, error="an Item exists; pass --overwrite to replace it", size=size)
         try:
             ckpt = load(path, trust=self.settings.trust)
             base, model_name = self._base(ckpt)
             catalog = self._catalog(catalog_dir, base) if catalog_dir else None
+            checksum = file_checksum(path)
+            properties = {  # what the Item being replaced and the checkpoint's callbacks know is kept
+                **kept_properties(read_json(target) if target.exists() else None, checksum),
+                **monitor_facts(ckpt.callbacks, path),
+                **_lightning_properties(ckpt),
+            }
             data = checkpoint_item(
                 base,
                 path.absolute(),
                 size=size,
-                checksum=file_checksum(path),
+                checksum=checksum,
                 item_id=f"{base['id']}-{checkpoint_stem(path)}",
-                properties=_lightning_properties(ckpt),
+                properties=properties,
                 title=_title(ckpt),
                 catalog=catalog,
             )
@@ -213,12 +222,26 @@ class Converter:
         directory = directory.absolute()
         if directory not in self._catalogs:
             props = base.get("properties", {})
+            self._new_catalog(directory, f"{base['id']}-checkpoints", str(props.get(mlm.NAME, base["id"])))
+        return self._catalogs[directory]
+
+    def _catalog_for_existing(self, directory: Path, item_path: Path) -> None:
+        """The Collection of a directory whose Items exist already: their collection id and model name."""
+        directory = directory.absolute()
+        item = read_json(item_path)
+        if directory in self._catalogs or not item or not isinstance(item.get("collection"), str):
+            return
+        self._new_catalog(directory, item["collection"], str(item.get("properties", {}).get(mlm.NAME, item["id"])))
+
+    def _new_catalog(self, directory: Path, collection_id: str, title: str) -> RunCatalog:
+        if directory not in self._catalogs:
+            previous = previous_collection(directory)  # its license, title, description are kept
             self._catalogs[directory] = RunCatalog(
                 directory,
-                collection_id=f"{base['id']}-checkpoints",
-                title=str(props.get(mlm.NAME, base["id"])),
-                license=self.options.license,
-                description=self.options.description,
+                collection_id=collection_id,
+                title=previous.get("title", title),
+                license=self.options.license or previous.get("license"),
+                description=self.options.description or previous.get("description"),
             )
             self._catalogs[directory].model_files = False  # convert writes none; adopted Items list theirs
         return self._catalogs[directory]

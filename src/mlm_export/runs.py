@@ -53,7 +53,8 @@ class RunCatalog:
         self.dirpath = dirpath
         self.collection_id = collection_id
         self.title = title
-        self.license = license or "other"
+        #: The Collection's license; None: the license the Items share, else "other" (STAC requires one).
+        self.license = license
         self.description = description or f"Checkpoints of one training run of {title or 'a model'}."
         self._items: dict[Path, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._checksums: dict[tuple[int, int, int, int], tuple[int, str]] = {}
@@ -123,9 +124,9 @@ class RunCatalog:
                 continue
             if item.get("collection") != self.collection_id:
                 continue  # not this run's (another callback's or converter's)
-            if checkpoint.exists():
+            if checkpoint.exists() and _size_matches(item, checkpoint):
                 self._items[checkpoint] = (item, _ranking(item))
-            else:
+            else:  # its checkpoint is gone or was replaced: the Item no longer describes it
                 self.forget(checkpoint)
 
     def live(self) -> list[Path]:
@@ -161,7 +162,7 @@ class RunCatalog:
             "id": self.collection_id,
             "title": self.title or self.collection_id,
             "description": self.description,
-            "license": self.license,
+            "license": self.license or _shared_license(item for _, item, _ in items) or "other",
             "extent": _extent(item for _, item, _ in items),
             "summaries": _summaries(item for _, item, _ in items),
             "links": links,
@@ -198,6 +199,18 @@ def _checkpoint_href(item: dict[str, Any]) -> str | None:
         if asset and mlm.ROLE_CHECKPOINT in asset.get("roles", []):
             return str(asset["href"])
     return None
+
+
+def _size_matches(item: dict[str, Any], checkpoint: Path) -> bool:
+    for asset in item.get("assets", {}).values():
+        if asset.get("href") in (checkpoint.name, f"./{checkpoint.name}") and "file:size" in asset:
+            return bool(asset["file:size"] == checkpoint.stat().st_size)
+    return True
+
+
+def _shared_license(items: Iterable[dict[str, Any]]) -> str | None:
+    licenses = {item.get("properties", {}).get("license") for item in items}
+    return licenses.pop() if len(licenses) == 1 and None not in licenses else None
 
 
 def _plain_name(href: str) -> bool:

@@ -116,6 +116,8 @@ class LoadedCheckpoint:
     embedded_item: dict[str, Any] | None = None
     epoch: int | None = None
     global_step: int | None = None
+    #: Lightning's callback states (``checkpoint["callbacks"]``): ModelCheckpoint's monitor and scores.
+    callbacks: dict[str, Any] = field(default_factory=dict)
 
 
 def load(path: str | Path, *, trust: bool = False) -> LoadedCheckpoint:
@@ -197,6 +199,7 @@ def _interpret(path: Path, obj: Any) -> LoadedCheckpoint:
             embedded_item=dict(item) if isinstance(item, Mapping) else None,
             epoch=obj.get("epoch"),
             global_step=obj.get("global_step"),
+            callbacks=dict(obj["callbacks"]) if isinstance(obj.get("callbacks"), Mapping) else {},
         )
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors or len(tensors) != len(obj):
