@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -444,3 +445,60 @@ def test_lost_collection_is_rebuilt_by_convert(tmp_path, capsys):
     after = assert_catalog_true(directory)
     assert after["id"] == before["id"] and after["license"] == "MIT"
     assert sorted(map(str, after["links"])) == sorted(map(str, before["links"]))
+
+
+FULL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+import torch
+from mlm_export import export_mlm
+from mlm_export.cli import main
+from tests.models import SmallUNet
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+if sys.argv[1] == "export":
+    try:
+        export_mlm(SmallUNet(3, 2), example_input=torch.zeros(1, 3, 32, 32), out_dir=sys.argv[3])
+    except Exception as e:
+        print(f"{type(e).__name__}: {e}")
+        sys.exit(3)
+else:
+    sys.exit(main(["convert", *sys.argv[3:]]))
+"""
+
+
+def _limited(*args: Any) -> subprocess.CompletedProcess[str]:
+    """Run export_mlm or the CLI in a process whose file writes fail past a size (a real EFBIG, like ENOSPC)."""
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root), *sys.path])}
+    return subprocess.run(
+        [sys.executable, "-c", FULL_DISK, *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_full_disk_export_leaves_no_folder_and_one_line(tmp_path):
+    out = tmp_path / "new" / "out"
+    proc = _limited("export", 4096, out)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("WriteFailedError: cannot write ")
+    assert "File too large" in lines[0] and str(out) in lines[0]
+    assert not out.exists()  # the folder the call made is gone again (its parent was made by mkdir -p too)
+
+
+def test_full_disk_convert_keeps_converted_files(tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    torch.save(SmallUNet(3, 2).state_dict(), folder / "a.pth")
+    args = ["--model", "tests.models:SmallUNet", "--allow-module", "tests", "--init-args",
+            '{"in_channels": 3, "num_classes": 2}', "--input-shape", "1,3,32,32", "--quiet"]  # fmt: skip
+    assert run(capsys, "convert", folder, *args)[0] == 0
+    kept = {p.name: p.read_bytes() for p in folder.iterdir()}
+    torch.save(SmallUNet(3, 2).state_dict(), folder / "b.pth")
+    proc = _limited("convert", 512, folder, *args)
+    assert proc.returncode == 1
+    errors = proc.stderr.strip().splitlines()
+    assert errors and all("cannot write" in e and "File too large" in e for e in errors), proc.stderr
+    assert any(str(folder / "b.mlm.json") in e for e in errors), errors
+    assert all(p.read_bytes() == data for p, data in ((folder / n, d) for n, d in kept.items()))
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*kept, "b.pth"])  # no half Item, no temp file

@@ -11,6 +11,7 @@ from typing import Any
 import pystac
 from torch import nn
 
+from .faults import all_or_nothing
 from .pipeline import ExportOptions, Validate, build_checked, gather, plan, write_model_files
 from .write import atomic_write_json
 
@@ -92,9 +93,11 @@ def export_mlm(
     if out_dir is None:
         return item
     out = Path(out_dir)
-    item_plan = write_model_files(model, gathered, item_plan, out, item_plan.id, export_program=export_program)
-    item = build_checked(item_plan, options.validate)
     path = out / f"{item_plan.id}.json"
-    item.set_self_href(str(path.resolve()))
-    atomic_write_json(path, item.to_dict(include_self_link=False, transform_hrefs=False))
+    outputs = [out / f"{item_plan.id}{suffix}" for suffix in (".safetensors", ".pt2")] + [path]
+    with all_or_nothing(out, outputs):  # a full disk or read-only folder: one line, no half Item left
+        item_plan = write_model_files(model, gathered, item_plan, out, item_plan.id, export_program=export_program)
+        item = build_checked(item_plan, options.validate)
+        item.set_self_href(str(path.resolve()))
+        atomic_write_json(path, item.to_dict(include_self_link=False, transform_hrefs=False))
     return item

@@ -19,6 +19,7 @@ from torch import nn
 
 from . import mlm
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
+from .faults import all_or_nothing
 from .guard import Policy
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
@@ -129,10 +130,11 @@ class Converter:
                 catalog=catalog,
             )
             check(data)
-            if catalog:
-                catalog.put(path.absolute(), data)
-            else:
-                atomic_write_json(target, data)
+            with all_or_nothing(target.parent, [target]):
+                if catalog:
+                    catalog.put(path.absolute(), data)
+                else:
+                    atomic_write_json(target, data)
         except (MLMExportError, OSError) as e:
             return Result(path, "failed", error=first_line(e), size=size)
         except Exception as e:  # a model's own code failed (its constructor, its forward): this file only
@@ -149,11 +151,12 @@ class Converter:
         )
 
     def write_collections(self) -> list[Path]:
-        """Write the Collection of every directory converted."""
+        """Write the Collection of every directory converted (a write that fails is a WriteFailedError)."""
         written = []
         for directory, catalog in self._catalogs.items():
             catalog.adopt()
-            catalog.write_collection()
+            with all_or_nothing(directory, [directory / "collection.json"]):
+                catalog.write_collection()
             written.append(directory / "collection.json")
         return written
 
