@@ -502,3 +502,22 @@ def test_full_disk_convert_keeps_converted_files(tmp_path, capsys):
     assert any(str(folder / "b.mlm.json") in e for e in errors), errors
     assert all(p.read_bytes() == data for p, data in ((folder / n, d) for n, d in kept.items()))
     assert sorted(p.name for p in folder.iterdir()) == sorted([*kept, "b.pth"])  # no half Item, no temp file
+
+
+class Pretrainable(torch.nn.Module):
+    """Records its arguments as a LightningModule's save_hyperparameters does."""
+
+    def __init__(self, pretrained: bool = False, width: int = 2) -> None:
+        super().__init__()
+        self.hparams = {"pretrained": pretrained, "width": width}
+        self.built_pretrained = pretrained
+        self.net = torch.nn.Linear(width, width)
+
+
+def test_hyperparameters_record_what_the_checkpoint_stated_not_the_offline_value():
+    from mlm_export.sources.checkpoint import ModelSpec
+
+    allowed = Policy(allow_modules=("tests",))
+    model = ModelSpec("tests.test_security:Pretrainable", (("pretrained", True),), policy=allowed).build()
+    assert model.built_pretrained is False  # built offline
+    assert model.hparams["pretrained"] is True  # and described as the checkpoint stated

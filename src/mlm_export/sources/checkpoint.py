@@ -14,7 +14,7 @@ import pathlib
 import pickle
 import re
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,7 +254,19 @@ class ModelSpec:
             raise ArchitectureError(f"{self.target}({_args(kwargs)}) failed: {first_line(e, 240)}") from e
         if not isinstance(model, nn.Module):
             raise ArchitectureError(f"{self.target} returned a {type(model).__name__}, not a torch.nn.Module")
+        _keep_stated_arguments(model, dict(self.init_args), kwargs)
         return model
+
+
+def _keep_stated_arguments(model: nn.Module, stated: Mapping[str, Any], used: Mapping[str, Any]) -> None:
+    """The hyperparameters a model records say what the checkpoint stated (``weights=True``), not the value
+    used to build it offline."""
+    hparams = getattr(model, "hparams", None)
+    if not isinstance(hparams, MutableMapping):
+        return
+    for key, value in stated.items():
+        if key in hparams and used.get(key) is not value:
+            hparams[key] = value
 
 
 def lightning_spec(ckpt: LoadedCheckpoint, policy: Policy = SAFE) -> ModelSpec | None:
