@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import secrets
 import threading
 import time
@@ -25,6 +24,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from .background import Versions, Worker
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
 from .facts import ArtifactFacts
 from .item import ItemPlan, build_item
@@ -50,7 +50,7 @@ class _Snapshot:
     link_target: Path | None = None
     artifacts: tuple[ArtifactFacts, ...] = ()
     plan: ItemPlan | None = field(default=None, repr=False)
-    #: Which version of the file at ``path`` this is; a later save or a removal makes it stale (see _Versions).
+    #: Which version of the file at ``path`` this is; a later save or a removal makes it stale (see Versions).
     generation: int = 0
 
 
@@ -102,11 +102,11 @@ class MLMExportCallback(Callback):
         self._plan: ItemPlan | None = None
         self._embedded: dict[str, Any] | None = None
         self._base: dict[str, Any] = {}
-        self._worker: _Worker | None = None
+        self._worker: Worker | None = None
         self._catalogs: dict[Path, RunCatalog] = {}
         self._unwrap: list[Callable[[], None]] = []
         self._lock = threading.Lock()
-        self._versions = _Versions()
+        self._versions = Versions()
         self._failed = False
         self._warned: set[str] = set()
         #: Seconds the training loop spent in this callback's checkpoint work, for the benchmark.
@@ -115,7 +115,7 @@ class MLMExportCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         """Picklable for ``ddp_spawn``: threads, locks and wrapped methods are made again in ``setup``."""
         state = self.__dict__.copy()
-        state.update(_worker=None, _lock=None, _catalogs={}, _unwrap=[], _gathered=None, _versions=_Versions())
+        state.update(_worker=None, _lock=None, _catalogs={}, _unwrap=[], _gathered=None, _versions=Versions())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -134,7 +134,7 @@ class MLMExportCallback(Callback):
         self._wrap(trainer)
         self._failed = False
         if trainer.is_global_zero:
-            self._worker = _Worker(self._process, self._fail, self._write_collections)
+            self._worker = Worker(self._process, self._fail, self._write_collections)
             self._guard(lambda: self._prepare(trainer, pl_module, from_loader=False))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -393,81 +393,6 @@ class MLMExportCallback(Callback):
         error = worker.close()
         if error is not None and raise_errors and self.strict:
             raise error
-
-
-#: Longest a changed Collection waits to be written while checkpoints keep coming (seconds).
-FLUSH_SECONDS = 1.0
-
-
-class _Worker:
-    """One background thread that runs jobs in order; errors go to ``on_error`` (or are kept for strict mode)."""
-
-    def __init__(
-        self,
-        run: Callable[[tuple[Any, ...]], None],
-        on_error: Callable[[BaseException], None],
-        on_idle: Callable[[], None] = lambda: None,
-    ) -> None:
-        self._run = run
-        self._on_error = on_error
-        self._on_idle = on_idle
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="mlm-export-callback", daemon=True)
-        self._thread.start()
-
-    def put(self, job: tuple[Any, ...]) -> None:
-        self._queue.put(job)
-
-    def _loop(self) -> None:
-        pending, last = False, float("-inf")
-        while True:
-            wait = None if not pending else max(0.0, last + FLUSH_SECONDS - time.monotonic())
-            try:
-                job = self._queue.get(timeout=wait)
-            except queue.Empty:
-                job = ()  # quiet for a while: time for the coalesced work
-            if job:
-                self._attempt(self._run, job)
-                pending = True
-            due = job is None or (self._queue.empty() and time.monotonic() - last >= FLUSH_SECONDS)
-            if pending and due:  # the coalesced work (Collections): when drained, at most once a FLUSH_SECONDS
-                self._attempt(self._on_idle)
-                pending, last = False, time.monotonic()
-            if job is None:
-                return
-
-    def _attempt(self, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception as e:
-            self._error = self._error or e
-            with contextlib.suppress(Exception):
-                self._on_error(e)
-
-    def close(self) -> BaseException | None:
-        self._queue.put(None)
-        self._thread.join()
-        return self._error
-
-
-class _Versions:
-    """A counter per checkpoint path, bumped by every save and removal: an Item is written only for the
-    version of the file it was computed from, so a pruned or replaced checkpoint never gets its Item back."""
-
-    def __init__(self) -> None:
-        self._counts: dict[Path, int] = {}
-
-    def bump(self, path: Path, lock: threading.Lock) -> int:
-        with lock:
-            return self.bump_locked(path)
-
-    def bump_locked(self, path: Path) -> int:
-        self._counts[path] = self._counts.get(path, 0) + 1
-        return self._counts[path]
-
-    def current(self, path: Path) -> int:
-        return self._counts.get(path, 0)
 
 
 def _loader_batch(trainer: Trainer) -> Any:
