@@ -84,6 +84,8 @@ def test_convert_plain_run_needs_model_then_uses_hyperparameters(run_dirs, tmp_p
         directory,
         "--model",
         "tests.test_callback:TinyClassifier",
+        "--allow-module",
+        "tests",
         "--tasks",
         "classification",
         "--json",
@@ -129,7 +131,9 @@ def test_weights_that_do_not_fit_are_refused(tmp_path, capsys):
 
 def test_missing_class_is_a_one_line_error(tmp_path, capsys):
     torch.save({"w": torch.zeros(2)}, tmp_path / "m.pt")
-    code, _, err = run(capsys, "convert", tmp_path / "m.pt", "--model", "no_such_module:Model")
+    code, _, err = run(
+        capsys, "convert", tmp_path / "m.pt", "--model", "no_such_module:Model", "--allow-module", "no_such_module"
+    )
     assert code == 1
     assert "cannot import no_such_module" in err
 
@@ -151,8 +155,8 @@ def test_crafted_checkpoint_does_not_run_code(tmp_path, capsys):
     good = tmp_path / "good.pth"
     torch.save(SmallUNet(3, 2).state_dict(), good)
     code, out, err = run(
-        capsys, "convert", ckpt, good, "--model", "tests.models:SmallUNet", "--init-args",
-        '{"in_channels": 3, "num_classes": 2}', "--input-shape", "1,3,32,32", "--json",
+        capsys, "convert", ckpt, good, "--model", "tests.models:SmallUNet", "--allow-module", "tests",
+        "--init-args", '{"in_channels": 3, "num_classes": 2}', "--input-shape", "1,3,32,32", "--json",
     )  # fmt: skip
     assert code == 1
     assert not target.exists()
@@ -170,8 +174,8 @@ def test_truncated_and_fake_checkpoints(tmp_path, capsys):
     (tmp_path / "text.ckpt").write_text("this is not a checkpoint\n")
     (tmp_path / "empty.pth").write_bytes(b"")
     code, out, err = run(
-        capsys, "convert", tmp_path, "--model", "tests.models:SmallUNet", "--init-args",
-        '{"in_channels": 3, "num_classes": 2}', "--input-shape", "1,3,32,32", "--json",
+        capsys, "convert", tmp_path, "--model", "tests.models:SmallUNet", "--allow-module", "tests",
+        "--init-args", '{"in_channels": 3, "num_classes": 2}', "--input-shape", "1,3,32,32", "--json",
     )  # fmt: skip
     assert code == 1
     by_name = {Path(r["path"]).name: r for r in json.loads(out)["results"]}
@@ -185,8 +189,8 @@ def test_truncated_and_fake_checkpoints(tmp_path, capsys):
 
 def test_existing_items_kept_unless_overwrite(tmp_path, capsys):
     torch.save(SmallUNet(3, 2).state_dict(), tmp_path / "m.pt")
-    args = ["convert", tmp_path / "m.pt", "--model", "tests.models:SmallUNet", "--init-args",
-            '{"in_channels": 3, "num_classes": 2}', "--input-shape", "1,3,32,32", "--json"]  # fmt: skip
+    args = ["convert", tmp_path / "m.pt", "--model", "tests.models:SmallUNet", "--allow-module", "tests",
+            "--init-args", '{"in_channels": 3, "num_classes": 2}', "--input-shape", "1,3,32,32", "--json"]  # fmt: skip
     assert run(capsys, *args)[0] == 0
     item = tmp_path / "m.mlm.json"
     item.write_text(json.dumps({**json.loads(item.read_text()), "id": "edited-by-hand"}))
@@ -302,7 +306,15 @@ def test_verify_weights_only_needs_the_architecture(tmp_path, capsys):
     assert code == 1
     assert any("--model" in c["detail"] for c in json.loads(out)["checks"] if not c["ok"])
     code, out, _ = run(
-        capsys, "verify", item, "--model", "tests.models:SmallUNet", "--init-args", "in_channels: 3\nnum_classes: 2"
+        capsys,
+        "verify",
+        item,
+        "--model",
+        "tests.models:SmallUNet",
+        "--allow-module",
+        "tests",
+        "--init-args",
+        "in_channels: 3\nnum_classes: 2",
     )
     assert code == 0, out
 
@@ -317,6 +329,8 @@ class Exploding(torch.nn.Module):
 
 def test_a_failing_model_constructor_fails_that_file_only(tmp_path, capsys):
     torch.save({"w": torch.zeros(1)}, tmp_path / "a.pt")
-    code, out, err = run(capsys, "convert", tmp_path / "a.pt", "--model", "tests.test_cli:Exploding", "--json")
+    code, out, err = run(
+        capsys, "convert", tmp_path / "a.pt", "--model", "tests.test_cli:Exploding", "--allow-module", "tests", "--json"
+    )
     assert code == 1
     assert json.loads(out)["results"][0]["error"] == "RuntimeError: cannot build here"

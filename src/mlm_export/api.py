@@ -12,8 +12,11 @@ import pystac
 from torch import nn
 
 from . import openeo
+from .artifacts import FORMATS
+from .faults import all_or_nothing
 from .pipeline import ExportOptions, Validate, build_checked, gather, plan, write_model_files
 from .provenance import provenance_facts, with_runtime_files
+from .runs import MODEL_FILE_SUFFIXES
 from .write import atomic_write_json
 
 
@@ -133,30 +136,32 @@ def export_mlm(
     if out_dir is None:
         return item
     out = Path(out_dir)
+    path = out / f"{item_plan.id}.json"
+    suffixes = {f.suffix for f in FORMATS.values()} | set(MODEL_FILE_SUFFIXES)
+    outputs = [out / f"{item_plan.id}{suffix}" for suffix in sorted(suffixes)] + [path]
     if options.layout == "huggingface":
         from .huggingface import write_folder
 
         return write_folder(model, gathered, item_plan, out, export_program=export_program, validate=options.validate)
-    if options.profile == "openeo":
-        item_plan = openeo.write_files(model, gathered, item_plan, out, str(base_url))
-    else:
-        item_plan = write_model_files(
-            model, gathered, item_plan, out, item_plan.id, export_program=export_program,
-            artifacts=options.artifacts, primary=options.primary, timeout=options.artifact_timeout,
-        )  # fmt: skip
-    try:
-        item_plan = with_runtime_files(item_plan, prov, out, item_plan.id, training=True)
-        if base_url is not None:
-            item_plan = openeo.absolute_hrefs(item_plan, base_url)
-        item = build_checked(item_plan, options.validate)
-        path = out / f"{item_plan.id}.json"
-        item.set_self_href(str(path.resolve()))
-        atomic_write_json(path, item.to_dict(include_self_link=False, transform_hrefs=False))
-    except BaseException:  # no model file without its Item
-        for href in [a.href for a in item_plan.artifacts] + [
-            str(a.get("href", "")) for a in item_plan.extra_assets.values()
-        ]:
-            if href.startswith("./"):
-                (out / href).unlink(missing_ok=True)
-        raise
+    existed = {p for p in outputs if p.exists()}
+    with all_or_nothing(out, outputs):  # a full disk or read-only folder: one line, no half Item left
+        if options.profile == "openeo":
+            item_plan = openeo.write_files(model, gathered, item_plan, out, str(base_url))
+        else:
+            item_plan = write_model_files(
+                model, gathered, item_plan, out, item_plan.id, export_program=export_program,
+                artifacts=options.artifacts, primary=options.primary, timeout=options.artifact_timeout,
+            )  # fmt: skip
+        try:
+            item_plan = with_runtime_files(item_plan, prov, out, item_plan.id, training=True)
+            if base_url is not None:
+                item_plan = openeo.absolute_hrefs(item_plan, base_url)
+            item = build_checked(item_plan, options.validate)
+            item.set_self_href(str(path.resolve()))
+            atomic_write_json(path, item.to_dict(include_self_link=False, transform_hrefs=False))
+        except BaseException:  # no model file without its Item (files of an earlier export are left)
+            for p in outputs:
+                if p not in existed:
+                    p.unlink(missing_ok=True)
+            raise
     return item

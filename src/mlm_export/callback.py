@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import queue
+import os
+import secrets
 import threading
 import time
 import warnings
@@ -24,15 +25,16 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from . import mlm, openeo
+from .background import Versions, Worker
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
 from .facts import ArtifactFacts
 from .item import ItemPlan, build_item
 from .pipeline import ExportOptions, Gathered, gather, plan, write_model_files
 from .provenance import checkpoint_provenance, provenance_facts, with_trainer, write_runtime_files
 from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
+from .schema_cache import quick_check
 from .sources.checkpoint import EMBED_KEY
 from .sources.datamodule import model_input
-from .validate import check
 
 
 @dataclass
@@ -50,6 +52,8 @@ class _Snapshot:
     link_target: Path | None = None
     artifacts: tuple[ArtifactFacts, ...] = ()
     plan: ItemPlan | None = field(default=None, repr=False)
+    #: Which version of the file at ``path`` this is; a later save or a removal makes it stale (see Versions).
+    generation: int = 0
 
 
 class MLMExportCallback(Callback):
@@ -104,10 +108,11 @@ class MLMExportCallback(Callback):
         self._provenance: Any = None
         self._embedded: dict[str, Any] | None = None
         self._base: dict[str, Any] = {}
-        self._worker: _Worker | None = None
+        self._worker: Worker | None = None
         self._catalogs: dict[Path, RunCatalog] = {}
         self._unwrap: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self._versions = Versions()
         self._failed = False
         self._warned: set[str] = set()
         #: Seconds the training loop spent in this callback's checkpoint work, for the benchmark.
@@ -116,7 +121,7 @@ class MLMExportCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         """Picklable for ``ddp_spawn``: threads, locks and wrapped methods are made again in ``setup``."""
         state = self.__dict__.copy()
-        state.update(_worker=None, _lock=None, _catalogs={}, _unwrap=[], _gathered=None)
+        state.update(_worker=None, _lock=None, _catalogs={}, _unwrap=[], _gathered=None, _versions=Versions())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -135,7 +140,7 @@ class MLMExportCallback(Callback):
         self._wrap(trainer)
         self._failed = False
         if trainer.is_global_zero:
-            self._worker = _Worker(self._process, self._fail)
+            self._worker = Worker(self._process, self._fail, self._write_collections)
             self._guard(lambda: self._prepare(trainer, pl_module, from_loader=False))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -214,6 +219,8 @@ class MLMExportCallback(Callback):
             save, remove, link = cb._save_checkpoint, cb._remove_checkpoint, cb._link_checkpoint
 
             def _save(trainer: Trainer, filepath: str, cb: ModelCheckpoint = cb, save: Any = save) -> None:
+                if Path(filepath).exists():  # overwritten in place (last.ckpt): its Item goes first
+                    self._removing(trainer, Path(filepath))
                 save(trainer, filepath)
                 self._saved(trainer, cb, Path(filepath))
 
@@ -253,6 +260,7 @@ class MLMExportCallback(Callback):
                 weights_only=cb.save_weights_only,
                 link_target=link_target.absolute() if link_target else None,
                 plan=self._plan,
+                generation=self._versions.bump(path.absolute(), self._lock),
             )
             if (
                 self.write_weights
@@ -298,7 +306,8 @@ class MLMExportCallback(Callback):
         try:
             catalog = self._catalog(path.parent.absolute())
             with self._lock:
-                catalog.forget(path.absolute())
+                self._versions.bump_locked(path.absolute())  # a pending Item for this file is now stale
+                catalog.forget(path.absolute())  # unlinked from collection.json before its file goes
             self._submit(("collection", catalog))
         except Exception as e:
             self._fail(e)
@@ -315,21 +324,37 @@ class MLMExportCallback(Callback):
         kind, catalog = job[0], job[1]
         if kind == "save":
             snap: _Snapshot = job[2]
+            if self._versions.current(snap.path) != snap.generation:
+                return  # saved again or removed since: a newer job (or none) describes it; skip the hashing
             try:
                 item = self._checkpoint_item(catalog, snap)
-            except OSError:
-                if snap.path.exists():
-                    raise
-                with self._lock:  # removed (top-k pruning) while its Item was made: drop what was written
-                    catalog.forget(snap.path)
+            except FileNotFoundError:
+                if self._versions.current(snap.path) != snap.generation or not snap.path.exists():
+                    return  # pruned while it was being hashed: nothing to describe, not an error
+                raise
+            payload = (json.dumps(item, indent=2, ensure_ascii=False) + "\n").encode()  # outside the lock
+            target = item_path_for(snap.path)
+            tmp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp.json")
+            tmp.write_bytes(payload)
+            with self._lock:  # a removal or a newer save in the meantime wins: no Item for a changed file
+                current = self._versions.current(snap.path) == snap.generation and snap.path.exists()
+                if current:
+                    os.replace(tmp, target)  # only the rename under the lock: the training loop waits little
+                    catalog.record(snap.path, item)
+            if not current:
+                tmp.unlink(missing_ok=True)
+                if not snap.path.exists():  # pruned meanwhile: the runtime files written for it go too
+                    _remove_runtime_files(snap.path.parent, item)
                 return
-            with self._lock:  # a removal in the meantime wins: no Item for a file that is gone
-                if not snap.path.exists():
-                    catalog.forget(snap.path)  # and the files written for it meanwhile
-                    return
-                catalog.put(snap.path, item)
-        with self._lock:
-            catalog.write_collection()
+        catalog.dirty = True  # written once the queue drains (_write_collections), not once per job
+
+    def _write_collections(self) -> None:
+        """Write the Collection of every directory whose Items changed; the worker calls it when idle."""
+        for catalog in list(self._catalogs.values()):
+            if catalog.dirty:
+                with self._lock:
+                    catalog.dirty = False
+                    catalog.write_collection()
 
     def _checkpoint_item(self, catalog: RunCatalog, snap: _Snapshot) -> dict[str, Any]:
         item_plan = snap.plan or self._plan
@@ -356,7 +381,7 @@ class MLMExportCallback(Callback):
         model_asset = data["assets"].get("model", {})
         if self._provenance.compile_method and mlm.ARTIFACT_TYPE in model_asset:  # trained with torch.compile
             model_asset.setdefault(mlm.COMPILE_METHOD, self._provenance.compile_method)
-        check(data)
+        quick_check(data, by_shape=True)  # one template for every checkpoint: each new shape checked
         return data
 
     def _catalog(self, dirpath: Path) -> RunCatalog:
@@ -371,6 +396,10 @@ class MLMExportCallback(Callback):
                 version=self.options.version,
                 deprecate_superseded=self.options.deprecate_superseded,
             )
+            self._catalogs[dirpath].model_files = bool(
+                self.write_weights or self.export_program or self.options.artifacts is not None
+                or self.options.profile == "openeo"
+            )  # fmt: skip
         return self._catalogs[dirpath]
 
     # ------------------------------------------------------------------------------------------ failure
@@ -402,35 +431,6 @@ class MLMExportCallback(Callback):
         error = worker.close()
         if error is not None and raise_errors and self.strict:
             raise error
-
-
-class _Worker:
-    """One background thread that runs jobs in order; errors go to ``on_error`` (or are kept for strict mode)."""
-
-    def __init__(self, run: Callable[[tuple[Any, ...]], None], on_error: Callable[[BaseException], None]) -> None:
-        self._run = run
-        self._on_error = on_error
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="mlm-export-callback", daemon=True)
-        self._thread.start()
-
-    def put(self, job: tuple[Any, ...]) -> None:
-        self._queue.put(job)
-
-    def _loop(self) -> None:
-        while (job := self._queue.get()) is not None:
-            try:
-                self._run(job)
-            except Exception as e:
-                self._error = self._error or e
-                with contextlib.suppress(Exception):
-                    self._on_error(e)
-
-    def close(self) -> BaseException | None:
-        self._queue.put(None)
-        self._thread.join()
-        return self._error
 
 
 def _loader_batch(trainer: Trainer) -> Any:
@@ -512,3 +512,12 @@ def _version() -> str:
 
 
 __all__ = ["EMBED_KEY", "ITEM_SUFFIX", "MLMExportCallback", "item_path_for"]
+
+
+def _remove_runtime_files(directory: Path, item: dict[str, Any]) -> None:
+    """Remove the runtime files an Item that was never written lists beside its (pruned) checkpoint."""
+    runtime = {mlm.ROLE_INFERENCE_RUNTIME, mlm.ROLE_TRAINING_RUNTIME}
+    for asset in item.get("assets", {}).values():
+        href = str(asset.get("href", ""))
+        if runtime & set(asset.get("roles", [])) and href.startswith("./") and "/" not in href[2:]:
+            (directory / href[2:]).unlink(missing_ok=True)

@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from . import mlm
 from .errors import Problem
-from .write import SHA256_MULTIHASH_PREFIX, file_checksum
+from .hrefs import UnsafeHrefError, bounded_checksum, local_path, regular_size
+from .write import SHA256_MULTIHASH_PREFIX
 
 
-def consistency_problems(item: Mapping[str, Any], base_dir: Path | None = None) -> list[Problem]:
-    """Cross-field problems of an MLM Item; local assets are checked relative to ``base_dir`` when given."""
+def consistency_problems(
+    item: Mapping[str, Any], base_dir: Path | None = None, *, allow_outside: bool = False
+) -> list[Problem]:
+    """Cross-field problems of an MLM Item; local assets are checked relative to ``base_dir`` when given
+    (only inside its folder tree unless ``allow_outside``)."""
     problems: list[Problem] = []
     props = item.get("properties", {})
     defined = _defined_bands(item)
@@ -46,7 +49,7 @@ def consistency_problems(item: Mapping[str, Any], base_dir: Path | None = None) 
             Problem("$.assets", f"has {len(models)} 'mlm:model' assets; readers expect exactly one", "one-model")
         )
     if base_dir is not None:
-        problems += asset_problems(item, base_dir)
+        problems += asset_problems(item, base_dir, allow_outside=allow_outside)
     return problems
 
 
@@ -56,29 +59,42 @@ def _dim_size(structure: Mapping[str, Any], dim: str) -> int | None:
     return shape[dims.index(dim)] if dim in dims and len(dims) == len(shape) else None
 
 
-def asset_problems(item: Mapping[str, Any], base_dir: Path) -> list[Problem]:
-    """Each local asset must exist with the ``file:size`` and ``file:checksum`` the Item states."""
+def asset_problems(item: Mapping[str, Any], base_dir: Path, *, allow_outside: bool = False) -> list[Problem]:
+    """Each local asset must exist with the ``file:size`` and ``file:checksum`` the Item states.
+
+    Hrefs are followed only inside ``base_dir``'s tree (unless ``allow_outside``), only to regular files, and
+    no more bytes are read than the stated size.
+    """
     problems = []
     for key, asset in item.get("assets", {}).items():
         where = f"$.assets['{key}']"
         href = str(asset.get("href", ""))
-        if urlparse(href).scheme not in ("", "file"):
-            continue  # remote: not checked here
-        path = (base_dir / urlparse(href).path).resolve()
-        if not path.exists():
-            problems.append(Problem(where, f"file {href} does not exist", "asset-exists"))
+        try:
+            path = local_path(href, base_dir, allow_outside=allow_outside)
+            if path is None:
+                continue  # remote: not checked here
+            if not path.exists():
+                problems.append(Problem(where, f"file {href} does not exist", "asset-exists"))
+                continue
+            actual_size = regular_size(path)
+        except (UnsafeHrefError, OSError) as e:
+            problems.append(
+                Problem(where, str(e), "asset-outside" if isinstance(e, UnsafeHrefError) else "asset-exists")
+            )
             continue
         size = asset.get("file:size")
-        if isinstance(size, int) and size != path.stat().st_size:
-            problems.append(
-                Problem(where, f"file:size {size} but {href} has {path.stat().st_size} bytes", "asset-size")
-            )
+        if isinstance(size, int) and size != actual_size:
+            problems.append(Problem(where, f"file:size {size} but {href} has {actual_size} bytes", "asset-size"))
             continue
         checksum = asset.get("file:checksum")
         if isinstance(checksum, str):
             if not checksum.startswith(SHA256_MULTIHASH_PREFIX):
                 continue  # another hash function: not checked
-            actual = file_checksum(path)
+            try:
+                actual = bounded_checksum(path, actual_size)
+            except (UnsafeHrefError, OSError) as e:
+                problems.append(Problem(where, str(e), "asset-checksum"))
+                continue
             if actual != checksum:
                 problems.append(
                     Problem(where, f"file:checksum does not match {href} (it is {actual})", "asset-checksum")

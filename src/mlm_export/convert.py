@@ -20,9 +20,12 @@ from torch import nn
 from . import artifacts as art
 from . import mlm, openeo
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
+from .faults import all_or_nothing
+from .guard import Policy
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
 from .provenance import checkpoint_provenance, restate, write_inference_runtime
+from .run_facts import kept_properties, monitor_facts, previous_collection, read_json
 from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .sources.checkpoint import (
     ArchitectureError,
@@ -75,6 +78,15 @@ class ConvertSettings:
     input_shape: Sequence[int] | None = None
     trust: bool = False
     overwrite: bool = False
+    #: Packages (besides the model packages) whose classes a checkpoint may name (``--allow-module``).
+    allow_modules: tuple[str, ...] = ()
+    #: Let model constructors download pretrained weights (``--download``); off: converting works offline.
+    download: bool = False
+
+    @property
+    def policy(self) -> Policy:
+        """What rebuilding a model from these files may do."""
+        return Policy(trust=self.trust, allow_modules=tuple(self.allow_modules), download=self.download)
 
 
 class Converter:
@@ -94,6 +106,8 @@ class Converter:
         target = item_path_for(path)
         size = path.stat().st_size if path.exists() else 0
         if target.exists() and not self.settings.overwrite:
+            if catalog_dir:  # still counted in the directory's Collection (rebuilt if it was lost)
+                self._catalog_for_existing(catalog_dir, target)
             return Result(path, "skipped", target, error="an Item exists; pass --overwrite to replace it", size=size)
         model_files: dict[str, Any] = {}
         try:
@@ -106,13 +120,20 @@ class Converter:
                 model_files = self._model_files(ckpt, path)
             runtime = write_inference_runtime(path.parent, checkpoint_stem(path), base, _artifact_type(ckpt))
             model_files = {**model_files, **runtime}
+            checksum = file_checksum(path)
+            properties = {  # what the Item being replaced and the checkpoint's callbacks know is kept
+                **kept_properties(read_json(target) if target.exists() else None, checksum),
+                **monitor_facts(ckpt.callbacks, path),
+                **_lightning_properties(ckpt),
+                **checkpoint_provenance(path, _lineage(ckpt)),
+            }
             data = checkpoint_item(
                 base,
                 path.absolute(),
                 size=size,
-                checksum=file_checksum(path),
+                checksum=checksum,
                 item_id=f"{base['id']}-{checkpoint_stem(path)}",
-                properties={**_lightning_properties(ckpt), **checkpoint_provenance(path, _lineage(ckpt))},
+                properties=properties,
                 model_files={**_kept_assets(base), **model_files},
                 title=_title(ckpt),
                 catalog=catalog,
@@ -120,10 +141,11 @@ class Converter:
             o = self.options
             restate(data, doi=o.doi, citation=o.citation, version=o.version)
             check(data)
-            if catalog:
-                catalog.put(path.absolute(), data)
-            else:
-                atomic_write_json(target, data)
+            with all_or_nothing(target.parent, [target]):
+                if catalog:
+                    catalog.put(path.absolute(), data)
+                else:
+                    atomic_write_json(target, data)
         except (MLMExportError, OSError) as e:
             _remove(path.parent, model_files)
             return Result(path, "failed", error=first_line(e), size=size)
@@ -142,11 +164,12 @@ class Converter:
         )
 
     def write_collections(self) -> list[Path]:
-        """Write the Collection of every directory converted."""
+        """Write the Collection of every directory converted (a write that fails is a WriteFailedError)."""
         written = []
         for directory, catalog in self._catalogs.items():
             catalog.adopt()
-            catalog.write_collection()
+            with all_or_nothing(directory, [directory / "collection.json"]):
+                catalog.write_collection()
             written.append(directory / "collection.json")
         return written
 
@@ -191,10 +214,11 @@ class Converter:
 
     def _spec(self, ckpt: LoadedCheckpoint) -> ModelSpec:
         if self.settings.model:
-            return explicit_spec(self.settings.model, self.settings.init_args, ckpt)
+            return explicit_spec(self.settings.model, self.settings.init_args, ckpt, self.settings.policy)
+        policy = self.settings.policy
         if self.settings.weights:
-            return ModelSpec(f"weights:{self.settings.weights}", weights=self.settings.weights)
-        spec = lightning_spec(ckpt) or (torchgeo_spec(ckpt) if ckpt.hyper_parameters else None)
+            return ModelSpec(f"weights:{self.settings.weights}", weights=self.settings.weights, policy=policy)
+        spec = lightning_spec(ckpt, policy) or (torchgeo_spec(ckpt, policy) if ckpt.hyper_parameters else None)
         if spec is not None:
             return spec
         hint = "a Lightning checkpoint without a recorded class" if ckpt.kind == "lightning" else "a bare state dict"
@@ -246,15 +270,30 @@ class Converter:
         directory = directory.absolute()
         if directory not in self._catalogs:
             props = base.get("properties", {})
+            self._new_catalog(directory, f"{base['id']}-checkpoints", str(props.get(mlm.NAME, base["id"])))
+        return self._catalogs[directory]
+
+    def _catalog_for_existing(self, directory: Path, item_path: Path) -> None:
+        """The Collection of a directory whose Items exist already: their collection id and model name."""
+        directory = directory.absolute()
+        item = read_json(item_path)
+        if directory in self._catalogs or not item or not isinstance(item.get("collection"), str):
+            return
+        self._new_catalog(directory, item["collection"], str(item.get("properties", {}).get(mlm.NAME, item["id"])))
+
+    def _new_catalog(self, directory: Path, collection_id: str, title: str) -> RunCatalog:
+        if directory not in self._catalogs:
+            previous = previous_collection(directory)  # its license, title, description are kept
             self._catalogs[directory] = RunCatalog(
                 directory,
-                collection_id=f"{base['id']}-checkpoints",
-                title=str(props.get(mlm.NAME, base["id"])),
-                license=self.options.license,
-                description=self.options.description,
+                collection_id=collection_id,
+                title=previous.get("title", title),
+                license=self.options.license or previous.get("license"),
+                description=self.options.description or previous.get("description"),
                 version=self.options.version,
                 deprecate_superseded=self.options.deprecate_superseded,
             )
+            self._catalogs[directory].model_files = False  # convert writes none; adopted Items list theirs
         return self._catalogs[directory]
 
 

@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from rich.console import Console
+    from rich.markup import escape
+    from rich.text import Text
 
     from . import export_mlm
     from .summary import item_table
@@ -170,15 +172,15 @@ def main(argv: list[str] | None = None) -> int:
             hyperparameters={"optimizer": "AdamW", "lr": 3e-3, "epochs": args.epochs, "loss": "cross_entropy"},
         )
     for w in caught:
-        console.print(f"[yellow]warning:[/yellow] {w.message}")
+        console.print(Text.assemble(("warning:", "yellow"), f" {w.message}"))
     elapsed = time.perf_counter() - start
     path = Path(item.get_self_href() or "")
     console.print(item_table(item))
     problems = validation_problems(item)
     status = "[green]valid[/green]" if not problems else f"[red]{len(problems)} problem(s)[/red]"
-    console.print(f"Item written to [bold]{path}[/bold] ({status} against the STAC/MLM v1.5.2 schemas)")
+    console.print(f"Item written to [bold]{escape(str(path))}[/bold] ({status} against the STAC/MLM v1.5.2 schemas)")
     for asset in item.assets.values():
-        console.print(f"  asset {Path(asset.href).name}: {', '.join(asset.roles or [])}")
+        console.print(Text(f"  asset {Path(asset.href).name}: {', '.join(asset.roles or [])}"))
     console.print(f"done in {elapsed:.1f} s")
     return 0 if not problems else 1
 

@@ -11,8 +11,8 @@ from typing import Any
 import pystac
 
 from . import mlm
-from .validate import check
-from .write import atomic_write_json, file_checksum
+from .schema_cache import quick_check
+from .write import atomic_write_bytes, atomic_write_json, file_checksum
 
 #: Item file of a checkpoint: ``epoch=3-step=40.ckpt`` -> ``epoch=3-step=40.mlm.json``.
 ITEM_SUFFIX = ".mlm.json"
@@ -58,20 +58,26 @@ class RunCatalog:
         self.deprecate_superseded = deprecate_superseded
         self.collection_id = collection_id
         self.title = title
-        self.license = license or "other"
+        #: The Collection's license; None: the license the Items share, else "other" (STAC requires one).
+        self.license = license
         self.description = description or f"Checkpoints of one training run of {title or 'a model'}."
         self._items: dict[Path, tuple[dict[str, Any], dict[str, Any]]] = {}
-        self._checksums: dict[tuple[str, int, int], tuple[int, str]] = {}
+        self._checksums: dict[tuple[int, int, int, int], tuple[int, str]] = {}
+        #: The Collection as last written (to unlink an Item from it without rebuilding it).
+        self._written: dict[str, Any] | None = None
+        #: Whether model files (.safetensors, .pt2) are written beside checkpoints, to be removed with them.
+        self.model_files = True
+        #: Items changed since the Collection was last written (the callback writes it when its queue drains).
+        self.dirty = False
 
     # -------------------------------------------------------------------------------------------- items
 
     def checksum(self, path: Path) -> tuple[int, str]:
         """Size and sha256 of a file, each distinct file read once (a ``last.ckpt`` link reuses its target's)."""
-        real = path.resolve()
-        st = real.stat()
-        key = (str(real), st.st_size, st.st_mtime_ns)
+        st = path.stat()  # follows a link: the same file is known by its device and inode
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         if key not in self._checksums:
-            self._checksums[key] = (st.st_size, file_checksum(real))
+            self._checksums[key] = (st.st_size, file_checksum(path))
         return self._checksums[key]
 
     def item_links(self) -> list[dict[str, str]]:
@@ -82,16 +88,31 @@ class RunCatalog:
     def put(self, checkpoint: Path, item: dict[str, Any]) -> None:
         """Write the Item of a checkpoint (atomically) and count it in."""
         atomic_write_json(item_path_for(checkpoint), item)
+        self.record(checkpoint, item)
+
+    def record(self, checkpoint: Path, item: dict[str, Any]) -> None:
+        """Count in the Item of a checkpoint, already written."""
         self._items[checkpoint] = (item, _ranking(item))
 
+    def holds(self, checkpoint: Path) -> bool:
+        """Whether a checkpoint lies in this directory itself (only there are files ever removed or replaced)."""
+        if checkpoint.parent == self.dirpath:
+            return True
+        return os.path.realpath(checkpoint.parent) == os.path.realpath(self.dirpath)
+
     def forget(self, checkpoint: Path) -> None:
-        """Remove the Item of a checkpoint and the model files written for it."""
-        self._items.pop(checkpoint, None)
+        """Remove the Item of a checkpoint and the model files written for it (only inside this directory)."""
+        known = self._items.pop(checkpoint, None)
+        if not self.holds(checkpoint):
+            return
+        self._unlink_from_collection(item_path_for(checkpoint).name)
         item_path_for(checkpoint).unlink(missing_ok=True)
         stem = checkpoint_stem(checkpoint)
+        listed = {a.get("href") for a in known[0].get("assets", {}).values()} if known else set()
         for suffix in MODEL_FILE_SUFFIXES:
-            if not checkpoint.name.endswith(suffix):
-                (checkpoint.parent / f"{stem}{suffix}").unlink(missing_ok=True)
+            name = f"{stem}{suffix}"
+            if not checkpoint.name.endswith(suffix) and (self.model_files or f"./{name}" in listed):
+                (checkpoint.parent / name).unlink(missing_ok=True)
 
     def adopt(self) -> None:
         """Take in the Items already in the directory (a resumed run); drop those whose checkpoint is gone."""
@@ -101,14 +122,16 @@ class RunCatalog:
                 href = _checkpoint_href(item)
             except (OSError, ValueError):
                 continue
-            if href is None:
-                continue
+            if href is None or not _plain_name(href):
+                continue  # an Item that points elsewhere is not one of this directory's: never adopted
             checkpoint = (path.parent / href).absolute()
+            if not self.holds(checkpoint) or item_path_for(checkpoint).name != path.name:
+                continue
             if item.get("collection") != self.collection_id:
                 continue  # not this run's (another callback's or converter's)
-            if checkpoint.exists():
+            if checkpoint.exists() and _size_matches(item, checkpoint):
                 self._items[checkpoint] = (item, _ranking(item))
-            else:
+            else:  # its checkpoint is gone or was replaced: the Item no longer describes it
                 self.forget(checkpoint)
 
     def live(self) -> list[Path]:
@@ -144,7 +167,7 @@ class RunCatalog:
             "id": self.collection_id,
             "title": self.title or self.collection_id,
             "description": self.description,
-            "license": self.license,
+            "license": self.license or _shared_license(item for _, item, _ in items) or "other",
             "extent": _extent(item for _, item, _ in items),
             "summaries": _summaries(item for _, item, _ in items),
             "links": links,
@@ -165,9 +188,23 @@ class RunCatalog:
         for path in relink(items, item_path_for, deprecate=self.deprecate_superseded, base=self.version):
             atomic_write_json(item_path_for(path), items[path])
         data = self.collection()
-        check(data, what="Collection")
+        quick_check(data, what="Collection", by_shape=True)
         atomic_write_json(self.dirpath / COLLECTION_FILE, data)
+        self._written = data
         return data
+
+    def _unlink_from_collection(self, item_name: str) -> None:
+        """Before an Item file goes: write the Collection without its links, so that it never links a missing
+        Item, even if the process dies now. Dropping links keeps a checked Collection valid: no new check."""
+        written = self._written
+        href = f"./{item_name}"
+        if written is None or not any(link.get("href") == href for link in written["links"]):
+            return
+        data = {**written, "links": [link for link in written["links"] if link.get("href") != href]}
+        # compact (json's C encoder): this runs in the training loop; the next regular write indents it again
+        atomic_write_bytes(self.dirpath / COLLECTION_FILE, json.dumps(data, ensure_ascii=False).encode() + b"\n")
+        self._written = data
+        self.dirty = True  # extents, summaries, latest and best are brought up to date at the next write
 
 
 def _checkpoint_href(item: dict[str, Any]) -> str | None:
@@ -176,6 +213,24 @@ def _checkpoint_href(item: dict[str, Any]) -> str | None:
         if asset and mlm.ROLE_CHECKPOINT in asset.get("roles", []):
             return str(asset["href"])
     return None
+
+
+def _size_matches(item: dict[str, Any], checkpoint: Path) -> bool:
+    for asset in item.get("assets", {}).values():
+        if asset.get("href") in (checkpoint.name, f"./{checkpoint.name}") and "file:size" in asset:
+            return bool(asset["file:size"] == checkpoint.stat().st_size)
+    return True
+
+
+def _shared_license(items: Iterable[dict[str, Any]]) -> str | None:
+    licenses = {item.get("properties", {}).get("license") for item in items}
+    return licenses.pop() if len(licenses) == 1 and None not in licenses else None
+
+
+def _plain_name(href: str) -> bool:
+    """``./name.ckpt`` or ``name.ckpt``: a file in the Item's own directory, not a path or a URL."""
+    name = href.removeprefix("./")
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
 
 
 def _ranking(item: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ def item_table(item: pystac.Item | dict[str, Any]) -> Table:
     """Name, task, parameters, inputs, outputs and assets of an MLM Item."""
     data = item.to_dict(include_self_link=False, transform_hrefs=False) if isinstance(item, pystac.Item) else item
     p = data.get("properties", {})
-    table = Table(title=f"MLM Item {data.get('id')}", show_header=False, title_justify="left")
+    table = Table(title=Text(f"MLM Item {data.get('id')}"), show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     row = table.add_row

@@ -15,6 +15,7 @@ from torch import nn
 from . import mlm
 from .checks import consistency_problems
 from .errors import MLMExportError
+from .guard import SAFE, Policy
 from .sources.checkpoint import ModelSpec, explicit_spec, lightning_spec, load, load_weights
 from .sources.model import observe_outputs
 from .validate import validation_problems
@@ -52,22 +53,31 @@ class Check:
 
 
 def verify_item(
-    path: str | Path, *, model: str | None = None, init_args: Mapping[str, Any] | None = None, trust: bool = False
+    path: str | Path,
+    *,
+    model: str | None = None,
+    init_args: Mapping[str, Any] | None = None,
+    trust: bool = False,
+    allow_modules: tuple[str, ...] = (),
+    allow_outside: bool = False,
 ) -> list[Check]:
     """Check an Item's files, schema and cross-field rules, then run its model and compare the outputs."""
     path = Path(path)
     item = json.loads(path.read_text(encoding="utf-8"))
     checks = [Check("schema", not (p := validation_problems(item)), _join(p) or "valid")]
-    problems = consistency_problems(item, path.parent)
-    file_rules = {"asset-exists", "asset-size", "asset-checksum"}
+    problems = consistency_problems(item, path.parent, allow_outside=allow_outside)
+    file_rules = {"asset-exists", "asset-size", "asset-checksum", "asset-outside"}
     files = [p for p in problems if p.schema in file_rules]
     rules = [p for p in problems if p.schema not in file_rules]
     checks.append(Check("files", not files, _join(files) or "every local asset has its stated size and checksum"))
     checks.append(Check("consistency", not rules, _join(rules) or "bands, classes and model assets agree"))
+    if any(p.schema == "asset-outside" for p in files):  # nothing is loaded from outside the Item's folder
+        return [*checks, Check("load model", False, "not loaded: an href leads outside the Item's folder")]
     if files:  # a file that is not the one the Item describes is never loaded
         return [*checks, Check("load model", False, "not loaded: the files do not match the Item (see 'files')")]
+    policy = Policy(trust=trust, allow_modules=tuple(allow_modules))
     try:
-        module, how = load_model(item, path.parent, model=model, init_args=init_args, trust=trust)
+        module, how = load_model(item, path.parent, model=model, init_args=init_args, trust=trust, policy=policy)
     except MLMExportError as e:
         checks.append(Check("load model", False, str(e)))
         return checks + _other_files(item, path.parent, trust)
@@ -97,7 +107,13 @@ def verify_item(
 
 
 def load_model(
-    item: Mapping[str, Any], base: Path, *, model: str | None, init_args: Mapping[str, Any] | None, trust: bool
+    item: Mapping[str, Any],
+    base: Path,
+    *,
+    model: str | None,
+    init_args: Mapping[str, Any] | None,
+    trust: bool,
+    policy: Policy = SAFE,
 ) -> tuple[Any, str]:
     """The Item's ``mlm:model`` artifact as a runnable module, without the training code where its type allows."""
     assets = item.get("assets", {})
@@ -113,7 +129,9 @@ def load_model(
         return module, f"{file.name} ({kind}, no training code)"
     if kind in (mlm.ARTIFACT_SAFETENSORS, mlm.ARTIFACT_TORCH_SAVE):
         ckpt = load(file, trust=trust)
-        spec: ModelSpec | None = explicit_spec(model, init_args, ckpt) if model else lightning_spec(ckpt)
+        spec: ModelSpec | None = (
+            explicit_spec(model, init_args, ckpt, policy) if model else lightning_spec(ckpt, policy)
+        )
         if spec is None:
             raise MLMExportError(
                 f"{file.name} holds weights only ({kind}): name the architecture with --model module:Class "

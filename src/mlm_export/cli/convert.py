@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from ..convert import Converter, ConvertSettings, Result, parse_shape
 from ..errors import MLMExportError
@@ -27,7 +28,10 @@ EPILOG = """examples:
 Models are rebuilt from, in order: the Item embedded by MLMExportCallback; the class LightningCLI recorded;
 a TorchGeo task whose arguments the hyper_parameters are; --model/--factory with --init-args (default: the
 checkpoint's hyper_parameters); --weights for a state dict of published TorchGeo weights. Checkpoints load with
-torch.load(weights_only=True) and an allowlist of safe types; --trust-checkpoint allows full unpickling.
+torch.load(weights_only=True) and an allowlist of safe types; only torch.nn.Module classes of torch, torchvision,
+torchgeo, timm, segmentation_models_pytorch and lightning are built (--allow-module PKG adds a package);
+pretrained weights are never downloaded (--download allows it); --trust-checkpoint allows full unpickling and
+any class.
 Existing Items are kept unless --overwrite. Exit codes: 0 all converted, 1 some failed, 2 usage error.
 """
 
@@ -76,9 +80,30 @@ def add_parser(sub: Any) -> None:
         "--primary", help="which of --artifacts is the mlm:model asset (default: the first; 'checkpoint': the file)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing Items")
-    p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling (only for trusted files)")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow full unpickling and building any class a checkpoint names (only for trusted files)",
+    )
+    add_trust_flags(p)
     add_output_flags(p)
     p.set_defaults(run=run)
+
+
+def add_trust_flags(p: argparse.ArgumentParser) -> None:
+    """``--allow-module`` and ``--download``: what rebuilding a model from a checkpoint may do beyond the default."""
+    p.add_argument(
+        "--allow-module",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="also build model classes (and factories) from this package, e.g. your own (repeatable)",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="let model constructors download pretrained weights (off: never contacts a model hub)",
+    )
 
 
 def init_args_value(text: str) -> dict[str, Any]:
@@ -145,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         input_shape=args.input_shape,
         trust=args.trust_checkpoint,
         overwrite=args.overwrite,
+        allow_modules=tuple(args.allow_module),
+        download=args.download,
     )
     missing = [raw for raw in args.paths if not Path(raw).exists() and not any(c in raw for c in "*?[")]
     if missing:
@@ -184,12 +211,12 @@ def _summary(results: list[Result]) -> Table:
     for r in results:
         outcome = str(r.item_path) if r.status == "converted" else f"{r.status}: {r.error}"
         style = {"converted": "", "skipped": "yellow", "failed": "red"}[r.status]
-        table.add_row(
-            str(r.path),
-            r.model or "",
-            f"{r.parameters:,}" if r.parameters else "",
-            ", ".join(r.tasks),
-            outcome.replace("[", r"\["),
+        table.add_row(  # Text: file names and errors are printed as they are, never read as markup
+            Text(str(r.path)),
+            Text(r.model or ""),
+            Text(f"{r.parameters:,}" if r.parameters else ""),
+            Text(", ".join(r.tasks)),
+            Text(outcome),
             style=style,
         )
     return table

@@ -25,11 +25,12 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("paths", nargs="+", type=Path, help="Item or Collection JSON files")
+    p.add_argument("--allow-outside", action="store_true", help="follow hrefs out of each Item's folder tree")
     add_output_flags(p)
     p.set_defaults(run=run)
 
 
-def check_file(path: Path) -> list[Problem]:
+def check_file(path: Path, *, allow_outside: bool = False) -> list[Problem]:
     """Schema problems, then cross-field problems of an MLM Item."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -40,7 +41,7 @@ def check_file(path: Path) -> list[Problem]:
     except MLMExportError as e:
         return [Problem("$", f"cannot check: {e}", "schema")]
     if data.get("type") == "Feature" and any("/mlm/" in u for u in data.get("stac_extensions", [])):
-        problems += consistency_problems(data, path.parent)
+        problems += consistency_problems(data, path.parent, allow_outside=allow_outside)
     return problems
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     out = Output(as_json=args.json, quiet=args.quiet)
     results = []
     for path in args.paths:
-        problems = check_file(path)
+        problems = check_file(path, allow_outside=args.allow_outside)
         results.append({"path": str(path), "valid": not problems, "problems": [p.__dict__ for p in problems]})
         if problems:
             out.error(f"{path}: {len(problems)} problem(s)")

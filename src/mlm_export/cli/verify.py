@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from ..verify import verify_item
 from .convert import init_args_value
@@ -29,7 +30,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("item", type=Path, help="the Item JSON file")
     p.add_argument("--model", help="architecture for weights-only artifacts: module:Class or module:function")
     p.add_argument("--init-args", type=init_args_value, help="arguments for --model, as JSON or YAML (or @file)")
-    p.add_argument("--trust-checkpoint", action="store_true", help="allow full unpickling of a trusted checkpoint")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow full unpickling of a trusted checkpoint and building any class it names",
+    )
+    p.add_argument(
+        "--allow-module", action="append", default=[], metavar="PKG", help="also build model classes of this package"
+    )
+    p.add_argument("--allow-outside", action="store_true", help="follow hrefs out of the Item's folder tree")
     add_output_flags(p)
     p.set_defaults(run=run)
 
@@ -37,16 +46,24 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     out = Output(as_json=args.json, quiet=args.quiet)
     try:
-        checks = verify_item(args.item, model=args.model, init_args=args.init_args, trust=args.trust_checkpoint)
+        checks = verify_item(
+            args.item,
+            model=args.model,
+            init_args=args.init_args,
+            trust=args.trust_checkpoint,
+            allow_modules=tuple(args.allow_module),
+            allow_outside=args.allow_outside,
+        )
     except (OSError, ValueError) as e:
         out.error(f"{args.item}: cannot verify: {e}")
         return 1
-    table = Table(title=f"verify {args.item}", title_justify="left")
+    table = Table(title=Text(f"verify {args.item}"), title_justify="left")
     table.add_column("check")
     table.add_column("result")
     table.add_column("detail", overflow="fold")
     for c in checks:
-        table.add_row(c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]", c.detail.replace("[", r"\["))
+        result = Text("ok", style="green") if c.ok else Text("FAIL", style="red")
+        table.add_row(Text(c.name), result, Text(c.detail))  # Text: paths and messages are not markup
     out.table(table)
     out.json({"item": str(args.item), "ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]})
     failed = [c for c in checks if not c.ok]

@@ -14,7 +14,7 @@ import pathlib
 import pickle
 import re
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from ..errors import MLMExportError, first_line
+from ..guard import SAFE, Policy, check_name, check_object, offline, offline_arguments
+from .archive_limits import check_declared_sizes
 
 CHECKPOINT_PATTERNS = ("*.ckpt", "*.pt", "*.pth", "*.safetensors")
 #: Keys of a Lightning checkpoint.
@@ -114,6 +116,8 @@ class LoadedCheckpoint:
     embedded_item: dict[str, Any] | None = None
     epoch: int | None = None
     global_step: int | None = None
+    #: Lightning's callback states (``checkpoint["callbacks"]``): ModelCheckpoint's monitor and scores.
+    callbacks: dict[str, Any] = field(default_factory=dict)
 
 
 def load(path: str | Path, *, trust: bool = False) -> LoadedCheckpoint:
@@ -142,6 +146,7 @@ def _sniff(path: Path) -> str:
     if head.startswith(b"PK\x03\x04"):
         if not zipfile.is_zipfile(path):
             raise CheckpointError(f"{path.name}: truncated or corrupt (its zip directory is missing)")
+        check_declared_sizes(path)  # before torch inflates anything
         return "zip"
     if head[:1] == b"\x80":
         return "pickle"
@@ -194,6 +199,7 @@ def _interpret(path: Path, obj: Any) -> LoadedCheckpoint:
             embedded_item=dict(item) if isinstance(item, Mapping) else None,
             epoch=obj.get("epoch"),
             global_step=obj.get("global_step"),
+            callbacks=dict(obj["callbacks"]) if isinstance(obj.get("callbacks"), Mapping) else {},
         )
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors or len(tensors) != len(obj):
@@ -230,56 +236,80 @@ class ModelSpec:
     init_args: tuple[tuple[str, Any], ...] = ()
     #: A pretrained-weights enum member's name: the model is the architecture TorchGeo builds for it.
     weights: str | None = None
+    #: What building may do: which classes, whether it may download (see :mod:`mlm_export.guard`).
+    policy: Policy = SAFE
 
     def build(self, *, on_meta: bool = True) -> nn.Module:
         if self.weights:
             from .weights import build_model
 
-            return build_model(self.weights, on_meta=on_meta)
-        factory = import_object(self.target)
-        kwargs = dict(self.init_args)
+            with offline(self.policy):
+                return build_model(self.weights, on_meta=on_meta)
+        factory = import_object(self.target, self.policy)
+        kwargs = offline_arguments(dict(self.init_args), self.policy)
         try:
-            with torch.device("meta") if on_meta else contextlib.nullcontext():
+            with offline(self.policy), torch.device("meta") if on_meta else contextlib.nullcontext():
                 model = factory(**kwargs)
         except TypeError as e:
             raise ArchitectureError(f"{self.target}({_args(kwargs)}) failed: {first_line(e, 240)}") from e
         if not isinstance(model, nn.Module):
             raise ArchitectureError(f"{self.target} returned a {type(model).__name__}, not a torch.nn.Module")
+        _keep_stated_arguments(model, dict(self.init_args), kwargs)
         return model
 
 
-def lightning_spec(ckpt: LoadedCheckpoint) -> ModelSpec | None:
-    """The class LightningCLI recorded (``_class_path``) with the checkpoint's hyperparameters."""
+def _keep_stated_arguments(model: nn.Module, stated: Mapping[str, Any], used: Mapping[str, Any]) -> None:
+    """The hyperparameters a model records say what the checkpoint stated (``weights=True``), not the value
+    used to build it offline."""
+    hparams = getattr(model, "hparams", None)
+    if not isinstance(hparams, MutableMapping):
+        return
+    for key, value in stated.items():
+        if key in hparams and used.get(key) is not value:
+            hparams[key] = value
+
+
+def lightning_spec(ckpt: LoadedCheckpoint, policy: Policy = SAFE) -> ModelSpec | None:
+    """The class LightningCLI recorded (``_class_path``) with the checkpoint's hyperparameters.
+
+    The name comes from the file: it is checked against ``policy`` before anything is imported.
+    """
     hp = ckpt.hyper_parameters
     class_path = hp.get("_class_path")
     if not isinstance(class_path, str):
         return None
+    module_name = class_path.partition(":")[0] if ":" in class_path else class_path.rpartition(".")[0]
+    check_name(class_path, module_name, policy)
     args = {k: v for k, v in hp.items() if not k.startswith("_")}
-    return ModelSpec(class_path, tuple(sorted(args.items())))
+    return ModelSpec(class_path, tuple(sorted(args.items())), policy=policy)
 
 
-def torchgeo_spec(ckpt: LoadedCheckpoint) -> ModelSpec | None:
+def torchgeo_spec(ckpt: LoadedCheckpoint, policy: Policy = SAFE) -> ModelSpec | None:
     """The TorchGeo task whose arguments the checkpoint's hyperparameters are and whose model its weights fit."""
     from .torchgeo import candidate_tasks
 
     for target, args in candidate_tasks(ckpt.hyper_parameters):
-        spec = ModelSpec(target, tuple(sorted(args.items())))
+        spec = ModelSpec(target, tuple(sorted(args.items())), policy=policy)
         with contextlib.suppress(Exception):
             load_weights(spec.build(on_meta=True), ckpt.state_dict, target)
             return spec
     return None
 
 
-def explicit_spec(target: str, init_args: Mapping[str, Any] | None, ckpt: LoadedCheckpoint) -> ModelSpec:
+def explicit_spec(
+    target: str, init_args: Mapping[str, Any] | None, ckpt: LoadedCheckpoint, policy: Policy = SAFE
+) -> ModelSpec:
     """``--model module:Class`` or ``--factory module:function``; arguments default to the hyperparameters."""
     if init_args is None:
         init_args = {k: v for k, v in ckpt.hyper_parameters.items() if not k.startswith("_")}
-        factory = import_object(target)
+        factory = import_object(target, policy)
         with contextlib.suppress(TypeError, ValueError):
             params = inspect.signature(factory).parameters
             if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
                 init_args = {k: v for k, v in init_args.items() if k in params}
-    return ModelSpec(target, tuple(sorted(dict(init_args).items())))
+    else:
+        import_object(target, policy)  # refused early, before any file is traced
+    return ModelSpec(target, tuple(sorted(dict(init_args).items())), policy=policy)
 
 
 def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> nn.Module:
@@ -319,11 +349,12 @@ def _fit_keys(state: dict[str, torch.Tensor], expected: Mapping[str, Any]) -> di
     return state
 
 
-def import_object(target: str) -> Any:
-    """``package.module:Name`` or ``package.module.Name`` -> the object."""
+def import_object(target: str, policy: Policy = SAFE) -> Any:
+    """``package.module:Name`` or ``package.module.Name`` -> the object, if ``policy`` allows building it."""
     module_name, _, attr = target.partition(":") if ":" in target else target.rpartition(".")
     if not module_name or not attr:
         raise ArchitectureError(f"'{target}' is not an importable name: use module:Class or module.Class")
+    check_name(target, module_name, policy)
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as e:
@@ -333,6 +364,7 @@ def import_object(target: str) -> Any:
             obj = getattr(obj, part)
         except AttributeError as e:
             raise ArchitectureError(f"{module_name} has no {attr}") from e
+    check_object(target, obj, policy)
     return obj
 
 

@@ -1,0 +1,62 @@
+"""Writing into a folder that refuses (read-only, full disk, file size limit): one clear line, nothing half-done.
+
+Every file is written atomically (``write.py``), so a failed write leaves no torn file. What remains to do is
+what a failure leaves around the files: a folder this call made and left empty, model files of an Item that
+was never written. :func:`all_or_nothing` removes them and turns the ``OSError`` into a one-line error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .errors import MLMExportError
+
+
+class WriteFailedError(MLMExportError, OSError):
+    """A file could not be written; the message names the path and the reason."""
+
+    def __init__(self, path: Path | str, error: OSError) -> None:
+        reason = error.strerror or str(error)
+        super().__init__(
+            error.errno,
+            f"cannot write {path}: {reason}. Free space or fix permissions there and run again; "
+            "files written before are kept",
+        )
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return str(self.args[1]) if len(self.args) > 1 else super().__str__()
+
+
+@contextlib.contextmanager
+def all_or_nothing(folder: Path, outputs: Sequence[Path]) -> Iterator[None]:
+    """Write ``outputs`` into ``folder`` inside the block; on an OSError remove those of them that did not exist
+    before, and ``folder`` itself if the block made it and it is empty, then raise :class:`WriteFailedError`."""
+    made = not folder.exists()
+    existed = {p for p in outputs if p.exists()}
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, MLMExportError):
+            raise
+        for p in outputs:
+            if p not in existed:
+                with contextlib.suppress(OSError):
+                    p.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+        raise WriteFailedError(_target(e, outputs) or folder, e) from e
+
+
+def _target(error: OSError, outputs: Sequence[Path]) -> Path | None:
+    """The output an error is about (a write goes through a hidden temporary file beside its target)."""
+    if not error.filename:  # a failed write() names no file
+        return outputs[0] if len(outputs) == 1 else None
+    name = Path(str(error.filename)).name
+    for p in outputs:
+        if name == p.name or name.startswith(f".{p.stem}."):
+            return p
+    return None

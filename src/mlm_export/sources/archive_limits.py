@@ -1,0 +1,45 @@
+"""Bounds on what reading a zip checkpoint may inflate, checked from the sizes the archive declares.
+
+``torch.save`` stores its members uncompressed. A stranger's checkpoint may deflate them instead: a 1 MB
+file can then declare gigabytes of pickle or tensor data, which torch inflates into memory before any other
+check runs. The central directory states every member's inflated size; the reader trusts it, so checking it
+before loading bounds what is decompressed.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+from ..errors import MLMExportError
+
+#: Most bytes the compressed members of one checkpoint may inflate to, over and above the file's own size.
+MAX_INFLATE = int(os.environ.get("MLM_EXPORT_MAX_INFLATE", str(256 << 20)))
+
+
+class ArchiveBombError(MLMExportError, ValueError):
+    """A zip checkpoint declares more data than it can hold or than is safe to inflate."""
+
+
+def check_declared_sizes(path: Path, limit: int = MAX_INFLATE) -> None:
+    """Refuse an archive whose compressed members would inflate past ``limit`` plus the file's size, or whose
+    stored members claim more bytes than the file has; reads only the central directory."""
+    size = path.stat().st_size
+    inflated = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.compress_type == zipfile.ZIP_STORED:
+                if info.file_size > size:
+                    raise ArchiveBombError(
+                        f"{path.name}: member {info.filename} claims {info.file_size:,} bytes, more than the "
+                        f"{size:,}-byte file holds (corrupt or crafted)"
+                    )
+                continue
+            inflated += info.file_size
+            if inflated > size + limit:
+                raise ArchiveBombError(
+                    f"{path.name}: its compressed members inflate to over {inflated:,} bytes from a {size:,}-byte "
+                    f"file (a zip bomb?); it is not read. torch.save never compresses: re-save the checkpoint with "
+                    f"torch.save, or raise MLM_EXPORT_MAX_INFLATE (now {limit:,} bytes) if you trust it"
+                )
