@@ -33,29 +33,45 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("MLM_EXPORT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "schema-cache"))
 
 
-def schema_dir() -> Path:
-    """The first override directory if one is set, else the schemas bundled with the package."""
+#: Schemas of Items other people wrote (the official MLM examples: STAC 1.0.0, file v1.0.0, datacube v2.3.0).
+FOREIGN_SCHEMAS = ROOT / "tests" / "fixtures" / "schemas"
+
+
+@pytest.fixture
+def foreign_schemas(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Resolve the schemas of other people's Items offline too (as a user would with $MLM_EXPORT_SCHEMA_DIR)."""
+    monkeypatch.setenv("MLM_EXPORT_SCHEMA_DIR", str(FOREIGN_SCHEMAS))
+    return FOREIGN_SCHEMAS
+
+
+def schema_dirs() -> list[Path]:
+    """The override directories if any are set, then the schemas bundled with the package."""
     from mlm_export.validate import BUNDLED_DIR
 
-    override = os.environ.get("MLM_EXPORT_SCHEMA_DIR", "").split(os.pathsep)[0]
-    return Path(override) if override else BUNDLED_DIR
+    overrides = [Path(d) for d in os.environ.get("MLM_EXPORT_SCHEMA_DIR", "").split(os.pathsep) if d]
+    return [*overrides, BUNDLED_DIR]
+
+
+def _schema(url: str) -> Any:
+    rel = url.split("#")[0].removeprefix("https://").removeprefix("http://")
+    for root in schema_dirs():
+        if (root / rel).is_file():
+            return json.loads((root / rel).read_text())
+    raise FileNotFoundError(f"no offline copy of {url} in {schema_dirs()}")
 
 
 def plain_validate(data: dict[str, Any]) -> list[str]:
     """Validate with jsonschema alone (no mlm_export code): core schema + every declared extension."""
-    root = schema_dir()
 
     def retrieve(uri: str) -> referencing.Resource[Any]:
-        url = uri.split("#")[0]
-        path = root / url.removeprefix("https://").removeprefix("http://")
-        return referencing.jsonschema.DRAFT7.create_resource(json.loads(path.read_text()))
+        return referencing.jsonschema.DRAFT7.create_resource(_schema(uri))
 
     registry = referencing.Registry(retrieve=retrieve)
     kind = {"Feature": "item-spec/json-schema/item.json", "Collection": "collection-spec/json-schema/collection.json"}
     urls = [f"https://schemas.stacspec.org/v{data['stac_version']}/{kind[data['type']]}", *data["stac_extensions"]]
     errors = []
     for url in urls:
-        schema = json.loads((root / url.removeprefix("https://")).read_text())
+        schema = _schema(url)
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
         errors += [f"{url}: {e.json_path}: {e.message}" for e in cls(schema, registry=registry).iter_errors(data)]
     return errors

@@ -24,7 +24,7 @@ import pystac
 import torch
 from pystac.validation.stac_validator import JsonSchemaSTACValidator
 
-from .conftest import plain_validate, schema_dir
+from .conftest import plain_validate, schema_dirs
 
 # P/utils/dim_utils.py lines 12-17: the dim names a data cube may use, compared lower-cased.
 BAND_DIMS = ["band", "bands", "b", "channel", "channels"]
@@ -54,9 +54,9 @@ def offline_pystac_validator() -> JsonSchemaSTACValidator:
     v2.0.0 entry here is the v1.1.0 schema with exactly that change.
     """
     validator = JsonSchemaSTACValidator()
-    root = schema_dir()
-    for path in root.rglob("*.json"):
-        validator.schema_cache["https://" + path.relative_to(root).as_posix()] = json.loads(path.read_text())
+    for root in reversed(schema_dirs()):  # the bundle, then the override directories over it
+        for path in root.rglob("*.json"):
+            validator.schema_cache["https://" + path.relative_to(root).as_posix()] = json.loads(path.read_text())
     v1 = validator.schema_cache[CLASSIFICATION_V1]
     v2 = json.loads(json.dumps(v1).replace("classification/v1.1.0", "classification/v2.0.0"))
     v2["definitions"]["class_object"]["required"] = ["value", "name"]

@@ -16,6 +16,9 @@ from mlm_export.cli import main
 from .catalog_data import FIXTURES, model_items, naip_model, official_examples
 from .conftest import plain_validate
 
+# the official MLM examples are STAC 1.0.0 Items with extension versions mlm-export does not bundle
+pytestmark = pytest.mark.usefixtures("foreign_schemas")
+
 DATA = FIXTURES / "data_items"
 
 

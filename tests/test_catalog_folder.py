@@ -24,6 +24,8 @@ from mlm_export.catalog import (
 from .catalog_data import SUITE, model_items, naip_model, official_examples
 
 ROOT = Path(__file__).resolve().parents[1]
+# the official MLM examples are STAC 1.0.0 Items with extension versions mlm-export does not bundle
+pytestmark = pytest.mark.usefixtures("foreign_schemas")
 
 
 @pytest.fixture
@@ -125,6 +127,7 @@ sys.path.insert(0, {tests!r})
 from mlm_export import catalog
 from mlm_export.catalog import folder as folder_module
 from catalog_data import naip_model
+
 folder_module.BATCH_ROWS = 2
 where = sys.argv[2]
 if where == "before-commit":

@@ -25,6 +25,9 @@ from mlm_export.catalog.pgstac import PgstacCatalog
 from . import pgcluster
 from .catalog_data import SUITE, model_items, naip_model, official_examples
 
+# the official MLM examples are STAC 1.0.0 Items with extension versions mlm-export does not bundle
+pytestmark = pytest.mark.usefixtures("foreign_schemas")
+
 
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -244,7 +244,7 @@ def test_convert_with_the_openeo_profile(tmp_path: Path, capsys: pytest.CaptureF
         "convert", str(tmp_path / "unet.pth"), "--model", "tests.models:SmallUNet",
         "--init-args", "{in_channels: 4, num_classes: 3}", "--input-shape", "2,4,32,32",
         "--bands", ",".join(BANDS), "--tasks", "semantic-segmentation",
-        "--profile", "openeo", "--base-url", "https://models.example.org/unet/", "--quiet",
+        "--profile", "openeo", "--base-url", "https://models.example.org/unet/", "--allow-module", "tests", "--quiet",
     ])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     data = json.loads((tmp_path / "unet.mlm.json").read_text())

@@ -19,7 +19,7 @@ from mlm_export import (
     validation_problems,
 )
 
-from .conftest import schema_dir
+from .conftest import schema_dirs
 from .models import SmallUNet
 
 MLM = "stac-extensions.github.io/mlm/v1.5.2/schema.json"
@@ -105,7 +105,7 @@ def test_offline_missing_schema_names_url_and_variable(tmp_path, item_dict):
 
 
 def test_several_override_directories_and_the_cache(tmp_path, item_dict):
-    root = schema_dir()
+    root = schema_dirs()[-1]  # the bundled schemas
     first, cache = tmp_path / "first", tmp_path / "cache"
     # STAC core in the first override dir, extensions only in the cache
     shutil.copytree(root / "schemas.stacspec.org", first / "schemas.stacspec.org")
@@ -116,7 +116,7 @@ def test_several_override_directories_and_the_cache(tmp_path, item_dict):
 
 
 def test_download_is_cached_and_reused(tmp_path, item_dict, monkeypatch):
-    root = schema_dir()
+    root = schema_dirs()[-1]  # the bundled schemas
     fetched = []
 
     def fake_download(url, hosts):

@@ -18,7 +18,7 @@ from torch import nn
 from .errors import InvalidOptionError
 from .facts import TensorFacts
 from .sources.model import CallSpec
-from .write import HashingWriter, atomic_path, file_checksum
+from .write import HashingWriter, atomic_path, atomic_save, file_checksum
 
 #: safetensors dtype codes (the format's own names).
 SAFETENSORS_DTYPES: dict[torch.dtype, str] = {
@@ -204,8 +204,7 @@ def _accepted_shapes(
 
 def save_program(program: torch.export.ExportedProgram, path: str | os.PathLike[str]) -> WrittenFile:
     """``torch.export.save`` atomically, then size and checksum."""
-    with atomic_path(path) as tmp:
-        torch.export.save(program, str(tmp))
+    atomic_save(path, lambda f: torch.export.save(program, f))  # a full disk: an OSError, not an abort
     return WrittenFile(os.path.getsize(path), file_checksum(path))
 
 

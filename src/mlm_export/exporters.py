@@ -25,7 +25,7 @@ from .artifacts import WrittenFile, export_program, save_program
 from .errors import MLMExportError
 from .facts import TensorFacts
 from .sources.model import CallSpec
-from .write import atomic_path, file_checksum
+from .write import atomic_path, atomic_save, file_checksum
 
 #: Seconds one artifact's export may take by default (timm davit_tiny took over 10 minutes in torch.export).
 DEFAULT_TIMEOUT = 300.0
@@ -121,8 +121,7 @@ def write_torchscript(model: nn.Module, spec: CallSpec, path: Path) -> tuple[Wri
             except Exception as e:
                 raise RuntimeError(f"torch.jit.script failed ({_short(scripting)}) and so did torch.jit.trace") from e
             how = "traced"
-        with atomic_path(path) as tmp:
-            torch.jit.save(compiled, str(tmp))
+        atomic_save(path, lambda f: torch.jit.save(compiled, f))  # a full disk: an OSError, not an abort
     return WrittenFile(os.path.getsize(path), file_checksum(path)), how
 
 

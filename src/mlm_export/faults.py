@@ -8,6 +8,7 @@ was never written. :func:`all_or_nothing` removes them and turns the ``OSError``
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def all_or_nothing(folder: Path, outputs: Sequence[Path]) -> Iterator[None]:
         if made:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty
+        # Free what the failed writer left in reference cycles (torch.export state) now: left to the collector
+        # at interpreter exit, torch tears it down after its own modules and the process dies with SIGSEGV.
+        gc.collect()
         raise WriteFailedError(_target(e, outputs) or folder, e) from e
 
 

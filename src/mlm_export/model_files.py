@@ -179,6 +179,8 @@ class _Writer:
                 w.note = " ".join(filter(None, [w.note, self._prove(fmt, path, w.accepted)]))
         except Exception as e:
             path.unlink(missing_ok=True)
+            if isinstance(e, OSError) and not isinstance(e, MLMExportError):
+                raise  # the disk refused (full, read-only): another format would fare no better
             reason = f"{type(e).__name__}: {first_line(e, 300)}"
             self.failures.append(f"{fmt}: {reason}")
             warnings.warn(

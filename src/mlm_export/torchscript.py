@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .errors import TorchScriptError, first_line
-from .write import atomic_path, file_checksum
+from .write import atomic_write_bytes, file_checksum
 
 #: ``mlm:artifact_type`` of a file written with ``torch.jit.save`` (a value the MLM spec recommends).
 ARTIFACT_TYPE = "torch.jit.save"
@@ -75,8 +75,7 @@ def write_torchscript(model: nn.Module, example: torch.Tensor, path: str | os.Pa
     finally:
         model.train(was_training)
     target = Path(path)
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    atomic_write_bytes(target, buffer.getbuffer())
     return target.stat().st_size, file_checksum(target)
 
 

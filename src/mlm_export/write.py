@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import queue
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,10 +42,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | memoryview) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def atomic_save(path: str | os.PathLike[str], save: Callable[[IO[bytes]], Any]) -> None:
+    """Serialise with ``save(buffer)`` in memory, then write the bytes atomically.
+
+    torch's zip writer (``torch.export.save``, ``torch.jit.save``) aborts the whole process when a write to a
+    full disk fails inside it; serialising to memory first keeps disk errors in Python, as an ``OSError``.
+    """
+    buffer = io.BytesIO()
+    save(buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
