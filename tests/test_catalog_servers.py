@@ -299,3 +299,17 @@ def test_pgstac_stores_items_compressed_with_lz4(pg):
             "WHERE pg_column_compression(content) IS NOT NULL GROUP BY 1"
         ).fetchall()
         assert [codec for codec, _ in codecs] == ["lz4"], (table, codecs)
+
+
+def test_prepare_replaces_the_earlier_architecture_index(pg):
+    """Databases prepared by an earlier version had a plain upper(architecture) index: prepare() swaps it."""
+    con = pg._connection()
+    con.execute(
+        "CREATE INDEX IF NOT EXISTS mlm_export_architecture_casei "
+        "ON pgstac.items (upper(pgstac.to_text(content->'properties'->'mlm:architecture')))"
+    )
+    pg.prepare()
+    names = {r[0] for r in con.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'pgstac'").fetchall()}
+    assert "mlm_export_architecture_casei" not in names
+    assert {"mlm_export_architecture_casei_newest", "mlm_export_framework_casei_newest"} <= names
+    assert [i["id"] for i in pg.search(Query(architecture="unet"))] == ["naip-rgbn-segmenter"]
