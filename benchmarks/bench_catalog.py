@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -35,6 +36,8 @@ from mlm_export.catalog import Query  # noqa: E402
 from mlm_export.catalog.fields import row  # noqa: E402
 
 EXAMPLES = ROOT / "tests" / "fixtures" / "mlm_examples"
+# the examples are STAC 1.0.0 Items with extension versions mlm-export does not bundle: their schemas, offline
+os.environ.setdefault("MLM_EXPORT_SCHEMA_DIR", str(ROOT / "tests" / "fixtures" / "schemas"))
 S2 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
 S2_COMMON = [
     "coastal",

@@ -42,6 +42,16 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", loopback_only)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _foreign_schemas_for_the_module() -> Any:
+    """The module's catalogs are filled once, before any test's own fixtures run: the examples' schemas too."""
+    from .conftest import FOREIGN_SCHEMAS
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLM_EXPORT_SCHEMA_DIR", str(FOREIGN_SCHEMAS))
+        yield
+
+
 @pytest.fixture(scope="module")
 def cluster():
     reason = pgcluster.available()
@@ -226,3 +236,80 @@ def test_queryables_are_registered_once(pg):
     assert {"mlm:tasks", "mlm:input.bands", "mlm:total_parameters"} <= {name for _, name in before}
     pg.add([naip_model()], on_conflict="skip")
     assert con.execute("SELECT id, name FROM pgstac.queryables ORDER BY id").fetchall() == before
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan."""
+    return [plan, *(n for child in plan.get("Plans", []) for n in _plan_nodes(child))]
+
+
+def _plan(pg: PgstacCatalog, query: Query, settings: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The plan of the search's id query (pgstac's own WHERE clause, search order) under planner settings."""
+    import json
+
+    from mlm_export.catalog.pgstac import search_body
+
+    con = pg._connection()
+    with con.transaction(force_rollback=True):  # the SET LOCALs end with it
+        where = con.execute("SELECT pgstac.stac_search_to_where(%s::jsonb)", [json.dumps(search_body(query))])
+        clause = where.fetchone()[0]
+        for setting in settings:
+            con.execute(f"SET LOCAL {setting} = off")
+        order = "ORDER BY datetime DESC, id DESC LIMIT 100"
+        plan = con.execute(f"EXPLAIN (FORMAT JSON) SELECT id FROM pgstac.items WHERE {clause} {order}").fetchone()
+    return _plan_nodes(plan[0][0]["Plan"])
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        (Query(task="semantic-segmentation"), "mlm:tasks"),
+        (Query(bands=("red", "nir")), "mlm_export:bands"),
+        (Query(filter='"mlm:total_parameters" BETWEEN 1000000 AND 2000000'), "mlm:total_parameters"),
+        (Query(max_parameters=5_000_000), "mlm:total_parameters"),
+    ],
+    ids=["task", "bands", "parameter range", "max parameters"],
+)
+def test_pgstac_answers_indexed_filters_from_the_index_without_reading_items(pg, query, field):
+    """With a table scan ruled out, the filter is an index condition (GIN for arrays, BTREE for numbers)."""
+    nodes = _plan(pg, query, ("enable_seqscan", "enable_indexscan"))
+    conds = [n.get("Index Cond", "") for n in nodes if n["Node Type"] == "Bitmap Index Scan"]
+    assert any(field in cond for cond in conds), nodes
+    assert not any(field in n.get("Filter", "") for n in nodes)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [(Query(framework="pytorch"), "mlm:framework"), (Query(architecture="UNET"), "mlm:architecture")],
+    ids=["framework", "architecture"],
+)
+def test_pgstac_reads_casei_matches_in_search_order_from_an_index(pg, query, field):
+    """casei() equality is an index condition whose index returns the rows newest first: nothing to sort."""
+    nodes = _plan(pg, query, ("enable_seqscan", "enable_bitmapscan", "enable_sort", "enable_incremental_sort"))
+    assert not any("Sort" in n["Node Type"] for n in nodes), nodes
+    assert any(n["Node Type"] == "Index Scan" and field in n.get("Index Cond", "") for n in nodes), nodes
+
+
+def test_pgstac_stores_items_compressed_with_lz4(pg):
+    """Filters that read Items decompress them; lz4 (PostgreSQL 15 here is built with it) is the faster codec."""
+    con = pg._connection()
+    for table in ("pgstac.items", "mlm_export.items"):
+        codecs = con.execute(
+            f"SELECT pg_column_compression(content), count(*) FROM {table} "  # noqa: S608 - fixed names
+            "WHERE pg_column_compression(content) IS NOT NULL GROUP BY 1"
+        ).fetchall()
+        assert [codec for codec, _ in codecs] == ["lz4"], (table, codecs)
+
+
+def test_prepare_replaces_the_earlier_architecture_index(pg):
+    """Databases prepared by an earlier version had a plain upper(architecture) index: prepare() swaps it."""
+    con = pg._connection()
+    con.execute(
+        "CREATE INDEX IF NOT EXISTS mlm_export_architecture_casei "
+        "ON pgstac.items (upper(pgstac.to_text(content->'properties'->'mlm:architecture')))"
+    )
+    pg.prepare()
+    names = {r[0] for r in con.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'pgstac'").fetchall()}
+    assert "mlm_export_architecture_casei" not in names
+    assert {"mlm_export_architecture_casei_newest", "mlm_export_framework_casei_newest"} <= names
+    assert [i["id"] for i in pg.search(Query(architecture="unet"))] == ["naip-rgbn-segmenter"]
