@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,8 @@ def closed_port_proxies(monkeypatch):
         monkeypatch.setenv(var, f"http://127.0.0.1:{port}")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
+    # urlopen keeps the opener (with the proxies of that moment) it built first: build a new one from these
+    monkeypatch.setattr(urllib.request, "_opener", None)
     attempts: list[Any] = []
 
     def record(self, address):
