@@ -32,6 +32,7 @@ MODEL_PACKAGES = (
     "segmentation_models_pytorch",
     "lightning",
     "pytorch_lightning",
+    "mlm_export.demo",  # this project's demo models (the README converts the demo's weights)
 )
 #: Modules whose functions may be called as model factories (their model zoos, not their file utilities).
 FACTORY_MODULES = (
