@@ -497,3 +497,22 @@ def test_a_program_exported_on_a_gpu_is_accelerator_constrained(project, tmp_pat
     assert with_runtime_files(on_gpu, prov, tmp_path, "gpu", training=False).accelerator_constrained is True
     assert with_runtime_files(cpu, prov, tmp_path, "cpu", training=False).accelerator_constrained is False
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu.requirements.txt", "gpu.requirements.txt"]
+
+
+def test_converting_exported_weights_keeps_the_export_item_true(tmp_path, assert_valid):
+    """`convert` of the safetensors `export_mlm` wrote must not overwrite the export's own runtime file."""
+    from tests.models import SmallUNet
+
+    export_mlm(SmallUNet(3, 2), example_input=torch.randn(2, 3, 32, 32), out_dir=tmp_path, datetime=WHEN)
+    before = (tmp_path / "smallunet.requirements.txt").read_bytes()
+    code = main([
+        "convert", str(tmp_path / "smallunet.safetensors"), "--model", "tests.models:SmallUNet",
+        "--allow-module", "tests", "--init-args", '{"in_channels": 3, "num_classes": 2}',
+        "--input-shape", "1,3,32,32", "--tasks", "semantic-segmentation", "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    assert (tmp_path / "smallunet.requirements.txt").read_bytes() == before
+    assert main(["validate", str(tmp_path / "smallunet.json"), str(tmp_path / "smallunet.mlm.json"), "--quiet"]) == 0
+    converted = json.loads((tmp_path / "smallunet.mlm.json").read_text())
+    assert converted["assets"]["inference_runtime"]["href"] == "./smallunet.mlm.requirements.txt"
+    assert_valid(converted)

@@ -24,7 +24,7 @@ from .faults import all_or_nothing
 from .guard import Policy
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
-from .provenance import checkpoint_provenance, restate, write_inference_runtime
+from .provenance import INFERENCE_SUFFIX, checkpoint_provenance, restate, write_inference_runtime
 from .run_facts import kept_properties, monitor_facts, previous_collection, read_json
 from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .sources.checkpoint import (
@@ -118,7 +118,7 @@ class Converter:
                 model_files = self._openeo_files(ckpt, path, base)
             elif self.options.artifacts is not None:
                 model_files = self._model_files(ckpt, path)
-            runtime = write_inference_runtime(path.parent, checkpoint_stem(path), base, _artifact_type(ckpt))
+            runtime = write_inference_runtime(path.parent, _runtime_stem(path, target), base, _artifact_type(ckpt))
             model_files = {**model_files, **runtime}
             checksum = file_checksum(path)
             properties = {  # what the Item being replaced and the checkpoint's callbacks know is kept
@@ -345,6 +345,18 @@ def _lightning_properties(ckpt: LoadedCheckpoint) -> dict[str, Any]:
     if isinstance(ckpt.global_step, int):
         props["lightning:global_step"] = ckpt.global_step
     return props
+
+
+def _runtime_stem(checkpoint: Path, item_path: Path) -> str:
+    """The stem of the checkpoint's runtime file: ``<stem>``, unless a file of that name belongs to another Item
+    (``export_mlm`` writes ``<id>.requirements.txt`` beside the weights it exports): then ``<stem>.mlm``."""
+    stem = checkpoint_stem(checkpoint)
+    existing = checkpoint.parent / f"{stem}{INFERENCE_SUFFIX}"
+    if not existing.exists():
+        return stem
+    old = read_json(item_path) if item_path.exists() else None
+    listed = {str(a.get("href")) for a in (old or {}).get("assets", {}).values() if isinstance(a, Mapping)}
+    return stem if f"./{existing.name}" in listed else f"{stem}.mlm"
 
 
 def _kept_assets(base: Mapping[str, Any]) -> dict[str, Any]:
