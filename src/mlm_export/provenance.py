@@ -236,6 +236,16 @@ def write_runtime_files(
 
     Returns their assets (roles ``mlm:inference-runtime`` / ``mlm:training-runtime``) with size and checksum.
     """
+    return write_prepared(out_dir, stem, runtime_files(prov, artifact_types, training=training))
+
+
+#: Runtime files ready to write: asset key -> (file suffix, bytes, asset without its href).
+Prepared = dict[str, tuple[str, bytes, dict[str, Any]]]
+
+
+def runtime_files(prov: ProvenanceFacts, artifact_types: list[str | None], *, training: bool) -> Prepared:
+    """The runtime files' bytes and assets, hashed once: the same for every checkpoint of a run, so the callback
+    computes them once per set of artifact types (reading package metadata is slow) and writes them per stem."""
     files = {"inference_runtime": _inference_file(inference_pins(prov.runtime, artifact_types))}
     if training:
         files["training_runtime"] = (
@@ -244,7 +254,7 @@ def write_runtime_files(
             mlm.ROLE_TRAINING_RUNTIME,
             "Training runtime (every installed distribution)",
         )
-    return _write_files(out_dir, stem, files)
+    return _prepare(files)
 
 
 def _inference_file(pins: dict[str, str]) -> tuple[str, str, str, str]:
@@ -256,21 +266,28 @@ def _inference_file(pins: dict[str, str]) -> tuple[str, str, str, str]:
     )
 
 
-def _write_files(out_dir: Path, stem: str, files: Mapping[str, tuple[str, str, str, str]]) -> dict[str, Any]:
-    assets = {}
+def _prepare(files: Mapping[str, tuple[str, str, str, str]]) -> Prepared:
+    out: Prepared = {}
     for key, (suffix, text, role, title) in files.items():
         data = text.encode("utf-8")
-        path = out_dir / f"{stem}{suffix}"
-        atomic_write_bytes(path, data)
-        assets[key] = {
-            "href": f"./{path.name}",
-            "type": RUNTIME_MEDIA,
-            "title": title,
-            "roles": [role],
-            "file:size": len(data),
-            "file:checksum": _checksum(data),
-        }
+        asset = {"type": RUNTIME_MEDIA, "title": title, "roles": [role], "file:size": len(data),
+                 "file:checksum": _checksum(data)}  # fmt: skip
+        out[key] = (suffix, data, asset)
+    return out
+
+
+def write_prepared(out_dir: Path, stem: str, prepared: Prepared) -> dict[str, Any]:
+    """Write prepared runtime files as ``<stem><suffix>`` atomically; their assets (fresh copies)."""
+    assets = {}
+    for key, (suffix, data, asset) in prepared.items():
+        name = f"{stem}{suffix}"
+        atomic_write_bytes(out_dir / name, data)
+        assets[key] = {"href": f"./{name}", **asset, "roles": list(asset["roles"])}
     return assets
+
+
+def _write_files(out_dir: Path, stem: str, files: Mapping[str, tuple[str, str, str, str]]) -> dict[str, Any]:
+    return write_prepared(out_dir, stem, _prepare(files))
 
 
 #: ``processing:software`` entries that are not pip distributions.
