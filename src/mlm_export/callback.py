@@ -33,9 +33,9 @@ from .pipeline import ExportOptions, Gathered, gather, plan, write_model_files
 from .provenance import Prepared, checkpoint_provenance, provenance_facts, runtime_files, with_trainer, write_prepared
 from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .schema_cache import quick_check
-from .write import json_bytes
 from .sources.checkpoint import EMBED_KEY
 from .sources.datamodule import model_input
+from .write import json_bytes
 
 
 @dataclass
