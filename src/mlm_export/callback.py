@@ -31,6 +31,7 @@ from .facts import ArtifactFacts
 from .item import ItemPlan, build_item
 from .pipeline import ExportOptions, Gathered, gather, plan, write_model_files
 from .provenance import Prepared, checkpoint_provenance, provenance_facts, runtime_files, with_trainer, write_prepared
+from .run_flush import flush
 from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .schema_cache import quick_check
 from .sources.checkpoint import EMBED_KEY
@@ -356,9 +357,7 @@ class MLMExportCallback(Callback):
         """Write the Collection of every directory whose Items changed; the worker calls it when idle."""
         for catalog in list(self._catalogs.values()):
             if catalog.dirty:
-                with self._lock:
-                    catalog.dirty = False
-                    catalog.write_collection()
+                flush(catalog, self._lock)  # the lock only for each rename: the training loop hardly waits
 
     def _checkpoint_item(self, catalog: RunCatalog, snap: _Snapshot) -> dict[str, Any]:
         item_plan = snap.plan or self._plan
