@@ -37,8 +37,9 @@ def run(tmp_path: Path, base: dict[str, Any]) -> tuple[RunCatalog, list[Path]]:
     for step in STEPS:
         ckpt = tmp_path / f"epoch=0-step={step}.ckpt"
         ckpt.write_bytes(b"x" * step)
+        props = {"lightning:epoch": 0, "lightning:global_step": step}
         item = checkpoint_item(base, ckpt, size=step, checksum=file_checksum(ckpt), item_id=f"r-{step}",
-                               properties={"lightning:epoch": 0, "lightning:global_step": step}, catalog=catalog)  # fmt: skip
+                               properties=props, catalog=catalog)  # fmt: skip
         catalog.put(ckpt, item)
         paths.append(ckpt)
     return catalog, paths
