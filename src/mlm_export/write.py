@@ -29,7 +29,8 @@ READ_CHUNK = 8 << 20
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside ``path``; renamed onto it when the block succeeds, removed when it fails."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.parent.is_dir():  # a stat, not a failing mkdir: the callback writes many small files
+        target.parent.mkdir(parents=True, exist_ok=True)
     # Hidden, unique, and keeping the suffix (some writers, torch.export.save among them, check it).
     tmp_path = target.parent / f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}"
     # O_EXCL: never reuse a file; mode 0o666 so the umask applies as it does for any file the user writes.
