@@ -118,3 +118,35 @@ def test_removal_after_the_collection_is_computed_drops_that_collection(tmp_path
     assert {link["rel"]: link["href"] for link in successor["links"]}["successor-version"] == (
         f"./{item_path_for(paths[3]).name}"
     )
+
+
+def links_of(path: Path) -> dict[str, str]:
+    item = json.loads(item_path_for(path).read_text())
+    return {link["rel"]: link["href"].removeprefix("./") for link in item["links"] if "version" in link["rel"]}
+
+
+def test_a_flush_during_training_leaves_latest_links_that_still_resolve(tmp_path: Path, base: dict[str, Any]):
+    """While training goes on, a new latest checkpoint does not rewrite every Item: those whose only change is a
+    latest-version link to a live Item wait for the final flush; a link to a removed Item is rewritten at once."""
+    catalog, paths = run(tmp_path, base)
+    lock = threading.Lock()
+    assert run_flush.flush(catalog, lock)
+    newest = tmp_path / "epoch=0-step=50.ckpt"
+    newest.write_bytes(b"y" * 50)
+    props = {"lightning:epoch": 0, "lightning:global_step": 50}
+    catalog.put(newest, checkpoint_item(base, newest, size=50, checksum=file_checksum(newest), item_id="r-50",
+                                        properties=props, catalog=catalog))  # fmt: skip
+    assert run_flush.flush(catalog, lock, final=False)
+    old_latest = item_path_for(paths[-1]).name
+    assert links_of(paths[0]) == {"successor-version": item_path_for(paths[1]).name, "latest-version": old_latest}
+    assert links_of(paths[-1])["successor-version"] == item_path_for(newest).name  # its neighbour: rewritten
+    with lock:
+        catalog.forget(paths[-1])  # the old latest goes: links to it must not stay
+    paths[-1].unlink()
+    assert run_flush.flush(catalog, lock, final=False)
+    for path in paths[:-1]:
+        assert links_of(path)["latest-version"] == item_path_for(newest).name, path
+    assert run_flush.flush(catalog, lock, final=True)
+    assert links_of(paths[0])["latest-version"] == item_path_for(newest).name
+    for name in linked(tmp_path):
+        assert plain_validate(json.loads((tmp_path / name).read_text())) == []

@@ -119,6 +119,8 @@ class MLMExportCallback(Callback):
         self._warned: set[str] = set()
         #: Runtime files per set of artifact types: the same bytes for every checkpoint, computed once.
         self._runtime: dict[tuple[str | None, ...], Prepared] = {}
+        #: The runtime files last written per directory and set of types: the next ones are hard links to them.
+        self._runtime_copies: dict[tuple[Path, tuple[str | None, ...]], dict[str, Path]] = {}
         #: Seconds the training loop spent in this callback's checkpoint work, for the benchmark.
         self.blocking_seconds = 0.0
 
@@ -190,7 +192,7 @@ class MLMExportCallback(Callback):
             if from_loader:
                 raise
             return  # try again at on_train_start, when the training dataloader exists
-        self._runtime = {}  # a new model may need other pins
+        self._runtime, self._runtime_copies = {}, {}  # a new model may need other pins
         self._provenance = provenance_facts(
             pl_module, doi=self.options.doi, citation=self.options.citation, datamodule=trainer.datamodule
         )
@@ -357,7 +359,8 @@ class MLMExportCallback(Callback):
         """Write the Collection of every directory whose Items changed; the worker calls it when idle."""
         for catalog in list(self._catalogs.values()):
             if catalog.dirty:
-                flush(catalog, self._lock)  # the lock only for each rename: the training loop hardly waits
+                # the lock only for each rename: the training loop hardly waits; all links right at the end
+                flush(catalog, self._lock, final=self._worker is None)
 
     def _checkpoint_item(self, catalog: RunCatalog, snap: _Snapshot) -> dict[str, Any]:
         item_plan = snap.plan or self._plan
@@ -370,7 +373,8 @@ class MLMExportCallback(Callback):
         types = [a.get("mlm:artifact_type") for a in files.values()] + [mlm.ARTIFACT_TORCH_SAVE]
         if tuple(types) not in self._runtime:
             self._runtime[tuple(types)] = runtime_files(self._provenance, types, training=True)
-        files.update(write_prepared(snap.path.parent, checkpoint_stem(snap.path), self._runtime[tuple(types)]))
+        copies = self._runtime_copies.setdefault((snap.path.parent, tuple(types)), {})
+        files.update(write_prepared(snap.path.parent, checkpoint_stem(snap.path), self._runtime[tuple(types)], copies))
         data = checkpoint_item(
             base,
             snap.path,

@@ -276,14 +276,38 @@ def _prepare(files: Mapping[str, tuple[str, str, str, str]]) -> Prepared:
     return out
 
 
-def write_prepared(out_dir: Path, stem: str, prepared: Prepared) -> dict[str, Any]:
-    """Write prepared runtime files as ``<stem><suffix>`` atomically; their assets (fresh copies)."""
+def write_prepared(
+    out_dir: Path, stem: str, prepared: Prepared, copies: dict[str, Path] | None = None
+) -> dict[str, Any]:
+    """Write prepared runtime files as ``<stem><suffix>`` atomically; their assets (fresh copies).
+
+    ``copies``: the file last written for each asset key, kept up to date here. A new file is then a hard link to
+    that one (one system call instead of create, write and rename: the callback writes these per checkpoint)
+    when it still has the right size, else it is written. Removing one name never touches the others.
+    """
     assets = {}
     for key, (suffix, data, asset) in prepared.items():
         name = f"{stem}{suffix}"
-        atomic_write_bytes(out_dir / name, data)
+        if not (copies is not None and _link_copy(copies.get(key), out_dir / name, len(data))):
+            atomic_write_bytes(out_dir / name, data)
+        if copies is not None:
+            copies[key] = out_dir / name
         assets[key] = {"href": f"./{name}", **asset, "roles": list(asset["roles"])}
     return assets
+
+
+def _link_copy(source: Path | None, target: Path, size: int) -> bool:
+    """Make ``target`` a hard link to ``source`` if that is a file of ``size`` bytes and ``target`` is new."""
+    if source is None or source == target or source.parent != target.parent:
+        return False
+    try:
+        os.link(source, target)
+    except OSError:  # the source was removed (pruned), the name is taken, or the file system has no links
+        return False
+    if target.stat().st_size != size:  # changed since: write it
+        target.unlink()
+        return False
+    return True
 
 
 def _write_files(out_dir: Path, stem: str, files: Mapping[str, tuple[str, str, str, str]]) -> dict[str, Any]:

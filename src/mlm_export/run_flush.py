@@ -23,14 +23,23 @@ from .versions import relink
 from .write import json_bytes
 
 
-def flush(catalog: RunCatalog, lock: threading.Lock) -> bool:
+def flush(catalog: RunCatalog, lock: threading.Lock, *, final: bool = True) -> bool:
     """Rewrite the relinked Items and ``collection.json`` of ``catalog``; False when a removal meanwhile made
-    the Collection stale (it stays marked dirty, for the next flush)."""
+    the Collection stale (it stays marked dirty, for the next flush).
+
+    ``final=False`` (a flush while training goes on) leaves out the Items whose only change is a
+    ``latest-version`` link that still points to a live, older Item: each new checkpoint changes that link
+    on every Item of the run, and rewriting them all at every flush is most of its cost. The final flush (at
+    the end of ``fit``) writes them; until then they link a live Item, only not the newest.
+    """
     with lock:
         catalog.dirty = False
         held = catalog.snapshot()
     copies = {path: _copy(item) for path, item in held.items()}
     changed = relink(copies, item_path_for, deprecate=catalog.deprecate_superseded, base=catalog.version)
+    if not final:
+        names = {item_path_for(path).name for path in held}
+        changed = [path for path in changed if not _only_latest_moved(held[path], copies[path], names)]
     live = dict(held)  # the objects the Collection is computed from, each checked again before it is written
     for path in changed:
         swap = lambda p=path: catalog.swap(p, held[p], copies[p])  # noqa: E731
@@ -63,6 +72,18 @@ def _commit(target: Path, payload: bytes, lock: threading.Lock, still_current: A
         return False
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _only_latest_moved(old: dict[str, Any], new: dict[str, Any], live_names: set[str]) -> bool:
+    """Whether ``new`` differs from ``old`` only in a ``latest-version`` link, and the old one links a live Item."""
+    if old.get("properties") != new.get("properties") or old.get("stac_extensions") != new.get("stac_extensions"):
+        return False
+    before = [link for link in old.get("links", []) if link.get("rel") != "latest-version"]
+    after = [link for link in new.get("links", []) if link.get("rel") != "latest-version"]
+    if before != after:
+        return False
+    targets = [link.get("href", "") for link in old.get("links", []) if link.get("rel") == "latest-version"]
+    return len(targets) == 1 and str(targets[0]).removeprefix("./") in live_names
 
 
 def _copy(item: dict[str, Any]) -> dict[str, Any]:
