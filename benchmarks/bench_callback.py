@@ -130,20 +130,23 @@ def main() -> int:
         "of about 12 s on 2 cores, as in the report that 200 saves made such a fit take 80 s)",
     )
     parser.add_argument("--skip-big", action="store_true", help="only the many-saves run")
+    parser.add_argument("--skip-many", action="store_true", help="only the big-checkpoints run")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    ratios = [
-        compare(
-            f"many saves: {args.saves} checkpoints (and last.ckpt) of a 0.3M-parameter MLP, one per step",
-            args.repeat,
-            width=256,
-            depth=4,
-            steps=args.saves,
-            batches=args.saves,
-            every_n_steps=1,
-            batch_size=args.batch_size,
+    ratios = []
+    if not args.skip_many:
+        ratios.append(
+            compare(
+                f"many saves: {args.saves} checkpoints (and last.ckpt) of a 0.3M-parameter MLP, one per step",
+                args.repeat,
+                width=256,
+                depth=4,
+                steps=args.saves,
+                batches=args.saves,
+                every_n_steps=1,
+                batch_size=args.batch_size,
+            )
         )
-    ]
     if not args.skip_big:
         ratios.append(
             compare(
