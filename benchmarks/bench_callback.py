@@ -6,7 +6,8 @@ thread's checksums and Collection writes competing for the CPU (and the GIL), an
 
 - many saves: a small model checkpointed every step (``--saves``, default 200) with ``save_top_k=-1`` and
   ``save_last=True``: the run Collection grows to every checkpoint; ``--batch-size`` sets the work per step
-  (the default makes a fit of about 12 s here, the case reported: 200 saves made it take 80 s);
+  (the default made a fit of about 12 s under load, 6 s on a quiet machine; the case reported: 200 saves
+  made it take 80 s);
 - big checkpoints: a ~100M-parameter model checkpointed three times (0.4 GB each, no ``last.ckpt``).
 
 Target: ratio with/without under 1.10 for both. On a shared machine run it with ``--repeat 5`` or more: it
