@@ -14,8 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-#: Longest a changed Collection waits to be written while checkpoints keep coming (seconds).
+#: Shortest time between two writes of a changed Collection while checkpoints keep coming (seconds).
 FLUSH_SECONDS = 1.0
+#: ...and at least this many times as long as the last write took: a run's Collection write rewrites every
+#: Item whose version links changed (all of them, for a new latest checkpoint), so it grows with the run;
+#: spacing the writes by their cost keeps them to a small share of the training time (here at most 1/20).
+FLUSH_SPACING = 20.0
+#: How old a job is before it runs (seconds; none once ``fit`` ends): a checkpoint replaced or pruned within
+#: that time (``last.ckpt`` at every step, top-k) is then skipped as stale instead of hashed and described for
+#: nothing. Its Item is absent meanwhile, which a kill leaves as consistent as any other moment.
+LINGER_SECONDS = 0.5
 
 
 class Worker:
@@ -30,29 +38,34 @@ class Worker:
         self._run = run
         self._on_error = on_error
         self._on_idle = on_idle
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[float, tuple[Any, ...] | None]] = queue.Queue()
         self._error: BaseException | None = None
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="mlm-export-callback", daemon=True)
         self._thread.start()
 
     def put(self, job: tuple[Any, ...]) -> None:
-        self._queue.put(job)
+        self._queue.put((time.monotonic(), job))
 
     def _loop(self) -> None:
-        pending, last = False, float("-inf")
+        pending, last, spacing = False, float("-inf"), FLUSH_SECONDS
         while True:
-            wait = None if not pending else max(0.0, last + FLUSH_SECONDS - time.monotonic())
+            wait = None if not pending else max(0.0, last + spacing - time.monotonic())
             try:
-                job = self._queue.get(timeout=wait)
+                queued, job = self._queue.get(timeout=wait)
             except queue.Empty:
                 job = ()  # quiet for a while: time for the coalesced work
+            else:
+                self._closing.wait(queued + LINGER_SECONDS - time.monotonic())
             if job:
                 self._attempt(self._run, job)
                 pending = True
-            due = job is None or (self._queue.empty() and time.monotonic() - last >= FLUSH_SECONDS)
-            if pending and due:  # the coalesced work (Collections): when drained, at most once a FLUSH_SECONDS
+            due = job is None or time.monotonic() - last >= spacing  # not only when drained: jobs linger
+            if pending and due:  # the coalesced work (Collections), spaced by its cost
+                start = time.monotonic()
                 self._attempt(self._on_idle)
                 pending, last = False, time.monotonic()
+                spacing = max(FLUSH_SECONDS, FLUSH_SPACING * (last - start))
             if job is None:
                 return
 
@@ -65,7 +78,8 @@ class Worker:
                 self._on_error(e)
 
     def close(self) -> BaseException | None:
-        self._queue.put(None)
+        self._closing.set()
+        self._queue.put((time.monotonic(), None))
         self._thread.join()
         return self._error
 

@@ -30,11 +30,13 @@ from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLME
 from .facts import ArtifactFacts
 from .item import ItemPlan, build_item
 from .pipeline import ExportOptions, Gathered, gather, plan, write_model_files
-from .provenance import checkpoint_provenance, provenance_facts, with_trainer, write_runtime_files
+from .provenance import Prepared, checkpoint_provenance, provenance_facts, runtime_files, with_trainer, write_prepared
+from .run_flush import flush
 from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
 from .schema_cache import quick_check
 from .sources.checkpoint import EMBED_KEY
 from .sources.datamodule import model_input
+from .write import json_bytes
 
 
 @dataclass
@@ -115,6 +117,10 @@ class MLMExportCallback(Callback):
         self._versions = Versions()
         self._failed = False
         self._warned: set[str] = set()
+        #: Runtime files per set of artifact types: the same bytes for every checkpoint, computed once.
+        self._runtime: dict[tuple[str | None, ...], Prepared] = {}
+        #: The runtime files last written per directory and set of types: the next ones are hard links to them.
+        self._runtime_copies: dict[tuple[Path, tuple[str | None, ...]], dict[str, Path]] = {}
         #: Seconds the training loop spent in this callback's checkpoint work, for the benchmark.
         self.blocking_seconds = 0.0
 
@@ -186,6 +192,7 @@ class MLMExportCallback(Callback):
             if from_loader:
                 raise
             return  # try again at on_train_start, when the training dataloader exists
+        self._runtime, self._runtime_copies = {}, {}  # a new model may need other pins
         self._provenance = provenance_facts(
             pl_module, doi=self.options.doi, citation=self.options.citation, datamodule=trainer.datamodule
         )
@@ -332,7 +339,7 @@ class MLMExportCallback(Callback):
                 if self._versions.current(snap.path) != snap.generation or not snap.path.exists():
                     return  # pruned while it was being hashed: nothing to describe, not an error
                 raise
-            payload = (json.dumps(item, indent=2, ensure_ascii=False) + "\n").encode()  # outside the lock
+            payload = json_bytes(item)  # outside the lock
             target = item_path_for(snap.path)
             tmp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp.json")
             tmp.write_bytes(payload)
@@ -352,9 +359,8 @@ class MLMExportCallback(Callback):
         """Write the Collection of every directory whose Items changed; the worker calls it when idle."""
         for catalog in list(self._catalogs.values()):
             if catalog.dirty:
-                with self._lock:
-                    catalog.dirty = False
-                    catalog.write_collection()
+                # the lock only for each rename: the training loop hardly waits; all links right at the end
+                flush(catalog, self._lock, final=self._worker is None)
 
     def _checkpoint_item(self, catalog: RunCatalog, snap: _Snapshot) -> dict[str, Any]:
         item_plan = snap.plan or self._plan
@@ -365,8 +371,10 @@ class MLMExportCallback(Callback):
         # the .pt2/safetensors written for this checkpoint (if any), the source code, the runtime files
         files = {k: a for k, a in base["assets"].items() if snap.artifacts or not _is_model_file(a)}
         types = [a.get("mlm:artifact_type") for a in files.values()] + [mlm.ARTIFACT_TORCH_SAVE]
-        files.update(write_runtime_files(snap.path.parent, checkpoint_stem(snap.path), self._provenance, types,
-                                         training=True))  # fmt: skip
+        if tuple(types) not in self._runtime:
+            self._runtime[tuple(types)] = runtime_files(self._provenance, types, training=True)
+        copies = self._runtime_copies.setdefault((snap.path.parent, tuple(types)), {})
+        files.update(write_prepared(snap.path.parent, checkpoint_stem(snap.path), self._runtime[tuple(types)], copies))
         data = checkpoint_item(
             base,
             snap.path,

@@ -236,6 +236,16 @@ def write_runtime_files(
 
     Returns their assets (roles ``mlm:inference-runtime`` / ``mlm:training-runtime``) with size and checksum.
     """
+    return write_prepared(out_dir, stem, runtime_files(prov, artifact_types, training=training))
+
+
+#: Runtime files ready to write: asset key -> (file suffix, bytes, asset without its href).
+Prepared = dict[str, tuple[str, bytes, dict[str, Any]]]
+
+
+def runtime_files(prov: ProvenanceFacts, artifact_types: list[str | None], *, training: bool) -> Prepared:
+    """The runtime files' bytes and assets, hashed once: the same for every checkpoint of a run, so the callback
+    computes them once per set of artifact types (reading package metadata is slow) and writes them per stem."""
     files = {"inference_runtime": _inference_file(inference_pins(prov.runtime, artifact_types))}
     if training:
         files["training_runtime"] = (
@@ -244,7 +254,7 @@ def write_runtime_files(
             mlm.ROLE_TRAINING_RUNTIME,
             "Training runtime (every installed distribution)",
         )
-    return _write_files(out_dir, stem, files)
+    return _prepare(files)
 
 
 def _inference_file(pins: dict[str, str]) -> tuple[str, str, str, str]:
@@ -256,21 +266,52 @@ def _inference_file(pins: dict[str, str]) -> tuple[str, str, str, str]:
     )
 
 
-def _write_files(out_dir: Path, stem: str, files: Mapping[str, tuple[str, str, str, str]]) -> dict[str, Any]:
-    assets = {}
+def _prepare(files: Mapping[str, tuple[str, str, str, str]]) -> Prepared:
+    out: Prepared = {}
     for key, (suffix, text, role, title) in files.items():
         data = text.encode("utf-8")
-        path = out_dir / f"{stem}{suffix}"
-        atomic_write_bytes(path, data)
-        assets[key] = {
-            "href": f"./{path.name}",
-            "type": RUNTIME_MEDIA,
-            "title": title,
-            "roles": [role],
-            "file:size": len(data),
-            "file:checksum": _checksum(data),
-        }
+        asset = {"type": RUNTIME_MEDIA, "title": title, "roles": [role], "file:size": len(data),
+                 "file:checksum": _checksum(data)}  # fmt: skip
+        out[key] = (suffix, data, asset)
+    return out
+
+
+def write_prepared(
+    out_dir: Path, stem: str, prepared: Prepared, copies: dict[str, Path] | None = None
+) -> dict[str, Any]:
+    """Write prepared runtime files as ``<stem><suffix>`` atomically; their assets (fresh copies).
+
+    ``copies``: the file last written for each asset key, kept up to date here. A new file is then a hard link to
+    that one (one system call instead of create, write and rename: the callback writes these per checkpoint)
+    when it still has the right size, else it is written. Removing one name never touches the others.
+    """
+    assets = {}
+    for key, (suffix, data, asset) in prepared.items():
+        name = f"{stem}{suffix}"
+        if not (copies is not None and _link_copy(copies.get(key), out_dir / name, len(data))):
+            atomic_write_bytes(out_dir / name, data)
+        if copies is not None:
+            copies[key] = out_dir / name
+        assets[key] = {"href": f"./{name}", **asset, "roles": list(asset["roles"])}
     return assets
+
+
+def _link_copy(source: Path | None, target: Path, size: int) -> bool:
+    """Make ``target`` a hard link to ``source`` if that is a file of ``size`` bytes and ``target`` is new."""
+    if source is None or source == target or source.parent != target.parent:
+        return False
+    try:
+        os.link(source, target)
+    except OSError:  # the source was removed (pruned), the name is taken, or the file system has no links
+        return False
+    if target.stat().st_size != size:  # changed since: write it
+        target.unlink()
+        return False
+    return True
+
+
+def _write_files(out_dir: Path, stem: str, files: Mapping[str, tuple[str, str, str, str]]) -> dict[str, Any]:
+    return write_prepared(out_dir, stem, _prepare(files))
 
 
 #: ``processing:software`` entries that are not pip distributions.

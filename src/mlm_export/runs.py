@@ -140,9 +140,11 @@ class RunCatalog:
 
     # -------------------------------------------------------------------------------------------- collection
 
-    def collection(self) -> dict[str, Any]:
-        """The Collection over the live Items: extents, summaries, item links, latest and best."""
-        items = [(path, item, rank) for path, (item, rank) in sorted(self._items.items())]
+    def collection(self, held: dict[Path, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The Collection over the live Items (or over ``held``, a :meth:`snapshot`): extents, summaries, item
+        links, latest and best."""
+        ranked = self._items if held is None else {path: (item, _ranking(item)) for path, item in held.items()}
+        items = [(path, item, rank) for path, (item, rank) in sorted(ranked.items())]
         links: list[dict[str, Any]] = [
             {"rel": "root", "href": f"./{COLLECTION_FILE}", "type": "application/json"},
         ]
@@ -192,6 +194,28 @@ class RunCatalog:
         atomic_write_json(self.dirpath / COLLECTION_FILE, data)
         self._written = data
         return data
+
+    # ------------------------------------------------------------------------ concurrent writes (run_flush.py)
+
+    def snapshot(self) -> dict[Path, dict[str, Any]]:
+        """The live Items as held now (the objects themselves: copy before changing them)."""
+        return {path: item for path, (item, _) in self._items.items()}
+
+    def still_holds(self, checkpoint: Path, item: dict[str, Any]) -> bool:
+        """Whether ``item`` (from a :meth:`snapshot`) is still the live Item of ``checkpoint``."""
+        held = self._items.get(checkpoint)
+        return held is not None and held[0] is item
+
+    def swap(self, checkpoint: Path, old: dict[str, Any], new: dict[str, Any]) -> bool:
+        """Hold ``new`` instead of ``old`` when ``old`` is still the live Item of ``checkpoint``."""
+        if not self.still_holds(checkpoint, old):
+            return False
+        self._items[checkpoint] = (new, _ranking(new))
+        return True
+
+    def written(self, data: dict[str, Any]) -> None:
+        """Note the Collection just written (to unlink Items from it later)."""
+        self._written = data
 
     def _unlink_from_collection(self, item_name: str) -> None:
         """Before an Item file goes: write the Collection without its links, so that it never links a missing

@@ -159,10 +159,22 @@ def environment() -> dict[str, str]:
     """Every installed distribution (canonical name -> version): the ``pip freeze`` of this process (read once)."""
     out: dict[str, str] = {}
     for dist in md.distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
-        if name and dist.version:
-            out.setdefault(str(canonicalize_name(name)), dist.version)
+        name, version = _name_version(dist)
+        if name and version:
+            out.setdefault(str(canonicalize_name(name)), version)
     return dict(sorted(out.items()))
+
+
+def _name_version(dist: md.Distribution) -> tuple[str | None, str | None]:
+    """``Name`` and ``Version`` from a distribution's metadata headers alone: the email parser that
+    ``dist.metadata`` runs reads every long description too (~1 s for 200 distributions, on the first save)."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key in ("Name", "Version") and key not in fields:
+            fields[key] = value.strip()
+    return fields.get("Name"), fields.get("Version")
 
 
 def requirements_text(pins: dict[str, str], header: str) -> str:

@@ -1,0 +1,101 @@
+"""The callback's worker thread: jobs linger before they run (so stale ones are skipped), Collection writes come
+during a run, spaced by their cost, and the end of ``fit`` does not wait for the linger."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from mlm_export import MLMExportCallback, background, runs
+
+from .test_callback import WHEN
+
+
+def feed(worker: background.Worker, seconds: float, every: float = 0.02) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        worker.put(("job",))
+        time.sleep(every)
+
+
+def test_collection_writes_come_during_a_run_not_only_at_its_end():
+    ran: list[float] = []
+    idle: list[float] = []
+    worker = background.Worker(lambda job: ran.append(time.monotonic()), print, lambda: idle.append(time.monotonic()))
+    start = time.monotonic()
+    feed(worker, 2.6)  # a job every 20 ms: the queue is never drained while jobs linger
+    during = [t for t in idle if t - start < 2.6]
+    assert worker.close() is None
+    assert len(during) >= 2, idle
+    assert len(ran) > 100
+    assert min(ran) - start >= background.LINGER_SECONDS * 0.9  # the first job waited for its linger
+
+
+def test_collection_writes_are_spaced_by_their_cost():
+    idle: list[float] = []
+
+    def slow_collection() -> None:
+        idle.append(time.monotonic())
+        time.sleep(0.1)  # 20x: at least 2 s until the next
+
+    worker = background.Worker(lambda job: None, print, slow_collection)
+    feed(worker, 3.0)
+    worker.close()
+    gaps = [b - a for a, b in zip(idle, idle[1:-1], strict=False)]  # the last one is the end of fit's
+    assert gaps and min(gaps) >= background.FLUSH_SPACING * 0.1 * 0.95, gaps
+
+
+def test_close_does_not_wait_for_the_linger():
+    ran: list[Any] = []
+    worker = background.Worker(ran.append, print)
+    worker.put(("a",))
+    start = time.monotonic()
+    assert worker.close() is None
+    assert ran == [("a",)]
+    assert time.monotonic() - start < background.LINGER_SECONDS * 0.8
+
+
+class Tiny(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(4, 2)
+        self.example_input_array = torch.zeros(2, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_last_ckpt_replaced_at_every_step_is_not_hashed_every_step(tmp_path: Path, monkeypatch):
+    """40 steps, each saving a checkpoint and replacing last.ckpt: the replaced ones are skipped unread,
+    and every Item left describes its checkpoint."""
+    hashed: list[str] = []
+    checksum = runs.file_checksum
+    monkeypatch.setattr(runs, "file_checksum", lambda p: hashed.append(Path(p).name) or checksum(p))
+    data = TensorDataset(torch.randn(40, 4), torch.randint(0, 2, (40,)))
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, save_last=True, every_n_train_steps=1)
+    export = MLMExportCallback(**WHEN, tasks="classification", strict=True)
+    trainer = L.Trainer(max_steps=40, callbacks=[ckpt, export], logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(Tiny(), DataLoader(data, batch_size=1))
+    assert len(list(tmp_path.glob("*.ckpt"))) == 41
+    assert len(list(tmp_path.glob("*.mlm.json"))) == 41
+    assert hashed.count("last.ckpt") < 20, hashed  # 40 saves of last.ckpt, most replaced within the linger
+    for item in tmp_path.glob("*.mlm.json"):
+        data_ = json.loads(item.read_text())
+        asset = data_["assets"]["model"]
+        target = tmp_path / asset["href"].removeprefix("./")
+        assert asset["file:size"] == target.stat().st_size
+        assert asset["file:checksum"] == checksum(target), item.name
