@@ -52,14 +52,15 @@ def test_collection_writes_are_spaced_by_their_cost():
     assert gaps and min(gaps) >= background.FLUSH_SPACING * 0.1 * 0.95, gaps
 
 
-def test_close_does_not_wait_for_the_linger():
+def test_close_does_not_wait_for_the_linger(monkeypatch):
+    monkeypatch.setattr(background, "LINGER_SECONDS", 60.0)  # far longer than any machine takes to close
     ran: list[Any] = []
     worker = background.Worker(ran.append, print)
     worker.put(("a",))
     start = time.monotonic()
     assert worker.close() is None
     assert ran == [("a",)]
-    assert time.monotonic() - start < background.LINGER_SECONDS * 0.8
+    assert time.monotonic() - start < 30
 
 
 class Tiny(L.LightningModule):
