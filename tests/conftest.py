@@ -89,3 +89,24 @@ def assert_valid():
         return data
 
     return check
+
+
+@pytest.fixture(scope="module")
+def item_dict() -> dict[str, Any]:
+    """A small segmentation Item (bands, classes, a fixed datetime), as a plain dict."""
+    import datetime as dt
+
+    import torch
+
+    from mlm_export import export_mlm
+
+    from .models import SmallUNet
+
+    item = export_mlm(
+        SmallUNet(in_channels=3, num_classes=2),
+        example_input=torch.randn(1, 3, 16, 16),
+        bands=["red", "green", "blue"],
+        classes=["land", "water"],
+        datetime=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    )
+    return item.to_dict(include_self_link=False, transform_hrefs=False)

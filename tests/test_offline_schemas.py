@@ -19,26 +19,6 @@ from mlm_export.validate import BUNDLED_DIR, SchemaStore, schema_path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-@pytest.fixture(scope="module")
-def item_dict():
-    import datetime as dt
-
-    import torch
-
-    from mlm_export import export_mlm
-
-    from .models import SmallUNet
-
-    item = export_mlm(
-        SmallUNet(in_channels=3, num_classes=2),
-        example_input=torch.randn(1, 3, 16, 16),
-        bands=["red", "green", "blue"],
-        classes=["land", "water"],
-        datetime=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
-    )
-    return item.to_dict(include_self_link=False, transform_hrefs=False)
-
-
 def _closed_port() -> int:
     """A local port nothing listens on (bound, then released)."""
     with socket.socket() as s:

@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import json
 import shutil
 
 import pytest
-import torch
 
 from mlm_export import (
     ItemValidationError,
     SchemaNotFoundError,
     SchemaStore,
-    export_mlm,
     validate_item,
     validation_problems,
 )
 
 from .conftest import schema_dirs
-from .models import SmallUNet
 
 MLM = "stac-extensions.github.io/mlm/v1.5.2/schema.json"
-
-
-@pytest.fixture(scope="module")
-def item_dict():
-    item = export_mlm(
-        SmallUNet(in_channels=3, num_classes=2),
-        example_input=torch.randn(1, 3, 16, 16),
-        bands=["red", "green", "blue"],
-        classes=["land", "water"],
-        datetime=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
-    )
-    return item.to_dict(include_self_link=False, transform_hrefs=False)
 
 
 def broken(item, change):
