@@ -107,20 +107,33 @@ def write_pt2(model: nn.Module, spec: CallSpec, inputs: Sequence[TensorFacts], p
     return save_program(program, path), accepted
 
 
-def write_torchscript(model: nn.Module, spec: CallSpec, path: Path) -> tuple[WrittenFile, str]:
-    """``torch.jit.script`` (keeps control flow: detection models), else ``torch.jit.trace``; then save."""
-    with _eval(model):
+def script_or_trace(
+    model: nn.Module, example: Callable[[], tuple[Any, dict[str, Any]]]
+) -> tuple[torch.jit.ScriptModule, str]:
+    """``torch.jit.script`` (keeps control flow: detection models), else ``torch.jit.trace`` on the arguments
+    ``example()`` makes; and which of the two it was. The copy is checked against the model by its caller."""
+    try:
+        return torch.jit.script(model), "scripted"
+    except Exception as scripting:
+        args, kwargs = example()
         try:
-            compiled: Any = _as_item_interface(torch.jit.script(model), model, spec)
-            how = "scripted"
-        except Exception as scripting:
-            args, kwargs = spec.call_args(_examples(model, spec))
-            try:
-                with torch.no_grad():
-                    compiled = torch.jit.trace(model, args, example_kwarg_inputs=kwargs or None, strict=False)
-            except Exception as e:
-                raise RuntimeError(f"torch.jit.script failed ({_short(scripting)}) and so did torch.jit.trace") from e
-            how = "traced"
+            with torch.no_grad():
+                traced = torch.jit.trace(
+                    model, args, example_kwarg_inputs=kwargs or None, strict=False, check_trace=False
+                )
+        except Exception as e:
+            raise RuntimeError(
+                f"torch.jit.script failed ({_short(scripting)}) and so did torch.jit.trace ({_short(e)})"
+            ) from e
+        return traced, "traced"
+
+
+def write_torchscript(model: nn.Module, spec: CallSpec, path: Path) -> tuple[WrittenFile, str]:
+    """The model as TorchScript (see :func:`script_or_trace`), taking the Item's inputs; then save."""
+    with _eval(model):
+        compiled, how = script_or_trace(model, lambda: spec.call_args(_examples(model, spec)))
+        if how == "scripted":
+            compiled = _as_item_interface(compiled, model, spec)
         atomic_save(path, lambda f: torch.jit.save(compiled, f))  # a full disk: an OSError, not an abort
     return WrittenFile(os.path.getsize(path), file_checksum(path)), how
 

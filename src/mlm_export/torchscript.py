@@ -37,19 +37,16 @@ def _quiet_jit() -> Iterator[None]:
 
 def to_torchscript(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
     """``torch.jit.script`` the model, or trace it on ``example`` when it cannot be scripted."""
+    from .exporters import script_or_trace
+
     with _quiet_jit():
         try:
-            return torch.jit.script(model)
-        except Exception as scripted:  # not scriptable (untyped Python): a trace records one path through it
-            try:
-                with torch.no_grad():
-                    return torch.jit.trace(model, example, check_trace=False)
-            except Exception as traced:
-                raise TorchScriptError(
-                    f"{type(model).__name__} can neither be scripted ({first_line(scripted, 200)}) nor traced "
-                    f"({type(traced).__name__}: {first_line(traced, 200)}); profile='openeo' needs a TorchScript "
-                    "model: make forward scriptable or traceable (one tensor in, one tensor out)"
-                ) from traced
+            return script_or_trace(model, lambda: ((example,), {}))[0]
+        except RuntimeError as e:
+            raise TorchScriptError(
+                f"{type(model).__name__}: {first_line(e, 400)}; profile='openeo' needs a TorchScript model: make "
+                "forward scriptable or traceable (one tensor in, one tensor out)"
+            ) from e
 
 
 def write_torchscript(model: nn.Module, example: torch.Tensor, path: str | os.PathLike[str]) -> tuple[int, str]:
