@@ -99,9 +99,9 @@ def test_cli_publish_search_json_and_table(capsys, tmp_path, export_dir, monkeyp
 
     code, out, err = run(capsys, "search", models, "--band", "nir,red", "--framework", "pytorch", "--json")
     assert code == 0, err
-    collection = json.loads(out)
-    assert collection["type"] == "FeatureCollection"
-    assert [f["id"] for f in collection["features"]] == ["naip-rgbn-segmenter"]
+    envelope = json.loads(out)
+    assert (envelope["command"], envelope["ok"], envelope["numberReturned"]) == ("search", True, 1)
+    assert [f["id"] for f in envelope["results"]] == ["naip-rgbn-segmenter"]
     code, out, err = run(capsys, "search", models, "--task", "semantic-segmentation")
     assert code == 0 and "naip-rgbn-segmenter" in out and "1,900,000" in out
     code, out, err = run(capsys, "search", models, "--task", "object-detection", "--quiet")
@@ -211,7 +211,7 @@ def test_cli_match(capsys, tmp_path, monkeypatch):
     code, out, err = run(capsys, "match", DATA / "naip.json", models, "--json")
     assert code == 0, err
     report = json.loads(out)
-    assert report["models"][0] == {
+    assert report["results"][0] == {
         "id": "naip-rgbn-segmenter",
         "fits": True,
         "reasons": [],
@@ -219,11 +219,11 @@ def test_cli_match(capsys, tmp_path, monkeypatch):
         "overlap": 1.0,
         "bands": {"red": "Red", "green": "Green", "blue": "Blue", "nir": "NIR"},
     }
-    assert all(m["reasons"] for m in report["models"][1:])
+    assert all(m["reasons"] for m in report["results"][1:])
     code, out, err = run(capsys, "match", DATA / "landsat_c2_l2.json", models)
     assert code == 1 and "0 of 10 fit" in out
     code, out, err = run(capsys, "match", tmp_path / "missing.json", models)
-    assert code == 2 and "cannot be read" in err
+    assert code == 2 and "no such file or directory" in err
 
 
 def test_publish_a_collection_file_follows_its_item_links(capsys, tmp_path, export_dir):

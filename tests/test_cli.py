@@ -247,7 +247,7 @@ def edit(path: Path, change) -> Path:
 def test_verify_honest_item(honest, capsys):
     code, out, err = run(capsys, "verify", honest, "--json")
     assert code == 0, out
-    checks = {c["check"]: c for c in json.loads(out)["checks"]}
+    checks = {c["check"]: c for c in json.loads(out)["results"]}
     assert all(c["ok"] for c in checks.values())
     assert {"schema", "files", "consistency", "load model", "run", "output output"} <= set(checks)
 
@@ -282,7 +282,7 @@ def test_verify_catches_each_lie(honest, capsys, change, failing):
     lying = edit(honest, change)
     code, out, _ = run(capsys, "verify", lying, "--json")
     assert code == 1
-    failed = {c["check"] for c in json.loads(out)["checks"] if not c["ok"]}
+    failed = {c["check"] for c in json.loads(out)["results"] if not c["ok"]}
     assert failing in failed
 
 
@@ -291,7 +291,7 @@ def test_validate_reports_cross_field_and_file_problems(honest, capsys):
     lying = edit(honest, _edit_checksum)
     code, out, err = run(capsys, "validate", lying, "--json")
     assert code == 1
-    problems = json.loads(out)[0]["problems"]
+    problems = json.loads(out)["results"][0]["problems"]
     assert any(p["schema"] == "asset-checksum" and p["json_path"] == "$.assets['model']" for p in problems)
     broken = edit(honest, lambda d: d["properties"].__setitem__("mlm:accelerator", "cpu"))
     code, _, err = run(capsys, "validate", broken)
@@ -304,7 +304,7 @@ def test_verify_weights_only_needs_the_architecture(tmp_path, capsys):
     item = tmp_path / "smallunet.json"
     code, out, _ = run(capsys, "verify", item, "--json")
     assert code == 1
-    assert any("--model" in c["detail"] for c in json.loads(out)["checks"] if not c["ok"])
+    assert any("--model" in c["detail"] for c in json.loads(out)["results"] if not c["ok"])
     code, out, _ = run(
         capsys,
         "verify",

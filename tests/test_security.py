@@ -113,7 +113,7 @@ def test_verify_does_not_build_what_a_checkpoint_names(tmp_path, capsys):
     code, out, _ = run(capsys, "verify", item, "--json")
     assert code == 1
     assert not marker.exists()
-    load = next(c for c in json.loads(out)["checks"] if c["check"] == "load model")
+    load = next(c for c in json.loads(out)["results"] if c["check"] == "load model")
     assert not load["ok"] and "refusing to build 'subprocess.run'" in load["detail"]
 
 

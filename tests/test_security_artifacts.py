@@ -76,7 +76,7 @@ def test_pt2_with_pickled_sample_inputs_is_refused(tmp_path):
     _rewrite(pt2, {"data/sample_inputs/model.pt": evil.getvalue()})
     _restamp(item_path, item, "model")
 
-    with pytest.raises(UnsafeArtifactError, match=r"sample_inputs/model.pt' is not plain tensors.*--trust-checkpoint"):
+    with pytest.raises(UnsafeArtifactError, match=r"sample_inputs/model.pt' is not plain tensors.*trust=True"):
         check_pt2(pt2)
     checks = verify_item(item_path)
     load = next(c for c in checks if c.name == "load model")

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from .errors import MLMExportError
+from .errors import UnsafeArtifactError as UnsafeArtifactError
 
 #: Suffixes of members that would be loaded as native code or Python (AOTInductor libraries, scripts).
 CODE_SUFFIXES = (".so", ".dll", ".dylib", ".pyd", ".py", ".pkl", ".pickle")
@@ -33,16 +34,6 @@ TORCHSCRIPT_GLOBALS = re.compile(
 TORCHSCRIPT_OPS = {"aten", "prim", "quantized", "torchvision", "_caffe2"}
 #: ONNX operator domains onnxruntime ships.
 ONNX_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training", "pkg.onnxscript.torch_lib"}
-
-
-class UnsafeArtifactError(MLMExportError, PermissionError):
-    """A model file holds something loading it would run; refused unless trusted."""
-
-    def __init__(self, path: Path, what: str) -> None:
-        super().__init__(
-            f"{path.name}: {what}; loading it could run code, so it was not loaded. Pass --trust-checkpoint "
-            "(trust=True) only for a file you trust."
-        )
 
 
 def check(fmt: str, path: Path, base: Path) -> None:

@@ -8,7 +8,6 @@ write ``<stem>.mlm.json`` atomically beside it. A directory also gets a ``collec
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,24 +18,16 @@ from torch import nn
 
 from . import artifacts as art
 from . import mlm, openeo
-from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning, first_line
+from .errors import InputRequiredError, InvalidOptionError, MLMExportError, first_line
 from .faults import all_or_nothing
 from .guard import Policy
 from .item import build_item
 from .pipeline import ExportOptions, gather, plan
 from .provenance import INFERENCE_SUFFIX, checkpoint_provenance, restate, write_inference_runtime
+from .rebuild import checkpoint_spec
 from .run_facts import kept_properties, monitor_facts, previous_collection, read_json
 from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
-from .sources.checkpoint import (
-    ArchitectureError,
-    LoadedCheckpoint,
-    ModelSpec,
-    explicit_spec,
-    lightning_spec,
-    load,
-    load_weights,
-    torchgeo_spec,
-)
+from .sources.checkpoint import ArchitectureError, LoadedCheckpoint, ModelSpec, load, load_weights
 from .sources.dummy import DEFAULT_IMAGE_SIZE  # the one default image size (override with input_shape)
 from .validate import check
 from .write import atomic_write_json, file_checksum
@@ -201,10 +192,8 @@ class Converter:
         example = self._example(model, ckpt)
         if isinstance(example, torch.Tensor):
             example = torch.randn(tuple(example.shape))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MLMExportWarning)
-            gathered = gather(model, None, example, self.options)
-            item_plan = plan(model, gathered, self.options, warn_datetime=False)
+        gathered = gather(model, None, example, self.options)
+        item_plan = plan(model, gathered, self.options, warn_datetime=False)
         chosen, primary = art.artifact_choice(self.options.artifacts, self.options.primary)
         written = write_artifacts(
             model, gathered, item_plan, path.parent, checkpoint_stem(path), artifacts=chosen, primary=primary,
@@ -213,35 +202,22 @@ class Converter:
         return _plain(build_item(written).to_dict(include_self_link=False, transform_hrefs=False))["assets"]
 
     def _spec(self, ckpt: LoadedCheckpoint) -> ModelSpec:
-        if self.settings.model:
-            return explicit_spec(self.settings.model, self.settings.init_args, ckpt, self.settings.policy)
-        policy = self.settings.policy
-        if self.settings.weights:
-            return ModelSpec(f"weights:{self.settings.weights}", weights=self.settings.weights, policy=policy)
-        spec = lightning_spec(ckpt, policy) or (torchgeo_spec(ckpt, policy) if ckpt.hyper_parameters else None)
-        if spec is not None:
-            return spec
-        hint = "a Lightning checkpoint without a recorded class" if ckpt.kind == "lightning" else "a bare state dict"
-        raise ArchitectureError(
-            f"{ckpt.path.name} is {hint}: name the model with --model module:Class or --factory module:function "
-            "(with --init-args) or --weights Enum.MEMBER, or convert checkpoints written with MLMExportCallback"
-        )
+        st = self.settings
+        return checkpoint_spec(ckpt, model=st.model, init_args=st.init_args, weights=st.weights, policy=st.policy)
 
     def _trace(self, spec: ModelSpec, ckpt: LoadedCheckpoint) -> dict[str, Any]:
         model = spec.build(on_meta=True)
         example = self._example(model, ckpt)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MLMExportWarning)
-            try:
-                gathered = gather(model, None, example, self.options)
-            except MLMExportError:
-                # data-dependent models cannot trace on meta: load the (memory-mapped) weights and run for real
-                real = spec.build(on_meta=False)
-                load_weights(real, ckpt.state_dict, spec.target)
-                model, gathered = real, gather(real, None, example, self.options)
-            item_plan = plan(model, gathered, self.options, warn_datetime=False)
-            if self.options.profile == "openeo":
-                item_plan = openeo.adapt(item_plan, gathered, str(self.options.base_url))
+        try:
+            gathered = gather(model, None, example, self.options)
+        except MLMExportError:
+            # data-dependent models cannot trace on meta: load the (memory-mapped) weights and run for real
+            real = spec.build(on_meta=False)
+            load_weights(real, ckpt.state_dict, spec.target)
+            model, gathered = real, gather(real, None, example, self.options)
+        item_plan = plan(model, gathered, self.options, warn_datetime=False)
+        if self.options.profile == "openeo":
+            item_plan = openeo.adapt(item_plan, gathered, str(self.options.base_url))
         return _plain(build_item(item_plan).to_dict(include_self_link=False, transform_hrefs=False))
 
     def _openeo_files(self, ckpt: LoadedCheckpoint, path: Path, base: dict[str, Any]) -> dict[str, Any]:

@@ -6,17 +6,20 @@ seed: Sentinel-2-like scenes whose "water" class is where a synthetic NDWI is hi
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pystac
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+from .errors import Problem
 
 BANDS = [
     {"name": "B02", "common_name": "blue", "center_wavelength": 0.49},
@@ -133,34 +136,34 @@ def train(model: nn.Module, dm: SceneDataModule, epochs: int = 2) -> float:
     return sum(losses) / len(losses)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train, export and summarize; the exit code is 0 when the Item validates."""
-    parser = argparse.ArgumentParser(prog="mlm-export demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", nargs="?", default="demo-output", help="where to write (default: demo-output)")
-    parser.add_argument("--epochs", type=int, default=2)
-    args = parser.parse_args(argv)
+@dataclass
+class DemoRun:
+    """What the demo did: the Item it wrote, whether it validates, and what it took."""
 
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.text import Text
+    item: pystac.Item
+    path: Path
+    loss: float
+    problems: list[Problem]
+    warnings: list[str]
+    seconds: float
 
+
+def run(out_dir: str | Path, epochs: int = 2) -> DemoRun:
+    """Train TinyUNet on synthetic scenes for ``epochs``, export its Item into ``out_dir`` and validate it."""
     from . import export_mlm
-    from .summary import item_table
     from .validate import validation_problems
 
-    console = Console()
     torch.manual_seed(0)
     dm = SceneDataModule()
     model = TinyUNet()
     start = time.perf_counter()
-    loss = train(model, dm, args.epochs)
-    console.print(f"trained TinyUNet for {args.epochs} epochs on synthetic 6-band scenes (loss {loss:.3f})")
+    loss = train(model, dm, epochs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         item = export_mlm(
             model,
             dm,
-            out_dir=args.out_dir,
+            out_dir=out_dir,
             name="TinyUNet water segmentation",
             description="Land/water/cloud segmentation of Sentinel-2-like scenes (synthetic demo data).",
             bands=BANDS,
@@ -169,20 +172,18 @@ def main(argv: list[str] | None = None) -> int:
             end_datetime=SCENE_END,
             license="CC-BY-4.0",
             pretrained=False,
-            hyperparameters={"optimizer": "AdamW", "lr": 3e-3, "epochs": args.epochs, "loss": "cross_entropy"},
+            hyperparameters={"optimizer": "AdamW", "lr": 3e-3, "epochs": epochs, "loss": "cross_entropy"},
         )
-    for w in caught:
-        console.print(Text.assemble(("warning:", "yellow"), f" {w.message}"))
-    elapsed = time.perf_counter() - start
+    messages = list(dict.fromkeys(str(w.message) for w in caught))
     path = Path(item.get_self_href() or "")
-    console.print(item_table(item))
-    problems = validation_problems(item)
-    status = "[green]valid[/green]" if not problems else f"[red]{len(problems)} problem(s)[/red]"
-    console.print(f"Item written to [bold]{escape(str(path))}[/bold] ({status} against the STAC/MLM v1.5.2 schemas)")
-    for asset in item.assets.values():
-        console.print(Text(f"  asset {Path(asset.href).name}: {', '.join(asset.roles or [])}"))
-    console.print(f"done in {elapsed:.1f} s")
-    return 0 if not problems else 1
+    return DemoRun(item, path, loss, validation_problems(item), messages, time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlm_export.demo [OUT_DIR] [--epochs N] [--json] [--quiet]``: the same as ``mlm-export demo``."""
+    from .cli import main as cli_main
+
+    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

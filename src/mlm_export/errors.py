@@ -2,8 +2,57 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import pickle
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
+
+#: An option named in a message (see :func:`option`) and text meant for Python callers only.
+_OPTION = re.compile(r"\u27e8option:(\w+)\|([^\u27e9]*)\u27e9")
+_PYTHON_ONLY = re.compile(r"\u27e8python:([^\u27e9]*)\u27e9")
+#: How the running entry point spells options: None for Python (``name=``), else option name -> CLI flag.
+_FLAGS: ContextVar[Mapping[str, str] | None] = ContextVar("mlm_export_flags", default=None)
+
+
+def option(name: str, hint: str = "") -> str:
+    """An option named in an error message: ``name=hint`` for Python callers, the flag in the command line.
+
+    The message keeps the option's name (:attr:`MLMExportError.options`); it is rendered when the error is
+    printed, so ``mlm-export convert`` says ``--input-shape`` where ``export_mlm`` says ``example_input=``.
+    """
+    return f"\u27e8option:{name}|{hint}\u27e9"
+
+
+def python_only(text: str) -> str:
+    """Part of a message that only applies to Python callers (a remedy no command-line flag offers)."""
+    return f"\u27e8python:{text}\u27e9"
+
+
+@contextmanager
+def flag_spelling(flags: Mapping[str, str]) -> Iterator[None]:
+    """Render options as these command-line flags (option name -> flag text) while inside."""
+    token = _FLAGS.set(flags)
+    try:
+        yield
+    finally:
+        _FLAGS.reset(token)
+
+
+def render(text: str) -> str:
+    """A message with its options spelled for the running entry point."""
+    flags = _FLAGS.get()
+
+    def spell(m: re.Match[str]) -> str:
+        name, hint = m.group(1), m.group(2)
+        if flags is not None and name in flags:
+            return flags[name]
+        return f"{name}={hint}"
+
+    text = _OPTION.sub(spell, text)
+    return _PYTHON_ONLY.sub(lambda m: "" if flags is not None else m.group(1), text)
 
 
 def first_line(error: BaseException, limit: int | None = None) -> str:
@@ -16,6 +65,26 @@ def first_line(error: BaseException, limit: int | None = None) -> str:
 class MLMExportError(Exception):
     """Base class of every error mlm-export raises."""
 
+    def __str__(self) -> str:
+        return render(super().__str__())
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The options (``export_mlm`` keyword names) the message tells the user to pass or change."""
+        return tuple(m.group(1) for m in _OPTION.finditer(super().__str__()))
+
+
+class UsageError(MLMExportError, ValueError):
+    """A command-line argument cannot be used (a missing path, a directory for a file, an unknown value)."""
+
+
+class NotJSONError(MLMExportError, ValueError):
+    """A file that should hold a STAC Item or Collection is not JSON."""
+
+    def __init__(self, path: Path, cause: ValueError) -> None:
+        self.path = path
+        super().__init__(f"{path} is not JSON ({first_line(cause, 160)}); name a STAC Item or Collection file")
+
 
 class MLMExportWarning(UserWarning):
     """Something was defaulted or skipped; the Item is still valid."""
@@ -27,12 +96,12 @@ class InputRequiredError(MLMExportError, ValueError):
     def __init__(self, missing: Sequence[str] = ()) -> None:
         self.missing = tuple(missing)
         lacking = f" A batch cannot be built from the objects: missing {'; '.join(missing)}." if missing else ""
-        super().__init__(
-            f"mlm-export needs an example input to trace the model.{lacking} Pass example_input=<tensor, tuple, "
-            "list or dict of tensors> (one batch, any batch size), datamodule=<a LightningDataModule whose "
-            "dataloaders can give a batch or that states bands and patch_size>, or set example_input_array on "
-            "the LightningModule."
+        example = option("example_input", "<tensor, tuple, list or dict of tensors> (one batch, any batch size)")
+        others = python_only(
+            ", datamodule=<a LightningDataModule whose dataloaders can give a batch or that states bands and "
+            "patch_size>, or set example_input_array on the LightningModule"
         )
+        super().__init__(f"mlm-export needs an example input to trace the model.{lacking} Pass {example}{others}.")
 
 
 class TraceError(MLMExportError, RuntimeError):
@@ -42,7 +111,7 @@ class TraceError(MLMExportError, RuntimeError):
         self.tried = tried
         super().__init__(
             f"the model failed on the example batch {tried}: {type(cause).__name__}: {cause}. "
-            "Pass example_input= with a batch the model accepts (the shape and dtype it is trained on)."
+            f"Pass {option('example_input')} with a batch the model accepts (the shape and dtype it is trained on)."
         )
 
 
@@ -98,3 +167,137 @@ class ItemChangedError(MLMExportError, FileExistsError):
 
 class ItemFileError(MLMExportError, ValueError):
     """A file given to edit is not a STAC Item, or there is no file to save the edited Item to."""
+
+
+# ------------------------------------------------------------------ reading checkpoints and model files
+
+
+class CheckpointError(MLMExportError, ValueError):
+    """A file is not a checkpoint that can be read."""
+
+
+class UntrustedCheckpointError(MLMExportError, pickle.UnpicklingError):
+    """A checkpoint needs a type outside the allowlist to load: loading it could run code."""
+
+    def __init__(self, path: Path, type_name: str) -> None:
+        self.type_name = type_name
+        super().__init__(
+            f"{path.name} needs '{type_name}' to load, which is not on the allowlist of safe types; unpickling it "
+            f"could run code. If you trust the file, pass {option('trust', 'True')}."
+        )
+
+
+class ArchitectureError(MLMExportError, ValueError):
+    """The model a checkpoint holds cannot be rebuilt, or its weights do not fit."""
+
+
+class ArchiveBombError(MLMExportError, ValueError):
+    """A zip checkpoint declares more data than it can hold or than is safe to inflate."""
+
+
+class UntrustedModelError(MLMExportError, PermissionError):
+    """A checkpoint (or ``--model``) names something that is not a model class of an allowed package."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        from .guard import MODEL_PACKAGES
+
+        self.target = target
+        super().__init__(
+            f"refusing to build '{target}': {reason}. Only torch.nn.Module subclasses from "
+            f"{', '.join(MODEL_PACKAGES)} are built from a checkpoint; pass {option('allow_modules', '(PKG,)')} "
+            f"for your own package, or {option('trust', 'True')} if you trust the file"
+        )
+
+
+class DownloadRefusedError(MLMExportError, ConnectionRefusedError):
+    """Building a model tried to reach the network, which is off unless asked for."""
+
+    def __init__(self, address: object) -> None:
+        super().__init__(
+            f"building the model tried to connect to {address!r} (a download of pretrained weights?); mlm-export "
+            f"works offline by default. Pass {option('download', 'True')} to allow it"
+        )
+
+
+class UnsafeArtifactError(MLMExportError, PermissionError):
+    """A model file holds something loading it would run; refused unless trusted."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        super().__init__(
+            f"{path.name}: {what}; loading it could run code, so it was not loaded. Pass {option('trust', 'True')} "
+            "only for a file you trust."
+        )
+
+
+class UnsafeHrefError(MLMExportError, PermissionError):
+    """An href leads outside the Item's folder tree, or to something that is not a regular file."""
+
+
+class ArtifactTimeoutError(MLMExportError, TimeoutError):
+    """Exporting one model file took longer than its bound."""
+
+
+class WriteFailedError(MLMExportError, OSError):
+    """A file could not be written; the message names the path and the reason."""
+
+    def __init__(self, path: Path | str, error: OSError) -> None:
+        reason = error.strerror or str(error)
+        super().__init__(
+            error.errno,
+            f"cannot write {path}: {reason}. Free space or fix permissions there and run again; "
+            "files written before are kept",
+        )
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return render(str(self.args[1])) if len(self.args) > 1 else super().__str__()
+
+
+# ------------------------------------------------------------------------------------------ catalogs
+
+
+class CatalogError(MLMExportError):
+    """Base class of the catalog's errors."""
+
+
+class CatalogUnreachableError(CatalogError, ConnectionError):
+    """The database or STAC API named by the catalog string cannot be reached."""
+
+
+class CatalogFormatError(CatalogError, ValueError):
+    """A catalog folder, or something a server answered, is not what this catalog expects."""
+
+
+class QueryError(CatalogError, ValueError):
+    """A search option or CQL2 filter cannot be used (malformed, or naming an unknown field)."""
+
+
+class ConflictError(CatalogError, FileExistsError):
+    """Items with these ids are in the catalog already and ``on_conflict="error"``."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self.ids = list(ids)
+        shown = ", ".join(self.ids[:5]) + (f" and {len(self.ids) - 5} more" if len(self.ids) > 5 else "")
+        super().__init__(
+            f"{len(self.ids)} Item id(s) already in the catalog: {shown}. Nothing was added; pass "
+            "on_conflict='skip' or 'update' (--on-conflict skip|update) to keep or replace them."
+        )
+
+
+class RefusedItemsError(CatalogError, ValueError):
+    """Items failed validation; nothing of the call was added (unless ``skip_invalid``)."""
+
+    def __init__(self, refused: Mapping[str, Sequence[Problem]]) -> None:
+        self.refused = {k: list(v) for k, v in refused.items()}
+        lines = [f"  - {item_id}: {problems[0]}" for item_id, problems in list(self.refused.items())[:10]]
+        super().__init__(
+            f"{len(self.refused)} Item(s) fail validation and nothing was added; fix them or pass skip_invalid=True "
+            "(--skip-invalid) to add the others:\n" + "\n".join(lines)
+        )
+
+
+class ItemNotFoundError(CatalogError, KeyError):
+    """No Item with this id is in the catalog."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "Item not found"

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from .artifacts import WrittenFile, export_program, save_program
+from .errors import ArtifactTimeoutError as ArtifactTimeoutError
 from .errors import MLMExportError
 from .facts import TensorFacts
 from .sources.model import CallSpec
@@ -32,10 +33,6 @@ DEFAULT_TIMEOUT = 300.0
 
 #: Runs a loaded artifact on (args, kwargs) and returns its outputs as a flat list of tensors.
 Runner = Callable[[tuple[Any, ...], dict[str, Any]], list[torch.Tensor]]
-
-
-class ArtifactTimeoutError(MLMExportError, TimeoutError):
-    """Exporting one model file took longer than its bound."""
 
 
 @contextlib.contextmanager

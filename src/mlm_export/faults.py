@@ -13,22 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .errors import MLMExportError
-
-
-class WriteFailedError(MLMExportError, OSError):
-    """A file could not be written; the message names the path and the reason."""
-
-    def __init__(self, path: Path | str, error: OSError) -> None:
-        reason = error.strerror or str(error)
-        super().__init__(
-            error.errno,
-            f"cannot write {path}: {reason}. Free space or fix permissions there and run again; "
-            "files written before are kept",
-        )
-        self.path = str(path)
-
-    def __str__(self) -> str:
-        return str(self.args[1]) if len(self.args) > 1 else super().__str__()
+from .errors import WriteFailedError as WriteFailedError
 
 
 @contextlib.contextmanager

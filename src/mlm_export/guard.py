@@ -21,7 +21,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import MLMExportError
+from .errors import DownloadRefusedError as DownloadRefusedError
+from .errors import UntrustedModelError as UntrustedModelError
 
 #: Packages whose ``nn.Module`` subclasses may be built from a checkpoint's hyperparameters.
 MODEL_PACKAGES = (
@@ -50,28 +51,6 @@ DOWNLOAD_ARGUMENTS: Mapping[str, Any] = {
     "backbone_weights": None,
     "pretrained_weights": None,
 }
-
-
-class UntrustedModelError(MLMExportError, PermissionError):
-    """A checkpoint (or ``--model``) names something that is not a model class of an allowed package."""
-
-    def __init__(self, target: str, reason: str) -> None:
-        self.target = target
-        super().__init__(
-            f"refusing to build '{target}': {reason}. Only torch.nn.Module subclasses from "
-            f"{', '.join(MODEL_PACKAGES)} are built from a checkpoint; pass --allow-module PKG (allow_modules=) "
-            "for your own package, or --trust-checkpoint (trust=True) if you trust the file"
-        )
-
-
-class DownloadRefusedError(MLMExportError, ConnectionRefusedError):
-    """Building a model tried to reach the network, which is off unless asked for."""
-
-    def __init__(self, address: Any) -> None:
-        super().__init__(
-            f"building the model tried to connect to {address!r} (a download of pretrained weights?); mlm-export "
-            "works offline by default. Pass --download (download=True) to allow it"
-        )
 
 
 @dataclass(frozen=True)

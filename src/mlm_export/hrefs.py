@@ -13,15 +13,11 @@ import stat
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from .errors import MLMExportError
+from .errors import UnsafeHrefError as UnsafeHrefError
 from .write import READ_CHUNK, multihash
 
 #: Largest file a check reads when the Item states no size (bytes); a stated ``file:size`` bounds it otherwise.
 MAX_READ = int(os.environ.get("MLM_EXPORT_MAX_READ", str(64 << 30)))
-
-
-class UnsafeHrefError(MLMExportError, PermissionError):
-    """An href leads outside the Item's folder tree, or to something that is not a regular file."""
 
 
 def local_path(href: str, base: Path, *, allow_outside: bool = False) -> Path | None:

@@ -33,14 +33,14 @@ def item_table(item: pystac.Item | dict[str, Any]) -> Table:
         s = i["input"]
         bands = f" bands {', '.join(i['bands'])}" if i.get("bands") else ""
         scaling = f", {len(i['value_scaling'])} value scaling(s)" if i.get("value_scaling") else ""
-        add(f"input {i['name']}", f"{_shape(s)}{bands}{scaling}")
+        add(_label("input", i["name"]), f"{_shape(s)}{bands}{scaling}")
         traced = str(i.get("description") or "").partition("Traced with ")[2]
         if traced:
             add("traced with", traced.removesuffix("."))
     for o in p.get(mlm.OUTPUT, []):
         classes = o.get("classification:classes") or []
         names = f" classes {', '.join(c['name'] for c in classes)}" if classes else ""
-        add(f"output {o['name']}", f"{_shape(o['result'])} ({', '.join(o['tasks'])}){names}")
+        add(_label("output", o["name"]), f"{_shape(o['result'])} ({', '.join(o['tasks'])}){names}")
     if data.get("bbox"):
         add("bbox", ", ".join(f"{v:g}" for v in data["bbox"]))
     when = p.get("datetime") or f"{p.get('start_datetime')} / {p.get('end_datetime')}"
@@ -49,6 +49,11 @@ def item_table(item: pystac.Item | dict[str, Any]) -> Table:
         size = a.get("file:size")
         add(f"asset {key}", f"{a['href']} ({', '.join(a.get('roles', []))}{_mb(size)})")
     return table
+
+
+def _label(kind: str, name: str) -> str:
+    """``output`` for an output named "output" (not "output output"), else ``output logits``."""
+    return kind if name == kind else f"{kind} {name}"
 
 
 def _shape(s: dict[str, Any]) -> str:

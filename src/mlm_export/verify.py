@@ -14,9 +14,10 @@ from torch import nn
 
 from . import mlm
 from .checks import consistency_problems
-from .errors import MLMExportError
+from .errors import MLMExportError, NotJSONError
 from .guard import SAFE, Policy
-from .sources.checkpoint import ModelSpec, explicit_spec, lightning_spec, load, load_weights
+from .rebuild import checkpoint_spec
+from .sources.checkpoint import load, load_weights
 from .sources.model import observe_outputs
 from .validate import validation_problems
 from .verify_artifacts import RUNNABLE, format_of, load_checked, local_file, parity_checks
@@ -60,10 +61,21 @@ def verify_item(
     trust: bool = False,
     allow_modules: tuple[str, ...] = (),
     allow_outside: bool = False,
+    download: bool = False,
 ) -> list[Check]:
-    """Check an Item's files, schema and cross-field rules, then run its model and compare the outputs."""
+    """Check an Item's files, schema and cross-field rules, then run its model and compare the outputs.
+
+    A file that is not JSON is a :class:`NotJSONError`; an Item the schema rejects is still checked as far as
+    its fields allow, each unusable field a failed check (never an uncaught ``KeyError``).
+    """
     path = Path(path)
-    item = json.loads(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    try:
+        item = json.loads(text)
+    except ValueError as e:
+        raise NotJSONError(path, e) from e
+    if not isinstance(item, dict):
+        return [Check("schema", False, f"{path.name} holds a JSON {type(item).__name__}, not a STAC Item")]
     checks = [Check("schema", not (p := validation_problems(item)), _join(p) or "valid")]
     problems = consistency_problems(item, path.parent, allow_outside=allow_outside)
     file_rules = {"asset-exists", "asset-size", "asset-checksum", "asset-outside"}
@@ -75,7 +87,7 @@ def verify_item(
         return [*checks, Check("load model", False, "not loaded: an href leads outside the Item's folder")]
     if files:  # a file that is not the one the Item describes is never loaded
         return [*checks, Check("load model", False, "not loaded: the files do not match the Item (see 'files')")]
-    policy = Policy(trust=trust, allow_modules=tuple(allow_modules))
+    policy = Policy(trust=trust, allow_modules=tuple(allow_modules), download=download)
     try:
         module, how = load_model(item, path.parent, model=model, init_args=init_args, trust=trust, policy=policy)
     except MLMExportError as e:
@@ -85,15 +97,18 @@ def verify_item(
     props = item.get("properties", {})
     try:
         args, kwargs, described = synthetic_batch(props.get(mlm.INPUT, []), module)
-    except ValueError as e:
-        return [*checks, Check("run", False, str(e))]
+    except (ValueError, KeyError, TypeError) as e:
+        return [*checks, Check("run", False, _unusable(e, mlm.INPUT))]
     try:
         with torch.no_grad():
             out = module(*args, **kwargs)
     except Exception as e:
         return [*checks, Check("run", False, f"the model fails on a batch built from mlm:input ({described}): {e}")]
     checks.append(Check("run", True, f"ran on {described}"))
-    checks += compare_outputs(props.get(mlm.OUTPUT, []), out)
+    try:
+        checks += compare_outputs(props.get(mlm.OUTPUT, []), out)
+    except (KeyError, TypeError) as e:
+        return [*checks, Check("outputs", False, _unusable(e, mlm.OUTPUT))]
     names = [i["name"] for i in props.get(mlm.INPUT, [])]
     examples = list(kwargs.values()) if kwargs else list(args)
 
@@ -129,14 +144,7 @@ def load_model(
         return module, f"{file.name} ({kind}, no training code)"
     if kind in (mlm.ARTIFACT_SAFETENSORS, mlm.ARTIFACT_TORCH_SAVE):
         ckpt = load(file, trust=trust)
-        spec: ModelSpec | None = (
-            explicit_spec(model, init_args, ckpt, policy) if model else lightning_spec(ckpt, policy)
-        )
-        if spec is None:
-            raise MLMExportError(
-                f"{file.name} holds weights only ({kind}): name the architecture with --model module:Class "
-                "(and --init-args) to run it"
-            )
+        spec = checkpoint_spec(ckpt, model=model, init_args=init_args, policy=policy)
         module = load_weights(spec.build(on_meta=False), ckpt.state_dict, spec.target)
         return module.eval(), f"{file.name} ({kind}) into {spec.target}"
     raise MLMExportError(f"asset '{key}' has mlm:artifact_type {kind!r}, which verify cannot load")
@@ -215,7 +223,7 @@ def _other_files(item: Mapping[str, Any], base: Path, trust: bool) -> list[Check
         return []  # the mlm:model itself failed to load: the reference is missing
     try:
         args, kwargs, _ = synthetic_batch(props.get(mlm.INPUT, []), None)
-    except ValueError:
+    except (ValueError, KeyError, TypeError):
         return []
     names = [i["name"] for i in props.get(mlm.INPUT, [])]
     examples = list(kwargs.values()) if kwargs else list(args)
@@ -236,6 +244,13 @@ def _forward_params(module: Any) -> list[str]:
         return list(inspect.signature(module.forward).parameters)
     except (AttributeError, TypeError, ValueError):
         return []
+
+
+def _unusable(error: Exception, field: str) -> str:
+    """A field verify cannot build from (the schema check names the rule it breaks)."""
+    if isinstance(error, KeyError):
+        return f"{field} lacks {error.args[0]!r} (see the schema check); nothing to run the model on"
+    return f"{field} cannot be used: {error}"
 
 
 def _join(problems: list[Any]) -> str:

@@ -144,7 +144,9 @@ def test_cli_prints_the_url_first_and_opens_the_browser_unless_told_not(item_pat
     capsys.readouterr()
     assert main(["form", str(item_path), "--no-browser", "--json", "-q"]) == 0
     out, err = capsys.readouterr()
-    first = json.loads(out.splitlines()[0])
+    envelope = json.loads(out.splitlines()[0])
+    assert (envelope["command"], envelope["ok"]) == ("form", True)
+    first = envelope["results"][0]
     assert first["item"] == str(item_path)
     assert first["url"].startswith("http://127.0.0.1:")
     assert err == ""

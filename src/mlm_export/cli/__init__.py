@@ -1,4 +1,8 @@
-"""The ``mlm-export`` command line: one module per subcommand, one output object for human, JSON or quiet."""
+"""The ``mlm-export`` command line: one module per subcommand, one output object for human, JSON or quiet.
+
+Every command runs inside :func:`main`, which turns any error into one line on stderr and an exit code
+(:mod:`.errors`), and renders the options named in error messages as this command line's flags.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..errors import flag_spelling
 from . import convert, demo, form, hf_card, match, publish, search, validate, verify
+from .errors import FLAGS, debugging, describe
+from .imports import user_modules_from_cwd
+from .output import Output
 
 EPILOG = """examples:
   mlm-export demo                                  train a small model on synthetic data, export its Item
@@ -18,26 +26,45 @@ EPILOG = """examples:
   mlm-export publish demo-output/ --to models/     add Items to a folder, pgstac or STAC API catalog
   mlm-export search models/ --task classification --band red   find models
   mlm-export match scene.json models/              the models that can run on a STAC data Item
-exit codes: 0 success, 1 some file failed, 2 usage error
+exit codes: 0 success, 1 some file failed, 2 usage error, 130 interrupted
 """
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``mlm-export``; returns the exit code."""
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The ``mlm-export`` argument parser with every subcommand."""
+    from .. import __version__
+
+    p = argparse.ArgumentParser(
         prog="mlm-export",
         description="Write, check and verify STAC Items with the Machine Learning Model (MLM) extension.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.add_argument("--version", action="version", version=f"mlm-export {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (convert, validate, verify, publish, search, match, form, hf_card, demo):
         module.add_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mlm-export``; returns the exit code (0 success, 1 some file failed, 2 usage error)."""
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse: --help exits 0, a usage error 2
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help and --version exit 0, a usage error 2
         return int(e.code or 0)
-    return int(args.run(args))
+    out = Output.for_args(args)
+    try:
+        with flag_spelling(FLAGS), user_modules_from_cwd(args):
+            return int(args.run(args, out))
+    except (Exception, KeyboardInterrupt) as e:
+        if debugging() and not isinstance(e, KeyboardInterrupt):
+            raise
+        with flag_spelling(FLAGS):
+            line, code = describe(e)
+        out.error(f"error: {line}")
+        out.finish(False)
+        return code
 
 
 if __name__ == "__main__":

@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from .. import mlm
 from ..convert import Converter, ConvertSettings, Result, parse_shape
-from ..errors import MLMExportError
+from ..errors import MLMExportError, MLMExportWarning, UsageError, first_line
 from ..pipeline import ExportOptions
 from ..sources.checkpoint import find_checkpoints
 from .output import Output, add_output_flags
+from .paths import require_existing
 
 EPILOG = """examples:
   mlm-export convert lightning_logs/version_0/checkpoints/
@@ -32,7 +36,8 @@ torch.load(weights_only=True) and an allowlist of safe types; only torch.nn.Modu
 torchgeo, timm, segmentation_models_pytorch and lightning are built (--allow-module PKG adds a package);
 pretrained weights are never downloaded (--download allows it); --trust-checkpoint allows full unpickling and
 any class.
-Existing Items are kept unless --overwrite. Exit codes: 0 all converted, 1 some failed, 2 usage error.
+Existing Items are kept unless --overwrite (the files skipped are counted). Exit codes: 0 all converted or
+skipped, 1 some failed, 2 usage error (a missing path, an unknown --tasks value, a bad --defaults file).
 """
 
 #: Options of export_mlm that can be given on the command line, as comma-separated lists where plural.
@@ -59,12 +64,13 @@ def add_parser(sub: Any) -> None:
         "bands and normalization come from the enum)",
     )
     p.add_argument("--init-args", type=init_args_value, help="arguments for --model/--factory: JSON, YAML or @file")
-    p.add_argument("--input-shape", type=parse_shape, help="example input shape to trace with, e.g. 1,3,224,224")
+    p.add_argument("--input-shape", type=_shape, help="example input shape to trace with, e.g. 1,3,224,224")
     p.add_argument("--defaults", type=Path, help="YAML or JSON file of export_mlm options (name, license, bands, ...)")
     for name in TEXT_OPTIONS:
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"the Item's {name.replace('_', ' ')}")
     for name in LIST_OPTIONS:
-        p.add_argument(f"--{name}", type=_csv, help=f"comma-separated {name}")
+        kind = _tasks if name == "tasks" else _csv
+        p.add_argument(f"--{name}", type=kind, help=f"comma-separated {name}")
     p.add_argument(
         "--profile",
         choices=("default", "openeo"),
@@ -106,6 +112,13 @@ def add_trust_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        return parse_shape(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(first_line(e)) from e
+
+
 def init_args_value(text: str) -> dict[str, Any]:
     """``--init-args``: a JSON or YAML mapping, or @path to a file holding one."""
     if text.startswith("@"):
@@ -135,34 +148,49 @@ def _csv(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def _tasks(text: str) -> list[str]:
+    """``--tasks``: MLM task names, checked before any file is read (a typo is a usage error)."""
+    tasks = _csv(text)
+    if problem := _unknown_tasks(tasks):
+        raise argparse.ArgumentTypeError(problem)
+    return tasks
+
+
+def _unknown_tasks(tasks: list[str]) -> str:
+    unknown = [t for t in tasks if t not in mlm.TASK_NAMES]
+    return f"unknown task(s) {', '.join(unknown)}; MLM tasks: {', '.join(mlm.TASK_NAMES)}" if unknown else ""
+
+
 def options_from(args: argparse.Namespace) -> ExportOptions:
     """The defaults file, then the flags over it."""
     values: dict[str, Any] = {}
     if args.defaults:
         loaded = _parse_mapping(args.defaults.read_text(encoding="utf-8"))
         if not isinstance(loaded, dict):
-            raise MLMExportError(f"--defaults {args.defaults} must hold a mapping of export_mlm options")
+            raise UsageError(f"--defaults {args.defaults} must hold a mapping of export_mlm options")
         values.update(loaded)
     for name in (*TEXT_OPTIONS, *LIST_OPTIONS, "profile", "base_url", "deprecate_superseded", "primary"):
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
+    if isinstance(values.get("tasks"), list) and (problem := _unknown_tasks([str(t) for t in values["tasks"]])):
+        raise UsageError(f"--defaults {args.defaults}: {problem}")
     unknown = set(values) - set(ExportOptions.__dataclass_fields__)
     if unknown:
         known = ", ".join(sorted(ExportOptions.__dataclass_fields__))
-        raise MLMExportError(f"unknown option(s) {sorted(unknown)} in --defaults; known: {known}")
+        raise UsageError(f"unknown option(s) {sorted(unknown)} in --defaults; known: {known}")
     for key in ("datetime", "start_datetime", "end_datetime"):
         if isinstance(values.get(key), str):
             values[key] = dt.datetime.fromisoformat(values[key].replace("Z", "+00:00"))
     return ExportOptions(**values)
 
 
-def run(args: argparse.Namespace) -> int:
-    out = Output(as_json=args.json, quiet=args.quiet)
+def run(args: argparse.Namespace, out: Output) -> int:
     try:
         options = options_from(args)
-    except (MLMExportError, OSError, ValueError) as e:
-        out.error(f"mlm-export convert: {e}")
-        return 2
+    except UsageError:
+        raise
+    except (OSError, ValueError) as e:  # a --defaults file that cannot be read or parsed, a bad value in it
+        raise UsageError(f"--defaults {args.defaults}: {first_line(e)}") from e
     settings = ConvertSettings(
         model=args.model or args.factory,
         weights=args.weights,
@@ -173,24 +201,23 @@ def run(args: argparse.Namespace) -> int:
         allow_modules=tuple(args.allow_module),
         download=args.download,
     )
-    missing = [raw for raw in args.paths if not Path(raw).exists() and not any(c in raw for c in "*?[")]
-    if missing:
-        out.error(f"mlm-export convert: no such file or directory: {', '.join(missing)}")
-        return 2
+    require_existing(args.paths, globs=True)
     files = [(f, Path(raw).is_dir()) for raw in args.paths for f in find_checkpoints([raw])]
     if not files:
-        out.error(f"mlm-export convert: no checkpoint files in {' '.join(args.paths)}")
-        return 2
+        raise UsageError(f"no checkpoint files (.ckpt, .pt, .pth, .safetensors) in {' '.join(args.paths)}")
     converter = Converter(options, settings)
     results: list[Result] = []
     total = sum(f.stat().st_size for f, _ in files if f.exists())
-    with out.progress(total, len(files)) as advance:
+    with warnings.catch_warnings(record=True) as caught, out.progress(total, len(files)) as advance:
+        warnings.simplefilter("always", MLMExportWarning)
         for f, in_directory in files:
             result = converter.convert(f, catalog_dir=f.parent if in_directory else None)
             results.append(result)
             advance(result.size)
             if result.status == "failed":
-                out.error(f"{f}: {result.error}")
+                out.error(f"{f}: {_without_name(result.error or '', f)}")
+    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)):
+        out.note(f"warning: {message}")
     collections = []
     try:
         collections = [str(p) for p in converter.write_collections()]
@@ -200,8 +227,26 @@ def run(args: argparse.Namespace) -> int:
     out.table(_summary(results))
     for c in collections:
         out.line(f"collection: {c}")
-    out.json({"results": [r.as_dict() for r in results], "collections": collections})
-    return 1 if any(r.status == "failed" for r in results) else 0
+    counts = Counter(r.status for r in results)
+    out.line(_counts(counts))
+    if counts["skipped"]:
+        out.note(
+            f"{counts['skipped']} file(s) skipped: an Item exists beside each; pass --overwrite to write them anew"
+        )
+    for r in results:
+        out.result(r.as_dict())
+    failed = counts["failed"] > 0
+    out.finish(not failed, collections=collections)
+    return 1 if failed else 0
+
+
+def _counts(counts: Counter[str]) -> str:
+    return ", ".join(f"{counts[s]} {s}" for s in ("converted", "skipped", "failed"))
+
+
+def _without_name(error: str, path: Path) -> str:
+    """A checkpoint error without its own leading file name: the line already starts with the path."""
+    return error.removeprefix(f"{path.name}: ").removeprefix(f"{path}: ")
 
 
 def _summary(results: list[Result]) -> Table:

@@ -9,7 +9,8 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
-from ..errors import MLMExportError
+from ..errors import UsageError
+from .output import Output
 
 
 def add_parser(sub: Any) -> None:
@@ -28,25 +29,26 @@ def add_parser(sub: Any) -> None:
     p.add_argument("item", nargs="?", type=Path, help="the Item JSON file to edit (created on Save if it is new)")
     p.add_argument("--no-browser", action="store_true", help="print the URL only; do not open a browser")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
-    p.add_argument("--json", action="store_true", help='first stdout line as JSON: {"url": ..., "item": ...}')
+    p.add_argument(
+        "--json", action="store_true", help='first stdout line: the JSON envelope, results [{"url": ..., "item": ...}]'
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="print the URL only (no notice on stderr)")
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> int:
     from ..form.server import FormServer
     from ..form.session import FormSession
 
     if args.item is not None and args.item.is_dir():
-        print(f"mlm-export form: {args.item} is a directory; name an Item JSON file", file=sys.stderr)
-        return 2
-    try:
-        server = FormServer(FormSession(args.item), port=args.port)
-    except (MLMExportError, OSError) as e:
-        print(f"mlm-export form: {e}", file=sys.stderr)
-        return 1
+        raise UsageError(f"{args.item} is a directory; name an Item JSON file")
+    server = FormServer(FormSession(args.item), port=args.port)
     item = str(args.item) if args.item else None
-    print(json.dumps({"url": server.url, "item": item}) if args.json else server.url, flush=True)
+    if args.json:  # the envelope, on one line: the URL is read while the form is serving
+        envelope = {"command": "form", "ok": True, "results": [{"url": server.url, "item": item}], "errors": []}
+        print(json.dumps(envelope), flush=True)
+    else:
+        print(server.url, flush=True)
     if not args.quiet:
         print("serving the form on 127.0.0.1 only; press Ctrl-C to stop", file=sys.stderr, flush=True)
     if not args.no_browser:

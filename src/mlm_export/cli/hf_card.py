@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import MLMExportError
 from ..huggingface import CARD_FILE, read_item, render_card
 from ..write import atomic_write_bytes
 from .output import Output, add_output_flags
+from .paths import require_existing
 
 
 def add_parser(sub: Any) -> None:
@@ -33,19 +33,16 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    out = Output(as_json=args.json, quiet=args.quiet)
-    try:
-        item, path = read_item(args.item)
-        card = render_card(item)
-    except MLMExportError as e:
-        out.error(f"{args.item}: {e}")
-        return 1
+def run(args: argparse.Namespace, out: Output) -> int:
+    require_existing([args.item])
+    item, path = read_item(args.item)
+    card = render_card(item)
     if args.output == "-":
         sys.stdout.write(card)
         return 0
     target = Path(args.output) if args.output else path.parent / CARD_FILE
     atomic_write_bytes(target, card.encode("utf-8"))
     out.line(f"{target}: model card for {item.get('id')}")
-    out.json({"item": str(path), "card": str(target)})
+    out.result({"item": str(path), "card": str(target)})
+    out.finish(True)
     return 0

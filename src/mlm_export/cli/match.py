@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from ..errors import MLMExportError, first_line
+from ..errors import NotJSONError, UsageError
 from .output import Output, add_output_flags
+from .paths import read_json, require_files
 
 EPILOG = """examples:
   mlm-export match scene.json models/                      which models run on this Sentinel-2 scene, and why not
@@ -36,25 +36,19 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> int:
     from .. import catalog
     from ..catalog.match import match_models
 
-    out = Output(as_json=args.json, quiet=args.quiet)
+    (path,) = require_files([args.data], what="a STAC Item or Collection JSON file")
     try:
-        data = json.loads(args.data.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        out.error(f"error: {args.data} cannot be read as JSON: {first_line(e)}")
-        return 2
+        data = read_json(path)
+    except NotJSONError as e:
+        raise UsageError(str(e)) from e
     if not isinstance(data, dict) or data.get("type") not in ("Feature", "Collection"):
-        out.error(f"error: {args.data} is not a STAC Item or Collection")
-        return 2
-    try:
-        with catalog.open(args.catalog) as source:
-            models = source.search(catalog.Query(limit=max(1, args.limit)))
-    except MLMExportError as e:
-        out.error(f"error: {first_line(e)}")
-        return 1
+        raise UsageError(f"{args.data} is not a STAC Item or Collection")
+    with catalog.open(args.catalog) as source:
+        models = source.search(catalog.Query(limit=max(1, args.limit)))
     results = match_models(data, models)
     table = Table(title=f"models for {data.get('id')} ({sum(m.fits for m in results)} of {len(results)} fit)")
     for column in ("id", "fits", "overlap", "why not / notes"):
@@ -63,5 +57,8 @@ def run(args: argparse.Namespace) -> int:
         overlap = "" if m.overlap is None else f"{m.overlap:.0%}"
         table.add_row(m.id, "yes" if m.fits else "no", overlap, "; ".join(m.reasons or m.notes))
     out.table(table)
-    out.json({"data": data.get("id"), "models": [m.as_dict() for m in results]})
-    return 0 if any(m.fits for m in results) else 1
+    for m in results:
+        out.result(m.as_dict())
+    fits = any(m.fits for m in results)
+    out.finish(fits, data=data.get("id"))
+    return 0 if fits else 1

@@ -1,44 +1,89 @@
-"""One output object for every command: results to stdout, problems and progress to stderr."""
+"""One output object for every command: results to stdout, problems and progress to stderr.
+
+With ``--json`` every command prints one envelope on stdout::
+
+    {"command": "convert", "ok": true, "results": [...], "errors": [...], ...}
+
+``results`` holds one object per file, check or model (the command's own shape, see the README); ``errors`` the
+one-line messages also printed on stderr; a few commands add keys of their own (``collections``, ``item``).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+#: Width of tables written to a pipe or file: wide enough that no path or message is wrapped.
+PIPE_WIDTH = 10_000
+
+
+def console(file: TextIO) -> Console:
+    """A console that wraps to the terminal's width, and not at all when piped (unless $COLUMNS says)."""
+    interactive = file.isatty()
+    width = None if interactive or os.environ.get("COLUMNS") else PIPE_WIDTH
+    return Console(file=file, soft_wrap=not interactive, width=width)
+
 
 class Output:
-    """Human (rich tables), ``--json`` (one JSON document on stdout) or ``--quiet`` (errors only)."""
+    """Human (rich tables), ``--json`` (one envelope on stdout) or ``--quiet`` (errors only)."""
 
-    def __init__(self, *, as_json: bool = False, quiet: bool = False) -> None:
+    def __init__(self, command: str = "", *, as_json: bool = False, quiet: bool = False) -> None:
+        self.command = command
         self.as_json = as_json
         self.quiet = quiet
-        self.out = Console(file=sys.stdout, soft_wrap=True)
-        self.err = Console(file=sys.stderr, soft_wrap=True)
+        self.out = console(sys.stdout)
+        self.err = console(sys.stderr)
+        self.results: list[Any] = []
+        self.errors: list[str] = []
+        self.finished = False
+
+    @classmethod
+    def for_args(cls, args: argparse.Namespace) -> Output:
+        return cls(args.command, as_json=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
 
     def table(self, table: Table) -> None:
         if not (self.as_json or self.quiet):
             self.out.print(table)
 
     def line(self, text: str) -> None:
+        """A result line for a person (not in ``--json`` or ``--quiet``)."""
         if not (self.as_json or self.quiet):
             self.out.print(text, markup=False, highlight=False)
 
+    def note(self, text: str) -> None:
+        """Something a person should know that is not an error (a warning, a skip): stderr, not when quiet."""
+        if not self.quiet:
+            self.err.print(text, markup=False, highlight=False)
+
     def error(self, text: str) -> None:
+        """One line on stderr, and in the envelope's ``errors``."""
+        self.errors.append(text)
         self.err.print(text, markup=False, highlight=False)
 
-    def json(self, data: Any) -> None:
+    def result(self, data: Any) -> None:
+        """One entry of the envelope's ``results``."""
+        self.results.append(data)
+
+    def finish(self, ok: bool, **extra: Any) -> None:
+        """Print the ``--json`` envelope (once)."""
+        if self.finished:
+            return
+        self.finished = True
         if self.as_json:
-            print(json.dumps(data, indent=2))
+            envelope = {"command": self.command, "ok": ok, "results": self.results, "errors": self.errors, **extra}
+            print(json.dumps(envelope, indent=2))
 
     @contextmanager
-    def progress(self, total_bytes: int, files: int) -> Iterator[Any]:
+    def progress(self, total_bytes: int, files: int) -> Iterator[Callable[[int], None]]:
         """A bar over files and bytes, shown only to a person at a terminal."""
         show = not (self.as_json or self.quiet) and self.err.is_terminal
         progress = Progress(
@@ -60,6 +105,6 @@ class Output:
             yield advance
 
 
-def add_output_flags(parser: Any) -> None:
-    parser.add_argument("--json", action="store_true", help="print machine-readable results on stdout")
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON envelope on stdout (see the README)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import MLMExportError, first_line
+from ..errors import UsageError, first_line
 from .output import Output, add_output_flags
+from .paths import require_existing
 
 EPILOG = """examples:
   mlm-export publish demo-output/ --to models/                       a folder catalog (created if needed)
@@ -41,18 +42,17 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> int:
     from .. import catalog
     from ..catalog.sources import gather
 
-    out = Output(as_json=args.json, quiet=args.quiet)
+    require_existing(args.paths)
+    found = gather(args.paths, base_url=args.base_url)
+    for problem in found.problems:
+        out.note(f"warning: {problem}")
+    if not found.items and not found.collections:
+        raise UsageError("no STAC Item or Collection found in the paths given")
     try:
-        found = gather(args.paths, base_url=args.base_url)
-        for problem in found.problems:
-            out.error(f"warning: {problem}")
-        if not found.items and not found.collections:
-            out.error("error: no STAC Item or Collection found in the paths given")
-            return 1
         with catalog.open(args.to) as target:
             result = target.add(
                 found.items,
@@ -65,15 +65,19 @@ def run(args: argparse.Namespace) -> int:
         for item_id, problems in e.refused.items():
             for p in problems:
                 out.error(f"  {item_id}: {p}")
-        return 1
-    except MLMExportError as e:
-        out.error(f"error: {first_line(e)}")
+        out.finish(False, refused={k: [str(p) for p in v] for k, v in e.refused.items()})
         return 1
     for item_id, problems in result.refused.items():
-        out.error(f"skipped invalid {item_id}: {problems[0]}")
+        out.note(f"skipped invalid {item_id}: {problems[0]}")
     out.line(
         f"{args.to}: {len(result.added)} added, {result.updated} updated, {len(result.skipped)} skipped, "
         f"{len(result.refused)} invalid, {len(found.collections)} collection(s)"
     )
-    out.json({"catalog": args.to, **result.as_dict(), "collections": [c["id"] for c in found.collections]})
+    summary = result.as_dict()
+    for status in ("added", "updated", "skipped"):
+        for item_id in summary[status]:
+            out.result({"id": item_id, "status": status})
+    for item_id in summary["refused"]:
+        out.result({"id": item_id, "status": "refused"})
+    out.finish(True, catalog=str(args.to), **summary, collections=[c["id"] for c in found.collections])
     return 0

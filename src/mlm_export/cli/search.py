@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from ..errors import MLMExportError, first_line
+from ..errors import UsageError, first_line
 from .output import Output, add_output_flags
 
 EPILOG = """examples:
@@ -24,8 +24,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "search",
         help="find models in a catalog (folder, pgstac or STAC API)",
-        description="Search a catalog; options combine with AND. A table by default, an ItemCollection "
-        "(GeoJSON FeatureCollection) with --json.",
+        description="Search a catalog; options combine with AND. A table by default; with --json the "
+        "matching Items are the envelope's results.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -75,22 +75,19 @@ def query_from(args: argparse.Namespace) -> Any:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Output) -> int:
     from .. import catalog
     from ..catalog.fields import searchable_bands
 
-    out = Output(as_json=args.json, quiet=args.quiet)
     try:
         query = query_from(args)
     except catalog.QueryError as e:
-        out.error(f"error: {first_line(e)}")
-        return 2
-    try:
-        with catalog.open(args.catalog) as source:
+        raise UsageError(first_line(e)) from e
+    with catalog.open(args.catalog) as source:
+        try:
             items = source.search(query)
-    except MLMExportError as e:
-        out.error(f"error: {first_line(e)}")
-        return 1
+        except catalog.QueryError as e:  # a filter the catalog cannot parse: the user's to fix
+            raise UsageError(first_line(e)) from e
     table = Table(title=f"{len(items)} model(s) in {args.catalog}")
     for column in ("id", "architecture", "tasks", "parameters", "bands", "framework"):
         table.add_column(column, justify="right" if column == "parameters" else "left")
@@ -107,5 +104,7 @@ def run(args: argparse.Namespace) -> int:
             str(props.get("mlm:framework", "")),
         )
     out.table(table)
-    out.json({"type": "FeatureCollection", "features": items, "numberReturned": len(items)})
+    for item in items:
+        out.result(item)
+    out.finish(True, numberReturned=len(items))
     return 0

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from ..checks import consistency_problems
-from ..errors import MLMExportError, Problem
+from ..errors import MLMExportError, NotJSONError, Problem
 from ..validate import validation_problems
 from .output import Output, add_output_flags
+from .paths import read_json, require_files
 
 
 def add_parser(sub: Any) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub: Any) -> None:
         description="Validate STAC Items and Collections against the JSON Schemas they declare (resolved through "
         "$MLM_EXPORT_SCHEMA_DIR and the cache) and, for MLM Items, the rules a schema cannot express: bands vs "
         "channels, classes vs output size, one mlm:model asset, and the size and checksum of local assets. "
-        "Exit 1 if any file fails.",
+        "Exit 1 if any file fails, 2 if a path is missing or a directory.",
         epilog="example:\n  mlm-export validate demo-output/tinyunet-water-segmentation.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -33,9 +33,13 @@ def add_parser(sub: Any) -> None:
 def check_file(path: Path, *, allow_outside: bool = False) -> list[Problem]:
     """Schema problems, then cross-field problems of an MLM Item."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        return [Problem("$", f"cannot read: {e}", "file")]
+        data = read_json(path)
+    except NotJSONError as e:
+        return [Problem("$", str(e), "file")]
+    except OSError as e:
+        return [Problem("$", f"cannot read: {e.strerror or e}", "file")]
+    if not isinstance(data, dict):
+        return [Problem("$", f"holds a JSON {type(data).__name__}, not a STAC Item or Collection", "file")]
     try:
         problems = validation_problems(data)
     except MLMExportError as e:
@@ -45,17 +49,16 @@ def check_file(path: Path, *, allow_outside: bool = False) -> list[Problem]:
     return problems
 
 
-def run(args: argparse.Namespace) -> int:
-    out = Output(as_json=args.json, quiet=args.quiet)
-    results = []
-    for path in args.paths:
+def run(args: argparse.Namespace, out: Output) -> int:
+    for path in require_files(args.paths):
         problems = check_file(path, allow_outside=args.allow_outside)
-        results.append({"path": str(path), "valid": not problems, "problems": [p.__dict__ for p in problems]})
+        out.result({"path": str(path), "valid": not problems, "problems": [p.__dict__ for p in problems]})
         if problems:
             out.error(f"{path}: {len(problems)} problem(s)")
             for p in problems:
                 out.error(f"  {p.json_path}: {p.message} [{p.schema}]")
         else:
             out.line(f"{path}: valid")
-    out.json(results)
-    return 0 if all(r["valid"] for r in results) else 1
+    ok = all(r["valid"] for r in out.results)
+    out.finish(ok)
+    return 0 if ok else 1

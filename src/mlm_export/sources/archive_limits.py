@@ -12,14 +12,10 @@ import os
 import zipfile
 from pathlib import Path
 
-from ..errors import MLMExportError
+from ..errors import ArchiveBombError as ArchiveBombError
 
 #: Most bytes the compressed members of one checkpoint may inflate to, over and above the file's own size.
 MAX_INFLATE = int(os.environ.get("MLM_EXPORT_MAX_INFLATE", str(256 << 20)))
-
-
-class ArchiveBombError(MLMExportError, ValueError):
-    """A zip checkpoint declares more data than it can hold or than is safe to inflate."""
 
 
 def check_declared_sizes(path: Path, limit: int = MAX_INFLATE) -> None:

@@ -22,7 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import MLMExportError, first_line
+from ..errors import ArchitectureError as ArchitectureError
+from ..errors import CheckpointError as CheckpointError
+from ..errors import UntrustedCheckpointError as UntrustedCheckpointError
+from ..errors import first_line
 from ..guard import SAFE, Policy, check_name, check_object, offline, offline_arguments
 from .archive_limits import check_declared_sizes
 
@@ -32,25 +35,6 @@ STATE_DICT = "state_dict"
 HYPER_PARAMETERS = "hyper_parameters"
 #: Key under which MLMExportCallback stores the Item's model description inside each checkpoint.
 EMBED_KEY = "mlm_export"
-
-
-class CheckpointError(MLMExportError, ValueError):
-    """A file is not a checkpoint that can be read."""
-
-
-class UntrustedCheckpointError(MLMExportError, pickle.UnpicklingError):
-    """A checkpoint needs a type outside the allowlist to load: loading it could run code."""
-
-    def __init__(self, path: Path, type_name: str) -> None:
-        self.type_name = type_name
-        super().__init__(
-            f"{path.name} needs '{type_name}' to load, which is not on the allowlist of safe types; unpickling it "
-            "could run code. If you trust the file, pass --trust-checkpoint (trust=True)."
-        )
-
-
-class ArchitectureError(MLMExportError, ValueError):
-    """The model a checkpoint holds cannot be rebuilt, or its weights do not fit."""
 
 
 def safe_types() -> list[Any]:
