@@ -11,19 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: An option named in a message (see :func:`option`) and text meant for Python callers only.
-_OPTION = re.compile(r"\u27e8option:(\w+)\|([^\u27e9]*)\u27e9")
+_OPTION = re.compile(r"\u27e8option:(\w+)\|([^|\u27e9]*)\|([^\u27e9]*)\u27e9")
 _PYTHON_ONLY = re.compile(r"\u27e8python:([^\u27e9]*)\u27e9")
 #: How the running entry point spells options: None for Python (``name=``), else option name -> CLI flag.
 _FLAGS: ContextVar[Mapping[str, str] | None] = ContextVar("mlm_export_flags", default=None)
 
 
-def option(name: str, hint: str = "") -> str:
-    """An option named in an error message: ``name=hint`` for Python callers, the flag in the command line.
+def option(name: str, hint: str = "", cli_hint: str = "") -> str:
+    """An option named in an error message: ``name=hint`` for Python callers, ``--flag cli_hint`` in the CLI.
 
     The message keeps the option's name (:attr:`MLMExportError.options`); it is rendered when the error is
-    printed, so ``mlm-export convert`` says ``--input-shape`` where ``export_mlm`` says ``example_input=``.
+    printed, so ``mlm-export convert`` says ``--input-shape N,C,H,W`` where ``export_mlm`` says ``example_input=``.
     """
-    return f"\u27e8option:{name}|{hint}\u27e9"
+    return f"\u27e8option:{name}|{hint}|{cli_hint}\u27e9"
 
 
 def python_only(text: str) -> str:
@@ -46,9 +46,9 @@ def render(text: str) -> str:
     flags = _FLAGS.get()
 
     def spell(m: re.Match[str]) -> str:
-        name, hint = m.group(1), m.group(2)
+        name, hint, cli_hint = m.groups()
         if flags is not None and name in flags:
-            return flags[name]
+            return f"{flags[name]} {cli_hint}" if cli_hint else flags[name]
         return f"{name}={hint}"
 
     text = _OPTION.sub(spell, text)
@@ -96,7 +96,9 @@ class InputRequiredError(MLMExportError, ValueError):
     def __init__(self, missing: Sequence[str] = ()) -> None:
         self.missing = tuple(missing)
         lacking = f" A batch cannot be built from the objects: missing {'; '.join(missing)}." if missing else ""
-        example = option("example_input", "<tensor, tuple, list or dict of tensors> (one batch, any batch size)")
+        example = option(
+            "example_input", "<tensor, tuple, list or dict of tensors> (one batch, any batch size)", "N,C,H,W"
+        )
         others = python_only(
             ", datamodule=<a LightningDataModule whose dataloaders can give a batch or that states bands and "
             "patch_size>, or set example_input_array on the LightningModule"
@@ -204,7 +206,7 @@ class UntrustedModelError(MLMExportError, PermissionError):
         self.target = target
         super().__init__(
             f"refusing to build '{target}': {reason}. Only torch.nn.Module subclasses from "
-            f"{', '.join(MODEL_PACKAGES)} are built from a checkpoint; pass {option('allow_modules', '(PKG,)')} "
+            f"{', '.join(MODEL_PACKAGES)} are built from a checkpoint; pass {option('allow_modules', '(PKG,)', 'PKG')} "
             f"for your own package, or {option('trust', 'True')} if you trust the file"
         )
 

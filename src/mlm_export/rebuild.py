@@ -47,7 +47,8 @@ def checkpoint_spec(
         )
     else:
         what = f"{name} holds weights only ({'safetensors' if ckpt.kind == 'safetensors' else 'a state dict'})"
+    model_option = option("model", "'module:Class'", "module:Class")
     raise ArchitectureError(
-        f"{what}: name the model with {option('model', 'module:Class')} (with {option('init_args')}; they default "
-        "to the checkpoint's hyper_parameters)"
+        f"{what}: name the model with {model_option} (with {option('init_args')}; they default to the "
+        "checkpoint's hyper_parameters)"
     )

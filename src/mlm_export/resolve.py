@@ -15,7 +15,7 @@ import torch
 from packaging.version import InvalidVersion, Version
 
 from . import mlm
-from .errors import InvalidOptionError, TaskInferenceError
+from .errors import InvalidOptionError, TaskInferenceError, option
 from .facts import BandFacts, ClassFacts, DataFacts, ModelFacts, Scaling, TensorFacts
 
 CLASS_TASKS = {"classification", "scene-classification", "segmentation", "semantic-segmentation"}
@@ -68,10 +68,12 @@ def resolve_tasks(
             continue
         inferred = detection or _infer(out, model, data)
         if inferred is None:
+            tasks_option = option("tasks", "['classification']", "classification")
             raise TaskInferenceError(
                 f"cannot tell the task of output '{out.name}' (shape {list(out.shape)}, {out.dtype}) from the model "
-                f"alone: {_why(out)}. Pass tasks=['classification'] (or 'regression', 'semantic-segmentation', "
-                f"'similarity-search', ...: one of {', '.join(mlm.TASK_NAMES)}), or classes=[...] for a classifier."
+                f"alone: {_why(out)}. Pass {tasks_option} (or 'regression', "
+                f"'semantic-segmentation', 'similarity-search', ...: one of {', '.join(mlm.TASK_NAMES)}), or "
+                f"{option('classes', '[...]', 'NAME,NAME,...')} for a classifier."
             )
         result[out.name] = inferred
     return result
@@ -155,7 +157,7 @@ def input_specs(model: ModelFacts, data: DataFacts) -> tuple[InputSpec, ...]:
                     where = data.sources.get("bands", "bands=")
                     raise InvalidOptionError(
                         f"{len(data.bands)} bands are named ({where}: {[b.name for b in data.bands]}) but input "
-                        f"'{t.name}' has {channels} channels; pass bands= with one name per channel"
+                        f"'{t.name}' has {channels} channels; pass {option('bands')} with one name per channel"
                     )
                 bands = data.bands
             if data.value_scaling:
@@ -189,7 +191,7 @@ def output_specs(model: ModelFacts, data: DataFacts, tasks: Mapping[str, tuple[s
                 where = data.sources.get("classes", "classes=")
                 raise InvalidOptionError(
                     f"{len(data.classes)} classes are named ({where}) but output '{t.name}' has "
-                    f"{t.observed[class_dim]} along its class dim; pass classes= with one entry per class"
+                    f"{t.observed[class_dim]} along its class dim; pass {option('classes')} with one entry per class"
                 )
             classes = data.classes
         dtype = mlm.data_type(t.dtype)

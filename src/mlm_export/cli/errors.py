@@ -11,19 +11,19 @@ from ..errors import InvalidOptionError, MLMExportError, UsageError, first_line
 #: Exit codes of every command.
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 
-#: ``export_mlm`` option names -> how the command line spells them (rendered into error messages).
+#: ``export_mlm`` option names -> the command line's flags (rendered into error messages, see ``errors.option``).
 FLAGS: Mapping[str, str] = {
-    "example_input": "--input-shape N,C,H,W",
+    "example_input": "--input-shape",
     "tasks": "--tasks",
     "bands": "--bands",
     "classes": "--classes",
     "name": "--name",
     "license": "--license",
-    "model": "--model module:Class",
+    "model": "--model",
     "init_args": "--init-args",
-    "weights": "--weights Enum.MEMBER",
+    "weights": "--weights",
     "trust": "--trust-checkpoint",
-    "allow_modules": "--allow-module PKG",
+    "allow_modules": "--allow-module",
     "download": "--download",
     "profile": "--profile",
     "base_url": "--base-url",

@@ -1,9 +1,10 @@
 """``--model mymodels:Net`` imports from the current directory, as ``python -m`` would.
 
 The module the user names with ``--model``/``--factory`` is user code the user chose to run, so it is added to
-the allowlist (``--allow-module``) and, when it lives in the current directory, made importable from there.
-Only that one top-level name is looked up in the current directory: a checkpoint's ``_class_path`` can neither
-reach other files there nor shadow an installed package, and stays checked against the allowlist.
+the allowlist (``--allow-module``) and, when it lives in the current directory, imported from there first (as
+``python -m`` would). The modules it imports from that directory are found there too, but only after every
+installed package: nothing in the directory can shadow torch, torchgeo or another allowlisted package, and a
+checkpoint's ``_class_path`` stays checked against the allowlist (which names no module of the directory).
 """
 
 from __future__ import annotations
@@ -19,18 +20,18 @@ from pathlib import Path
 from types import ModuleType
 
 
-class _CurrentDirectoryFinder(importlib.abc.MetaPathFinder):
-    """Finds one top-level module (or package) in a directory, and nothing else."""
+class _DirectoryFinder(importlib.abc.MetaPathFinder):
+    """Finds top-level modules (or packages) in one directory: only ``name``, or any when ``name`` is None."""
 
-    def __init__(self, name: str, directory: Path) -> None:
+    def __init__(self, directory: Path, name: str | None = None) -> None:
         self.name = name
         self.directory = directory
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if fullname != self.name:
-            return None
+        if path is not None or (self.name is not None and fullname != self.name):
+            return None  # submodules are found through their package's __path__
         return importlib.machinery.PathFinder.find_spec(fullname, [str(self.directory)])
 
 
@@ -56,12 +57,14 @@ def user_modules_from_cwd(args: argparse.Namespace) -> Iterator[None]:
         args.allow_module.append(module)
     top = module.split(".")[0]
     cwd = Path.cwd()
-    finder = None
-    if top not in sys.modules and in_directory(top, cwd):
-        finder = _CurrentDirectoryFinder(top, cwd)
-        sys.meta_path.insert(0, finder)
+    if top in sys.modules or not in_directory(top, cwd):
+        yield
+        return
+    first, last = _DirectoryFinder(cwd, top), _DirectoryFinder(cwd)
+    sys.meta_path.insert(0, first)
+    sys.meta_path.append(last)
     try:
         yield
     finally:
-        if finder is not None:
-            sys.meta_path.remove(finder)
+        sys.meta_path.remove(first)
+        sys.meta_path.remove(last)
