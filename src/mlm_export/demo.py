@@ -110,7 +110,8 @@ class TinyUNet(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(image)
         e2 = self.enc2(nn.functional.max_pool2d(e1, 2))
-        return self.head(self.dec(torch.cat([self.up(e2), e1], dim=1)))
+        logits: torch.Tensor = self.head(self.dec(torch.cat([self.up(e2), e1], dim=1)))
+        return logits
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -130,7 +131,7 @@ def train(model: nn.Module, dm: SceneDataModule, epochs: int = 2) -> float:
         for x, y in dm.train_dataloader():
             opt.zero_grad()
             loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             losses.append(loss.item())
     return sum(losses) / len(losses)

@@ -218,7 +218,8 @@ def compare_outputs(outputs: list[dict[str, Any]], out: Any) -> list[Check]:
 def _other_files(item: Mapping[str, Any], base: Path, trust: bool) -> list[Check]:
     """When the mlm:model holds weights only (and no --model was given), still check the runnable files."""
     props = item.get("properties", {})
-    model_asset = next((a for a in item.get("assets", {}).values() if mlm.ROLE_MODEL in (a.get("roles") or [])), {})
+    assets: Mapping[str, Any] = item.get("assets", {})
+    model_asset: Mapping[str, Any] = next((a for a in assets.values() if mlm.ROLE_MODEL in (a.get("roles") or [])), {})
     if format_of(model_asset) in RUNNABLE:
         return []  # the mlm:model itself failed to load: the reference is missing
     try:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+if TYPE_CHECKING:
+    from ..catalog.base import AddResult
 
 from ..errors import UsageError, first_line
 from .output import Output, add_output_flags
@@ -42,6 +46,19 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+class _Writable(Protocol):
+    """What every catalog kind (folder, pgstac, STAC API) offers to publish into."""
+
+    def add(
+        self,
+        items: Iterable[Any],
+        *,
+        collections: Iterable[Mapping[str, Any]] = (),
+        on_conflict: str = "error",
+        skip_invalid: bool = False,
+    ) -> AddResult: ...
+
+
 def run(args: argparse.Namespace, out: Output) -> int:
     from .. import catalog
     from ..catalog.sources import gather
@@ -53,7 +70,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
     if not found.items and not found.collections:
         raise UsageError("no STAC Item or Collection found in the paths given")
     try:
-        with catalog.open(args.to) as target:
+        with catalog.open(args.to) as opened:
+            target = cast(_Writable, opened)  # every kind implements add; the base class does not declare it
             result = target.add(
                 found.items,
                 collections=found.collections,
