@@ -47,18 +47,19 @@ def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, st
     return code, captured.out, captured.err
 
 
-@pytest.fixture
-def honest(tmp_path: Path) -> Path:
-    """An Item whose model (a .pt2 archive) verify can run without code."""
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Item whose model (a .pt2 archive) verify can run without code (tests write only beside it)."""
+    folder = tmp_path_factory.mktemp("honest") / "item"
     export_mlm(
         SmallUNet(in_channels=3, num_classes=2),
         example_input=torch.randn(2, 3, 32, 32),
-        out_dir=tmp_path / "item",
+        out_dir=folder,
         name="Small UNet",
         classes=["land", "water"],
         datetime=WHEN,
     )
-    return tmp_path / "item" / "small-unet.json"
+    return folder / "small-unet.json"
 
 
 @pytest.fixture
@@ -86,6 +87,30 @@ def test_verify_of_an_item_whose_input_lacks_input_is_a_failed_check(honest: Pat
     assert not checks["schema"]["ok"]
     assert not checks["run"]["ok"] and "mlm:input lacks 'input'" in checks["run"]["detail"]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("change", "failing"),
+    [
+        (lambda d: d["properties"].__setitem__("mlm:input", {"a": 1}), "consistency"),
+        (lambda d: d.__setitem__("assets", [1]), "load model"),
+        (lambda d: d["properties"]["mlm:output"][0].pop("result"), "outputs"),
+        (lambda d: d.clear(), "load model"),
+    ],
+    ids=["input-not-a-list", "assets-not-a-mapping", "output-without-result", "empty-object"],
+)
+def test_verify_and_validate_of_broken_items_fail_checks_not_the_program(honest: Path, capsys, change, failing):
+    data = json.loads(honest.read_text())
+    change(data)
+    broken = honest.with_name("broken.json")
+    broken.write_text(json.dumps(data))
+    code, out, err = run(capsys, "verify", broken, "--json")
+    assert code == 1
+    checks = {c["check"]: c["ok"] for c in json.loads(out)["results"]}
+    assert checks["schema"] is False and checks[failing] is False
+    assert "unexpected" not in err
+    code, out, err = run(capsys, "validate", broken)
+    assert code == 1 and "unexpected" not in err and err.startswith(f"{broken}: ")
 
 
 def test_a_missing_path_is_a_usage_error_in_every_command(tmp_path: Path, capsys) -> None:

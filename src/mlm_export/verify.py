@@ -14,7 +14,7 @@ from torch import nn
 
 from . import mlm
 from .checks import consistency_problems
-from .errors import MLMExportError, NotJSONError
+from .errors import ItemValidationError, MLMExportError, NotJSONError, Problem
 from .guard import SAFE, Policy
 from .rebuild import checkpoint_spec
 from .sources.checkpoint import load, load_weights
@@ -76,8 +76,15 @@ def verify_item(
         raise NotJSONError(path, e) from e
     if not isinstance(item, dict):
         return [Check("schema", False, f"{path.name} holds a JSON {type(item).__name__}, not a STAC Item")]
-    checks = [Check("schema", not (p := validation_problems(item)), _join(p) or "valid")]
-    problems = consistency_problems(item, path.parent, allow_outside=allow_outside)
+    schema = _schema_problems(item)
+    checks = [Check("schema", not schema, _join(schema) or "valid")]
+    if not (isinstance(item.get("properties"), dict) and isinstance(item.get("assets"), dict)):
+        return [*checks, Check("load model", False, "not loaded: the file has no properties and assets to read")]
+    try:
+        problems = consistency_problems(item, path.parent, allow_outside=allow_outside)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # a structure the schema check rejects
+        detail = f"cannot check: {type(e).__name__}: {e} (see 'schema')"
+        return [*checks, Check("consistency", False, detail)]
     file_rules = {"asset-exists", "asset-size", "asset-checksum", "asset-outside"}
     files = [p for p in problems if p.schema in file_rules]
     rules = [p for p in problems if p.schema not in file_rules]
@@ -93,6 +100,8 @@ def verify_item(
     except MLMExportError as e:
         checks.append(Check("load model", False, str(e)))
         return checks + _other_files(item, path.parent, trust)
+    except (KeyError, TypeError) as e:
+        return [*checks, Check("load model", False, _unusable(e, "the mlm:model asset"))]
     checks.append(Check("load model", True, how))
     props = item.get("properties", {})
     try:
@@ -247,11 +256,21 @@ def _forward_params(module: Any) -> list[str]:
         return []
 
 
+def _schema_problems(item: Mapping[str, Any]) -> list[Problem]:
+    """The schema problems of a STAC object; one problem when it is no STAC object at all."""
+    try:
+        return validation_problems(item)
+    except ItemValidationError as e:
+        return e.problems
+    except MLMExportError as e:
+        return [Problem("$", str(e), "schema")]
+
+
 def _unusable(error: Exception, field: str) -> str:
-    """A field verify cannot build from (the schema check names the rule it breaks)."""
+    """A field verify cannot use (the schema check names the rule it breaks)."""
     if isinstance(error, KeyError):
-        return f"{field} lacks {error.args[0]!r} (see the schema check); nothing to run the model on"
-    return f"{field} cannot be used: {error}"
+        return f"{field} lacks {error.args[0]!r} (see the schema check)"
+    return f"{field} cannot be used: {error} (see the schema check)"
 
 
 def _join(problems: list[Any]) -> str:

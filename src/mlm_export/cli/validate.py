@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import consistency_problems
-from ..errors import MLMExportError, NotJSONError, Problem
+from ..errors import ItemValidationError, MLMExportError, NotJSONError, Problem
 from ..validate import validation_problems
 from .output import Output, add_output_flags
 from .paths import read_json, require_files
@@ -42,10 +42,15 @@ def check_file(path: Path, *, allow_outside: bool = False) -> list[Problem]:
         return [Problem("$", f"holds a JSON {type(data).__name__}, not a STAC Item or Collection", "file")]
     try:
         problems = validation_problems(data)
+    except ItemValidationError as e:  # not a STAC object at all
+        return e.problems
     except MLMExportError as e:
         return [Problem("$", f"cannot check: {e}", "schema")]
-    if data.get("type") == "Feature" and any("/mlm/" in u for u in data.get("stac_extensions", [])):
-        problems += consistency_problems(data, path.parent, allow_outside=allow_outside)
+    if data.get("type") == "Feature" and any("/mlm/" in str(u) for u in data.get("stac_extensions") or []):
+        try:
+            problems += consistency_problems(data, path.parent, allow_outside=allow_outside)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:  # a structure the schemas reject
+            problems.append(Problem("$", f"cross-field rules not checked: {type(e).__name__}: {e}", "consistency"))
     return problems
 
 
