@@ -122,10 +122,11 @@ def test_a_missing_path_is_a_usage_error_in_every_command(tmp_path: Path, capsys
         ["hf-card", missing],
         ["publish", missing, "--to", tmp_path / "models"],
         ["match", missing, tmp_path],
+        ["search", tmp_path / "no-catalog-here"],
     ):
         code, _, err = run(capsys, *argv)
         assert code == 2, argv
-        assert err.strip().splitlines() == [f"error: no such file or directory: {missing}"], argv
+        assert err.strip().splitlines() == [f"error: no such file or directory: {argv[1]}"], argv
 
 
 def test_validate_and_verify_of_a_directory_say_it_is_one(honest: Path, capsys) -> None:

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..errors import NotJSONError, UsageError
 from .output import Output, add_output_flags
-from .paths import read_json, require_files
+from .paths import read_json, require_catalog, require_files
 
 EPILOG = """examples:
   mlm-export match scene.json models/                      which models run on this Sentinel-2 scene, and why not
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise UsageError(str(e)) from e
     if not isinstance(data, dict) or data.get("type") not in ("Feature", "Collection"):
         raise UsageError(f"{args.data} is not a STAC Item or Collection")
-    with catalog.open(args.catalog) as source:
+    with catalog.open(require_catalog(args.catalog)) as source:
         models = source.search(catalog.Query(limit=max(1, args.limit)))
     results = match_models(data, models)
     table = Table(title=f"models for {data.get('id')} ({sum(m.fits for m in results)} of {len(results)} fit)")

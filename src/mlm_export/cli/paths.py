@@ -35,3 +35,10 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except ValueError as e:
         raise NotJSONError(path, e) from e
+
+
+def require_catalog(target: str) -> str:
+    """A catalog to read from: a URL (``postgresql://``, ``http(s)://``), or a folder that exists."""
+    if "://" not in target:
+        require_existing([target])
+    return target

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..errors import UsageError, first_line
 from .output import Output, add_output_flags
+from .paths import require_catalog
 
 EPILOG = """examples:
   mlm-export search models/ --task semantic-segmentation --band red --band nir
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         query = query_from(args)
     except catalog.QueryError as e:
         raise UsageError(first_line(e)) from e
-    with catalog.open(args.catalog) as source:
+    with catalog.open(require_catalog(args.catalog)) as source:
         try:
             items = source.search(query)
         except catalog.QueryError as e:  # a filter the catalog cannot parse: the user's to fix
