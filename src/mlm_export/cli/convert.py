@@ -15,7 +15,7 @@ from rich.text import Text
 
 from .. import mlm
 from ..convert import Converter, ConvertSettings, Result, parse_shape
-from ..errors import MLMExportError, MLMExportWarning, UsageError, first_line
+from ..errors import InvalidOptionError, MLMExportError, MLMExportWarning, UsageError, first_line
 from ..pipeline import ExportOptions
 from ..sources.checkpoint import find_checkpoints
 from .output import Output, add_output_flags
@@ -165,7 +165,10 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
     """The defaults file, then the flags over it."""
     values: dict[str, Any] = {}
     if args.defaults:
-        loaded = _parse_mapping(args.defaults.read_text(encoding="utf-8"))
+        try:
+            loaded = _parse_mapping(args.defaults.read_text(encoding="utf-8"))
+        except (OSError, argparse.ArgumentTypeError) as e:
+            raise UsageError(f"--defaults {args.defaults}: {e}") from e
         if not isinstance(loaded, dict):
             raise UsageError(f"--defaults {args.defaults} must hold a mapping of export_mlm options")
         values.update(loaded)
@@ -180,17 +183,18 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
         raise UsageError(f"unknown option(s) {sorted(unknown)} in --defaults; known: {known}")
     for key in ("datetime", "start_datetime", "end_datetime"):
         if isinstance(values.get(key), str):
-            values[key] = dt.datetime.fromisoformat(values[key].replace("Z", "+00:00"))
-    return ExportOptions(**values)
+            try:
+                values[key] = dt.datetime.fromisoformat(values[key].replace("Z", "+00:00"))
+            except ValueError as e:
+                raise UsageError(f"--defaults {args.defaults}: {key} {values[key]!r} is not an ISO 8601 time") from e
+    try:
+        return ExportOptions(**values)
+    except InvalidOptionError as e:  # the flags (or --defaults) name options that cannot be used together
+        raise UsageError(str(e)) from e
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    try:
-        options = options_from(args)
-    except UsageError:
-        raise
-    except (OSError, ValueError) as e:  # a --defaults file that cannot be read or parsed, a bad value in it
-        raise UsageError(f"--defaults {args.defaults}: {first_line(e)}") from e
+    options = options_from(args)
     settings = ConvertSettings(
         model=args.model or args.factory,
         weights=args.weights,

@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from ..errors import InvalidOptionError, MLMExportError, UsageError, first_line
+from ..errors import MLMExportError, UsageError, first_line
 
 #: Exit codes of every command.
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
@@ -47,7 +47,7 @@ def describe(error: BaseException) -> tuple[str, int]:
     """The one line to print for an error that ended a command, and the exit code it ends with."""
     if isinstance(error, KeyboardInterrupt):
         return "interrupted", INTERRUPTED
-    if isinstance(error, UsageError | InvalidOptionError):
+    if isinstance(error, UsageError):  # commands turn their flags' InvalidOptionErrors into UsageErrors
         return first_line(error), USAGE
     if isinstance(error, MLMExportError):
         return first_line(error), FAILED
