@@ -369,6 +369,28 @@ def test_one_json_envelope_for_every_command(honest: Path, tmp_path: Path, capsy
         assert envelope["ok"] is (code == 0)
         shapes[argv[0]] = (type(envelope["results"]), type(envelope["errors"]))
     assert set(shapes.values()) == {(list, list)}
+    code, out, err = run(capsys, "convert", tmp_path, "--tasks", "segmentaton", "--json")  # argparse refuses it
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and line.startswith("mlm-export convert: error: argument --tasks: unknown task(s) segmentaton")
+    assert json.loads(out) == {"command": "convert", "ok": False, "results": [], "errors": [line]}
+
+
+def test_dev_run_keeps_the_callers_directory(tmp_path: Path) -> None:
+    """``./dev run CMD`` runs CMD where it was called (the environment set-up itself is left out here)."""
+    import subprocess
+
+    dev = tmp_path / "repo" / "dev"
+    dev.parent.mkdir()
+    script = (Path(__file__).parents[1] / "dev").read_text()
+    assert "\nsetup() {\n" in script
+    dev.write_text(script.replace("\nsetup() {\n", "\nsetup() {\n  return 0\n", 1))  # no venv is built
+    dev.chmod(0o755)
+    caller = tmp_path / "elsewhere"
+    caller.mkdir()
+    (caller / "item.json").write_text("{}")
+    env = {"PATH": "/usr/bin:/bin", "MLM_EXPORT_VENV": str(tmp_path / "venv")}
+    done = subprocess.run([dev, "run", "cat", "item.json"], cwd=caller, env=env, capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "{}")
 
 
 def test_version(capsys) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ..errors import flag_spelling
 from . import convert, demo, form, hf_card, match, publish, search, validate, verify
-from .errors import FLAGS, debugging, describe
+from .errors import FLAGS, USAGE, debugging, describe
 from .imports import user_modules_from_cwd
 from .output import Output
 
@@ -30,11 +31,28 @@ exit codes: 0 success, 1 some file failed, 2 usage error, 130 interrupted
 """
 
 
+class ArgumentError(Exception):
+    """argparse refused the command line (exit 2); argparse already printed its usage and the reason."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        self.line = f"{prog}: error: {message}"
+        super().__init__(self.line)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (so ``--json`` can still print its envelope), not an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise ArgumentError(self.prog, message)
+
+
 def parser() -> argparse.ArgumentParser:
     """The ``mlm-export`` argument parser with every subcommand."""
     from .. import __version__
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mlm-export",
         description="Write, check and verify STAC Items with the Machine Learning Model (MLM) extension.",
         epilog=EPILOG,
@@ -49,10 +67,17 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``mlm-export``; returns the exit code (0 success, 1 some file failed, 2 usage error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser().parse_args(argv)
-    except SystemExit as e:  # argparse: --help and --version exit 0, a usage error 2
+    except SystemExit as e:  # --help and --version
         return int(e.code or 0)
+    except ArgumentError as e:
+        if "--json" in argv:  # the envelope still comes, holding the line argparse printed
+            out = Output(next((a for a in argv if not a.startswith("-")), ""), as_json=True)
+            out.errors.append(e.line)
+            out.finish(False)
+        return USAGE
     out = Output.for_args(args)
     try:
         with flag_spelling(FLAGS), user_modules_from_cwd(args):
