@@ -214,6 +214,9 @@ def test_convert_shows_each_warning_once(tmp_path: Path, user_models: Path, caps
     assert code == 0, err
     warned = [line for line in err.splitlines() if line.startswith("warning: the model ran only at")]
     assert len(warned) == 1, err
+    code, out, _ = run(capsys, "convert", "a.pt", "b.pt", "--model", "mymodels:FixedNet", "--input-shape", "1,3,8,8",
+                       "--tasks", "classification", "--overwrite", "--json")  # fmt: skip
+    assert [w for w in json.loads(out)["warnings"] if w.startswith("the model ran only at")] == [warned[0][9:]]
 
 
 def test_a_typo_in_tasks_is_one_usage_error_before_any_file_is_read(tmp_path: Path, capsys) -> None:

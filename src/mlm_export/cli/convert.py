@@ -220,7 +220,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
             advance(result.size)
             if result.status == "failed":
                 out.error(f"{f}: {_without_name(result.error or '', f)}")
-    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)):
+    warned = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)))
+    for message in warned:
         out.note(f"warning: {message}")
     collections = []
     try:
@@ -240,7 +241,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     for r in results:
         out.result(r.as_dict())
     failed = counts["failed"] > 0
-    out.finish(not failed, collections=collections)
+    out.finish(not failed, collections=collections, warnings=warned)
     return 1 if failed else 0
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from ..huggingface import CARD_FILE, read_item, render_card
 from ..write import atomic_write_bytes
 from .output import Output, add_output_flags
@@ -35,6 +36,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     require_existing([args.item])
+    if args.output == "-" and args.json:
+        raise UsageError("--output - and --json both write to stdout; choose one")
     item, path = read_item(args.item)
     card = render_card(item)
     if args.output == "-":
