@@ -306,6 +306,9 @@ def test_a_checkpoint_cannot_name_a_module_of_the_working_directory(user_models:
     assert code == 1
     assert "refusing to build 'mymodels.FixedNet': 'mymodels' is not a model package" in err
     assert "mymodels" not in sys.modules
+    code, _, err = run(capsys, "convert", "evil.ckpt", "--model", "json:JSONDecoder", "--quiet")
+    assert code == 1  # an installed package outside the allowlist is not user code of this directory
+    assert "refusing to build 'json:JSONDecoder': 'json' is not a model package" in err
 
 
 # ------------------------------------------------------------------------------ 5. flags, not Python keywords

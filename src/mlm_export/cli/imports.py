@@ -1,10 +1,11 @@
 """``--model mymodels:Net`` imports from the current directory, as ``python -m`` would.
 
-The module the user names with ``--model``/``--factory`` is user code the user chose to run, so it is added to
-the allowlist (``--allow-module``) and, when it lives in the current directory, imported from there first (as
-``python -m`` would). The modules it imports from that directory are found there too, but only after every
-installed package: nothing in the directory can shadow torch, torchgeo or another allowlisted package, and a
-checkpoint's ``_class_path`` stays checked against the allowlist (which names no module of the directory).
+A module in the current directory that the user names with ``--model``/``--factory`` is user code the user
+chose to run, so it is added to the allowlist (as ``--allow-module`` would) and imported from there first (as
+``python -m`` would); an installed package outside the allowlist still needs ``--allow-module``. The modules it
+imports from that directory are found there too, but only after every installed package: nothing in the
+directory can shadow torch, torchgeo or another allowlisted package, and a checkpoint's ``_class_path`` stays
+checked against the allowlist (which names no other module of the directory).
 """
 
 from __future__ import annotations
@@ -47,17 +48,20 @@ def in_directory(top: str, directory: Path) -> bool:
 
 @contextmanager
 def user_modules_from_cwd(args: argparse.Namespace) -> Iterator[None]:
-    """While a command runs: the module named by ``--model``/``--factory`` allowed, and importable from cwd."""
+    """While a command runs: a module of the cwd named by ``--model``/``--factory`` allowed and importable."""
     target = getattr(args, "model", None) or getattr(args, "factory", None)
     module = module_of(target) if isinstance(target, str) else ""
     if not module:
         yield
         return
-    if isinstance(getattr(args, "allow_module", None), list) and module not in args.allow_module:
-        args.allow_module.append(module)
     top = module.split(".")[0]
     cwd = Path.cwd()
-    if top in sys.modules or not in_directory(top, cwd):
+    if not in_directory(top, cwd):
+        yield
+        return
+    if isinstance(getattr(args, "allow_module", None), list) and module not in args.allow_module:
+        args.allow_module.append(module)
+    if top in sys.modules:
         yield
         return
     first, last = _DirectoryFinder(cwd, top), _DirectoryFinder(cwd)
