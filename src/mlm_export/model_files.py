@@ -119,7 +119,7 @@ def _planned(
     for fmt, w in sorted(done.items(), key=lambda kv: kv[0] != chosen):
         f = art.FORMATS[fmt]
         is_primary = fmt == chosen
-        roles = (mlm.ROLE_MODEL, *(r for r in f.roles if r.startswith("mlm:"))) if is_primary else f.roles
+        roles = (mlm.ROLE_MODEL, *(r for r in f.roles if r.startswith(mlm.PREFIX))) if is_primary else f.roles
         assets.append(
             ArtifactFacts(
                 key="model" if is_primary else f.key, href=f"./{w.path.name}", roles=roles, media_type=f.media_type,

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from packaging.utils import canonicalize_name
 
+from .. import mlm
+
 #: Frameworks named in ``processing:software`` when this process has imported them: (import name, distribution).
 FRAMEWORKS = (
     ("torchvision", "torchvision"),
@@ -30,7 +32,7 @@ FRAMEWORKS = (
 #: ``processing:software`` names the exact builds (``2.14.1+cu130``); a requirements file pins what pip sees
 #: installed (the distribution's metadata version), which ``==2.14.1`` matches for any local build.
 #: Distributions an artifact type needs to be loaded, besides torch and the model's own classes.
-LOADERS = {"safetensors.torch.save_file": ("safetensors",)}
+LOADERS = {mlm.ARTIFACT_SAFETENSORS: ("safetensors",)}
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,11 @@ def inference_pins(runtime: RuntimeFacts, artifact_types: Iterable[str | None]) 
         for dist in LOADERS.get(artifact_type or "", ()):
             if v := distribution_version(dist):
                 pins[dist] = v
-    if "torch.save" in artifact_types and "lightning" in sys.modules and (v := distribution_version("lightning")):
+    if (
+        mlm.ARTIFACT_TORCH_SAVE in artifact_types
+        and "lightning" in sys.modules
+        and (v := distribution_version("lightning"))
+    ):
         pins["lightning"] = v  # a Lightning checkpoint holds Lightning's types
     return pins
 
