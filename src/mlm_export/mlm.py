@@ -183,6 +183,24 @@ def data_type(torch_dtype: str) -> DataType:
     return name if is_data_type(name) else "other"
 
 
+def accelerator(device_kind: str, machine: str, system: str) -> Accelerator | None:
+    """``mlm:accelerator`` for a torch device type or Lightning accelerator class name ('cuda', 'MPSAccelerator',
+    'cpu'...) on a machine (``platform.machine()``, ``platform.system()``); None where the enum has no value
+    (it has no plain ``cpu``)."""
+    kind, machine = device_kind.lower(), machine.lower()
+    if "cuda" in kind:
+        return "cuda"
+    if "mps" in kind:
+        return "macos-arm"
+    if "xla" in kind:
+        return "xla"
+    if machine in ("x86_64", "amd64"):
+        return "amd64"
+    if machine in ("arm64", "aarch64") and system == "Darwin":
+        return "macos-arm"
+    return None
+
+
 def is_task(name: str) -> TypeGuard[Task]:
     """Whether ``name`` is one of MLM's tasks."""
     return name in TASK_NAMES

@@ -143,9 +143,9 @@ def _planned(
 _TOOLS = {
     "pt2": "torch.export",
     "torchscript": "TorchScript",
-    "onnx": "torch.onnx.export",
+    "onnx": mlm.ARTIFACT_ONNX,
     "safetensors": "safetensors",
-    "checkpoint": "torch.save",
+    "checkpoint": mlm.ARTIFACT_TORCH_SAVE,
 }
 
 

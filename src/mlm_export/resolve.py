@@ -17,7 +17,7 @@ from packaging.version import InvalidVersion, Version
 from . import mlm
 from .errors import InvalidOptionError, TaskInferenceError
 from .facts import BandFacts, DataFacts, ModelFacts, TensorFacts
-from .mlm import ModelInput, ModelOutput, Structure, Task, ValueScaling
+from .mlm import Accelerator, ModelInput, ModelOutput, Structure, Task, ValueScaling
 
 CLASS_TASKS = {"classification", "scene-classification", "segmentation", "semantic-segmentation"}
 DETECTION_KEYS = {"boxes", "labels", "scores", "masks"}
@@ -304,23 +304,20 @@ def framework_version(version: str | None = None) -> str | None:
     return text if mlm.SEMVER.match(text) else core
 
 
-def accelerator(device: str) -> tuple[str | None, str | None]:
+def accelerator(device: str) -> tuple[Accelerator | None, str | None]:
     """``mlm:accelerator`` and a human summary for the device the model was on."""
-    if device == "cuda":
+    kind = mlm.accelerator(device, platform.machine(), platform.system())
+    if kind == "cuda":
         name = None
         if torch.cuda.is_available():
             name = torch.cuda.get_device_name(torch.cuda.current_device())
-        return "cuda", name
-    if device == "mps":
-        return "macos-arm", "Apple silicon (MPS)"
-    if device == "xla":
-        return "xla", None
+        return kind, name
+    if kind == "macos-arm" and device == "mps":
+        return kind, "Apple silicon (MPS)"
+    if kind == "xla":
+        return kind, None
     machine = platform.machine().lower()
-    if machine in ("x86_64", "amd64"):
-        return "amd64", platform.processor() or machine
-    if machine in ("arm64", "aarch64") and platform.system() == "Darwin":
-        return "macos-arm", platform.processor() or machine
-    return None, machine or None
+    return kind, (platform.processor() or machine) if kind else (machine or None)
 
 
 def architecture(model: torch.nn.Module, given: str | None) -> str:
