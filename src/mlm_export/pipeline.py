@@ -32,6 +32,7 @@ from .validate import validation_problems
 #: The steps by name, for the entry points (which import them from here).
 __all__ = ["ExportOptions", "Gathered", "Validate", "build_checked", "gather", "plan", "write_model_files"]
 
+
 def plan(
     model: nn.Module, gathered: Gathered, options: ExportOptions, *, warn_datetime: bool = True, provenance: Any = None
 ) -> ItemPlan:

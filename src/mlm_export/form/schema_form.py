@@ -30,7 +30,8 @@ ASSET_ONLY = {mlm.ARTIFACT_TYPE, mlm.PREFIX + "compile_method", mlm.PREFIX + "en
 #: The STAC common metadata document, mixed into assets and bands; its fields are not offered one by one.
 COMMON = "common.json"
 #: Suggested asset roles: the MLM ones this project writes, then STAC's usual ones.
-ASSET_ROLES = [mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS, mlm.ROLE_CHECKPOINT, mlm.ROLE_SOURCE_CODE, mlm.ROLE_DATA, mlm.ROLE_METADATA]
+ASSET_ROLES = [mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS, mlm.ROLE_CHECKPOINT, mlm.ROLE_SOURCE_CODE]
+ASSET_ROLES += [mlm.ROLE_DATA, mlm.ROLE_METADATA]
 _NULL = {"type": "null"}
 _EMPTY_ARRAY = {"type": "array", "maxItems": 0}
 
