@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -16,6 +16,9 @@ from .sources.evidence import classes_from_config, feature_module
 from .sources.model import hyperparameters_of, inspect_model, qualified_name
 from .sources.values import coerce_classes
 
+if TYPE_CHECKING:
+    from .sources.weights import WeightsFacts
+
 
 @dataclass(frozen=True)
 class Gathered:
@@ -24,11 +27,12 @@ class Gathered:
     model: ModelFacts
     data: DataFacts
     example: Any = field(repr=False)
-    weights: Any = None  # WeightsFacts, when the model came from a pretrained-weights enum
+    #: What a pretrained-weights enum member states (``weights=``), else None.
+    weights: WeightsFacts | None = None
     #: The network described: the model itself, or the part that does inference (an SSL task's backbone).
-    module: Any = field(default=None, repr=False, compare=False)
+    module: nn.Module | None = field(default=None, repr=False, compare=False)
     #: Hyperparameters of the model as given (a task), which its inference network may not have.
-    hyperparameters: Any = field(default=None, repr=False, compare=False)
+    hyperparameters: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     #: Why the network described differs from the model given (an untrained head left out), for the Item.
     notes: tuple[str, ...] = ()
 
@@ -70,7 +74,7 @@ def gather(model: nn.Module, datamodule: Any, example_input: Any, options: Expor
     return Gathered(facts, data, example, wfacts, module=model, hyperparameters=hparams, notes=notes)
 
 
-def _weights_example(model: nn.Module, wfacts: Any) -> Any:
+def _weights_example(model: nn.Module, wfacts: WeightsFacts) -> Any:
     """A batch for a weights member's model: its channels (checked against the model), its image size."""
     import torch
 

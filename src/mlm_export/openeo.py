@@ -22,6 +22,7 @@ from . import mlm
 from .errors import InvalidOptionError
 from .facts import ArtifactFacts, TensorFacts
 from .mlm import ModelInput, ModelOutput, Structure
+from .model_files import format_asset
 
 if TYPE_CHECKING:
     from .item import ItemPlan
@@ -92,11 +93,8 @@ def adapt(item_plan: ItemPlan, gathered: Gathered, base_url: str) -> ItemPlan:
     url = check_base_url(base_url)
     inputs = (_fixed_input(item_plan.inputs[0], facts.inputs[0]),)
     outputs = (_fixed_output(item_plan.outputs[0], facts.outputs[0]),)
-    weights = replace(
-        item_plan.artifacts[0], key="weights", href=url + f"{item_plan.id}.safetensors",
-        roles=(mlm.ROLE_WEIGHTS,), artifact_type=None, media_type=mlm.MEDIA_SAFETENSORS,
-        title="Model weights (safetensors)",
-    )  # fmt: skip
+    planned = item_plan.artifacts[0]  # the safetensors file writing would produce, with its size
+    weights = format_asset("safetensors", url + f"{item_plan.id}.safetensors", primary=False, size=planned.size)
     if item_plan.artifacts[0].href.startswith(("http://", "https://")):  # published weights: keep them as they are
         weights = replace(item_plan.artifacts[0], key="weights", roles=(mlm.ROLE_WEIGHTS,), artifact_type=None)
     return replace(item_plan, inputs=inputs, outputs=outputs, artifacts=(torchscript_asset(url, item_plan.id), weights))
@@ -156,11 +154,8 @@ def write_files(
     size, checksum = write_torchscript(module, example, out_dir / f"{stem}{SUFFIX}")
     weights, aliases = art.weights(module)
     written = art.write_safetensors(weights, out_dir / f"{stem}.safetensors", art.safetensors_metadata(aliases))
-    planned = item_plan.artifacts[1]
-    weights_asset = replace(
-        planned, href=url + f"{stem}.safetensors", size=written.size, checksum=written.checksum,
-        media_type=mlm.MEDIA_SAFETENSORS, title="Model weights (safetensors)",
-    )  # fmt: skip
+    href = url + f"{stem}.safetensors"
+    weights_asset = format_asset("safetensors", href, primary=False, size=written.size, checksum=written.checksum)
     return replace(item_plan, artifacts=(torchscript_asset(url, stem, size, checksum), weights_asset))
 
 

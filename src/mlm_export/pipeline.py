@@ -23,6 +23,7 @@ from .errors import ItemValidationError, MLMExportWarning
 from .facts import ArtifactFacts, DataFacts
 from .gathering import Gathered, gather
 from .item import ItemPlan, build_item
+from .model_files import format_asset
 from .options import ExportOptions, Validate
 from .sources.constants import forward_constants
 from .sources.evidence import task_evidence
@@ -61,7 +62,7 @@ def plan(
     outputs = _described(outputs, evidence, tasks_by_output, gathered.notes)
     weights, aliases = art.weights(model, allow_meta=True)
     size = art.safetensors_size(weights, art.safetensors_metadata(aliases)) if weights else None
-    planned = _weights_asset(f"{item_id}.safetensors", size)
+    planned = format_asset("safetensors", f"./{item_id}.safetensors", primary=True, size=size)
     accelerator, summary = resolve.accelerator(facts.device)
     w = gathered.weights
     hyperparameters = options.hyperparameters if options.hyperparameters is not None else facts.hyperparameters
@@ -226,26 +227,7 @@ def _planned_primary(planned: ArtifactFacts, item_id: str, options: ExportOption
     _, first = art.artifact_choice(options.artifacts, options.primary)
     if first == "safetensors":
         return planned
-    f = art.FORMATS[first]
-    roles = (mlm.ROLE_MODEL, *(r for r in f.roles if r.startswith(mlm.PREFIX)))
-    return ArtifactFacts(
-        key="model", href=f"./{item_id}{f.suffix}", roles=roles, media_type=f.media_type, title=f.title,
-        artifact_type=f.artifact_type,
-    )  # fmt: skip
-
-
-def _weights_asset(name: str, size: int | None, checksum: str | None = None) -> ArtifactFacts:
-    """The safetensors weights as the model asset (until a .pt2 takes that role)."""
-    return ArtifactFacts(
-        key="model",
-        href=f"./{name}",
-        roles=(mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS),
-        media_type=mlm.MEDIA_SAFETENSORS,
-        title="Model weights (safetensors)",
-        artifact_type=mlm.ARTIFACT_SAFETENSORS,
-        size=size,
-        checksum=checksum,
-    )
+    return format_asset(first, f"./{item_id}{art.FORMATS[first].suffix}", primary=True)
 
 
 def build_checked(item_plan: ItemPlan, mode: Validate) -> pystac.Item:
