@@ -100,3 +100,22 @@ def test_data_types_outside_the_raster_vocabulary_are_other() -> None:
     assert mlm.data_type("complex64") == "cfloat32"
     assert mlm.data_type("bfloat16") == "other"
     assert mlm.data_type("bool") == "other"
+
+
+def test_a_dtype_outside_the_vocabulary_is_other_and_named(assert_valid) -> None:
+    import datetime as dt
+
+    import torch
+
+    from mlm_export import export_mlm
+
+    model = torch.nn.Linear(4, 2).to(torch.bfloat16)
+    item = export_mlm(
+        model, example_input=torch.zeros(2, 4, dtype=torch.bfloat16), tasks="regression",
+        datetime=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    )  # fmt: skip
+    (inp,), (out,) = item.properties[mlm.INPUT], item.properties[mlm.OUTPUT]
+    assert (inp["input"]["data_type"], out["result"]["data_type"]) == ("other", "other")
+    assert "data type bfloat16" in inp["description"]
+    assert out["description"] == "data type bfloat16"
+    assert_valid(item)

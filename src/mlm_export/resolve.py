@@ -24,7 +24,7 @@ DETECTION_KEYS = {"boxes", "labels", "scores", "masks"}
 
 
 def resolve_tasks(
-    model: ModelFacts, data: DataFacts, tasks: Any, evidence: Mapping[str, tuple[str, ...]] | None = None
+    model: ModelFacts, data: DataFacts, tasks: Any, evidence: Mapping[str, tuple[Task, ...]] | None = None
 ) -> dict[str, tuple[Task, ...]]:
     """Tasks per output: the user's ``tasks=`` where given, else a TorchGeo task's, else what the model's
     library or weights state (``evidence``), else inferred where the outputs leave no doubt."""
@@ -33,8 +33,7 @@ def resolve_tasks(
         from .sources.torchgeo import mlm_tasks
 
         known = mlm_tasks(model.qualified_name)  # a TorchGeo task says what it does
-        stated = {o.name: known for o in model.outputs} if known else dict(evidence or {})
-        given = {k: _check_tasks(v) for k, v in stated.items()}
+        given = {o.name: known for o in model.outputs} if known else dict(evidence or {})
     result: dict[str, tuple[Task, ...]] = {}
     detection = _detection_tasks(model)
     for out in model.outputs:
@@ -142,9 +141,7 @@ def input_specs(model: ModelFacts, data: DataFacts) -> tuple[ModelInput, ...]:
                     )
                 scaling = data.value_scaling
         names = _dim_names(t, channel, "bands" if bands else "channel")
-        dtype = mlm.data_type(t.dtype)
-        description = None if dtype != "other" else f"data type {t.dtype}"
-        structure = Structure(shape=t.shape, dim_order=names, data_type=dtype)
+        structure, description = _structure(t, names)
         specs.append(
             ModelInput(
                 name=t.name, bands=tuple(b.name for b in bands), input=structure, value_scaling=scaling,
@@ -171,13 +168,18 @@ def output_specs(model: ModelFacts, data: DataFacts, tasks: Mapping[str, tuple[T
                     f"{t.observed[class_dim]} along its class dim; pass classes= with one entry per class"
                 )
             classes = data.classes
-        dtype = mlm.data_type(t.dtype)
-        description = None if dtype != "other" else f"data type {t.dtype}"
-        structure = Structure(shape=t.shape, dim_order=names, data_type=dtype)
+        structure, description = _structure(t, names)
         specs.append(
             ModelOutput(name=t.name, tasks=out_tasks, result=structure, classes=classes, description=description)
         )
     return tuple(specs)
+
+
+def _structure(t: TensorFacts, names: tuple[str, ...]) -> tuple[Structure, str | None]:
+    """Shape, dims and MLM data type of a tensor, and a description naming a torch dtype MLM has no name for."""
+    dtype = mlm.data_type(t.dtype)
+    description = f"data type {t.dtype}" if dtype == "other" else None
+    return Structure(shape=t.shape, dim_order=names, data_type=dtype), description
 
 
 def _channel_dim(t: TensorFacts, n_bands: int | None = None) -> int | None:
