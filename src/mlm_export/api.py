@@ -14,7 +14,8 @@ from torch import nn
 from . import openeo
 from .artifacts import FORMATS
 from .faults import all_or_nothing
-from .pipeline import ExportOptions, Validate, build_checked, gather, plan, write_model_files
+from .options import ExportOptions, Validate
+from .pipeline import build_checked, gather, plan, write_model_files
 from .provenance import provenance_facts, with_runtime_files
 from .runs import MODEL_FILE_SUFFIXES
 from .write import atomic_write_json
@@ -95,38 +96,7 @@ def export_mlm(
 
     .. versionadded:: 0.1
     """
-    options = ExportOptions(
-        name=name,
-        item_id=item_id,
-        description=description,
-        architecture=architecture,
-        tasks=tasks,
-        bands=bands,
-        classes=classes,
-        value_scaling=value_scaling,
-        batch_size=batch_size,
-        license=license,
-        pretrained=pretrained,
-        pretrained_source=pretrained_source,
-        hyperparameters=hyperparameters,
-        bbox=bbox,
-        datetime=datetime,
-        start_datetime=start_datetime,
-        end_datetime=end_datetime,
-        properties=dict(properties or {}),
-        weights=weights,
-        validate=validate,
-        profile=profile,
-        base_url=base_url,
-        layout=layout,
-        version=version,
-        doi=doi,
-        citation=citation,
-        training_data=training_data,
-        artifacts=artifacts,
-        primary=primary,
-        artifact_timeout=artifact_timeout,
-    )
+    options = ExportOptions.from_keywords(locals())  # the keywords above are ExportOptions' fields (a test checks)
     gathered = gather(model, datamodule, example_input, options)
     prov = provenance_facts(model, doi=options.doi, citation=options.citation, datamodule=datamodule)
     item_plan = plan(model, gathered, options, provenance=prov)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import mlm
 from .errors import InvalidOptionError
 from .facts import TensorFacts
 from .sources.model import CallSpec
@@ -235,24 +236,24 @@ class Format:
 
 FORMATS: dict[str, Format] = {
     "pt2": Format(
-        "pt2", ".pt2", "application/zip; application=pytorch", "torch.export.save", "program", ("model",),
+        "pt2", ".pt2", mlm.MEDIA_PT2, mlm.ARTIFACT_EXPORT, "program", ("model",),
         "Model (torch.export archive, runs without the training code)",
     ),
     "torchscript": Format(
-        "torchscript", ".torchscript", "application/zip; application=pytorch; profile=torchscript",
-        "torch.jit.save", "torchscript", ("model",), "Model (TorchScript, runs without the training code)",
+        "torchscript", ".torchscript", mlm.MEDIA_TORCHSCRIPT, mlm.ARTIFACT_TORCHSCRIPT, "torchscript", ("model",),
+        "Model (TorchScript, runs without the training code)",
     ),
     "onnx": Format(
-        "onnx", ".onnx", "application/octet-stream; framework=onnx", "torch.onnx.export", "onnx", ("model",),
+        "onnx", ".onnx", mlm.MEDIA_ONNX, mlm.ARTIFACT_ONNX, "onnx", ("model",),
         "Model (ONNX, runs with onnxruntime)",
     ),
     "safetensors": Format(
-        "safetensors", ".safetensors", "application/octet-stream; application=safetensors",
-        "safetensors.torch.save_file", "weights", ("mlm:weights",), "Model weights (safetensors)",
+        "safetensors", ".safetensors", mlm.MEDIA_SAFETENSORS, mlm.ARTIFACT_SAFETENSORS, "weights",
+        (mlm.ROLE_WEIGHTS,), "Model weights (safetensors)",
     ),
     "checkpoint": Format(
-        "checkpoint", ".pt", "application/octet-stream; application=pytorch", "torch.save", "checkpoint",
-        ("mlm:checkpoint",), "Model weights (torch.save of the state dict, loads with weights_only=True)",
+        "checkpoint", ".pt", mlm.MEDIA_PYTORCH, mlm.ARTIFACT_TORCH_SAVE, "checkpoint", (mlm.ROLE_CHECKPOINT,),
+        "Model weights (torch.save of the state dict, loads with weights_only=True)",
     ),
 }  # fmt: skip
 

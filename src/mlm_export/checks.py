@@ -21,7 +21,7 @@ def consistency_problems(
     props = item.get("properties", {})
     defined = _defined_bands(item)
     for i, inp in enumerate(props.get(mlm.INPUT, []) or []):
-        where = f"$.properties['mlm:input'][{i}]"
+        where = f"$.properties['{mlm.INPUT}'][{i}]"
         bands = [b if isinstance(b, str) else b.get("name") for b in inp.get("bands", []) or []]
         size = _dim_size(inp.get("input", {}), "bands")
         if bands and size not in (None, -1, len(bands)):
@@ -36,8 +36,8 @@ def consistency_problems(
                 Problem(where, f"has {len(scaling)} value scalings for {len(bands)} bands", "value-scaling-count")
             )
     for i, out in enumerate(props.get(mlm.OUTPUT, []) or []):
-        where = f"$.properties['mlm:output'][{i}]"
-        classes = out.get("classification:classes") or []
+        where = f"$.properties['{mlm.OUTPUT}'][{i}]"
+        classes = out.get(mlm.CLASSES) or []
         size = _dim_size(out.get("result", {}), "class")
         if classes and size not in (None, -1, len(classes)):
             problems.append(
@@ -46,7 +46,7 @@ def consistency_problems(
     models = [k for k, a in item.get("assets", {}).items() if mlm.ROLE_MODEL in (a.get("roles") or [])]
     if len(models) != 1:
         problems.append(
-            Problem("$.assets", f"has {len(models)} 'mlm:model' assets; readers expect exactly one", "one-model")
+            Problem("$.assets", f"has {len(models)} '{mlm.ROLE_MODEL}' assets; readers expect exactly one", "one-model")
         )
     if base_dir is not None:
         problems += asset_problems(item, base_dir, allow_outside=allow_outside)
@@ -82,11 +82,11 @@ def asset_problems(item: Mapping[str, Any], base_dir: Path, *, allow_outside: bo
                 Problem(where, str(e), "asset-outside" if isinstance(e, UnsafeHrefError) else "asset-exists")
             )
             continue
-        size = asset.get("file:size")
+        size = asset.get(mlm.FILE_SIZE)
         if isinstance(size, int) and size != actual_size:
             problems.append(Problem(where, f"file:size {size} but {href} has {actual_size} bytes", "asset-size"))
             continue
-        checksum = asset.get("file:checksum")
+        checksum = asset.get(mlm.FILE_CHECKSUM)
         if isinstance(checksum, str):
             if not checksum.startswith(SHA256_MULTIHASH_PREFIX):
                 continue  # another hash function: not checked
@@ -105,9 +105,9 @@ def asset_problems(item: Mapping[str, Any], base_dir: Path, *, allow_outside: bo
 def _defined_bands(item: Mapping[str, Any]) -> set[str] | None:
     names: set[str] = set()
     found = False
-    sources = [item.get("properties", {}).get("bands"), item.get("properties", {}).get("eo:bands")]
+    sources = [item.get("properties", {}).get("bands"), item.get("properties", {}).get(mlm.EO_BANDS)]
     for asset in item.get("assets", {}).values():
-        sources += [asset.get("bands"), asset.get("raster:bands"), asset.get("eo:bands")]
+        sources += [asset.get("bands"), asset.get(mlm.RASTER_BANDS), asset.get(mlm.EO_BANDS)]
     for bands in sources:
         if isinstance(bands, list):
             found = True

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
+from .mlm import ClassObject, ValueScaling
+
 #: What a traced value is: one tensor, a positional sequence, a mapping, or a list of mappings (detection).
 Structure = Literal["tensor", "sequence", "mapping", "list_of_mappings"]
 
@@ -64,35 +66,14 @@ class BandFacts:
 
 
 @dataclass(frozen=True)
-class Scaling:
-    """One per-band value scaling step, in MLM's vocabulary (z-score, min-max, scale, offset, clip...)."""
-
-    type: str
-    mean: float | None = None
-    stddev: float | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    value: float | None = None
-
-
-@dataclass(frozen=True)
-class ClassFacts:
-    """One output class."""
-
-    value: int
-    name: str
-    description: str | None = None
-    #: Six hex digits, no leading '#'.
-    color_hint: str | None = None
-
-
-@dataclass(frozen=True)
 class DataFacts:
     """What a datamodule, dataset or the user says about the data the model runs on."""
 
     bands: tuple[BandFacts, ...] | None = None
-    value_scaling: tuple[Scaling, ...] | None = None
-    classes: tuple[ClassFacts, ...] | None = None
+    #: Normalization, in MLM's own record (a fact and its field are the same thing).
+    value_scaling: tuple[ValueScaling, ...] | None = None
+    #: Output classes, in MLM's own record (the description stays None when unknown).
+    classes: tuple[ClassObject, ...] | None = None
     batch_size: int | None = None
     patch_size: tuple[int, int] | None = None
     bbox: tuple[float, float, float, float] | None = None

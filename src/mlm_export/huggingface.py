@@ -86,15 +86,15 @@ def write_folder(
 
 def _with_files(item_plan: ItemPlan, out: Path, names: Sequence[str]) -> ItemPlan:
     """The plan with ``config.json``/``README.md`` as metadata assets (relative href, size, checksum)."""
-    media = {CONFIG_FILE: ("application/json", "Model configuration (init arguments)"),
-             CARD_FILE: ("text/markdown", "Model card")}  # fmt: skip
+    media = {CONFIG_FILE: (mlm.MEDIA_JSON, "Model configuration (init arguments)"),
+             CARD_FILE: (mlm.MEDIA_MARKDOWN, "Model card")}  # fmt: skip
     assets = dict(item_plan.extra_assets)
     for name in names:
         kind, title = media[name]
         path = out / name
         assets[Path(name).stem.lower().replace("readme", "card")] = {
-            "href": f"./{name}", "type": kind, "title": title, "roles": ["metadata"],
-            "file:size": path.stat().st_size, "file:checksum": file_checksum(path),
+            "href": f"./{name}", "type": kind, "title": title, "roles": [mlm.ROLE_METADATA],
+            mlm.FILE_SIZE: path.stat().st_size, mlm.FILE_CHECKSUM: file_checksum(path),
         }  # fmt: skip
     return replace(item_plan, extra_assets=assets)
 
@@ -185,7 +185,7 @@ def _tensor_lines(spec: Mapping[str, Any], key: str) -> list[str]:
             params = {k: v for k, v in s.items() if k != "type"} if isinstance(s, dict) else {}
             out.append(f"| {_cell(s.get('type') if isinstance(s, dict) else s)} | {_cell(params)} |")
         out.append("")
-    classes = spec.get("classification:classes")
+    classes = spec.get(mlm.CLASSES)
     if classes:
         out += ["| value | class | color |", "|---|---|---|"]
         for c in classes if isinstance(classes, list) else []:
@@ -217,7 +217,7 @@ def _load_lines(item: Mapping[str, Any]) -> list[str]:
     kind = model.get(mlm.ARTIFACT_TYPE)
     if kind == mlm.ARTIFACT_EXPORT:
         code.append(f'model = torch.export.load("{href}").module()')
-    elif kind == "torch.jit.save":
+    elif kind == mlm.ARTIFACT_TORCHSCRIPT:
         code.append(f'model = torch.jit.load("{href}").eval()')
     else:
         code[:0] = ["from safetensors.torch import load_file"]

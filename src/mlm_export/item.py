@@ -17,8 +17,7 @@ import torch
 
 from . import mlm
 from .errors import MLMExportWarning
-from .facts import ArtifactFacts, BandFacts, Scaling
-from .resolve import InputSpec, OutputSpec
+from .facts import ArtifactFacts, BandFacts
 
 
 @dataclass(frozen=True)
@@ -29,8 +28,8 @@ class ItemPlan:
     name: str
     architecture: str
     tasks: tuple[str, ...]
-    inputs: tuple[InputSpec, ...]
-    outputs: tuple[OutputSpec, ...]
+    inputs: tuple[mlm.ModelInput, ...]
+    outputs: tuple[mlm.ModelOutput, ...]
     framework_version: str | None
     total_parameters: int
     memory_size: int
@@ -68,8 +67,8 @@ def build_item(plan: ItemPlan) -> pystac.Item:
         mlm.MEMORY_SIZE: plan.memory_size,
         mlm.ACCELERATOR: plan.accelerator,
         mlm.ACCELERATOR_CONSTRAINED: plan.accelerator_constrained,
-        mlm.INPUT: [_input(i) for i in plan.inputs],
-        mlm.OUTPUT: [_output(o) for o in plan.outputs],
+        mlm.INPUT: [i.dump() for i in plan.inputs],
+        mlm.OUTPUT: [o.dump() for o in plan.outputs],
     }
     if plan.framework_version is not None:
         props[mlm.FRAMEWORK_VERSION] = plan.framework_version
@@ -144,39 +143,6 @@ def declared_extensions(props: Mapping[str, Any], links: list[dict[str, Any]]) -
     if any(k.startswith("ml-aoi:") for k in props) or any("ml-aoi:split" in link for link in links):
         out.append(mlm.ML_AOI_SCHEMA)
     return out
-
-
-def _input(spec: InputSpec) -> dict[str, Any]:
-    return mlm.ModelInput(
-        name=spec.name,
-        bands=list(spec.bands),
-        input=mlm.Structure(shape=list(spec.shape), dim_order=list(spec.dim_order), data_type=spec.data_type),
-        description=spec.description,
-        value_scaling=[_scaling(s) for s in spec.value_scaling] if spec.value_scaling else None,
-        resize_type=spec.resize_type,
-    ).dump()
-
-
-def _output(spec: OutputSpec) -> dict[str, Any]:
-    classes = None
-    if spec.classes:
-        classes = [
-            mlm.ClassObject(value=c.value, name=c.name, description=c.description or c.name, color_hint=c.color_hint)
-            for c in spec.classes
-        ]
-    return mlm.ModelOutput(
-        name=spec.name,
-        tasks=list(spec.tasks),
-        result=mlm.Structure(shape=list(spec.shape), dim_order=list(spec.dim_order), data_type=spec.data_type),
-        description=spec.description,
-        classes=classes,
-    ).dump()
-
-
-def _scaling(s: Scaling) -> mlm.ValueScaling:
-    return mlm.ValueScaling(
-        type=s.type, mean=s.mean, stddev=s.stddev, minimum=s.minimum, maximum=s.maximum, value=s.value
-    )
 
 
 def _band(b: BandFacts) -> dict[str, Any]:

@@ -7,9 +7,10 @@ schema URI itself and shapes the fields with these models.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, TypeAdapter, field_validator, model_serializer
+from pydantic.dataclasses import dataclass
 
 MLM_VERSION = "1.5.2"
 MLM_SCHEMA = f"https://stac-extensions.github.io/mlm/v{MLM_VERSION}/schema.json"
@@ -45,6 +46,8 @@ INPUT = PREFIX + "input"
 OUTPUT = PREFIX + "output"
 HYPERPARAMETERS = PREFIX + "hyperparameters"
 ARTIFACT_TYPE = PREFIX + "artifact_type"
+#: The classification extension's field for an output's classes.
+CLASSES = "classification:classes"
 
 ROLE_MODEL = "mlm:model"
 ROLE_WEIGHTS = "mlm:weights"
@@ -53,9 +56,54 @@ ROLE_SOURCE_CODE = "mlm:source_code"
 ROLE_INFERENCE_RUNTIME = "mlm:inference-runtime"
 ROLE_TRAINING_RUNTIME = "mlm:training-runtime"
 
+#: ``mlm:artifact_type`` values (those the MLM README recommends), one per writer.
 ARTIFACT_SAFETENSORS = "safetensors.torch.save_file"
 ARTIFACT_EXPORT = "torch.export.save"
 ARTIFACT_TORCH_SAVE = "torch.save"
+ARTIFACT_TORCHSCRIPT = "torch.jit.save"
+ARTIFACT_ONNX = "torch.onnx.export"
+
+# ---------------------------------------------------------------- vocabulary of the other fields an Item uses
+# Field names of the extensions written beside MLM, asset roles and media types: spelled here only.
+
+#: file extension v2.1.0
+FILE_SIZE = "file:size"
+FILE_CHECKSUM = "file:checksum"
+#: eo extension (``eo:bands`` is eo v1's list; ``raster:bands`` the raster extension's)
+EO_COMMON_NAME = "eo:common_name"
+EO_CENTER_WAVELENGTH = "eo:center_wavelength"
+EO_BANDS = "eo:bands"
+RASTER_BANDS = "raster:bands"
+#: scientific extension
+SCI_DOI = "sci:doi"
+SCI_CITATION = "sci:citation"
+#: processing extension
+PROCESSING_SOFTWARE = "processing:software"
+#: Fields of a Lightning run's checkpoint Items (no published schema: the prefix marks them as this tool's).
+LIGHTNING_PREFIX = "lightning:"
+LIGHTNING_EPOCH = "lightning:epoch"
+LIGHTNING_GLOBAL_STEP = "lightning:global_step"
+LIGHTNING_WEIGHTS_ONLY = "lightning:weights_only"
+LIGHTNING_MONITOR = "lightning:monitor"
+LIGHTNING_MODE = "lightning:mode"
+LIGHTNING_SCORE = "lightning:score"
+LIGHTNING_METRICS = "lightning:metrics"
+#: STAC's generic asset roles used beside the ``mlm:`` ones.
+ROLE_CODE = "code"
+ROLE_METADATA = "metadata"
+ROLE_DATA = "data"
+#: Media types of the files an Item points at.
+MEDIA_SAFETENSORS = "application/octet-stream; application=safetensors"
+MEDIA_PT2 = "application/zip; application=pytorch"
+#: A ``torch.save`` pickle (checkpoint, state dict); also what openEO's profile states for its TorchScript file.
+MEDIA_PYTORCH = "application/octet-stream; application=pytorch"
+MEDIA_TORCHSCRIPT = "application/zip; application=pytorch; profile=torchscript"
+MEDIA_ONNX = "application/octet-stream; framework=onnx"
+MEDIA_JSON = "application/json"
+MEDIA_GEOJSON = "application/geo+json"
+MEDIA_HTML = "text/html"
+MEDIA_MARKDOWN = "text/markdown"
+MEDIA_TEXT = "text/plain"
 
 FRAMEWORK_PYTORCH = "PyTorch"
 
@@ -75,7 +123,7 @@ Task = Literal[
     "super-resolution",
     "downscaling",
 ]
-TASK_NAMES: tuple[str, ...] = Task.__args__  # type: ignore[attr-defined]
+TASK_NAMES: tuple[Task, ...] = get_args(Task)
 
 Accelerator = Literal["amd64", "cuda", "xla", "amd-rocm", "intel-ipex-cpu", "intel-ipex-gpu", "macos-arm"]
 
@@ -98,9 +146,9 @@ DataType = Literal[
     "cfloat64",
     "other",
 ]
-DATA_TYPES: tuple[str, ...] = DataType.__args__  # type: ignore[attr-defined]
+DATA_TYPES: tuple[DataType, ...] = get_args(DataType)
 #: Torch dtypes with no raster data type; written as "other" and named in the input's description.
-TORCH_TO_DATA_TYPE = {"complex64": "cfloat32", "complex128": "cfloat64"}
+TORCH_TO_DATA_TYPE: dict[str, DataType] = {"complex64": "cfloat32", "complex128": "cfloat64"}
 
 ResizeType = Literal[
     "crop",
@@ -114,6 +162,11 @@ ResizeType = Literal[
     "wrap-fill-outliers",
     "wrap-inverse-map",
 ]
+RESIZE_TYPES: tuple[ResizeType, ...] = get_args(ResizeType)
+
+#: ``value_scaling`` types with scalar parameters (``processing`` needs an expression, which is not written here).
+ScalingType = Literal["min-max", "z-score", "clip", "clip-min", "clip-max", "offset", "scale"]
+SCALING_TYPES: tuple[ScalingType, ...] = get_args(ScalingType)
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.\-\s]+[a-zA-Z0-9]$")
 DIM_PATTERN = re.compile(r"^[a-z-_]+$")
@@ -124,46 +177,101 @@ SEMVER = re.compile(
 )
 
 
-def data_type(torch_dtype: str) -> str:
+def data_type(torch_dtype: str) -> DataType:
     """MLM ``data_type`` for a torch dtype name ('float32' -> 'float32', 'bfloat16' -> 'other')."""
     name = TORCH_TO_DATA_TYPE.get(torch_dtype, torch_dtype)
-    return name if name in DATA_TYPES else "other"
+    return name if is_data_type(name) else "other"
 
 
-class _Field(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+def accelerator(device_kind: str, machine: str, system: str) -> Accelerator | None:
+    """``mlm:accelerator`` for a torch device type or Lightning accelerator class name ('cuda', 'MPSAccelerator',
+    'cpu'...) on a machine (``platform.machine()``, ``platform.system()``); None where the enum has no value
+    (it has no plain ``cpu``)."""
+    kind, machine = device_kind.lower(), machine.lower()
+    if "cuda" in kind:
+        return "cuda"
+    if "mps" in kind:
+        return "macos-arm"
+    if "xla" in kind:
+        return "xla"
+    if machine in ("x86_64", "amd64"):
+        return "amd64"
+    if machine in ("arm64", "aarch64") and system == "Darwin":
+        return "macos-arm"
+    return None
+
+
+def is_task(name: str) -> TypeGuard[Task]:
+    """Whether ``name`` is one of MLM's tasks."""
+    return name in TASK_NAMES
+
+
+def is_data_type(name: str) -> TypeGuard[DataType]:
+    """Whether ``name`` is one of the raster extension's data types."""
+    return name in DATA_TYPES
+
+
+def is_resize_type(name: str) -> TypeGuard[ResizeType]:
+    """Whether ``name`` is one of MLM's ``resize_type`` values."""
+    return name in RESIZE_TYPES
+
+
+def is_scaling_type(name: str) -> TypeGuard[ScalingType]:
+    """Whether ``name`` is one of the ``value_scaling`` types written here."""
+    return name in SCALING_TYPES
+
+
+class _Field:
+    """A field model: a frozen, validated dataclass whose ``dump()`` is the JSON the Item holds."""
 
     def dump(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        """The object as MLM JSON: aliases spelled, unknown (None) fields left out."""
+        dumped: dict[str, Any] = _adapter(type(self)).dump_python(self, mode="json", by_alias=True, exclude_none=True)
+        return dumped
 
 
+_ADAPTERS: dict[type[Any], TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: type[Any]) -> TypeAdapter[Any]:
+    """One pydantic adapter per field model (building one compiles its serializer)."""
+    if kind not in _ADAPTERS:
+        _ADAPTERS[kind] = TypeAdapter(kind)
+    return _ADAPTERS[kind]
+
+
+_CONFIG = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class Structure(_Field):
     """``input`` / ``result``: shape (-1 where dynamic), named dims and data type."""
 
-    shape: list[int] = Field(min_length=1)
-    dim_order: list[str] = Field(min_length=1)
+    shape: Annotated[tuple[int, ...], Field(min_length=1)]
+    dim_order: Annotated[tuple[str, ...], Field(min_length=1)]
     data_type: DataType
 
     @field_validator("shape")
     @classmethod
-    def _shape(cls, v: list[int]) -> list[int]:
+    def _shape(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if any(s < -1 for s in v):
-            raise ValueError(f"shape sizes must be -1 (dynamic) or >= 0, got {v}")
+            raise ValueError(f"shape sizes must be -1 (dynamic) or >= 0, got {list(v)}")
         return v
 
     @field_validator("dim_order")
     @classmethod
-    def _dims(cls, v: list[str]) -> list[str]:
+    def _dims(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         bad = [d for d in v if not DIM_PATTERN.match(d)]
         if bad or len(set(v)) != len(v):
-            raise ValueError(f"dim names must be unique lowercase letters, '-' or '_', got {v}")
+            raise ValueError(f"dim names must be unique lowercase letters, '-' or '_', got {list(v)}")
         return v
 
 
+@dataclass(frozen=True, config=_CONFIG)
 class ValueScaling(_Field):
-    """One value scaling object (per band, or one for all)."""
+    """One value scaling step (per band, or one for all), as sources observe it and ``value_scaling`` spells it."""
 
-    type: Literal["min-max", "z-score", "clip", "clip-min", "clip-max", "offset", "scale"]
+    type: ScalingType
     mean: float | None = None
     stddev: float | None = None
     minimum: float | None = None
@@ -171,6 +279,7 @@ class ValueScaling(_Field):
     value: float | None = None
 
 
+@dataclass(frozen=True, config=_CONFIG)
 class ProcessingExpression(_Field):
     """A ``processing:expression``: how to run a pre- or post-processing step."""
 
@@ -179,33 +288,48 @@ class ProcessingExpression(_Field):
     description: str | None = None
 
 
+@dataclass(frozen=True, config=_CONFIG)
 class ModelInput(_Field):
-    """One ``mlm:input`` object."""
+    """One ``mlm:input`` object: decided by :mod:`mlm_export.resolve` from the traced inputs and the data."""
 
-    name: str = Field(min_length=1)
-    bands: list[str] = Field(default_factory=list)
+    name: Annotated[str, Field(min_length=1)]
+    #: Band names, one per channel of the channel dim (empty when the bands are not known).
+    bands: tuple[str, ...]
     input: Structure
     description: str | None = None
-    value_scaling: list[ValueScaling] | None = None
+    value_scaling: tuple[ValueScaling, ...] | None = None
     resize_type: ResizeType | None = None
     pre_processing_function: ProcessingExpression | None = None
 
 
+@dataclass(frozen=True, config=_CONFIG)
 class ClassObject(_Field):
-    """A class of ``classification:classes`` (classification v1.1.0: value and description required)."""
+    """A class of ``classification:classes``, as a datamodule, weights or the user name it.
+
+    Classification v1.1.0 (the version MLM v1.5.2 references) requires ``description``: when none is known the
+    class's name is written in its place, so the record keeps None (unknown) and the JSON stays valid.
+    """
 
     value: int
     name: str
-    description: str
+    description: str | None = None
+    #: Six hex digits, no leading '#'.
     color_hint: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{6}$")
 
+    @model_serializer(mode="wrap")
+    def _with_description(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        data.setdefault("description", self.name)
+        return data
 
+
+@dataclass(frozen=True, config=_CONFIG)
 class ModelOutput(_Field):
-    """One ``mlm:output`` object."""
+    """One ``mlm:output`` object: decided by :mod:`mlm_export.resolve` from the traced outputs and the tasks."""
 
-    name: str = Field(min_length=1)
-    tasks: list[Task] = Field(min_length=1)
+    name: Annotated[str, Field(min_length=1)]
+    tasks: Annotated[tuple[Task, ...], Field(min_length=1)]
     result: Structure
     description: str | None = None
-    classes: list[ClassObject] | None = Field(default=None, alias="classification:classes")
+    classes: tuple[ClassObject, ...] | None = Field(default=None, serialization_alias=CLASSES)
     post_processing_function: ProcessingExpression | None = None

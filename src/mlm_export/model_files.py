@@ -111,20 +111,36 @@ def _fell_back(primary: str, fmt: str, writer: _Writer) -> str:
     return fmt
 
 
+def format_asset(
+    fmt: str,
+    href: str,
+    *,
+    primary: bool,
+    size: int | None = None,
+    checksum: str | None = None,
+    description: str | None = None,
+) -> ArtifactFacts:
+    """The asset of a model file in format ``fmt`` (see :data:`mlm_export.artifacts.FORMATS`): as the
+    ``mlm:model`` (key ``model``, with its ``mlm:artifact_type``), or under its own key and roles."""
+    f = art.FORMATS[fmt]
+    roles = (mlm.ROLE_MODEL, *(r for r in f.roles if r.startswith(mlm.PREFIX))) if primary else f.roles
+    return ArtifactFacts(
+        key="model" if primary else f.key, href=href, roles=roles, media_type=f.media_type, title=f.title,
+        artifact_type=f.artifact_type if primary else None, size=size, checksum=checksum, description=description,
+    )  # fmt: skip
+
+
 def _planned(
     item_plan: ItemPlan, gathered: Any, done: dict[str, _Written], chosen: str | None, writer: _Writer
 ) -> ItemPlan:
     assets = []
     inputs, outputs = item_plan.inputs, item_plan.outputs
     for fmt, w in sorted(done.items(), key=lambda kv: kv[0] != chosen):
-        f = art.FORMATS[fmt]
         is_primary = fmt == chosen
-        roles = (mlm.ROLE_MODEL, *(r for r in f.roles if r.startswith("mlm:"))) if is_primary else f.roles
         assets.append(
-            ArtifactFacts(
-                key="model" if is_primary else f.key, href=f"./{w.path.name}", roles=roles, media_type=f.media_type,
-                title=f.title, artifact_type=f.artifact_type if is_primary else None, size=w.file.size,
-                checksum=w.file.checksum, description=w.note or None,
+            format_asset(
+                fmt, f"./{w.path.name}", primary=is_primary, size=w.file.size, checksum=w.file.checksum,
+                description=w.note or None,
             )
         )  # fmt: skip
         if is_primary and fmt == "pt2" and w.accepted is not None:
@@ -143,9 +159,9 @@ def _planned(
 _TOOLS = {
     "pt2": "torch.export",
     "torchscript": "TorchScript",
-    "onnx": "torch.onnx.export",
+    "onnx": mlm.ARTIFACT_ONNX,
     "safetensors": "safetensors",
-    "checkpoint": "torch.save",
+    "checkpoint": mlm.ARTIFACT_TORCH_SAVE,
 }
 
 

@@ -10,6 +10,7 @@ The default Item stays spec-first (a ``.pt2``, ``height``/``width``, dynamic siz
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,8 @@ from torch import nn
 from . import mlm
 from .errors import InvalidOptionError
 from .facts import ArtifactFacts, TensorFacts
-from .resolve import InputSpec, OutputSpec
+from .mlm import ModelInput, ModelOutput, Structure
+from .model_files import format_asset
 
 if TYPE_CHECKING:
     from .item import ItemPlan
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 PROFILES = ("default", "openeo")
 #: Our dim names -> the names openEO data cubes use (openeo-processes-dask-ml ``dim_utils.py`` lines 12-17).
 DIM_NAMES = {"height": "y", "width": "x", "time": "t", "channel": "bands", "bands": "bands"}
+#: Output dims keep ``channel`` (openEO names the result's bands itself).
+_OUTPUT_DIM_NAMES = {"height": "y", "width": "x", "time": "t"}
 URL_SCHEMES = ("http", "https", "s3")
 #: Not ``.pt``: that is also a checkpoint suffix, and a TorchScript file beside ``x.pt`` must not replace it.
 SUFFIX = ".torchscript"
@@ -89,11 +93,8 @@ def adapt(item_plan: ItemPlan, gathered: Gathered, base_url: str) -> ItemPlan:
     url = check_base_url(base_url)
     inputs = (_fixed_input(item_plan.inputs[0], facts.inputs[0]),)
     outputs = (_fixed_output(item_plan.outputs[0], facts.outputs[0]),)
-    weights = replace(
-        item_plan.artifacts[0], key="weights", href=url + f"{item_plan.id}.safetensors",
-        roles=(mlm.ROLE_WEIGHTS,), artifact_type=None, media_type="application/octet-stream; application=safetensors",
-        title="Model weights (safetensors)",
-    )  # fmt: skip
+    planned = item_plan.artifacts[0]  # the safetensors file writing would produce, with its size
+    weights = format_asset("safetensors", url + f"{item_plan.id}.safetensors", primary=False, size=planned.size)
     if item_plan.artifacts[0].href.startswith(("http://", "https://")):  # published weights: keep them as they are
         weights = replace(item_plan.artifacts[0], key="weights", roles=(mlm.ROLE_WEIGHTS,), artifact_type=None)
     return replace(item_plan, inputs=inputs, outputs=outputs, artifacts=(torchscript_asset(url, item_plan.id), weights))
@@ -115,10 +116,6 @@ def torchscript_asset(url: str, stem: str, size: int | None = None, checksum: st
     )
 
 
-def _dims(spec_dims: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(DIM_NAMES.get(d, d) for d in spec_dims)
-
-
 def _fixed(shape: tuple[int, ...], dims: tuple[str, ...], observed: tuple[int, ...]) -> tuple[int, ...]:
     """Every dim but the batch at the size seen in the trace: openEO cuts and sizes chunks from them."""
     return tuple(
@@ -126,14 +123,18 @@ def _fixed(shape: tuple[int, ...], dims: tuple[str, ...], observed: tuple[int, .
     )
 
 
-def _fixed_input(spec: InputSpec, seen: TensorFacts) -> InputSpec:
-    dims = _dims(spec.dim_order)
-    return replace(spec, dim_order=dims, shape=_fixed(spec.shape, dims, seen.observed or spec.shape))
+def _fixed_input(spec: ModelInput, seen: TensorFacts) -> ModelInput:
+    return replace(spec, input=_fixed_structure(spec.input, seen, DIM_NAMES))
 
 
-def _fixed_output(spec: OutputSpec, seen: TensorFacts) -> OutputSpec:
-    dims = tuple("y" if d == "height" else "x" if d == "width" else "t" if d == "time" else d for d in spec.dim_order)
-    return replace(spec, dim_order=dims, shape=_fixed(spec.shape, dims, seen.observed or spec.shape))
+def _fixed_output(spec: ModelOutput, seen: TensorFacts) -> ModelOutput:
+    return replace(spec, result=_fixed_structure(spec.result, seen, _OUTPUT_DIM_NAMES))
+
+
+def _fixed_structure(structure: Structure, seen: TensorFacts, names: Mapping[str, str]) -> Structure:
+    """Dims renamed to openEO's, and every size but the batch's fixed at the traced one."""
+    dims = tuple(names.get(d, d) for d in structure.dim_order)
+    return replace(structure, dim_order=dims, shape=_fixed(structure.shape, dims, seen.observed or structure.shape))
 
 
 def write_files(
@@ -153,11 +154,8 @@ def write_files(
     size, checksum = write_torchscript(module, example, out_dir / f"{stem}{SUFFIX}")
     weights, aliases = art.weights(module)
     written = art.write_safetensors(weights, out_dir / f"{stem}.safetensors", art.safetensors_metadata(aliases))
-    planned = item_plan.artifacts[1]
-    weights_asset = replace(
-        planned, href=url + f"{stem}.safetensors", size=written.size, checksum=written.checksum,
-        media_type="application/octet-stream; application=safetensors", title="Model weights (safetensors)",
-    )  # fmt: skip
+    href = url + f"{stem}.safetensors"
+    weights_asset = format_asset("safetensors", href, primary=False, size=written.size, checksum=written.checksum)
     return replace(item_plan, artifacts=(torchscript_asset(url, stem, size, checksum), weights_asset))
 
 

@@ -18,8 +18,9 @@ from typing import Any
 
 from . import mlm
 from .errors import InvalidOptionError, MLMExportWarning
-from .facts import ArtifactFacts, ClassFacts
+from .facts import ArtifactFacts
 from .item import ItemPlan
+from .mlm import ClassObject
 from .sources.citation import CitationFacts, clean_doi, find_cff, read_cff
 from .sources.runtime import (
     RuntimeFacts,
@@ -135,11 +136,11 @@ def with_training_data(plan: ItemPlan, data: tuple[StacData, ...]) -> ItemPlan:
         named = next((o.classes for o in outputs if o.classes), None)
         problems = disagreements(stac, plan.tasks, tuple(c.name for c in named) if named else None)
         for i, out in enumerate(outputs):
-            if not stac.label_classes or out.classes or "class" not in out.dim_order:
+            if not stac.label_classes or out.classes or "class" not in out.result.dim_order:
                 continue
-            size = out.shape[out.dim_order.index("class")]
+            size = out.result.shape[out.result.dim_order.index("class")]
             if size == len(stac.label_classes):  # the labels name the model's classes
-                classes = tuple(ClassFacts(value=v, name=n) for v, n in enumerate(stac.label_classes))
+                classes = tuple(ClassObject(value=v, name=n) for v, n in enumerate(stac.label_classes))
                 outputs[i] = replace(out, classes=classes)
             else:
                 problems.append(f"its {len(stac.label_classes)} label:classes do not fit output '{out.name}' ({size})")

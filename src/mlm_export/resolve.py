@@ -8,7 +8,7 @@ from __future__ import annotations
 import platform
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -16,42 +16,16 @@ from packaging.version import InvalidVersion, Version
 
 from . import mlm
 from .errors import InvalidOptionError, TaskInferenceError, option
-from .facts import BandFacts, ClassFacts, DataFacts, ModelFacts, Scaling, TensorFacts
+from .facts import BandFacts, DataFacts, ModelFacts, TensorFacts
+from .mlm import Accelerator, ModelInput, ModelOutput, Structure, Task, ValueScaling
 
 CLASS_TASKS = {"classification", "scene-classification", "segmentation", "semantic-segmentation"}
 DETECTION_KEYS = {"boxes", "labels", "scores", "masks"}
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """One model input as the Item describes it."""
-
-    name: str
-    shape: tuple[int, ...]
-    dim_order: tuple[str, ...]
-    data_type: str
-    bands: tuple[str, ...] = ()
-    value_scaling: tuple[Scaling, ...] | None = None
-    description: str | None = None
-    resize_type: str | None = None
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """One model output as the Item describes it."""
-
-    name: str
-    tasks: tuple[str, ...]
-    shape: tuple[int, ...]
-    dim_order: tuple[str, ...]
-    data_type: str
-    classes: tuple[ClassFacts, ...] | None = None
-    description: str | None = None
-
-
 def resolve_tasks(
-    model: ModelFacts, data: DataFacts, tasks: Any, evidence: Mapping[str, tuple[str, ...]] | None = None
-) -> dict[str, tuple[str, ...]]:
+    model: ModelFacts, data: DataFacts, tasks: Any, evidence: Mapping[str, tuple[Task, ...]] | None = None
+) -> dict[str, tuple[Task, ...]]:
     """Tasks per output: the user's ``tasks=`` where given, else a TorchGeo task's, else what the model's
     library or weights state (``evidence``), else inferred where the outputs leave no doubt."""
     given = _given_tasks(model, tasks)
@@ -60,7 +34,7 @@ def resolve_tasks(
 
         known = mlm_tasks(model.qualified_name)  # a TorchGeo task says what it does
         given = {o.name: known for o in model.outputs} if known else dict(evidence or {})
-    result: dict[str, tuple[str, ...]] = {}
+    result: dict[str, tuple[Task, ...]] = {}
     detection = _detection_tasks(model)
     for out in model.outputs:
         if out.name in given:
@@ -79,7 +53,7 @@ def resolve_tasks(
     return result
 
 
-def _given_tasks(model: ModelFacts, tasks: Any) -> dict[str, tuple[str, ...]]:
+def _given_tasks(model: ModelFacts, tasks: Any) -> dict[str, tuple[Task, ...]]:
     if tasks is None:
         return {}
     if isinstance(tasks, str):
@@ -96,14 +70,14 @@ def _given_tasks(model: ModelFacts, tasks: Any) -> dict[str, tuple[str, ...]]:
     return {o.name: checked for o in model.outputs}
 
 
-def _check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
-    bad = [t for t in tasks if t not in mlm.TASK_NAMES]
-    if bad or not tasks:
+def _check_tasks(tasks: Sequence[str]) -> tuple[Task, ...]:
+    known = tuple(dict.fromkeys(t for t in tasks if mlm.is_task(t)))
+    if len(known) != len(set(tasks)) or not tasks:
         raise InvalidOptionError(f"tasks= must list MLM tasks ({', '.join(mlm.TASK_NAMES)}); got {list(tasks)}")
-    return tuple(dict.fromkeys(tasks))
+    return known
 
 
-def _detection_tasks(model: ModelFacts) -> tuple[str, ...] | None:
+def _detection_tasks(model: ModelFacts) -> tuple[Task, ...] | None:
     if model.output_structure != "list_of_mappings":
         return None
     names = {o.name for o in model.outputs}
@@ -114,7 +88,7 @@ def _detection_tasks(model: ModelFacts) -> tuple[str, ...] | None:
     return None
 
 
-def _infer(out: TensorFacts, model: ModelFacts, data: DataFacts) -> tuple[str, ...] | None:
+def _infer(out: TensorFacts, model: ModelFacts, data: DataFacts) -> tuple[Task, ...] | None:
     n_classes = len(data.classes) if data.classes else model.num_classes
     shape, roles = out.observed, out.roles
     per_pixel = len(shape) >= 3 and roles[-2:] == ("height", "width")
@@ -141,14 +115,14 @@ def _why(out: TensorFacts) -> str:
     return "its shape matches no task unambiguously"
 
 
-def input_specs(model: ModelFacts, data: DataFacts) -> tuple[InputSpec, ...]:
+def input_specs(model: ModelFacts, data: DataFacts) -> tuple[ModelInput, ...]:
     """Inputs with named dims; bands and value scaling go to the first input that has a channel dim."""
     specs = []
     bands_used = False
     for t in model.inputs:
         channel = _channel_dim(t, len(data.bands) if data.bands else None)
         bands: tuple[BandFacts, ...] = ()
-        scaling = None
+        scaling: tuple[ValueScaling, ...] | None = None
         if channel is not None and not bands_used:
             bands_used = True
             channels = t.observed[channel]
@@ -169,15 +143,17 @@ def input_specs(model: ModelFacts, data: DataFacts) -> tuple[InputSpec, ...]:
                     )
                 scaling = data.value_scaling
         names = _dim_names(t, channel, "bands" if bands else "channel")
-        dtype = mlm.data_type(t.dtype)
-        description = None if dtype != "other" else f"data type {t.dtype}"
+        structure, description = _structure(t, names)
         specs.append(
-            InputSpec(t.name, t.shape, names, dtype, tuple(b.name for b in bands), scaling, description=description)
-        )
+            ModelInput(
+                name=t.name, bands=tuple(b.name for b in bands), input=structure, value_scaling=scaling,
+                description=description,
+            )
+        )  # fmt: skip
     return tuple(specs)
 
 
-def output_specs(model: ModelFacts, data: DataFacts, tasks: Mapping[str, tuple[str, ...]]) -> tuple[OutputSpec, ...]:
+def output_specs(model: ModelFacts, data: DataFacts, tasks: Mapping[str, tuple[Task, ...]]) -> tuple[ModelOutput, ...]:
     """Outputs with named dims, and classes attached where the output has one score per class."""
     specs = []
     for t in model.outputs:
@@ -194,10 +170,18 @@ def output_specs(model: ModelFacts, data: DataFacts, tasks: Mapping[str, tuple[s
                     f"{t.observed[class_dim]} along its class dim; pass {option('classes')} with one entry per class"
                 )
             classes = data.classes
-        dtype = mlm.data_type(t.dtype)
-        description = None if dtype != "other" else f"data type {t.dtype}"
-        specs.append(OutputSpec(t.name, out_tasks, t.shape, names, dtype, classes, description=description))
+        structure, description = _structure(t, names)
+        specs.append(
+            ModelOutput(name=t.name, tasks=out_tasks, result=structure, classes=classes, description=description)
+        )
     return tuple(specs)
+
+
+def _structure(t: TensorFacts, names: tuple[str, ...]) -> tuple[Structure, str | None]:
+    """Shape, dims and MLM data type of a tensor, and a description naming a torch dtype MLM has no name for."""
+    dtype = mlm.data_type(t.dtype)
+    description = f"data type {t.dtype}" if dtype == "other" else None
+    return Structure(shape=t.shape, dim_order=names, data_type=dtype), description
 
 
 def _channel_dim(t: TensorFacts, n_bands: int | None = None) -> int | None:
@@ -324,23 +308,20 @@ def framework_version(version: str | None = None) -> str | None:
     return text if mlm.SEMVER.match(text) else core
 
 
-def accelerator(device: str) -> tuple[str | None, str | None]:
+def accelerator(device: str) -> tuple[Accelerator | None, str | None]:
     """``mlm:accelerator`` and a human summary for the device the model was on."""
-    if device == "cuda":
+    kind = mlm.accelerator(device, platform.machine(), platform.system())
+    if kind == "cuda":
         name = None
         if torch.cuda.is_available():
             name = torch.cuda.get_device_name(torch.cuda.current_device())
-        return "cuda", name
-    if device == "mps":
-        return "macos-arm", "Apple silicon (MPS)"
-    if device == "xla":
-        return "xla", None
+        return kind, name
+    if kind == "macos-arm" and device == "mps":
+        return kind, "Apple silicon (MPS)"
+    if kind == "xla":
+        return kind, None
     machine = platform.machine().lower()
-    if machine in ("x86_64", "amd64"):
-        return "amd64", platform.processor() or machine
-    if machine in ("arm64", "aarch64") and platform.system() == "Darwin":
-        return "macos-arm", platform.processor() or machine
-    return None, machine or None
+    return kind, (platform.processor() or machine) if kind else (machine or None)
 
 
 def architecture(model: torch.nn.Module, given: str | None) -> str:
@@ -358,11 +339,11 @@ def architecture(model: torch.nn.Module, given: str | None) -> str:
 
 
 def pin_to_program(
-    inputs: tuple[InputSpec, ...],
-    outputs: tuple[OutputSpec, ...],
+    inputs: tuple[ModelInput, ...],
+    outputs: tuple[ModelOutput, ...],
     model: ModelFacts,
     accepted: Mapping[str, tuple[int, ...]],
-) -> tuple[tuple[InputSpec, ...], tuple[OutputSpec, ...], list[str]]:
+) -> tuple[tuple[ModelInput, ...], tuple[ModelOutput, ...], list[str]]:
     """Shapes as the exported program accepts them: dims torch.export fixed are fixed in the Item too.
 
     Returns the new inputs and outputs, and a description of each dim that was fixed.
@@ -373,25 +354,26 @@ def pin_to_program(
     new_inputs = []
     roles = {t.name: t.roles for t in model.inputs}
     for spec in inputs:
-        shape = accepted.get(spec.name, spec.shape)
-        for d, (before, after) in enumerate(zip(spec.shape, shape, strict=True)):
+        stated = spec.input
+        shape = accepted.get(spec.name, stated.shape)
+        for d, (before, after) in enumerate(zip(stated.shape, shape, strict=True)):
             if before == -1 and after != -1:
-                pinned.append(f"{spec.name}.{spec.dim_order[d]}={after}")
+                pinned.append(f"{spec.name}.{stated.dim_order[d]}={after}")
                 role = roles.get(spec.name, ())[d] if d < len(roles.get(spec.name, ())) else None
                 if role == "batch":
                     batch = after
                 elif role in ("height", "width"):
                     spatial = True
-        new_inputs.append(replace(spec, shape=tuple(shape)))
+        new_inputs.append(replace(spec, input=replace(stated, shape=tuple(shape))))
     facts = {t.name: t for t in model.outputs}
     new_outputs = []
     for out in outputs:
         t = facts[out.name]
-        shape = list(out.shape)
+        sizes = list(out.result.shape)
         for d, role in enumerate(t.roles):
             if role == "batch" and batch is not None:
-                shape[d] = batch
-            elif role in ("height", "width") and spatial and shape[d] == -1:
-                shape[d] = t.observed[d]
-        new_outputs.append(replace(out, shape=tuple(shape)))
+                sizes[d] = batch
+            elif role in ("height", "width") and spatial and sizes[d] == -1:
+                sizes[d] = t.observed[d]
+        new_outputs.append(replace(out, result=replace(out.result, shape=tuple(sizes))))
     return tuple(new_inputs), tuple(new_outputs), pinned

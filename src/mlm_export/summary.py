@@ -38,7 +38,7 @@ def item_table(item: pystac.Item | dict[str, Any]) -> Table:
         if traced:
             add("traced with", traced.removesuffix("."))
     for o in p.get(mlm.OUTPUT, []):
-        classes = o.get("classification:classes") or []
+        classes = o.get(mlm.CLASSES) or []
         names = f" classes {', '.join(c['name'] for c in classes)}" if classes else ""
         add(_label("output", o["name"]), f"{_shape(o['result'])} ({', '.join(o['tasks'])}){names}")
     if data.get("bbox"):
@@ -46,7 +46,7 @@ def item_table(item: pystac.Item | dict[str, Any]) -> Table:
     when = p.get("datetime") or f"{p.get('start_datetime')} / {p.get('end_datetime')}"
     add("time", str(when))
     for key, a in data.get("assets", {}).items():
-        size = a.get("file:size")
+        size = a.get(mlm.FILE_SIZE)
         add(f"asset {key}", f"{a['href']} ({', '.join(a.get('roles', []))}{_mb(size)})")
     return table
 

@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import mlm
 from .errors import TorchScriptError, first_line
 from .write import atomic_write_bytes, file_checksum
 
 #: ``mlm:artifact_type`` of a file written with ``torch.jit.save`` (a value the MLM spec recommends).
-ARTIFACT_TYPE = "torch.jit.save"
-MEDIA_TYPE = "application/octet-stream; application=pytorch"
+ARTIFACT_TYPE = mlm.ARTIFACT_TORCHSCRIPT
+MEDIA_TYPE = mlm.MEDIA_PYTORCH
 #: Largest absolute difference allowed between the eager model and its TorchScript copy (float32).
 TOLERANCE = 1e-4
 

@@ -143,7 +143,7 @@ def load_model(
     assets = item.get("assets", {})
     key, asset = next(((k, a) for k, a in assets.items() if mlm.ROLE_MODEL in (a.get("roles") or [])), (None, None))
     if asset is None:
-        raise MLMExportError("the Item has no 'mlm:model' asset")
+        raise MLMExportError(f"the Item has no '{mlm.ROLE_MODEL}' asset")
     file = local_file(base, str(asset["href"]))
     kind = asset.get(mlm.ARTIFACT_TYPE)
     fmt = format_of(asset)
@@ -209,7 +209,7 @@ def compare_outputs(outputs: list[dict[str, Any]], out: Any) -> list[Check]:
         actual_type = mlm.data_type(str(dtype).removeprefix("torch."))
         if actual_type != r["data_type"]:
             issues.append(f"data type {actual_type} vs stated {r['data_type']}")
-        classes = o.get("classification:classes") or []
+        classes = o.get(mlm.CLASSES) or []
         dims = r.get("dim_order", [])
         if classes and "class" in dims and len(shape) == len(dims):
             n = shape[dims.index("class")]

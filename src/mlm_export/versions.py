@@ -15,12 +15,12 @@ from typing import Any
 from . import mlm
 
 CHAIN_RELS = ("predecessor-version", "successor-version", "latest-version")
-GEOJSON = "application/geo+json"
+GEOJSON = mlm.MEDIA_GEOJSON
 
 
 def revision(props: Mapping[str, Any], base: str | None = None) -> str | None:
     """A checkpoint's ``version``: ``epoch3-step40`` (after the user's version, when given)."""
-    epoch, step = props.get("lightning:epoch"), props.get("lightning:global_step")
+    epoch, step = props.get(mlm.LIGHTNING_EPOCH), props.get(mlm.LIGHTNING_GLOBAL_STEP)
     if not isinstance(epoch, int) or not isinstance(step, int):
         return base
     own = f"epoch{epoch}-step{step}"
@@ -29,7 +29,7 @@ def revision(props: Mapping[str, Any], base: str | None = None) -> str | None:
 
 def _order(path: Path, item: Mapping[str, Any]) -> tuple[int, int, bool, str]:
     p = item.get("properties", {})
-    step, epoch = p.get("lightning:global_step", -1), p.get("lightning:epoch", -1)
+    step, epoch = p.get(mlm.LIGHTNING_GLOBAL_STEP, -1), p.get(mlm.LIGHTNING_EPOCH, -1)
     return (step if isinstance(step, int) else -1, epoch if isinstance(epoch, int) else -1, _is_copy(path), path.name)
 
 

@@ -12,19 +12,21 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-BANDS = "mlm:input.bands"
+from .. import mlm
+
+BANDS = mlm.INPUT + ".bands"
 
 #: name -> JSON Schema of the value, as the STAC API Filter extension's queryables list them.
 QUERYABLES: dict[str, dict[str, Any]] = {
     "id": {"type": "string", "title": "Item id"},
     "collection": {"type": "string", "title": "Collection id"},
     "datetime": {"type": "string", "format": "date-time", "title": "Datetime (or start of the interval)"},
-    "mlm:name": {"type": "string", "title": "Model name"},
-    "mlm:architecture": {"type": "string", "title": "Model architecture"},
-    "mlm:framework": {"type": "string", "title": "Framework (compare with casei: spellings differ)"},
-    "mlm:accelerator": {"type": "string", "title": "Accelerator"},
-    "mlm:total_parameters": {"type": "number", "title": "Total parameters"},
-    "mlm:tasks": {"type": "array", "items": {"type": "string"}, "title": "Tasks"},
+    mlm.NAME: {"type": "string", "title": "Model name"},
+    mlm.ARCHITECTURE: {"type": "string", "title": "Model architecture"},
+    mlm.FRAMEWORK: {"type": "string", "title": "Framework (compare with casei: spellings differ)"},
+    mlm.ACCELERATOR: {"type": "string", "title": "Accelerator"},
+    mlm.TOTAL_PARAMETERS: {"type": "number", "title": "Total parameters"},
+    mlm.TASKS: {"type": "array", "items": {"type": "string"}, "title": "Tasks"},
     BANDS: {
         "type": "array",
         "items": {"type": "string"},
@@ -36,7 +38,7 @@ QUERYABLES: dict[str, dict[str, Any]] = {
 def input_band_names(item: Mapping[str, Any]) -> list[str]:
     """The band names every ``mlm:input`` lists, in order, without repeats."""
     names: list[str] = []
-    for inp in item.get("properties", {}).get("mlm:input") or []:
+    for inp in item.get("properties", {}).get(mlm.INPUT) or []:
         for band in (inp.get("bands") or []) if isinstance(inp, Mapping) else []:
             name = band if isinstance(band, str) else band.get("name") if isinstance(band, Mapping) else None
             if isinstance(name, str) and name not in names:
@@ -49,7 +51,7 @@ def band_definitions(item: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
     assets = item.get("assets") or {}
     for holder in (item.get("properties", {}), *(assets.values() if isinstance(assets, Mapping) else ())):
         if isinstance(holder, Mapping):
-            for key in ("bands", "eo:bands", "raster:bands"):
+            for key in ("bands", mlm.EO_BANDS, mlm.RASTER_BANDS):
                 bands = holder.get(key)
                 if bands:
                     yield from (b for b in bands if isinstance(b, Mapping))
@@ -57,7 +59,7 @@ def band_definitions(item: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 
 def common_name(band: Mapping[str, Any]) -> str | None:
     """A band definition's common name (``eo:common_name`` in STAC 1.1, ``common_name`` in eo:bands)."""
-    value = band.get("eo:common_name", band.get("common_name"))
+    value = band.get(mlm.EO_COMMON_NAME, band.get("common_name"))
     return value if isinstance(value, str) else None
 
 
@@ -97,8 +99,8 @@ def row(item: Mapping[str, Any]) -> dict[str, Any]:
     if bbox and len(bbox) == 6:
         bbox = [bbox[0], bbox[1], bbox[3], bbox[4]]
     start, end = time_range(item)
-    params = props.get("mlm:total_parameters")
-    tasks = props.get("mlm:tasks")
+    params = props.get(mlm.TOTAL_PARAMETERS)
+    tasks = props.get(mlm.TASKS)
     return {
         "id": item["id"],
         "collection": item.get("collection"),
@@ -108,10 +110,10 @@ def row(item: Mapping[str, Any]) -> dict[str, Any]:
         "ymin": bbox[1] if bbox else None,
         "xmax": bbox[2] if bbox else None,
         "ymax": bbox[3] if bbox else None,
-        "name": _str(props.get("mlm:name")),
-        "architecture": _str(props.get("mlm:architecture")),
-        "framework": _str(props.get("mlm:framework")),
-        "accelerator": _str(props.get("mlm:accelerator")),
+        "name": _str(props.get(mlm.NAME)),
+        "architecture": _str(props.get(mlm.ARCHITECTURE)),
+        "framework": _str(props.get(mlm.FRAMEWORK)),
+        "accelerator": _str(props.get(mlm.ACCELERATOR)),
         "total_parameters": int(params) if isinstance(params, int | float) and not isinstance(params, bool) else None,
         "tasks": [t for t in tasks if isinstance(t, str)] if isinstance(tasks, list) else [],
         "bands": searchable_bands(item),

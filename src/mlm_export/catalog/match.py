@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import mlm
 from .fields import band_definitions, common_name
 
 SCALING_TYPES = {"min-max", "z-score", "clip", "clip-min", "clip-max", "offset", "scale", "processing"}
@@ -34,7 +35,7 @@ class DataBands:
         if data.get("type") == "Collection":
             summaries = data.get("summaries") or {}
             holders = [summaries, *(data.get("item_assets") or {}).values()]
-            defs += [b for h in holders for k in ("bands", "eo:bands", "raster:bands") for b in h.get(k) or []]
+            defs += [b for h in holders for k in ("bands", mlm.EO_BANDS, mlm.RASTER_BANDS) for b in h.get(k) or []]
         keys: dict[str, str] = {}
         types: set[str] = set()
         for band in (b for b in defs if isinstance(b, Mapping)):
@@ -83,7 +84,7 @@ def match_model(data: DataBands, model: Mapping[str, Any]) -> Match:
     """Judge one model Item against the data's bands, types and footprint."""
     result = Match(str(model.get("id")), fits=True)
     synonyms = _model_synonyms(model)
-    for inp in model.get("properties", {}).get("mlm:input") or []:
+    for inp in model.get("properties", {}).get(mlm.INPUT) or []:
         _check_input(data, inp, synonyms, result)
     _check_extent(data, model, result)
     result.fits = not result.reasons

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .. import mlm
 from .base import AddResult, CatalogBase, loads, prepared_items
 from .errors import CatalogUnreachableError, ConflictError
 from .fields import BANDS, QUERYABLES, searchable_bands
@@ -31,12 +32,12 @@ ANALYZE_AFTER = 1_000
 #: ``mlm:input[].bands``, and queryables name keys, not expressions). Removed again when Items are read.
 INDEX_BANDS = "mlm_export:bands"
 #: Queryables pgstac indexes (one index per partition): GIN for array containment, BTREE for numeric ranges.
-_INDEXED = {"mlm:tasks": "GIN", BANDS: "GIN", "mlm:total_parameters": "BTREE"}
+_INDEXED = {mlm.TASKS: "GIN", BANDS: "GIN", mlm.TOTAL_PARAMETERS: "BTREE"}
 #: Fields compared with casei(), indexed in prepare() as (upper(value), datetime DESC, id DESC): an equality on
 #: the first column returns the rows already in search order, so a LIMIT stops after a few rows even when most
 #: Items match (framework: nearly every Item is some spelling of PyTorch). The index also gives the planner the
 #: value statistics it needs to know how many rows match.
-CASEI_INDEXED = ("mlm:architecture", "mlm:framework")
+CASEI_INDEXED = (mlm.ARCHITECTURE, mlm.FRAMEWORK)
 #: Indexes of earlier versions, superseded by the ones above.
 _OLD_INDEXES = ("mlm_export_architecture_casei",)
 
@@ -232,7 +233,7 @@ class PgstacCatalog(CatalogBase):
         for old in _OLD_INDEXES:
             con.execute(sql.SQL("DROP INDEX IF EXISTS pgstac.{}").format(sql.Identifier(old)))
         for name in CASEI_INDEXED:  # casei() comparisons: the rows in search order, from an index
-            index = "mlm_export_" + name.removeprefix("mlm:") + "_casei_newest"
+            index = "mlm_export_" + name.removeprefix(mlm.PREFIX) + "_casei_newest"
             con.execute(
                 sql.SQL(
                     "CREATE INDEX IF NOT EXISTS {} ON pgstac.items "

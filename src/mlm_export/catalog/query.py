@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .. import mlm
 from .errors import QueryError
 from .fields import BANDS, QUERYABLES, parse_time
 
@@ -64,14 +65,14 @@ class Query:
         if self.ids:
             args.append({"op": "in", "args": [{"property": "id"}, list(self.ids)]})
         if self.task:
-            args.append({"op": "a_contains", "args": [{"property": "mlm:tasks"}, [self.task]]})
+            args.append({"op": "a_contains", "args": [{"property": mlm.TASKS}, [self.task]]})
         if self.bands:
             args.append({"op": "a_contains", "args": [{"property": BANDS}, list(self.bands)]})
-        for prop, value in (("mlm:architecture", self.architecture), ("mlm:framework", self.framework)):
+        for prop, value in ((mlm.ARCHITECTURE, self.architecture), (mlm.FRAMEWORK, self.framework)):
             if value:
                 args.append({"op": "=", "args": [_casei({"property": prop}), _casei(value)]})
         if self.max_parameters is not None:
-            args.append({"op": "<=", "args": [{"property": "mlm:total_parameters"}, self.max_parameters]})
+            args.append({"op": "<=", "args": [{"property": mlm.TOTAL_PARAMETERS}, self.max_parameters]})
         if self.filter is not None:
             args.append(parse_filter(self.filter))
         if not args:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .. import mlm
 from .errors import QueryError
 from .fields import BANDS, parse_time
 
@@ -19,12 +20,12 @@ COLUMNS = {
     "datetime": '"start"',
     "start_datetime": '"start"',
     "end_datetime": '"end"',
-    "mlm:name": "name",
-    "mlm:architecture": "architecture",
-    "mlm:framework": "framework",
-    "mlm:accelerator": "accelerator",
-    "mlm:total_parameters": "total_parameters",
-    "mlm:tasks": "tasks",
+    mlm.NAME: "name",
+    mlm.ARCHITECTURE: "architecture",
+    mlm.FRAMEWORK: "framework",
+    mlm.ACCELERATOR: "accelerator",
+    mlm.TOTAL_PARAMETERS: "total_parameters",
+    mlm.TASKS: "tasks",
     BANDS: "bands",
 }
 _COMPARE = {"=": "=", "<>": "<>", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}

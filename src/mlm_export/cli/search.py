@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from .. import mlm
 from ..errors import UsageError, first_line
 from .output import Output, add_output_flags
 from .paths import require_catalog
@@ -94,15 +95,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
         table.add_column(column, justify="right" if column == "parameters" else "left")
     for item in items:
         props = item.get("properties", {})
-        params = props.get("mlm:total_parameters")
+        params = props.get(mlm.TOTAL_PARAMETERS)
         bands = searchable_bands(item)
         table.add_row(
             item["id"],
-            str(props.get("mlm:architecture", "")),
-            ", ".join(props.get("mlm:tasks") or []),
+            str(props.get(mlm.ARCHITECTURE, "")),
+            ", ".join(props.get(mlm.TASKS) or []),
             f"{params:,}" if isinstance(params, int) else "",
             ", ".join(bands[:6]) + (" ..." if len(bands) > 6 else ""),
-            str(props.get("mlm:framework", "")),
+            str(props.get(mlm.FRAMEWORK, "")),
         )
     out.table(table)
     for item in items:

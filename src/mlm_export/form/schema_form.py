@@ -19,18 +19,19 @@ STAC_ITEM = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/"
 #: Nesting deeper than this is edited as JSON.
 MAX_DEPTH = 6
 #: Widgets chosen by field name: what the schema cannot say about how a value is best typed.
-WIDGETS = {"license": "license", "color_hint": "color", "description": "textarea", "sci:citation": "textarea"}
+WIDGETS = {"license": "license", "color_hint": "color", "description": "textarea", mlm.SCI_CITATION: "textarea"}
 #: Help for fields whose schema says nothing about what to type.
 HELP = {
     "license": "An SPDX license identifier or expression (type to search the list), or 'other' with a license link.",
-    "mlm:name": "A name for the model: starts with a letter; letters, digits, spaces, '.', '_' and '-'.",
+    mlm.NAME: "A name for the model: starts with a letter; letters, digits, spaces, '.', '_' and '-'.",
 }
 #: MLM fields that belong on assets only (the schema forbids them in Item properties).
 ASSET_ONLY = {mlm.ARTIFACT_TYPE, mlm.PREFIX + "compile_method", mlm.PREFIX + "entrypoint"}
 #: The STAC common metadata document, mixed into assets and bands; its fields are not offered one by one.
 COMMON = "common.json"
 #: Suggested asset roles: the MLM ones this project writes, then STAC's usual ones.
-ASSET_ROLES = [mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS, mlm.ROLE_CHECKPOINT, mlm.ROLE_SOURCE_CODE, "data", "metadata"]
+ASSET_ROLES = [mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS, mlm.ROLE_CHECKPOINT, mlm.ROLE_SOURCE_CODE]
+ASSET_ROLES += [mlm.ROLE_DATA, mlm.ROLE_METADATA]
 _NULL = {"type": "null"}
 _EMPTY_ARRAY = {"type": "array", "maxItems": 0}
 
@@ -184,7 +185,7 @@ def form_spec(store: SchemaStore | None = None) -> dict[str, Any]:
         walker.field(mlm.ARTIFACT_TYPE, {"$ref": f"#/$defs/{mlm.ARTIFACT_TYPE}"}, mlm.MLM_SCHEMA),
         *(
             walker.field(k, {"$ref": f"#/definitions/fields/properties/{k}"}, mlm.FILE_SCHEMA)
-            for k in ("file:size", "file:checksum")
+            for k in (mlm.FILE_SIZE, mlm.FILE_CHECKSUM)
         ),
     ]
     for sub in asset["fields"]:
@@ -194,7 +195,7 @@ def form_spec(store: SchemaStore | None = None) -> dict[str, Any]:
     eo = walker.ref("#/definitions/fields", mlm.EO_SCHEMA)[0]["properties"]
     bands["item"]["fields"] += [
         prop("description", basics["description"], core) | {"path": None},
-        *(walker.field(k, eo[k], mlm.EO_SCHEMA) for k in ("eo:common_name", "eo:center_wavelength")),
+        *(walker.field(k, eo[k], mlm.EO_SCHEMA) for k in (mlm.EO_COMMON_NAME, mlm.EO_CENTER_WAVELENGTH)),
     ]
     sci = walker.ref("#/definitions/fields", mlm.SCI_SCHEMA)[0]["properties"]
     return {
@@ -238,7 +239,7 @@ def form_spec(store: SchemaStore | None = None) -> dict[str, Any]:
             {
                 "id": "extensions",
                 "title": "Related extensions",
-                "fields": [bands, *(prop(k, sci[k], mlm.SCI_SCHEMA) for k in ("sci:doi", "sci:citation"))],
+                "fields": [bands, *(prop(k, sci[k], mlm.SCI_SCHEMA) for k in (mlm.SCI_DOI, mlm.SCI_CITATION))],
             },
         ]
     }

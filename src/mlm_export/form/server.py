@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .. import mlm
 from ..errors import ItemChangedError, ItemFileError, ItemValidationError
 from .schema_form import form_spec
 from .session import FormSession, problem_json
@@ -32,7 +33,7 @@ STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/form.js": ("form.js", "text/javascript; charset=utf-8"),
     "/static/form.css": ("form.css", "text/css; charset=utf-8"),
-    "/static/spdx-licenses.json": ("spdx-licenses.json", "application/json"),
+    "/static/spdx-licenses.json": ("spdx-licenses.json", mlm.MEDIA_JSON),
 }
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -108,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: HTTPStatus, data: Any) -> None:
-        self._send(status, json.dumps(data).encode("utf-8"), "application/json")
+        self._send(status, json.dumps(data).encode("utf-8"), mlm.MEDIA_JSON)
 
     def _error(self, status: HTTPStatus, message: str) -> None:
         self.close_connection = True
@@ -135,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if path not in ("/api/validate", "/api/save"):
             return self._error(HTTPStatus.NOT_FOUND, "not found")
-        if self.headers.get_content_type() != "application/json":
+        if self.headers.get_content_type() != mlm.MEDIA_JSON:
             return self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json")
         try:
             length = int(self.headers.get("Content-Length", ""))

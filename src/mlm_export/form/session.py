@@ -52,17 +52,17 @@ DERIVED: dict[tuple[str, ...], str] = {
     ("properties", mlm.OUTPUT, "*", "result", "shape"): "the traced output (-1: dynamic)",
     ("properties", mlm.OUTPUT, "*", "result", "dim_order"): "the traced output",
     ("properties", mlm.OUTPUT, "*", "result", "data_type"): "the traced output",
-    ("properties", mlm.OUTPUT, "*", "classification:classes", "*", "value"): "the output's class dim",
+    ("properties", mlm.OUTPUT, "*", mlm.CLASSES, "*", "value"): "the output's class dim",
     ("properties", "bands", "*", "name"): "bands=, the datamodule's or the weights' bands",
     ("assets", "*", "href"): "the file mlm-export wrote",
     ("assets", "*", mlm.ARTIFACT_TYPE): "how mlm-export wrote the file",
-    ("assets", "*", "file:size"): "the file mlm-export wrote",
-    ("assets", "*", "file:checksum"): "the file mlm-export wrote (sha256)",
+    ("assets", "*", mlm.FILE_SIZE): "the file mlm-export wrote",
+    ("assets", "*", mlm.FILE_CHECKSUM): "the file mlm-export wrote (sha256)",
 }
 
 #: Extension schemas declared when their fields are used, by field prefix.
 _EXTENSIONS = {
-    "mlm:": mlm.MLM_SCHEMA,
+    mlm.PREFIX: mlm.MLM_SCHEMA,
     "classification:": mlm.CLASSIFICATION_SCHEMA,
     "eo:": mlm.EO_SCHEMA,
     "sci:": mlm.SCI_SCHEMA,

@@ -23,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from ..facts import ModelFacts, TensorFacts
+from ..mlm import Task
 
 #: torchvision subpackages whose models are not classifiers.
 _TV_OTHER = ("torchvision.models.detection", "torchvision.models.segmentation", "torchvision.models.optical_flow")
@@ -37,7 +38,7 @@ _TV_HEADS = ("fc", "head", "heads", "classifier")
 class Evidence:
     """The tasks of one output and the fact that says so."""
 
-    tasks: tuple[str, ...]
+    tasks: tuple[Task, ...]
     reason: str
     #: The output is features/embeddings (a name and description for it).
     embedding: bool = False

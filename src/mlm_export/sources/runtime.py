@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from packaging.utils import canonicalize_name
 
+from .. import mlm
+
 #: Frameworks named in ``processing:software`` when this process has imported them: (import name, distribution).
 FRAMEWORKS = (
     ("torchvision", "torchvision"),
@@ -30,7 +32,7 @@ FRAMEWORKS = (
 #: ``processing:software`` names the exact builds (``2.14.1+cu130``); a requirements file pins what pip sees
 #: installed (the distribution's metadata version), which ``==2.14.1`` matches for any local build.
 #: Distributions an artifact type needs to be loaded, besides torch and the model's own classes.
-LOADERS = {"safetensors.torch.save_file": ("safetensors",)}
+LOADERS = {mlm.ARTIFACT_SAFETENSORS: ("safetensors",)}
 
 
 @dataclass(frozen=True)
@@ -191,34 +193,32 @@ def inference_pins(runtime: RuntimeFacts, artifact_types: Iterable[str | None]) 
         for dist in LOADERS.get(artifact_type or "", ()):
             if v := distribution_version(dist):
                 pins[dist] = v
-    if "torch.save" in artifact_types and "lightning" in sys.modules and (v := distribution_version("lightning")):
+    if (
+        mlm.ARTIFACT_TORCH_SAVE in artifact_types
+        and "lightning" in sys.modules
+        and (v := distribution_version("lightning"))
+    ):
         pins["lightning"] = v  # a Lightning checkpoint holds Lightning's types
     return pins
 
 
-def accelerator_from_trainer(trainer: Any) -> tuple[str | None, str | None, int | None]:
+def accelerator_from_trainer(trainer: Any) -> tuple[mlm.Accelerator | None, str | None, int | None]:
     """``mlm:accelerator``, a summary naming the devices, and their count, from a Lightning Trainer."""
-    kind = type(getattr(trainer, "accelerator", None)).__name__.lower()
+    kind = type(getattr(trainer, "accelerator", None)).__name__
     count = getattr(trainer, "num_devices", None)
     count = count if isinstance(count, int) and count > 0 else None
-    if "cuda" in kind:
+    accelerator = mlm.accelerator(kind, platform.machine(), platform.system())
+    if accelerator == "cuda":
         ids = getattr(trainer, "device_ids", None) or [0]
         names = []
         if torch.cuda.is_available():
             names = [torch.cuda.get_device_name(i) for i in ids if i < torch.cuda.device_count()]
-        summary = _summarize(names) if names else None
-        return "cuda", summary, count
-    if "mps" in kind:
-        return "macos-arm", "Apple silicon (MPS)", count
-    if "xla" in kind:
-        return "xla", None, count
-    machine = platform.machine().lower()
-    cpu = cpu_name()
-    if machine in ("x86_64", "amd64"):
-        return "amd64", cpu, count
-    if machine in ("arm64", "aarch64") and platform.system() == "Darwin":
-        return "macos-arm", cpu, count
-    return None, cpu, count
+        return accelerator, _summarize(names) if names else None, count
+    if "mps" in kind.lower():
+        return accelerator, "Apple silicon (MPS)", count
+    if accelerator == "xla":
+        return accelerator, None, count
+    return accelerator, cpu_name(), count
 
 
 def cpu_name() -> str | None:

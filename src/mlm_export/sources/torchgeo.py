@@ -10,8 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..mlm import Task
+
 #: TorchGeo task class (0.9+ names; 0.8 names end in "Task") -> MLM tasks of its outputs.
-TASKS: dict[str, tuple[str, ...]] = {
+TASKS: dict[str, tuple[Task, ...]] = {
     "Classification": ("classification",),
     "MultiLabelClassification": ("classification",),
     "Regression": ("regression",),
@@ -34,7 +36,7 @@ def task_name(qualified_name: str) -> str | None:
     return name if name in TASKS else None
 
 
-def mlm_tasks(qualified_name: str) -> tuple[str, ...] | None:
+def mlm_tasks(qualified_name: str) -> tuple[Task, ...] | None:
     """MLM tasks of a TorchGeo task's outputs, or None for any other model."""
     name = task_name(qualified_name)
     return TASKS.get(name) if name else None

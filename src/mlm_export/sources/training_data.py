@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import mlm
 from ..errors import InvalidOptionError
 
 #: Datamodule attributes holding each split's dataset, and their ml-aoi split name.
@@ -64,7 +65,7 @@ class StacData:
     def link(self) -> dict[str, Any] | None:
         if not self.href:
             return None
-        link: dict[str, Any] = {"rel": "derived_from", "href": self.href, "type": "application/json"}
+        link: dict[str, Any] = {"rel": "derived_from", "href": self.href, "type": mlm.MEDIA_JSON}
         link["title"] = self.title
         if self.split:
             link["ml-aoi:split"] = self.split

@@ -7,9 +7,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
+from .. import mlm
 from ..errors import InvalidOptionError
-from ..facts import BandFacts, ClassFacts, Scaling
+from ..facts import BandFacts
+from ..mlm import SCALING_TYPES, ClassObject, ValueScaling, is_scaling_type
 
 
 def coerce_bands(value: Any, *, what: str = "bands") -> tuple[BandFacts, ...]:
@@ -26,8 +29,8 @@ def coerce_bands(value: Any, *, what: str = "bands") -> tuple[BandFacts, ...]:
             bands.append(
                 BandFacts(
                     name=str(b["name"]),
-                    common_name=b.get("common_name") or b.get("eo:common_name"),
-                    center_wavelength=b.get("center_wavelength") or b.get("eo:center_wavelength"),
+                    common_name=b.get("common_name") or b.get(mlm.EO_COMMON_NAME),
+                    center_wavelength=b.get("center_wavelength") or b.get(mlm.EO_CENTER_WAVELENGTH),
                     description=b.get("description"),
                 )
             )
@@ -39,8 +42,8 @@ def coerce_bands(value: Any, *, what: str = "bands") -> tuple[BandFacts, ...]:
     return tuple(bands)
 
 
-def coerce_classes(value: Any, colors: Any = None, *, what: str = "classes") -> tuple[ClassFacts, ...]:
-    """Classes from a list of names (value = index), a {value: name} mapping, dicts or ClassFacts."""
+def coerce_classes(value: Any, colors: Any = None, *, what: str = "classes") -> tuple[ClassObject, ...]:
+    """Classes from a list of names (value = index), a {value: name} mapping, dicts or ClassObject."""
     if isinstance(value, Mapping):
         items: list[tuple[int, Any]] = [(int(k), v) for k, v in value.items()]
     elif isinstance(value, Iterable) and not isinstance(value, str):
@@ -49,11 +52,11 @@ def coerce_classes(value: Any, colors: Any = None, *, what: str = "classes") -> 
         raise InvalidOptionError(f"{what} must be a list of class names or a {{value: name}} dict")
     classes = []
     for index, c in items:
-        if isinstance(c, ClassFacts):
+        if isinstance(c, ClassObject):
             classes.append(c)
         elif isinstance(c, Mapping):
             classes.append(
-                ClassFacts(
+                ClassObject(
                     value=int(c.get("value", index)),
                     name=str(c["name"]),
                     description=c.get("description"),
@@ -61,13 +64,13 @@ def coerce_classes(value: Any, colors: Any = None, *, what: str = "classes") -> 
                 )
             )
         else:
-            classes.append(ClassFacts(value=index, name=str(c)))
+            classes.append(ClassObject(value=index, name=str(c)))
     if colors is not None:
         classes = [_with_color(c, colors) for c in classes]
     return tuple(classes)
 
 
-def _with_color(c: ClassFacts, colors: Any) -> ClassFacts:
+def _with_color(c: ClassObject, colors: Any) -> ClassObject:
     if c.color_hint is not None:
         return c
     color = None
@@ -76,7 +79,7 @@ def _with_color(c: ClassFacts, colors: Any) -> ClassFacts:
     elif isinstance(colors, Sequence) and 0 <= c.value < len(colors):
         color = colors[c.value]
     hexed = color_hex(color)
-    return ClassFacts(c.value, c.name, c.description, hexed) if hexed else c
+    return ClassObject(c.value, c.name, c.description, hexed) if hexed else c
 
 
 def color_hex(color: Any) -> str | None:
@@ -138,7 +141,7 @@ def _floats(v: Any) -> list[float]:
     return [float(x) for x in v]
 
 
-def compose_zscores(steps: Sequence[tuple[list[float], list[float]]], bands: int | None) -> tuple[Scaling, ...]:
+def compose_zscores(steps: Sequence[tuple[list[float], list[float]]], bands: int | None) -> tuple[ValueScaling, ...]:
     """Fold successive (x - mean) / std steps into one z-score per band (or one for all bands)."""
     n = max([len(m) for m, _ in steps] + [len(s) for _, s in steps] + [1])
     if bands is not None and n not in (1, bands):
@@ -152,7 +155,7 @@ def compose_zscores(steps: Sequence[tuple[list[float], list[float]]], bands: int
     for x in (*mean, *std):
         if not math.isfinite(x):
             raise InvalidOptionError("the normalization has a non-finite mean or std")
-    return tuple(Scaling(type="z-score", mean=mean[i], stddev=std[i]) for i in range(n))
+    return tuple(ValueScaling(type="z-score", mean=mean[i], stddev=std[i]) for i in range(n))
 
 
 def _broadcast(v: list[float], n: int) -> list[float]:
@@ -163,8 +166,8 @@ def _broadcast(v: list[float], n: int) -> list[float]:
     raise InvalidOptionError(f"normalization values {v} do not broadcast to {n} bands")
 
 
-def coerce_scaling(value: Any) -> tuple[Scaling, ...]:
-    """Value scaling from MLM dicts ({'type': 'z-score', 'mean': .., 'stddev': ..}), Scaling, or a Normalize."""
+def coerce_scaling(value: Any) -> tuple[ValueScaling, ...]:
+    """Value scaling from MLM dicts ({'type': 'z-score', 'mean': .., 'stddev': ..}), ValueScaling, or a Normalize."""
     params = normalizer_params(value)
     if params is not None:
         return compose_zscores([params], None)
@@ -172,14 +175,22 @@ def coerce_scaling(value: Any) -> tuple[Scaling, ...]:
         value = [value]
     out = []
     for v in value:
-        if isinstance(v, Scaling):
+        if isinstance(v, ValueScaling):
             out.append(v)
         elif isinstance(v, Mapping) and "type" in v:
             known = {"type", "mean", "stddev", "minimum", "maximum", "value"}
             extra = set(v) - known
             if extra:
                 raise InvalidOptionError(f"value_scaling entry has unknown keys {sorted(extra)}: {dict(v)}")
-            out.append(Scaling(**{k: v[k] for k in known & set(v)}))
+            if not is_scaling_type(str(v["type"])):
+                raise InvalidOptionError(f"value_scaling type {v['type']!r} is not one of {', '.join(SCALING_TYPES)}")
+            try:
+                out.append(ValueScaling(**{k: v[k] for k in known & set(v)}))
+            except ValidationError as e:  # a parameter that is not a number
+                why = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+                raise InvalidOptionError(
+                    f"value_scaling entry {dict(v)} is not valid: {why}. Pass numbers for its parameters"
+                ) from e
         else:
             raise InvalidOptionError(f"value_scaling entries must be dicts with a 'type', got {v!r}")
     return tuple(out)

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import InvalidOptionError, MLMExportError
 from ..facts import BandFacts, DataFacts
+from ..mlm import ResizeType
 from .dummy import DEFAULT_IMAGE_SIZE  # noqa: F401 - the one default image size, re-exported
 from .values import compose_zscores, normalizer_params, walk_transforms
 
@@ -62,7 +63,7 @@ class WeightsFacts:
     in_channels: int | None = None
     num_classes: int | None = None
     image_size: int | None = None
-    resize_type: str | None = None
+    resize_type: ResizeType | None = None
     url: str | None = None
     license: str | None = None
     dataset: str | None = None
@@ -142,9 +143,9 @@ def _bands(member: str, names: Any) -> tuple[BandFacts, ...] | None:
     return tuple(out)
 
 
-def _size_and_resize(transforms: Any) -> tuple[int | None, str | None]:
+def _size_and_resize(transforms: Any) -> tuple[int | None, ResizeType | None]:
     size = None
-    resize = None
+    resize: ResizeType | None = None
     for t in walk_transforms(transforms):
         kind = type(t).__name__
         if kind in ("CenterCrop", "RandomCrop", "CenterCrop2d"):
@@ -153,8 +154,8 @@ def _size_and_resize(transforms: Any) -> tuple[int | None, str | None]:
             resize = resize or "crop"
         elif kind in ("Resize", "Resize2d"):
             mode = str(getattr(t, "interpolation", "bilinear")).lower()
-            method = "nearest" if "nearest" in mode else "cubic" if "cubic" in mode else "linear"
-            resize = f"interpolation-{method}"
+            nearest, cubic = "nearest" in mode, "cubic" in mode
+            resize = "interpolation-nearest" if nearest else "interpolation-cubic" if cubic else "interpolation-linear"
     return size, resize
 
 
