@@ -19,6 +19,7 @@ from . import mlm
 from .errors import MLMExportWarning
 from .facts import ArtifactFacts, BandFacts, Scaling
 from .resolve import InputSpec, OutputSpec
+from .times import iso_utc
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,10 @@ def build_item(plan: ItemPlan) -> pystac.Item:
     if plan.license:
         props["license"] = plan.license
     if plan.created:
-        props["created"] = _iso(plan.created)
+        props["created"] = iso_utc(plan.created)
     if plan.start_datetime and plan.end_datetime:
-        props["start_datetime"] = _iso(plan.start_datetime)
-        props["end_datetime"] = _iso(plan.end_datetime)
+        props["start_datetime"] = iso_utc(plan.start_datetime)
+        props["end_datetime"] = iso_utc(plan.end_datetime)
     stac_bands = [_band(b) for b in plan.bands] if plan.bands else None
     if stac_bands:
         props["bands"] = stac_bands
@@ -216,12 +217,6 @@ def _asset(a: ArtifactFacts, bands: list[dict[str, Any]] | None) -> pystac.Asset
 def _polygon(bbox: tuple[float, float, float, float]) -> dict[str, Any]:
     w, s, e, n = bbox
     return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
-
-
-def _iso(t: dt.datetime) -> str:
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def json_safe_hyperparameters(hparams: Mapping[str, Any]) -> dict[str, Any]:

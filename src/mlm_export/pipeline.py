@@ -27,6 +27,7 @@ from .sources.dummy import DEFAULT_IMAGE_SIZE, fixed_image_size, stated_example
 from .sources.evidence import classes_from_config, feature_module, task_evidence
 from .sources.model import call_spec, hyperparameters_of, inspect_model, qualified_name
 from .sources.values import coerce_bands, coerce_classes, coerce_scaling
+from .times import iso_utc, parse_iso
 from .validate import validation_problems
 
 Validate = Literal["raise", "warn"]
@@ -292,8 +293,8 @@ def plan(
         license=options.license or (w.license if w else None),
         bbox=data.bbox,
         datetime=_when(options.datetime, data, warn_datetime),
-        start_datetime=_parse_time(data.start_datetime),
-        end_datetime=_parse_time(data.end_datetime),
+        start_datetime=parse_iso(data.start_datetime),
+        end_datetime=parse_iso(data.end_datetime),
         created=dt.datetime.now(dt.UTC).replace(microsecond=0),
         extra_properties=extra,
     )
@@ -450,14 +451,8 @@ def _when(datetime: dt.datetime | None, data: DataFacts, warn: bool) -> dt.datet
 
 
 def _iso(t: Any) -> str | None:
-    if t is None:
-        return None
-    if isinstance(t, str):
+    if t is None or isinstance(t, str):
         return t
     if isinstance(t, dt.datetime):
-        return t.isoformat()
+        return iso_utc(t)
     raise InvalidOptionError(f"expected a datetime, got {type(t).__name__}")
-
-
-def _parse_time(text: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None

@@ -33,6 +33,7 @@ from .sources.runtime import (
 )
 from .sources.training_data import StacData, disagreements, split_sizes
 from .sources.vcs import SourceFacts, source_facts
+from .times import iso_utc
 from .write import atomic_write_bytes, multihash
 
 INFERENCE_SUFFIX = ".requirements.txt"
@@ -91,7 +92,7 @@ def with_provenance(plan: ItemPlan, prov: ProvenanceFacts, *, lineage: str, vers
     props["processing:software"] = dict(prov.runtime.software)
     props["processing:lineage"] = lineage
     if plan.created:
-        props["processing:datetime"] = _iso(plan.created)
+        props["processing:datetime"] = iso_utc(plan.created)
     if version:
         props["version"] = version
     links = list(plan.links)
@@ -357,7 +358,7 @@ def with_runtime_files(plan: ItemPlan, prov: ProvenanceFacts, out_dir: Path, ste
 def checkpoint_provenance(path: str | os.PathLike[str], lineage: str) -> dict[str, Any]:
     """Per-checkpoint processing fields: the save time (the file's modification time) and the lineage."""
     saved = dt.datetime.fromtimestamp(Path(path).stat().st_mtime, dt.UTC).replace(microsecond=0)
-    return {"processing:datetime": _iso(saved), "processing:lineage": lineage}
+    return {"processing:datetime": iso_utc(saved), "processing:lineage": lineage}
 
 
 def item_stats(items: Any) -> dict[str, Any]:
@@ -386,8 +387,3 @@ def _checksum(data: bytes) -> str:
     import hashlib
 
     return multihash(hashlib.sha256(data).digest())
-
-
-def _iso(t: dt.datetime) -> str:
-    t = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
