@@ -209,3 +209,24 @@ class ModelOutput(_Field):
     description: str | None = None
     classes: list[ClassObject] | None = Field(default=None, alias="classification:classes")
     post_processing_function: ProcessingExpression | None = None
+
+
+# -- Fields of checkpoint Items and run Collections (the builder's: item.py, collection.py) ----------------------
+FILE_SIZE = "file:size"
+FILE_CHECKSUM = "file:checksum"
+PROCESSING_DATETIME = "processing:datetime"
+PROCESSING_LINEAGE = "processing:lineage"
+PROCESSING_SOFTWARE = "processing:software"
+LIGHTNING_PREFIX = "lightning:"
+LIGHTNING_EPOCH = LIGHTNING_PREFIX + "epoch"
+LIGHTNING_GLOBAL_STEP = LIGHTNING_PREFIX + "global_step"
+LIGHTNING_WEIGHTS_ONLY = LIGHTNING_PREFIX + "weights_only"
+LIGHTNING_MONITOR = LIGHTNING_PREFIX + "monitor"
+LIGHTNING_MODE = LIGHTNING_PREFIX + "mode"
+LIGHTNING_SCORE = LIGHTNING_PREFIX + "score"
+LIGHTNING_METRICS = LIGHTNING_PREFIX + "metrics"
+STATS_ITEMS = "stats:items"
+MEDIA_PYTORCH = "application/octet-stream; application=pytorch"
+MEDIA_SAFETENSORS = "application/octet-stream; application=safetensors"
+MEDIA_JSON = "application/json"
+MEDIA_GEOJSON = "application/geo+json"

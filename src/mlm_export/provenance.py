@@ -7,7 +7,6 @@ one adds what a Lightning Trainer tells (:func:`with_trainer`), and one writes t
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import platform
 import warnings
@@ -353,34 +352,6 @@ def with_runtime_files(plan: ItemPlan, prov: ProvenanceFacts, out_dir: Path, ste
     return replace(
         plan, extra_assets={**plan.extra_assets, **assets}, artifacts=artifacts, accelerator_constrained=constrained
     )
-
-
-def checkpoint_provenance(path: str | os.PathLike[str], lineage: str) -> dict[str, Any]:
-    """Per-checkpoint processing fields: the save time (the file's modification time) and the lineage."""
-    saved = dt.datetime.fromtimestamp(Path(path).stat().st_mtime, dt.UTC).replace(microsecond=0)
-    return {"processing:datetime": iso_utc(saved), "processing:lineage": lineage}
-
-
-def item_stats(items: Any) -> dict[str, Any]:
-    """``stats:items`` of a Collection, counted from its Items: how many, per STAC version, extension, media type."""
-    count, versions, extensions, media = 0, {}, {}, {}
-    for item in items:
-        count += 1
-        v = str(item.get("stac_version"))
-        versions[v] = versions.get(v, 0) + 1
-        for ext in item.get("stac_extensions", []):
-            extensions[ext] = extensions.get(ext, 0) + 1
-        for asset in item.get("assets", {}).values():
-            kind = str(asset.get("type", "unknown"))
-            media[kind] = media.get(kind, 0) + 1
-    stats: dict[str, Any] = {"count": count}
-    if versions:
-        stats["versions"] = versions
-    if extensions:
-        stats["extensions"] = dict(sorted(extensions.items()))
-    if media:
-        stats["assets"] = dict(sorted(media.items()))
-    return stats
 
 
 def _checksum(data: bytes) -> str:
