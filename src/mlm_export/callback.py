@@ -386,7 +386,7 @@ class MLMExportCallback(Callback):
             score=snap.score, metrics=snap.metrics, files=files, catalog=catalog,
             compile_method=self._provenance.compile_method, hashed=hashed,
         )  # fmt: skip
-        data = plain(checkpoint_item(model, facts, copy=False))
+        data = checkpoint_item(model, facts, copy=False).to_dict(include_self_link=False, transform_hrefs=False)
         quick_check(data, by_shape=True)  # one template for every checkpoint: each new shape checked
         return data
 

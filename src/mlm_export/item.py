@@ -14,6 +14,7 @@ import pystac
 from . import mlm
 from .facts import ArtifactFacts, BandFacts, Scaling
 from .json_values import json_safe, json_safe_hyperparameters
+from .model_asset import file_href
 from .resolve import InputSpec, OutputSpec
 from .runs import COLLECTION_FILE, checkpoint_stem
 from .times import iso_utc
@@ -389,5 +390,6 @@ def _checkpoint_asset(facts: CheckpointFacts, bands: Any) -> tuple[str, pystac.A
         if bands:
             extra["bands"] = bands
     media = mlm.MEDIA_SAFETENSORS if safetensors else mlm.MEDIA_PYTORCH
-    asset = pystac.Asset(f"./{facts.path.name}", title=facts.title, media_type=media, roles=roles, extra_fields=extra)
+    href = file_href(facts.path.name)
+    asset = pystac.Asset(href, title=facts.title, media_type=media, roles=roles, extra_fields=extra)
     return key, asset

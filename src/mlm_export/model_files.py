@@ -26,6 +26,7 @@ from . import exporters, mlm, parity, resolve
 from .errors import MLMExportError, MLMExportWarning, first_line
 from .facts import ArtifactFacts
 from .item import ItemPlan
+from .model_asset import file_href
 from .sources.model import call_spec
 
 
@@ -122,7 +123,7 @@ def _planned(
         roles = (mlm.ROLE_MODEL, *(r for r in f.roles if r.startswith("mlm:"))) if is_primary else f.roles
         assets.append(
             ArtifactFacts(
-                key="model" if is_primary else f.key, href=f"./{w.path.name}", roles=roles, media_type=f.media_type,
+                key="model" if is_primary else f.key, href=file_href(w.path.name), roles=roles, media_type=f.media_type,
                 title=f.title, artifact_type=f.artifact_type if is_primary else None, size=w.file.size,
                 checksum=w.file.checksum, description=w.note or None,
             )

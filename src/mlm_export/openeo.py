@@ -20,6 +20,7 @@ from torch import nn
 from . import mlm
 from .errors import InvalidOptionError
 from .facts import ArtifactFacts, TensorFacts
+from .model_asset import file_href, is_beside
 from .resolve import InputSpec, OutputSpec
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def adapt(item_plan: ItemPlan, gathered: Gathered, base_url: str) -> ItemPlan:
     inputs = (_fixed_input(item_plan.inputs[0], facts.inputs[0]),)
     outputs = (_fixed_output(item_plan.outputs[0], facts.outputs[0]),)
     weights = replace(
-        item_plan.artifacts[0], key="weights", href=url + f"{item_plan.id}.safetensors",
+        item_plan.artifacts[0], key="weights", href=file_href(f"{item_plan.id}.safetensors", url),
         roles=(mlm.ROLE_WEIGHTS,), artifact_type=None, media_type="application/octet-stream; application=safetensors",
         title="Model weights (safetensors)",
     )  # fmt: skip
@@ -105,7 +106,7 @@ def torchscript_asset(url: str, stem: str, size: int | None = None, checksum: st
 
     return ArtifactFacts(
         key="model",
-        href=f"{url}{stem}{SUFFIX}",
+        href=file_href(f"{stem}{SUFFIX}", url),
         roles=(mlm.ROLE_MODEL,),
         media_type=MEDIA_TYPE,
         title="Model (TorchScript, torch.jit.load)",
@@ -155,7 +156,7 @@ def write_files(
     written = art.write_safetensors(weights, out_dir / f"{stem}.safetensors", art.safetensors_metadata(aliases))
     planned = item_plan.artifacts[1]
     weights_asset = replace(
-        planned, href=url + f"{stem}.safetensors", size=written.size, checksum=written.checksum,
+        planned, href=file_href(f"{stem}.safetensors", url), size=written.size, checksum=written.checksum,
         media_type="application/octet-stream; application=safetensors", title="Model weights (safetensors)",
     )  # fmt: skip
     return replace(item_plan, artifacts=(torchscript_asset(url, stem, size, checksum), weights_asset))
@@ -177,7 +178,7 @@ def absolute_hrefs(item_plan: ItemPlan, base_url: str) -> ItemPlan:
     url = check_base_url(base_url)
 
     def absolute(href: str) -> str:
-        return url + href.removeprefix("./") if href.startswith("./") else href
+        return file_href(href.removeprefix("./"), url) if is_beside(href) else href
 
     return replace(
         item_plan,

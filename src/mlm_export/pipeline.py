@@ -21,6 +21,7 @@ from . import mlm, resolve
 from .errors import InvalidOptionError, ItemValidationError, MLMExportWarning
 from .facts import ArtifactFacts, DataFacts, ModelFacts
 from .item import ItemPlan, build_item
+from .model_asset import file_href
 from .sources.constants import forward_constants
 from .sources.datamodule import datamodule_facts
 from .sources.dummy import DEFAULT_IMAGE_SIZE, fixed_image_size, stated_example
@@ -406,7 +407,7 @@ def _planned_primary(planned: ArtifactFacts, item_id: str, options: ExportOption
     f = art.FORMATS[first]
     roles = (mlm.ROLE_MODEL, *(r for r in f.roles if r.startswith("mlm:")))
     return ArtifactFacts(
-        key="model", href=f"./{item_id}{f.suffix}", roles=roles, media_type=f.media_type, title=f.title,
+        key="model", href=file_href(f"{item_id}{f.suffix}"), roles=roles, media_type=f.media_type, title=f.title,
         artifact_type=f.artifact_type,
     )  # fmt: skip
 
@@ -415,7 +416,7 @@ def _weights_asset(name: str, size: int | None, checksum: str | None = None) -> 
     """The safetensors weights as the model asset (until a .pt2 takes that role)."""
     return ArtifactFacts(
         key="model",
-        href=f"./{name}",
+        href=file_href(name),
         roles=(mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS),
         media_type=MEDIA_SAFETENSORS,
         title="Model weights (safetensors)",

@@ -19,6 +19,7 @@ from . import mlm
 from .errors import InvalidOptionError, MLMExportWarning
 from .facts import ArtifactFacts, ClassFacts
 from .item import ItemPlan
+from .model_asset import file_href
 from .sources.citation import CitationFacts, clean_doi, find_cff, read_cff
 from .sources.runtime import (
     RuntimeFacts,
@@ -292,7 +293,7 @@ def write_prepared(
             atomic_write_bytes(out_dir / name, data)
         if copies is not None:
             copies[key] = out_dir / name
-        assets[key] = {"href": f"./{name}", **asset, "roles": list(asset["roles"])}
+        assets[key] = {"href": file_href(name), **asset, "roles": list(asset["roles"])}
     return assets
 
 
