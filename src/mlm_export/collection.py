@@ -7,6 +7,7 @@ Every field comes from one function named after it: ``extent``, ``summaries``, `
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -132,7 +133,7 @@ def extent(items: Iterable[Mapping[str, Any]]) -> pystac.Extent:
         if boxes
         else list(WORLD)
     )
-    interval = [parse_iso(min(times)), parse_iso(max(times))] if times else [None, None]
+    interval: list[dt.datetime | None] = [parse_iso(min(times)), parse_iso(max(times))] if times else [None, None]
     return pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([interval]))
 
 

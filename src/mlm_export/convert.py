@@ -200,7 +200,8 @@ class Converter:
             model, gathered, item_plan, path.parent, checkpoint_stem(path), artifacts=chosen, primary=primary,
             timeout=self.options.artifact_timeout, checkpoint_exists=True,
         )  # fmt: skip
-        return plain(build_item(written).to_dict(include_self_link=False, transform_hrefs=False))["assets"]
+        assets: dict[str, Any] = plain(build_item(written))["assets"]
+        return assets
 
     def _spec(self, ckpt: LoadedCheckpoint) -> ModelSpec:
         if self.settings.model:
@@ -232,7 +233,7 @@ class Converter:
             item_plan = plan(model, gathered, self.options, warn_datetime=False)
             if self.options.profile == "openeo":
                 item_plan = openeo.adapt(item_plan, gathered, str(self.options.base_url))
-        return plain(build_item(item_plan).to_dict(include_self_link=False, transform_hrefs=False))
+        return plain(build_item(item_plan))
 
     def _openeo_files(self, ckpt: LoadedCheckpoint, path: Path, base: dict[str, Any]) -> dict[str, Any]:
         """profile='openeo': the checkpoint's weights as TorchScript, ``<stem>.torchscript`` beside it."""

@@ -12,11 +12,12 @@ from typing import Any
 import pystac
 
 from . import mlm
+from .collection import COLLECTION_FILE
 from .facts import ArtifactFacts, BandFacts, Scaling
 from .json_values import json_safe, json_safe_hyperparameters
 from .model_asset import file_href
 from .resolve import InputSpec, OutputSpec
-from .runs import COLLECTION_FILE, checkpoint_stem
+from .runs import checkpoint_stem
 from .times import iso_utc
 
 __all__ = ["CheckpointFacts", "ItemPlan", "RunLink", "build_item", "checkpoint_item", "checkpoint_item_id", "json_safe"]
@@ -179,9 +180,8 @@ def _model_item(plan: ItemPlan) -> pystac.Item:
         props[mlm.PRETRAINED_SOURCE] = plan.pretrained_source
     if plan.batch_size_suggestion:
         props[mlm.BATCH_SIZE_SUGGESTION] = plan.batch_size_suggestion
-    hparams = json_safe_hyperparameters(plan.hyperparameters or {})
-    if hparams:
-        props[mlm.HYPERPARAMETERS] = hparams
+    if plan.hyperparameters:
+        props[mlm.HYPERPARAMETERS] = json_safe_hyperparameters(plan.hyperparameters)
     if plan.description:
         props["description"] = plan.description
     if plan.license:
@@ -191,14 +191,13 @@ def _model_item(plan: ItemPlan) -> pystac.Item:
     if plan.start_datetime and plan.end_datetime:
         props["start_datetime"] = iso_utc(plan.start_datetime)
         props["end_datetime"] = iso_utc(plan.end_datetime)
-    stac_bands = [_band(b) for b in plan.bands] if plan.bands else None
-    if stac_bands:
-        props["bands"] = stac_bands
+    if plan.bands:
+        props["bands"] = [_band(b) for b in plan.bands]
     props.update(plan.extra_properties)
 
     extensions = [mlm.MLM_SCHEMA]
     if any(a.size is not None or a.checksum for a in plan.artifacts) or any(
-        "file:size" in a or "file:checksum" in a for a in plan.extra_assets.values()
+        mlm.FILE_SIZE in a or mlm.FILE_CHECKSUM in a for a in plan.extra_assets.values()
     ):
         extensions.append(mlm.FILE_SCHEMA)
     if any(o.classes for o in plan.outputs):
@@ -218,7 +217,7 @@ def _model_item(plan: ItemPlan) -> pystac.Item:
         stac_extensions=extensions,
     )
     for a in plan.artifacts:
-        item.add_asset(a.key, _asset(a, stac_bands))
+        item.add_asset(a.key, _asset(a, props.get("bands")))
     for key, asset in plan.extra_assets.items():
         item.add_asset(key, pystac.Asset.from_dict(dict(asset)))
     for link in plan.links:
@@ -229,13 +228,13 @@ def _model_item(plan: ItemPlan) -> pystac.Item:
 def declared_extensions(props: Mapping[str, Any], links: list[dict[str, Any]]) -> list[str]:
     """The related extensions whose fields ``props`` (or the links) use: each declared only when used."""
     out = []
-    if any(k.startswith("sci:") for k in props):
+    if any(k.startswith(mlm.SCI_PREFIX) for k in props):
         out.append(mlm.SCI_SCHEMA)
-    if any(k.startswith("processing:") for k in props):
+    if any(k.startswith(mlm.PROCESSING_PREFIX) for k in props):
         out.append(mlm.PROCESSING_SCHEMA)
     if "version" in props or "deprecated" in props:
         out.append(mlm.VERSION_SCHEMA)
-    if any(k.startswith("ml-aoi:") for k in props) or any("ml-aoi:split" in link for link in links):
+    if any(k.startswith(mlm.ML_AOI_PREFIX) for k in props) or any(mlm.ML_AOI_SPLIT in link for link in links):
         out.append(mlm.ML_AOI_SCHEMA)
     return out
 
@@ -278,9 +277,9 @@ def _band(b: BandFacts) -> dict[str, Any]:
     if b.description:
         band["description"] = b.description
     if b.common_name:
-        band["eo:common_name"] = b.common_name
+        band[mlm.EO_COMMON_NAME] = b.common_name
     if b.center_wavelength:
-        band["eo:center_wavelength"] = b.center_wavelength
+        band[mlm.EO_CENTER_WAVELENGTH] = b.center_wavelength
     return band
 
 
@@ -294,9 +293,9 @@ def _asset(a: ArtifactFacts, bands: list[dict[str, Any]] | None) -> pystac.Asset
         if method:  # a torch.export archive is compiled ahead of time
             extra[mlm.COMPILE_METHOD] = method
     if a.size is not None:
-        extra["file:size"] = a.size
+        extra[mlm.FILE_SIZE] = a.size
     if a.checksum:
-        extra["file:checksum"] = a.checksum
+        extra[mlm.FILE_CHECKSUM] = a.checksum
     return pystac.Asset(
         href=a.href,
         title=a.title,

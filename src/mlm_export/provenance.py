@@ -38,7 +38,7 @@ from .write import atomic_write_bytes, multihash
 
 INFERENCE_SUFFIX = ".requirements.txt"
 TRAINING_SUFFIX = ".environment.txt"
-RUNTIME_MEDIA = "text/plain"
+RUNTIME_MEDIA = mlm.MEDIA_TEXT
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,10 @@ def user_doi(doi: str | None) -> str | None:
 def with_provenance(plan: ItemPlan, prov: ProvenanceFacts, *, lineage: str, version: str | None = None) -> ItemPlan:
     """``plan`` with ``processing:*``, citation, version, source-code asset and compile method added."""
     props = dict(plan.extra_properties)
-    props["processing:software"] = dict(prov.runtime.software)
-    props["processing:lineage"] = lineage
+    props[mlm.PROCESSING_SOFTWARE] = dict(prov.runtime.software)
+    props[mlm.PROCESSING_LINEAGE] = lineage
     if plan.created:
-        props["processing:datetime"] = iso_utc(plan.created)
+        props[mlm.PROCESSING_DATETIME] = iso_utc(plan.created)
     if version:
         props["version"] = version
     links = list(plan.links)
@@ -102,7 +102,7 @@ def with_provenance(plan: ItemPlan, prov: ProvenanceFacts, *, lineage: str, vers
         key = "source_code" if "source_code" not in assets else "training_source_code"
         assets[key] = source_asset(prov.source)
     if prov.datamodule:
-        props["lightning:datamodule"] = {"class": prov.datamodule, **({"splits": prov.splits} if prov.splits else {})}
+        props[mlm.LIGHTNING_DATAMODULE] = {"class": prov.datamodule, **({"splits": prov.splits} if prov.splits else {})}
     artifacts = tuple(_compiled(a, prov.compile_method) for a in plan.artifacts)
     summary = plan.accelerator_summary
     if plan.accelerator != "cuda" and (not summary or summary.lower() in (platform.machine().lower(), "x86_64")):
@@ -164,7 +164,7 @@ def source_asset(source: SourceFacts) -> dict[str, Any]:
     """The ``mlm:source_code`` asset: repository at its commit, with the entrypoint and dirty flag."""
     asset: dict[str, Any] = {
         "href": source.href,
-        "type": "text/html" if (source.href or "").startswith("http") else "inode/directory",
+        "type": mlm.MEDIA_HTML if (source.href or "").startswith("http") else "inode/directory",
         "title": "Source code of the model's class" + (f" (commit {source.commit[:12]})" if source.commit else ""),
         "roles": [mlm.ROLE_SOURCE_CODE, "code"],
     }
@@ -189,21 +189,21 @@ def source_asset(source: SourceFacts) -> dict[str, Any]:
 
 def _cite(props: dict[str, Any], links: list[Any], cited: CitationFacts) -> None:
     """Put the DOI the user or CITATION.cff names first; a DOI already there (the weights') becomes a publication."""
-    publications = [dict(p) for p in props.get("sci:publications", [])]
-    existing = props.get("sci:doi")
+    publications = [dict(p) for p in props.get(mlm.SCI_PUBLICATIONS, [])]
+    existing = props.get(mlm.SCI_DOI)
     if cited.doi and existing and cited.doi != existing:
         publications.append({"doi": existing})
         links[:] = [link for link in links if dict(link).get("rel") != "cite-as"]
     if cited.doi:
-        props["sci:doi"] = cited.doi
+        props[mlm.SCI_DOI] = cited.doi
     if cited.citation:
-        props["sci:citation"] = cited.citation
+        props[mlm.SCI_CITATION] = cited.citation
     for pub in cited.publications:
         if pub not in publications:
             publications.append(dict(pub))
     if publications:
-        props["sci:publications"] = publications
-    doi = props.get("sci:doi")
+        props[mlm.SCI_PUBLICATIONS] = publications
+    doi = props.get(mlm.SCI_DOI)
     if doi and not any(dict(link).get("rel") == "cite-as" for link in links):
         links.append({"rel": "cite-as", "href": f"https://doi.org/{doi}", "title": "Citation (DOI)"})
 
@@ -271,8 +271,8 @@ def _prepare(files: Mapping[str, tuple[str, str, str, str]]) -> Prepared:
     out: Prepared = {}
     for key, (suffix, text, role, title) in files.items():
         data = text.encode("utf-8")
-        asset = {"type": RUNTIME_MEDIA, "title": title, "roles": [role], "file:size": len(data),
-                 "file:checksum": _checksum(data)}  # fmt: skip
+        asset = {"type": RUNTIME_MEDIA, "title": title, "roles": [role], mlm.FILE_SIZE: len(data),
+                 mlm.FILE_CHECKSUM: _checksum(data)}  # fmt: skip
         out[key] = (suffix, data, asset)
     return out
 
@@ -324,7 +324,7 @@ def write_inference_runtime(out_dir: Path, stem: str, item: Mapping[str, Any], a
 
     Returns the asset, or nothing when the description names no software.
     """
-    software = item.get("properties", {}).get("processing:software")
+    software = item.get("properties", {}).get(mlm.PROCESSING_SOFTWARE)
     if not isinstance(software, Mapping) or not software:
         return {}
     pins = {str(k): _public(str(v)) for k, v in software.items() if k not in NOT_DISTRIBUTIONS}

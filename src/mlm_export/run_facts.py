@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .runs import COLLECTION_FILE
+from . import mlm
+from .collection import COLLECTION_FILE
 
 #: Largest JSON file read back from a folder (an Item or a Collection); larger ones are ignored.
 MAX_JSON = 16 << 20
@@ -49,13 +50,13 @@ def monitor_facts(callbacks: Mapping[str, Any], checkpoint: Path) -> dict[str, A
         monitor = state.get("monitor")
         if not isinstance(monitor, str):
             continue
-        props: dict[str, Any] = {"lightning:monitor": monitor}
+        props: dict[str, Any] = {mlm.LIGHTNING_MONITOR: monitor}
         mode = _MODE.search(str(key))
         if mode:
-            props["lightning:mode"] = mode.group(1)
+            props[mlm.LIGHTNING_MODE] = mode.group(1)
         score = _score_for(state, checkpoint)
         if score is not None:
-            props["lightning:score"] = score
+            props[mlm.LIGHTNING_SCORE] = score
         return props
     return {}
 
@@ -87,8 +88,8 @@ def kept_properties(old_item: Mapping[str, Any] | None, checksum: str) -> dict[s
     if not old_item:
         return {}
     assets = old_item.get("assets") or {}
-    described = any(isinstance(a, Mapping) and a.get("file:checksum") == checksum for a in assets.values())
+    described = any(isinstance(a, Mapping) and a.get(mlm.FILE_CHECKSUM) == checksum for a in assets.values())
     if not described:
         return {}
     props = old_item.get("properties") or {}
-    return {k: v for k, v in props.items() if isinstance(k, str) and k.startswith("lightning:")}
+    return {k: v for k, v in props.items() if isinstance(k, str) and k.startswith(mlm.LIGHTNING_PREFIX)}
