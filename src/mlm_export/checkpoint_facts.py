@@ -15,7 +15,8 @@ from typing import Any
 import pystac
 
 from . import mlm
-from .item import CheckpointFacts, RunLink
+from .collection import RunLink
+from .item import CheckpointFacts
 from .runs import RunCatalog
 from .sources.checkpoint import LoadedCheckpoint
 from .times import file_time

@@ -24,6 +24,16 @@ WORLD = [-180.0, -90.0, 180.0, 90.0]
 
 
 @dataclass(frozen=True)
+class RunLink:
+    """The run Collection an Item belongs to (``runs.RunCatalog``)."""
+
+    #: ``collection``: the Collection's id (``collection_id=``, else ``<model id>-checkpoints``).
+    id: str
+    #: Title of the ``collection``/``parent``/``root`` links: the Collection's title (the model's ``mlm:name``).
+    title: str
+
+
+@dataclass(frozen=True)
 class Member:
     """One live Item of the run."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ from typing import Any
 import pystac
 
 from . import mlm
-from .collection import COLLECTION_FILE
+from .collection import COLLECTION_FILE, RunLink
 from .facts import ArtifactFacts, BandFacts, Scaling
 from .json_values import json_safe, json_safe_hyperparameters
 from .model_asset import file_href
@@ -91,16 +92,6 @@ class ItemPlan:
     #: ``lightning:datamodule`` (``provenance.with_provenance``), ``torchgeo:weights`` (``sources.weights``) and
     #: the user's ``properties=``.
     extra_properties: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RunLink:
-    """The run Collection an Item belongs to (``runs.RunCatalog``)."""
-
-    #: ``collection``: the Collection's id (``collection_id=``, else ``<model id>-checkpoints``).
-    id: str
-    #: Title of the ``collection``/``parent``/``root`` links: the Collection's title (the model's ``mlm:name``).
-    title: str
 
 
 @dataclass(frozen=True)
@@ -240,36 +231,44 @@ def declared_extensions(props: Mapping[str, Any], links: list[dict[str, Any]]) -
 
 
 def _input(spec: InputSpec) -> dict[str, Any]:
-    return mlm.ModelInput(
-        name=spec.name,
-        bands=list(spec.bands),
-        input=mlm.Structure(shape=list(spec.shape), dim_order=list(spec.dim_order), data_type=spec.data_type),
-        description=spec.description,
-        value_scaling=[_scaling(s) for s in spec.value_scaling] if spec.value_scaling else None,
-        resize_type=spec.resize_type,
+    """One ``mlm:input`` object; its vocabularies (data type, resize type, scaling) checked by ``mlm.ModelInput``."""
+    return mlm.ModelInput.model_validate(
+        {
+            "name": spec.name,
+            "bands": list(spec.bands),
+            "input": _structure(spec.shape, spec.dim_order, spec.data_type),
+            "description": spec.description,
+            "value_scaling": [_scaling(s) for s in spec.value_scaling] if spec.value_scaling else None,
+            "resize_type": spec.resize_type,
+        }
     ).dump()
 
 
 def _output(spec: OutputSpec) -> dict[str, Any]:
+    """One ``mlm:output`` object; its tasks and classes checked by ``mlm.ModelOutput``."""
     classes = None
     if spec.classes:
         classes = [
-            mlm.ClassObject(value=c.value, name=c.name, description=c.description or c.name, color_hint=c.color_hint)
+            {"value": c.value, "name": c.name, "description": c.description or c.name, "color_hint": c.color_hint}
             for c in spec.classes
         ]
-    return mlm.ModelOutput(
-        name=spec.name,
-        tasks=list(spec.tasks),
-        result=mlm.Structure(shape=list(spec.shape), dim_order=list(spec.dim_order), data_type=spec.data_type),
-        description=spec.description,
-        classes=classes,
+    return mlm.ModelOutput.model_validate(
+        {
+            "name": spec.name,
+            "tasks": list(spec.tasks),
+            "result": _structure(spec.shape, spec.dim_order, spec.data_type),
+            "description": spec.description,
+            "classification:classes": classes,
+        }
     ).dump()
 
 
-def _scaling(s: Scaling) -> mlm.ValueScaling:
-    return mlm.ValueScaling(
-        type=s.type, mean=s.mean, stddev=s.stddev, minimum=s.minimum, maximum=s.maximum, value=s.value
-    )
+def _structure(shape: tuple[int, ...], dim_order: tuple[str, ...], data_type: str) -> dict[str, Any]:
+    return {"shape": list(shape), "dim_order": list(dim_order), "data_type": data_type}
+
+
+def _scaling(s: Scaling) -> dict[str, Any]:
+    return dataclasses.asdict(s)
 
 
 def _band(b: BandFacts) -> dict[str, Any]:
