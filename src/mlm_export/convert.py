@@ -7,6 +7,7 @@ write ``<stem>.mlm.json`` atomically beside it. A directory also gets a ``collec
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -127,9 +128,11 @@ class Converter:
                 kept=kept_properties(read_json(target) if target.exists() else None, checksum),
                 files={**_kept_assets(base), **model_files}, catalog=catalog,
             )  # fmt: skip
-            data = plain(checkpoint_item(pystac.Item.from_dict(base, migrate=False), facts, copy=False))
+            model = json.loads(json.dumps(base))  # the model's Item, with the user's doi/citation/version
             o = self.options
-            restate(data, doi=o.doi, citation=o.citation, version=o.version)
+            restate(model, doi=o.doi, citation=o.citation, version=o.version)
+            template = pystac.Item.from_dict(model, migrate=False, preserve_dict=False)
+            data = plain(checkpoint_item(template, facts, copy=False))
             check(data)
             with all_or_nothing(target.parent, [target]):
                 if catalog:
