@@ -321,7 +321,9 @@ def checkpoint_item(model: pystac.Item, facts: CheckpointFacts, *, copy: bool = 
     item.properties.update(lightning_properties(facts))
     item.properties[mlm.PROCESSING_DATETIME] = iso_utc(facts.saved)
     item.properties[mlm.PROCESSING_LINEAGE] = facts.lineage
-    item.assets = {key: pystac.Asset.from_dict(dict(asset)) for key, asset in facts.files.items()}
+    item.assets.clear()  # the model's files are the checkpoint's only where facts.files says so
+    for name, file in facts.files.items():
+        item.add_asset(name, pystac.Asset.from_dict(dict(file)))
     key, asset = _checkpoint_asset(facts, item.properties.get("bands"))
     item.add_asset(key, asset)
     model_asset = item.assets.get("model")
