@@ -169,7 +169,7 @@ def test_a_built_checkpoint_item_holds_only_fields_with_a_source(tmp_path: Path,
     [
         ("unet", "epoch=3-step=40", "unet-epoch=3-step=40"),
         ("unet", "unet", "unet"),  # the file is named after the model: not unet-unet
-        ("unet", "unet-epoch=3", "unet-epoch=3"),
+        ("unet", "unet-epoch=3", "unet-unet-epoch=3"),  # not "unet-epoch=3": a file "epoch=3" would take it
         ("my-net", "My Net", "my-net"),
         ("unet", "last", "unet-last"),
     ],

@@ -347,14 +347,11 @@ def checkpoint_item(model: pystac.Item, facts: CheckpointFacts, *, copy: bool = 
 
 
 def checkpoint_item_id(model_id: str, checkpoint: Path) -> str:
-    """The id of a checkpoint's Item: ``<model id>-<checkpoint stem>``, the stem alone when it already starts
-    with the model id (a file named after the model: ``unet.ckpt`` of ``unet`` is ``unet``, not ``unet-unet``)."""
+    """The id of a checkpoint's Item: ``<model id>-<checkpoint stem>``, or the model id alone for a file named
+    after the model (``unet.ckpt`` of ``unet`` is ``unet``, not ``unet-unet``). Distinct stems keep distinct ids."""
     stem = checkpoint_stem(checkpoint)
-    if stem == model_id or stem.startswith(f"{model_id}-"):
-        return stem
-    if re.sub(r"[^a-z0-9_.-]+", "-", stem.lower()).strip("-") == model_id:
-        return model_id
-    return f"{model_id}-{stem}"
+    same = stem == model_id or re.sub(r"[^a-z0-9_.-]+", "-", stem.lower()).strip("-") == model_id
+    return model_id if same else f"{model_id}-{stem}"
 
 
 def lightning_properties(facts: CheckpointFacts) -> dict[str, Any]:
