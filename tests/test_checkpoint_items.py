@@ -57,6 +57,7 @@ def test_a_checkpoint_beside_its_model_file_is_only_the_checkpoint(tmp_path: Pat
     assert mlm.ARTIFACT_TYPE not in data["assets"]["checkpoint"]
     assert data["assets"]["model"] == files["model"]
     assert template.id == model.id and "checkpoint" not in template.assets  # the template is left as it was
+    assert mlm.LIGHTNING_GLOBAL_STEP not in template.properties and not template.get_links("collection")
     catalog.put(ckpt, data)
     collection = catalog.write_collection()
     assert plain_validate(collection) == []

@@ -111,6 +111,8 @@ class MLMExportCallback(Callback):
         self._provenance: Any = None
         self._embedded: dict[str, Any] | None = None
         self._base: dict[str, Any] = {}
+        #: The run's model Item, built once; each checkpoint's Item is built from a copy of it.
+        self._template: pystac.Item | None = None
         self._worker: Worker | None = None
         self._catalogs: dict[Path, RunCatalog] = {}
         self._unwrap: list[Callable[[], None]] = []
@@ -200,7 +202,8 @@ class MLMExportCallback(Callback):
         self._plan = with_trainer(plan(pl_module, self._gathered, self.options, provenance=self._provenance), trainer)
         if self.options.profile == "openeo":
             self._plan = openeo.adapt(self._plan, self._gathered, str(self.options.base_url))
-        self._base = plain(build_item(self._plan))
+        self._template = build_item(self._plan)
+        self._base = plain(self._template)
         # plain JSON types only, so that torch.load(weights_only=True) reads it back without any allowlist
         self._embedded = {"mlm_export_version": _version(), "item": self._base}
 
@@ -369,8 +372,8 @@ class MLMExportCallback(Callback):
         assert item_plan is not None
         hashed = snap.link_target or snap.path
         size, checksum = catalog.checksum(hashed)
-        base = self._base if item_plan is self._plan else plain(build_item(item_plan))
-        model = pystac.Item.from_dict(base, migrate=False)
+        template = self._template if item_plan is self._plan else None  # the run's, unless files changed it
+        model = template if template is not None else build_item(item_plan)
         # the .pt2/safetensors written for this checkpoint (if any), the source code, the runtime files
         assets = {k: a.to_dict() for k, a in model.assets.items()}
         files = {k: a for k, a in assets.items() if snap.artifacts or not is_model_file(a)}
@@ -386,7 +389,8 @@ class MLMExportCallback(Callback):
             score=snap.score, metrics=snap.metrics, files=files, catalog=catalog,
             compile_method=self._provenance.compile_method, hashed=hashed,
         )  # fmt: skip
-        data = checkpoint_item(model, facts, copy=False).to_dict(include_self_link=False, transform_hrefs=False)
+        built = checkpoint_item(model, facts, copy=template is not None)  # the template itself stays as it is
+        data = built.to_dict(include_self_link=False, transform_hrefs=False)
         quick_check(data, by_shape=True)  # one template for every checkpoint: each new shape checked
         return data
 
