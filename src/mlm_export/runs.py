@@ -12,7 +12,15 @@ from .collection import COLLECTION_FILE, Member, RunFacts, build_collection, ran
 from .schema_cache import quick_check
 from .write import atomic_write_bytes, atomic_write_json, file_checksum
 
-__all__ = ["COLLECTION_FILE", "ITEM_SUFFIX", "RunCatalog", "checkpoint_stem", "item_path_for"]
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "COLLECTION_FILE",
+    "ITEM_SUFFIX",
+    "MODEL_FILE_SUFFIXES",
+    "RunCatalog",
+    "checkpoint_stem",
+    "item_path_for",
+]
 
 #: Item file of a checkpoint: ``epoch=3-step=40.ckpt`` -> ``epoch=3-step=40.mlm.json``.
 ITEM_SUFFIX = ".mlm.json"
