@@ -21,7 +21,8 @@ from .resolve import InputSpec, OutputSpec
 from .runs import checkpoint_stem
 from .times import iso_utc
 
-__all__ = ["CheckpointFacts", "ItemPlan", "RunLink", "build_item", "checkpoint_item", "checkpoint_item_id", "json_safe"]
+__all__ = ["CheckpointFacts", "ItemPlan", "RunLink", "build_item", "checkpoint_item", "checkpoint_item_id",
+           "declared_extensions", "json_safe", "json_safe_hyperparameters", "lightning_properties"]  # fmt: skip
 
 
 @dataclass(frozen=True)
