@@ -17,6 +17,7 @@ from mlm_export import (
     TaskInferenceError,
     TraceError,
     export_mlm,
+    mlm,
 )
 from mlm_export.write import file_checksum
 
@@ -58,7 +59,7 @@ def test_resnet_classifier(assert_valid):
     assert model_asset["roles"][0] == "mlm:model"
     assert model_asset["mlm:artifact_type"] == "safetensors.torch.save_file"
     assert model_asset["href"] == "./resnet.safetensors"
-    assert isinstance(model_asset["file:size"], int)
+    assert "file:size" not in model_asset  # no out_dir: nothing was written, nothing measured
 
 
 def test_vit_classifier(assert_valid):
@@ -182,15 +183,21 @@ def test_writes_weights_program_and_item(tmp_path, assert_valid):
     assert item.get_self_href() == str((tmp_path / "small-unet.json").resolve())
 
 
-def test_without_out_dir_nothing_is_written_and_size_is_exact(tmp_path, monkeypatch, assert_valid):
+def test_without_out_dir_nothing_is_written_and_no_file_is_measured(tmp_path, monkeypatch, assert_valid):
+    """Without out_dir the model asset names the file writing would make, states no file:* fields for a file that
+    does not exist, and says how to write it; with out_dir the same href gets the written file's size."""
     monkeypatch.chdir(tmp_path)
     model = SmallUNet(in_channels=3, num_classes=2)
     item = export_mlm(model, example_input=torch.randn(2, 3, 32, 32), **WHEN)
     assert list(tmp_path.iterdir()) == []
-    planned = item.assets["model"]
+    planned = assert_valid(item)["assets"]["model"]
+    assert not [k for a in item.assets.values() for k in a.extra_fields if k.startswith("file:")]
+    assert "out_dir=" in planned["description"]
+    assert mlm.FILE_SCHEMA not in item.stac_extensions
     written = export_mlm(model, example_input=torch.randn(2, 3, 32, 32), out_dir=tmp_path, export_program=False, **WHEN)
-    assert planned.href == written.assets["model"].href
-    assert planned.extra_fields["file:size"] == (tmp_path / "smallunet.safetensors").stat().st_size
+    assert planned["href"] == written.assets["model"].href
+    assert written.assets["model"].extra_fields["file:size"] == (tmp_path / "smallunet.safetensors").stat().st_size
+    assert "description" not in written.assets["model"].to_dict()
 
 
 def test_model_that_does_not_export_falls_back_to_torchscript(tmp_path, assert_valid, capfd):

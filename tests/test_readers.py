@@ -17,7 +17,9 @@ from pystac.extensions.mlm import MLMExtension, ValueScaling
 from stac_model.schema import MLModelExtension, MLModelProperties, SummariesMLModelExtension
 
 from mlm_export import MLMExportWarning, export_mlm
-from mlm_export.runs import RunCatalog, checkpoint_item
+from mlm_export.checkpoint_facts import plain, run_link
+from mlm_export.item import CheckpointFacts, checkpoint_item
+from mlm_export.runs import RunCatalog
 from mlm_export.write import file_checksum
 
 from .models import FixedSize, Regressor, SmallUNet, TinyDetector
@@ -102,8 +104,9 @@ def test_stac_model_parses_the_summaries_of_our_collection(tmp_path: Path):
     for step in (10, 20):
         ckpt = tmp_path / f"epoch=0-step={step}.ckpt"
         ckpt.write_bytes(b"x" * step)
-        catalog.put(ckpt, checkpoint_item(base, ckpt, size=step, checksum=file_checksum(ckpt),
-                                          item_id=f"unet-step-{step}", catalog=catalog))  # fmt: skip
+        facts = CheckpointFacts(path=ckpt, size=step, checksum=file_checksum(ckpt), saved=dt.datetime(2024, 1, 2),
+                                lineage="test run", global_step=step, run=run_link(catalog))  # fmt: skip
+        catalog.put(ckpt, plain(checkpoint_item(pystac.Item.from_dict(base), facts)))
     data = catalog.collection()
     assert pystac.Collection.from_dict(data).summaries.lists  # pystac reads it
     # stac-model 0.7.0's SummariesMLModelExtension cannot be constructed (its __setattr__ takes the base class's

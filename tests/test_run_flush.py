@@ -9,11 +9,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pystac
 import pytest
 import torch
 
 from mlm_export import export_mlm, run_flush
-from mlm_export.runs import COLLECTION_FILE, RunCatalog, checkpoint_item, item_path_for
+from mlm_export.checkpoint_facts import plain, run_link
+from mlm_export.item import CheckpointFacts, checkpoint_item
+from mlm_export.runs import COLLECTION_FILE, RunCatalog, item_path_for
 from mlm_export.write import file_checksum
 
 from .conftest import plain_validate
@@ -37,12 +40,18 @@ def run(tmp_path: Path, base: dict[str, Any]) -> tuple[RunCatalog, list[Path]]:
     for step in STEPS:
         ckpt = tmp_path / f"epoch=0-step={step}.ckpt"
         ckpt.write_bytes(b"x" * step)
-        props = {"lightning:epoch": 0, "lightning:global_step": step}
-        item = checkpoint_item(base, ckpt, size=step, checksum=file_checksum(ckpt), item_id=f"r-{step}",
-                               properties=props, catalog=catalog)  # fmt: skip
-        catalog.put(ckpt, item)
+        catalog.put(ckpt, step_item(base, ckpt, step, catalog))
         paths.append(ckpt)
     return catalog, paths
+
+
+def step_item(base: dict[str, Any], ckpt: Path, step: int, catalog: RunCatalog) -> dict[str, Any]:
+    """The Item of a checkpoint at ``step`` of epoch 0, built as the callback builds it."""
+    facts = CheckpointFacts(
+        path=ckpt, size=step, checksum=file_checksum(ckpt), saved=dt.datetime(2024, 1, 2, tzinfo=dt.UTC),
+        lineage="test run", epoch=0, global_step=step, run=run_link(catalog),
+    )  # fmt: skip
+    return plain(checkpoint_item(pystac.Item.from_dict(base), facts))
 
 
 def linked(tmp_path: Path) -> set[str]:
@@ -75,7 +84,7 @@ def test_removal_while_items_are_relinked_keeps_the_item_away(tmp_path: Path, ba
 
     def remove_meanwhile(obj: Any) -> bytes:
         out = encode(obj)
-        if obj.get("id") == "r-20":
+        if str(obj.get("id")).endswith("step=20"):
             with lock:
                 catalog.forget(victim)
             victim.unlink()
@@ -133,9 +142,7 @@ def test_a_flush_during_training_leaves_latest_links_that_still_resolve(tmp_path
     assert run_flush.flush(catalog, lock)
     newest = tmp_path / "epoch=0-step=50.ckpt"
     newest.write_bytes(b"y" * 50)
-    props = {"lightning:epoch": 0, "lightning:global_step": 50}
-    catalog.put(newest, checkpoint_item(base, newest, size=50, checksum=file_checksum(newest), item_id="r-50",
-                                        properties=props, catalog=catalog))  # fmt: skip
+    catalog.put(newest, step_item(base, newest, 50, catalog))
     assert run_flush.flush(catalog, lock, final=False)
     old_latest = item_path_for(paths[-1]).name
     assert links_of(paths[0]) == {"successor-version": item_path_for(paths[1]).name, "latest-version": old_latest}

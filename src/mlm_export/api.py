@@ -14,6 +14,7 @@ from torch import nn
 from . import openeo
 from .artifacts import FORMATS
 from .faults import all_or_nothing
+from .model_asset import unwritten
 from .options import ExportOptions, Validate
 from .pipeline import build_checked, gather, plan, write_model_files
 from .provenance import provenance_facts, with_runtime_files
@@ -102,9 +103,9 @@ def export_mlm(
     item_plan = plan(model, gathered, options, provenance=prov)
     if options.profile == "openeo":
         item_plan = openeo.adapt(item_plan, gathered, str(base_url))
+    if out_dir is None:  # nothing written: the Item names the model file without file:* fields, and says so
+        return build_checked(unwritten(item_plan), options.validate)
     item = build_checked(item_plan, options.validate)  # fail before writing anything
-    if out_dir is None:
-        return item
     out = Path(out_dir)
     path = out / f"{item_plan.id}.json"
     suffixes = {f.suffix for f in FORMATS.values()} | set(MODEL_FILE_SUFFIXES)

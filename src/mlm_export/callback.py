@@ -9,7 +9,6 @@ training (it is a warning) unless ``strict=True``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import threading
@@ -20,19 +19,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pystac
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from . import mlm, openeo
 from .background import Versions, Worker
+from .checkpoint_facts import is_model_file, plain, remove_runtime_files, saved_facts
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
 from .facts import ArtifactFacts
-from .item import ItemPlan, build_item
+from .item import ItemPlan, build_item, checkpoint_item
 from .pipeline import ExportOptions, Gathered, gather, plan, write_model_files
-from .provenance import Prepared, checkpoint_provenance, provenance_facts, runtime_files, with_trainer, write_prepared
+from .provenance import Prepared, provenance_facts, runtime_files, with_trainer, write_prepared
 from .run_flush import flush
-from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
+from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_stem, item_path_for
 from .schema_cache import quick_check
 from .sources.checkpoint import EMBED_KEY
 from .sources.datamodule import model_input
@@ -110,6 +111,8 @@ class MLMExportCallback(Callback):
         self._provenance: Any = None
         self._embedded: dict[str, Any] | None = None
         self._base: dict[str, Any] = {}
+        #: The run's model Item, built once; each checkpoint's Item is built from a copy of it.
+        self._template: pystac.Item | None = None
         self._worker: Worker | None = None
         self._catalogs: dict[Path, RunCatalog] = {}
         self._unwrap: list[Callable[[], None]] = []
@@ -199,7 +202,8 @@ class MLMExportCallback(Callback):
         self._plan = with_trainer(plan(pl_module, self._gathered, self.options, provenance=self._provenance), trainer)
         if self.options.profile == "openeo":
             self._plan = openeo.adapt(self._plan, self._gathered, str(self.options.base_url))
-        self._base = _dict(build_item(self._plan))
+        self._template = build_item(self._plan)
+        self._base = plain(self._template)
         # plain JSON types only, so that torch.load(weights_only=True) reads it back without any allowlist
         self._embedded = {"mlm_export_version": _version(), "item": self._base}
 
@@ -351,7 +355,7 @@ class MLMExportCallback(Callback):
             if not current:
                 tmp.unlink(missing_ok=True)
                 if not snap.path.exists():  # pruned meanwhile: the runtime files written for it go too
-                    _remove_runtime_files(snap.path.parent, item)
+                    remove_runtime_files(snap.path.parent, item)
                 return
         catalog.dirty = True  # written once the queue drains (_write_collections), not once per job
 
@@ -363,32 +367,30 @@ class MLMExportCallback(Callback):
                 flush(catalog, self._lock, final=self._worker is None)
 
     def _checkpoint_item(self, catalog: RunCatalog, snap: _Snapshot) -> dict[str, Any]:
+        """The Item of one saved checkpoint, built from the run's model Item and what the save observed."""
         item_plan = snap.plan or self._plan
         assert item_plan is not None
-        size, checksum = catalog.checksum(snap.link_target or snap.path)
-        base = self._base if item_plan is self._plan else _dict(build_item(item_plan))
-        processing = checkpoint_provenance(snap.link_target or snap.path, _lineage(snap, base))
+        hashed = snap.link_target or snap.path
+        size, checksum = catalog.checksum(hashed)
+        template = self._template if item_plan is self._plan else None  # the run's, unless files changed it
+        model = template if template is not None else build_item(item_plan)
         # the .pt2/safetensors written for this checkpoint (if any), the source code, the runtime files
-        files = {k: a for k, a in base["assets"].items() if snap.artifacts or not _is_model_file(a)}
-        types = [a.get("mlm:artifact_type") for a in files.values()] + [mlm.ARTIFACT_TORCH_SAVE]
+        assets = {k: a.to_dict() for k, a in model.assets.items()}
+        files = {k: a for k, a in assets.items() if snap.artifacts or not is_model_file(a)}
+        types = [a.get(mlm.ARTIFACT_TYPE) for a in files.values()] + [mlm.ARTIFACT_TORCH_SAVE]
         if tuple(types) not in self._runtime:
             self._runtime[tuple(types)] = runtime_files(self._provenance, types, training=True)
         copies = self._runtime_copies.setdefault((snap.path.parent, tuple(types)), {})
         files.update(write_prepared(snap.path.parent, checkpoint_stem(snap.path), self._runtime[tuple(types)], copies))
-        data = checkpoint_item(
-            base,
-            snap.path,
-            size=size,
-            checksum=checksum,
-            item_id=f"{item_plan.id}-{checkpoint_stem(snap.path)}",
-            properties={**_lightning_properties(snap), **processing},
-            model_files=files,
-            title="Lightning checkpoint" + (" (weights only)" if snap.weights_only else ""),
-            catalog=catalog,
-        )
-        model_asset = data["assets"].get("model", {})
-        if self._provenance.compile_method and mlm.ARTIFACT_TYPE in model_asset:  # trained with torch.compile
-            model_asset.setdefault(mlm.COMPILE_METHOD, self._provenance.compile_method)
+        facts = saved_facts(
+            snap.path, size=size, checksum=checksum, architecture=item_plan.architecture,
+            software=item_plan.extra_properties.get(mlm.PROCESSING_SOFTWARE, {}), epoch=snap.epoch,
+            global_step=snap.global_step, weights_only=snap.weights_only, monitor=snap.monitor, mode=snap.mode,
+            score=snap.score, metrics=snap.metrics, files=files, catalog=catalog,
+            compile_method=self._provenance.compile_method, hashed=hashed,
+        )  # fmt: skip
+        built = checkpoint_item(model, facts, copy=template is not None)  # the template itself stays as it is
+        data = built.to_dict(include_self_link=False, transform_hrefs=False)
         quick_check(data, by_shape=True)  # one template for every checkpoint: each new shape checked
         return data
 
@@ -476,43 +478,6 @@ def _float(v: Any) -> float | None:
     return None
 
 
-def _lightning_properties(snap: _Snapshot) -> dict[str, Any]:
-    props: dict[str, Any] = {
-        "lightning:epoch": snap.epoch,
-        "lightning:global_step": snap.global_step,
-        "lightning:weights_only": snap.weights_only,
-    }
-    if snap.monitor:
-        props["lightning:monitor"] = snap.monitor
-        props["lightning:mode"] = snap.mode
-        if snap.score is not None:
-            props["lightning:score"] = snap.score
-    if snap.metrics:
-        props["lightning:metrics"] = snap.metrics
-    return props
-
-
-def _is_model_file(asset: dict[str, Any]) -> bool:
-    return bool({mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS} & set(asset.get("roles", [])))
-
-
-def _lineage(snap: _Snapshot, base: dict[str, Any]) -> str:
-    """``processing:lineage`` of one checkpoint: the run's model, and when in training it was saved."""
-    software = base.get("properties", {}).get("processing:software", {})
-    lightning = software.get("lightning") or software.get("pytorch-lightning")
-    what = base.get("properties", {}).get(mlm.ARCHITECTURE, "a model")
-    return (
-        f"Checkpoint of {what} saved by Lightning{' ' + lightning if lightning else ''} ModelCheckpoint at epoch "
-        f"{snap.epoch}, global step {snap.global_step}" + (" (weights only)" if snap.weights_only else "") + "; "
-        f"described by mlm-export {_version()}."
-    )
-
-
-def _dict(item: Any) -> dict[str, Any]:
-    """An Item as plain JSON types (a fresh copy)."""
-    return json.loads(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False)))
-
-
 def _version() -> str:
     from . import __version__
 
@@ -520,12 +485,3 @@ def _version() -> str:
 
 
 __all__ = ["EMBED_KEY", "ITEM_SUFFIX", "MLMExportCallback", "item_path_for"]
-
-
-def _remove_runtime_files(directory: Path, item: dict[str, Any]) -> None:
-    """Remove the runtime files an Item that was never written lists beside its (pruned) checkpoint."""
-    runtime = {mlm.ROLE_INFERENCE_RUNTIME, mlm.ROLE_TRAINING_RUNTIME}
-    for asset in item.get("assets", {}).values():
-        href = str(asset.get("href", ""))
-        if runtime & set(asset.get("roles", [])) and href.startswith("./") and "/" not in href[2:]:
-            (directory / href[2:]).unlink(missing_ok=True)

@@ -13,20 +13,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pystac
 import torch
 from torch import nn
 
 from . import artifacts as art
 from . import mlm, openeo
+from .checkpoint_facts import converted_facts, plain
 from .errors import InputRequiredError, InvalidOptionError, MLMExportError, first_line
 from .faults import all_or_nothing
 from .guard import Policy
-from .item import build_item
+from .item import build_item, checkpoint_item
 from .pipeline import ExportOptions, gather, plan
-from .provenance import INFERENCE_SUFFIX, checkpoint_provenance, restate, write_inference_runtime
+from .provenance import INFERENCE_SUFFIX, restate, write_inference_runtime
 from .rebuild import checkpoint_spec
 from .run_facts import kept_properties, monitor_facts, previous_collection, read_json
-from .runs import RunCatalog, checkpoint_item, checkpoint_stem, item_path_for
+from .runs import RunCatalog, checkpoint_stem, item_path_for
 from .sources.checkpoint import ArchitectureError, LoadedCheckpoint, ModelSpec, load, load_weights
 from .sources.dummy import DEFAULT_IMAGE_SIZE  # the one default image size (override with input_shape)
 from .validate import check
@@ -112,25 +114,16 @@ class Converter:
             runtime = write_inference_runtime(path.parent, _runtime_stem(path, target), base, _artifact_type(ckpt))
             model_files = {**model_files, **runtime}
             checksum = file_checksum(path)
-            properties = {  # what the Item being replaced and the checkpoint's callbacks know is kept
-                **kept_properties(read_json(target) if target.exists() else None, checksum),
-                **monitor_facts(ckpt.callbacks, path),
-                **_lightning_properties(ckpt),
-                **checkpoint_provenance(path, _lineage(ckpt)),
-            }
-            data = checkpoint_item(
-                base,
-                path.absolute(),
-                size=size,
-                checksum=checksum,
-                item_id=f"{base['id']}-{checkpoint_stem(path)}",
-                properties=properties,
-                model_files={**_kept_assets(base), **model_files},
-                title=_title(ckpt),
-                catalog=catalog,
-            )
+            facts = converted_facts(  # what the Item being replaced and the checkpoint's callbacks know is kept
+                ckpt, path.absolute(), size=size, checksum=checksum, monitor=monitor_facts(ckpt.callbacks, path),
+                kept=kept_properties(read_json(target) if target.exists() else None, checksum),
+                files={**_kept_assets(base), **model_files}, catalog=catalog,
+            )  # fmt: skip
+            model = json.loads(json.dumps(base))  # the model's Item, with the user's doi/citation/version
             o = self.options
-            restate(data, doi=o.doi, citation=o.citation, version=o.version)
+            restate(model, doi=o.doi, citation=o.citation, version=o.version)
+            template = pystac.Item.from_dict(model, migrate=False, preserve_dict=False)
+            data = plain(checkpoint_item(template, facts, copy=False))
             check(data)
             with all_or_nothing(target.parent, [target]):
                 if catalog:
@@ -199,7 +192,8 @@ class Converter:
             model, gathered, item_plan, path.parent, checkpoint_stem(path), artifacts=chosen, primary=primary,
             timeout=self.options.artifact_timeout, checkpoint_exists=True,
         )  # fmt: skip
-        return _plain(build_item(written).to_dict(include_self_link=False, transform_hrefs=False))["assets"]
+        assets: dict[str, Any] = plain(build_item(written))["assets"]
+        return assets
 
     def _spec(self, ckpt: LoadedCheckpoint) -> ModelSpec:
         st = self.settings
@@ -218,7 +212,7 @@ class Converter:
         item_plan = plan(model, gathered, self.options, warn_datetime=False)
         if self.options.profile == "openeo":
             item_plan = openeo.adapt(item_plan, gathered, str(self.options.base_url))
-        return _plain(build_item(item_plan).to_dict(include_self_link=False, transform_hrefs=False))
+        return plain(build_item(item_plan))
 
     def _openeo_files(self, ckpt: LoadedCheckpoint, path: Path, base: dict[str, Any]) -> dict[str, Any]:
         """profile='openeo': the checkpoint's weights as TorchScript, ``<stem>.torchscript`` beside it."""
@@ -314,15 +308,6 @@ def _image_size(hparams: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _lightning_properties(ckpt: LoadedCheckpoint) -> dict[str, Any]:
-    props: dict[str, Any] = {}
-    if isinstance(ckpt.epoch, int):
-        props["lightning:epoch"] = ckpt.epoch
-    if isinstance(ckpt.global_step, int):
-        props["lightning:global_step"] = ckpt.global_step
-    return props
-
-
 def _runtime_stem(checkpoint: Path, item_path: Path) -> str:
     """The stem of the checkpoint's runtime file: ``<stem>``, unless a file of that name belongs to another Item
     (``export_mlm`` writes ``<id>.requirements.txt`` beside the weights it exports): then ``<stem>.mlm``."""
@@ -344,26 +329,6 @@ def _kept_assets(base: Mapping[str, Any]) -> dict[str, Any]:
 
 def _artifact_type(ckpt: LoadedCheckpoint) -> str:
     return mlm.ARTIFACT_SAFETENSORS if ckpt.kind == "safetensors" else mlm.ARTIFACT_TORCH_SAVE
-
-
-def _lineage(ckpt: LoadedCheckpoint) -> str:
-    """``processing:lineage`` of a converted checkpoint: the file, what saved it, and what described it."""
-    from . import __version__
-
-    made = ""
-    if ckpt.kind == "lightning":
-        made = " saved by Lightning"
-        if isinstance(ckpt.epoch, int) and isinstance(ckpt.global_step, int):
-            made += f" at epoch {ckpt.epoch}, global step {ckpt.global_step}"
-    return f"Checkpoint {ckpt.path.name}{made}; described afterwards by mlm-export {__version__} (convert)."
-
-
-def _title(ckpt: LoadedCheckpoint) -> str:
-    return {"lightning": "Lightning checkpoint", "safetensors": "Weights (safetensors)"}.get(ckpt.kind, "State dict")
-
-
-def _plain(data: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(data))
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

@@ -333,3 +333,15 @@ class ModelOutput(_Field):
     description: str | None = None
     classes: tuple[ClassObject, ...] | None = Field(default=None, serialization_alias=CLASSES)
     post_processing_function: ProcessingExpression | None = None
+
+
+# -- Fields of checkpoint Items and run Collections (the builder's: item.py, collection.py) ----------------------
+PROCESSING_DATETIME = "processing:datetime"
+PROCESSING_LINEAGE = "processing:lineage"
+STATS_ITEMS = "stats:items"
+LIGHTNING_DATAMODULE = LIGHTNING_PREFIX + "datamodule"
+PROCESSING_PREFIX = "processing:"
+SCI_PREFIX = "sci:"
+SCI_PUBLICATIONS = SCI_PREFIX + "publications"
+ML_AOI_PREFIX = "ml-aoi:"
+ML_AOI_SPLIT = ML_AOI_PREFIX + "split"

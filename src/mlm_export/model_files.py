@@ -26,6 +26,7 @@ from . import exporters, mlm, parity, resolve
 from .errors import MLMExportError, MLMExportWarning, first_line
 from .facts import ArtifactFacts
 from .item import ItemPlan
+from .model_asset import file_href
 from .sources.model import call_spec
 
 
@@ -139,7 +140,7 @@ def _planned(
         is_primary = fmt == chosen
         assets.append(
             format_asset(
-                fmt, f"./{w.path.name}", primary=is_primary, size=w.file.size, checksum=w.file.checksum,
+                fmt, file_href(w.path.name), primary=is_primary, size=w.file.size, checksum=w.file.checksum,
                 description=w.note or None,
             )
         )  # fmt: skip

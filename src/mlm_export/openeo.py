@@ -22,6 +22,7 @@ from . import mlm
 from .errors import InvalidOptionError
 from .facts import ArtifactFacts, TensorFacts
 from .mlm import ModelInput, ModelOutput, Structure
+from .model_asset import file_href, is_beside
 from .model_files import format_asset
 
 if TYPE_CHECKING:
@@ -94,7 +95,9 @@ def adapt(item_plan: ItemPlan, gathered: Gathered, base_url: str) -> ItemPlan:
     inputs = (_fixed_input(item_plan.inputs[0], facts.inputs[0]),)
     outputs = (_fixed_output(item_plan.outputs[0], facts.outputs[0]),)
     planned = item_plan.artifacts[0]  # the safetensors file writing would produce, with its size
-    weights = format_asset("safetensors", url + f"{item_plan.id}.safetensors", primary=False, size=planned.size)
+    weights = format_asset(
+        "safetensors", file_href(f"{item_plan.id}.safetensors", url), primary=False, size=planned.size
+    )
     if item_plan.artifacts[0].href.startswith(("http://", "https://")):  # published weights: keep them as they are
         weights = replace(item_plan.artifacts[0], key="weights", roles=(mlm.ROLE_WEIGHTS,), artifact_type=None)
     return replace(item_plan, inputs=inputs, outputs=outputs, artifacts=(torchscript_asset(url, item_plan.id), weights))
@@ -106,7 +109,7 @@ def torchscript_asset(url: str, stem: str, size: int | None = None, checksum: st
 
     return ArtifactFacts(
         key="model",
-        href=f"{url}{stem}{SUFFIX}",
+        href=file_href(f"{stem}{SUFFIX}", url),
         roles=(mlm.ROLE_MODEL,),
         media_type=MEDIA_TYPE,
         title="Model (TorchScript, torch.jit.load)",
@@ -154,7 +157,7 @@ def write_files(
     size, checksum = write_torchscript(module, example, out_dir / f"{stem}{SUFFIX}")
     weights, aliases = art.weights(module)
     written = art.write_safetensors(weights, out_dir / f"{stem}.safetensors", art.safetensors_metadata(aliases))
-    href = url + f"{stem}.safetensors"
+    href = file_href(f"{stem}.safetensors", url)
     weights_asset = format_asset("safetensors", href, primary=False, size=written.size, checksum=written.checksum)
     return replace(item_plan, artifacts=(torchscript_asset(url, stem, size, checksum), weights_asset))
 
@@ -175,7 +178,7 @@ def absolute_hrefs(item_plan: ItemPlan, base_url: str) -> ItemPlan:
     url = check_base_url(base_url)
 
     def absolute(href: str) -> str:
-        return url + href.removeprefix("./") if href.startswith("./") else href
+        return file_href(href.removeprefix("./"), url) if is_beside(href) else href
 
     return replace(
         item_plan,

@@ -16,6 +16,7 @@ from . import artifacts as art
 from .errors import InvalidOptionError
 from .facts import DataFacts
 from .sources.values import coerce_bands, coerce_classes, coerce_scaling
+from .times import iso_utc
 
 #: How a schema violation ends an export: an error, or a warning and the Item as built.
 Validate = Literal["raise", "warn"]
@@ -139,5 +140,5 @@ def _iso(t: Any) -> str | None:
     if isinstance(t, str):
         return t
     if isinstance(t, dt.datetime):
-        return t.isoformat()
+        return iso_utc(t)
     raise InvalidOptionError(f"expected a datetime, got {type(t).__name__}")

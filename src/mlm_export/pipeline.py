@@ -23,11 +23,13 @@ from .errors import ItemValidationError, MLMExportWarning
 from .facts import ArtifactFacts, DataFacts
 from .gathering import Gathered, gather
 from .item import ItemPlan, build_item
+from .model_asset import file_href
 from .model_files import format_asset
 from .options import ExportOptions, Validate
 from .sources.constants import forward_constants
 from .sources.evidence import task_evidence
 from .sources.model import call_spec
+from .times import parse_iso
 from .validate import validation_problems
 
 #: The steps by name, for the entry points (which import them from here).
@@ -117,8 +119,8 @@ def plan(
         license=options.license or (w.license if w else None),
         bbox=data.bbox,
         datetime=_when(options.datetime, data, warn_datetime),
-        start_datetime=_parse_time(data.start_datetime),
-        end_datetime=_parse_time(data.end_datetime),
+        start_datetime=parse_iso(data.start_datetime),
+        end_datetime=parse_iso(data.end_datetime),
         created=dt.datetime.now(dt.UTC).replace(microsecond=0),
         extra_properties=extra,
     )
@@ -227,7 +229,7 @@ def _planned_primary(planned: ArtifactFacts, item_id: str, options: ExportOption
     _, first = art.artifact_choice(options.artifacts, options.primary)
     if first == "safetensors":
         return planned
-    return format_asset(first, f"./{item_id}{art.FORMATS[first].suffix}", primary=True)
+    return format_asset(first, file_href(f"{item_id}{art.FORMATS[first].suffix}"), primary=True)
 
 
 def build_checked(item_plan: ItemPlan, mode: Validate) -> pystac.Item:
@@ -255,5 +257,3 @@ def _when(datetime: dt.datetime | None, data: DataFacts, warn: bool) -> dt.datet
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def _parse_time(text: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None

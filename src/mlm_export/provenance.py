@@ -7,7 +7,6 @@ one adds what a Lightning Trainer tells (:func:`with_trainer`), and one writes t
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import platform
 import warnings
@@ -21,6 +20,7 @@ from .errors import InvalidOptionError, MLMExportWarning
 from .facts import ArtifactFacts
 from .item import ItemPlan
 from .mlm import ClassObject
+from .model_asset import file_href
 from .sources.citation import CitationFacts, clean_doi, find_cff, read_cff
 from .sources.runtime import (
     RuntimeFacts,
@@ -34,11 +34,12 @@ from .sources.runtime import (
 )
 from .sources.training_data import StacData, disagreements, split_sizes
 from .sources.vcs import SourceFacts, source_facts
+from .times import iso_utc
 from .write import atomic_write_bytes, multihash
 
 INFERENCE_SUFFIX = ".requirements.txt"
 TRAINING_SUFFIX = ".environment.txt"
-RUNTIME_MEDIA = "text/plain"
+RUNTIME_MEDIA = mlm.MEDIA_TEXT
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,10 @@ def user_doi(doi: str | None) -> str | None:
 def with_provenance(plan: ItemPlan, prov: ProvenanceFacts, *, lineage: str, version: str | None = None) -> ItemPlan:
     """``plan`` with ``processing:*``, citation, version, source-code asset and compile method added."""
     props = dict(plan.extra_properties)
-    props["processing:software"] = dict(prov.runtime.software)
-    props["processing:lineage"] = lineage
+    props[mlm.PROCESSING_SOFTWARE] = dict(prov.runtime.software)
+    props[mlm.PROCESSING_LINEAGE] = lineage
     if plan.created:
-        props["processing:datetime"] = _iso(plan.created)
+        props[mlm.PROCESSING_DATETIME] = iso_utc(plan.created)
     if version:
         props["version"] = version
     links = list(plan.links)
@@ -102,7 +103,7 @@ def with_provenance(plan: ItemPlan, prov: ProvenanceFacts, *, lineage: str, vers
         key = "source_code" if "source_code" not in assets else "training_source_code"
         assets[key] = source_asset(prov.source)
     if prov.datamodule:
-        props["lightning:datamodule"] = {"class": prov.datamodule, **({"splits": prov.splits} if prov.splits else {})}
+        props[mlm.LIGHTNING_DATAMODULE] = {"class": prov.datamodule, **({"splits": prov.splits} if prov.splits else {})}
     artifacts = tuple(_compiled(a, prov.compile_method) for a in plan.artifacts)
     summary = plan.accelerator_summary
     if plan.accelerator != "cuda" and (not summary or summary.lower() in (platform.machine().lower(), "x86_64")):
@@ -164,7 +165,7 @@ def source_asset(source: SourceFacts) -> dict[str, Any]:
     """The ``mlm:source_code`` asset: repository at its commit, with the entrypoint and dirty flag."""
     asset: dict[str, Any] = {
         "href": source.href,
-        "type": "text/html" if (source.href or "").startswith("http") else "inode/directory",
+        "type": mlm.MEDIA_HTML if (source.href or "").startswith("http") else "inode/directory",
         "title": "Source code of the model's class" + (f" (commit {source.commit[:12]})" if source.commit else ""),
         "roles": [mlm.ROLE_SOURCE_CODE, "code"],
     }
@@ -189,21 +190,21 @@ def source_asset(source: SourceFacts) -> dict[str, Any]:
 
 def _cite(props: dict[str, Any], links: list[Any], cited: CitationFacts) -> None:
     """Put the DOI the user or CITATION.cff names first; a DOI already there (the weights') becomes a publication."""
-    publications = [dict(p) for p in props.get("sci:publications", [])]
-    existing = props.get("sci:doi")
+    publications = [dict(p) for p in props.get(mlm.SCI_PUBLICATIONS, [])]
+    existing = props.get(mlm.SCI_DOI)
     if cited.doi and existing and cited.doi != existing:
         publications.append({"doi": existing})
         links[:] = [link for link in links if dict(link).get("rel") != "cite-as"]
     if cited.doi:
-        props["sci:doi"] = cited.doi
+        props[mlm.SCI_DOI] = cited.doi
     if cited.citation:
-        props["sci:citation"] = cited.citation
+        props[mlm.SCI_CITATION] = cited.citation
     for pub in cited.publications:
         if pub not in publications:
             publications.append(dict(pub))
     if publications:
-        props["sci:publications"] = publications
-    doi = props.get("sci:doi")
+        props[mlm.SCI_PUBLICATIONS] = publications
+    doi = props.get(mlm.SCI_DOI)
     if doi and not any(dict(link).get("rel") == "cite-as" for link in links):
         links.append({"rel": "cite-as", "href": f"https://doi.org/{doi}", "title": "Citation (DOI)"})
 
@@ -271,8 +272,8 @@ def _prepare(files: Mapping[str, tuple[str, str, str, str]]) -> Prepared:
     out: Prepared = {}
     for key, (suffix, text, role, title) in files.items():
         data = text.encode("utf-8")
-        asset = {"type": RUNTIME_MEDIA, "title": title, "roles": [role], "file:size": len(data),
-                 "file:checksum": _checksum(data)}  # fmt: skip
+        asset = {"type": RUNTIME_MEDIA, "title": title, "roles": [role], mlm.FILE_SIZE: len(data),
+                 mlm.FILE_CHECKSUM: _checksum(data)}  # fmt: skip
         out[key] = (suffix, data, asset)
     return out
 
@@ -293,7 +294,7 @@ def write_prepared(
             atomic_write_bytes(out_dir / name, data)
         if copies is not None:
             copies[key] = out_dir / name
-        assets[key] = {"href": f"./{name}", **asset, "roles": list(asset["roles"])}
+        assets[key] = {"href": file_href(name), **asset, "roles": list(asset["roles"])}
     return assets
 
 
@@ -324,7 +325,7 @@ def write_inference_runtime(out_dir: Path, stem: str, item: Mapping[str, Any], a
 
     Returns the asset, or nothing when the description names no software.
     """
-    software = item.get("properties", {}).get("processing:software")
+    software = item.get("properties", {}).get(mlm.PROCESSING_SOFTWARE)
     if not isinstance(software, Mapping) or not software:
         return {}
     pins = {str(k): _public(str(v)) for k, v in software.items() if k not in NOT_DISTRIBUTIONS}
@@ -355,40 +356,7 @@ def with_runtime_files(plan: ItemPlan, prov: ProvenanceFacts, out_dir: Path, ste
     )
 
 
-def checkpoint_provenance(path: str | os.PathLike[str], lineage: str) -> dict[str, Any]:
-    """Per-checkpoint processing fields: the save time (the file's modification time) and the lineage."""
-    saved = dt.datetime.fromtimestamp(Path(path).stat().st_mtime, dt.UTC).replace(microsecond=0)
-    return {"processing:datetime": _iso(saved), "processing:lineage": lineage}
-
-
-def item_stats(items: Any) -> dict[str, Any]:
-    """``stats:items`` of a Collection, counted from its Items: how many, per STAC version, extension, media type."""
-    count, versions, extensions, media = 0, {}, {}, {}
-    for item in items:
-        count += 1
-        v = str(item.get("stac_version"))
-        versions[v] = versions.get(v, 0) + 1
-        for ext in item.get("stac_extensions", []):
-            extensions[ext] = extensions.get(ext, 0) + 1
-        for asset in item.get("assets", {}).values():
-            kind = str(asset.get("type", "unknown"))
-            media[kind] = media.get(kind, 0) + 1
-    stats: dict[str, Any] = {"count": count}
-    if versions:
-        stats["versions"] = versions
-    if extensions:
-        stats["extensions"] = dict(sorted(extensions.items()))
-    if media:
-        stats["assets"] = dict(sorted(media.items()))
-    return stats
-
-
 def _checksum(data: bytes) -> str:
     import hashlib
 
     return multihash(hashlib.sha256(data).digest())
-
-
-def _iso(t: dt.datetime) -> str:
-    t = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

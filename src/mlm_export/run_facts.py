@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import mlm
-from .runs import COLLECTION_FILE
+from .collection import COLLECTION_FILE
 
 #: Largest JSON file read back from a folder (an Item or a Collection); larger ones are ignored.
 MAX_JSON = 16 << 20

@@ -17,7 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .runs import COLLECTION_FILE, RunCatalog, item_path_for
+from .collection import COLLECTION_FILE
+from .runs import RunCatalog, item_path_for
 from .schema_cache import quick_check
 from .versions import relink
 from .write import json_bytes

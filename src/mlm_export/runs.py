@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import pystac
-
 from . import mlm
+from .collection import COLLECTION_FILE, Member, RunFacts, build_collection, ranking
 from .schema_cache import quick_check
 from .write import atomic_write_bytes, atomic_write_json, file_checksum
 
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "COLLECTION_FILE",
+    "ITEM_SUFFIX",
+    "MODEL_FILE_SUFFIXES",
+    "RunCatalog",
+    "checkpoint_stem",
+    "item_path_for",
+]
+
 #: Item file of a checkpoint: ``epoch=3-step=40.ckpt`` -> ``epoch=3-step=40.mlm.json``.
 ITEM_SUFFIX = ".mlm.json"
-COLLECTION_FILE = "collection.json"
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors")
 #: Files written beside a checkpoint for its Item, removed with it.
 MODEL_FILE_SUFFIXES = (".safetensors", ".pt2", ".torchscript", ".onnx", ".requirements.txt", ".environment.txt")
-SUMMARY_FIELDS = (mlm.NAME, mlm.ARCHITECTURE, mlm.TASKS, mlm.FRAMEWORK, mlm.FRAMEWORK_VERSION, mlm.ACCELERATOR)
 
 
 def checkpoint_stem(path: Path) -> str:
@@ -80,11 +86,6 @@ class RunCatalog:
             self._checksums[key] = (st.st_size, file_checksum(path))
         return self._checksums[key]
 
-    def item_links(self) -> list[dict[str, str]]:
-        """Links every Item of the run carries: to its Collection."""
-        link = {"href": f"./{COLLECTION_FILE}", "type": "application/json", "title": self.title or self.collection_id}
-        return [{"rel": rel, **link} for rel in ("collection", "parent", "root")]
-
     def put(self, checkpoint: Path, item: dict[str, Any]) -> None:
         """Write the Item of a checkpoint (atomically) and count it in."""
         atomic_write_json(item_path_for(checkpoint), item)
@@ -92,7 +93,7 @@ class RunCatalog:
 
     def record(self, checkpoint: Path, item: dict[str, Any]) -> None:
         """Count in the Item of a checkpoint, already written."""
-        self._items[checkpoint] = (item, _ranking(item))
+        self._items[checkpoint] = (item, ranking(item))
 
     def holds(self, checkpoint: Path) -> bool:
         """Whether a checkpoint lies in this directory itself (only there are files ever removed or replaced)."""
@@ -130,7 +131,7 @@ class RunCatalog:
             if item.get("collection") != self.collection_id:
                 continue  # not this run's (another callback's or converter's)
             if checkpoint.exists() and _size_matches(item, checkpoint):
-                self._items[checkpoint] = (item, _ranking(item))
+                self._items[checkpoint] = (item, ranking(item))
             else:  # its checkpoint is gone or was replaced: the Item no longer describes it
                 self.forget(checkpoint)
 
@@ -142,45 +143,13 @@ class RunCatalog:
 
     def collection(self, held: dict[Path, dict[str, Any]] | None = None) -> dict[str, Any]:
         """The Collection over the live Items (or over ``held``, a :meth:`snapshot`): extents, summaries, item
-        links, latest and best."""
-        ranked = self._items if held is None else {path: (item, _ranking(item)) for path, item in held.items()}
-        items = [(path, item, rank) for path, (item, rank) in sorted(ranked.items())]
-        links: list[dict[str, Any]] = [
-            {"rel": "root", "href": f"./{COLLECTION_FILE}", "type": "application/json"},
+        links, latest and best (built by ``collection.build_collection``)."""
+        ranked = self._items if held is None else {path: (item, ranking(item)) for path, item in held.items()}
+        members = [
+            Member(item_path_for(path).name, path.name, item, rank) for path, (item, rank) in sorted(ranked.items())
         ]
-        for path, item, _ in items:
-            links.append(_link("item", item_path_for(path).name, item))
-        if items:
-            latest = max(
-                items, key=lambda t: (t[2].get("global_step", -1), t[2].get("epoch", -1), t[0].name != "last.ckpt")
-            )
-            links.append(_link("latest-version", item_path_for(latest[0]).name, latest[1]))
-            best = _best(items)
-            if best is not None:
-                path, item, rank = best
-                title = f"best {rank['monitor']} ({rank['mode']}): {rank['score']:g}"
-                links.append({**_link("best", item_path_for(path).name, item), "title": title})
-        data: dict[str, Any] = {
-            "type": "Collection",
-            "stac_version": pystac.get_stac_version(),
-            # Not declaring MLM here: its v1.5.2 schema rejects every list-valued summary (it checks each summary
-            # value as an object), and lists of names, tasks and frameworks are what a catalog search needs.
-            "stac_extensions": [],
-            "id": self.collection_id,
-            "title": self.title or self.collection_id,
-            "description": self.description,
-            "license": self.license or _shared_license(item for _, item, _ in items) or "other",
-            "extent": _extent(item for _, item, _ in items),
-            "summaries": _summaries(item for _, item, _ in items),
-            "links": links,
-        }
-        if not data["summaries"]:
-            del data["summaries"]
-        from .provenance import item_stats
-
-        data["stats:items"] = item_stats(item for _, item, _ in items)
-        data["stac_extensions"].append(mlm.STATS_SCHEMA)
-        return data
+        run = RunFacts(self.collection_id, self.title, self.description, self.license)
+        return build_collection(run, members).to_dict(include_self_link=False, transform_hrefs=False)
 
     def write_collection(self) -> dict[str, Any]:
         """Rewrite the Items whose version links changed, then check and write ``collection.json`` atomically."""
@@ -210,7 +179,7 @@ class RunCatalog:
         """Hold ``new`` instead of ``old`` when ``old`` is still the live Item of ``checkpoint``."""
         if not self.still_holds(checkpoint, old):
             return False
-        self._items[checkpoint] = (new, _ranking(new))
+        self._items[checkpoint] = (new, ranking(new))
         return True
 
     def written(self, data: dict[str, Any]) -> None:
@@ -241,121 +210,12 @@ def _checkpoint_href(item: dict[str, Any]) -> str | None:
 
 def _size_matches(item: dict[str, Any], checkpoint: Path) -> bool:
     for asset in item.get("assets", {}).values():
-        if asset.get("href") in (checkpoint.name, f"./{checkpoint.name}") and "file:size" in asset:
-            return bool(asset["file:size"] == checkpoint.stat().st_size)
+        if asset.get("href") in (checkpoint.name, f"./{checkpoint.name}") and mlm.FILE_SIZE in asset:
+            return bool(asset[mlm.FILE_SIZE] == checkpoint.stat().st_size)
     return True
-
-
-def _shared_license(items: Iterable[dict[str, Any]]) -> str | None:
-    licenses = {item.get("properties", {}).get("license") for item in items}
-    return licenses.pop() if len(licenses) == 1 and None not in licenses else None
 
 
 def _plain_name(href: str) -> bool:
     """``./name.ckpt`` or ``name.ckpt``: a file in the Item's own directory, not a path or a URL."""
     name = href.removeprefix("./")
     return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
-
-
-def _ranking(item: dict[str, Any]) -> dict[str, Any]:
-    p = item.get("properties", {})
-    return {
-        "global_step": p.get("lightning:global_step", -1),
-        "epoch": p.get("lightning:epoch", -1),
-        "monitor": p.get("lightning:monitor"),
-        "mode": p.get("lightning:mode"),
-        "score": p.get("lightning:score"),
-    }
-
-
-def _best(
-    items: list[tuple[Path, dict[str, Any], dict[str, Any]]],
-) -> tuple[Path, dict[str, Any], dict[str, Any]] | None:
-    scored = [t for t in items if t[2].get("monitor") and t[2].get("score") is not None]
-    if not scored:
-        return None
-    sign = -1.0 if scored[0][2].get("mode") == "max" else 1.0
-    return min(scored, key=lambda t: (sign * t[2]["score"], -t[2].get("global_step", 0)))
-
-
-def _link(rel: str, href: str, item: dict[str, Any]) -> dict[str, Any]:
-    return {"rel": rel, "href": f"./{href}", "type": "application/geo+json", "title": str(item.get("id"))}
-
-
-def _extent(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    boxes, times = [], []
-    for item in items:
-        if item.get("bbox"):
-            boxes.append(item["bbox"])
-        p = item.get("properties", {})
-        for key in ("datetime", "start_datetime", "end_datetime"):
-            if p.get(key):
-                times.append(p[key])
-    bbox = (
-        [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
-        if boxes
-        else [-180.0, -90.0, 180.0, 90.0]
-    )
-    interval = [min(times), max(times)] if times else [None, None]
-    return {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [interval]}}
-
-
-def _summaries(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    values: dict[str, list[Any]] = {}
-    for item in items:
-        p = item.get("properties", {})
-        for key in SUMMARY_FIELDS:
-            v = p.get(key)
-            for x in v if isinstance(v, list) else [v]:
-                if x is not None and x not in values.setdefault(key, []):
-                    values[key].append(x)
-    return {k: v for k, v in values.items() if v}
-
-
-def checkpoint_item(
-    base: dict[str, Any],
-    checkpoint: Path,
-    *,
-    size: int,
-    checksum: str,
-    item_id: str,
-    properties: dict[str, Any] | None = None,
-    model_files: dict[str, Any] | None = None,
-    title: str = "Checkpoint",
-    catalog: RunCatalog | None = None,
-) -> dict[str, Any]:
-    """The Item of one checkpoint file: the model's description (``base``), the file as an asset, and its links.
-
-    ``model_files`` are assets written beside the checkpoint (a ``.pt2`` or safetensors); when one of them is
-    the ``mlm:model``, the checkpoint is only ``mlm:checkpoint``, else the checkpoint is the model file.
-    """
-    data = json.loads(json.dumps(base))  # a deep copy of plain JSON
-    assets: dict[str, Any] = dict(model_files or {})
-    safetensors = checkpoint.name.endswith(".safetensors")
-    asset: dict[str, Any] = {
-        "href": f"./{checkpoint.name}",
-        "type": "application/octet-stream; application=" + ("safetensors" if safetensors else "pytorch"),
-        "title": title,
-        "file:size": size,
-        "file:checksum": checksum,
-    }
-    if any(mlm.ROLE_MODEL in a.get("roles", []) for a in assets.values()):
-        asset["roles"] = [mlm.ROLE_CHECKPOINT]
-        assets["checkpoint"] = asset
-    else:
-        asset["mlm:artifact_type"] = mlm.ARTIFACT_SAFETENSORS if safetensors else mlm.ARTIFACT_TORCH_SAVE
-        asset["roles"] = [mlm.ROLE_MODEL, mlm.ROLE_WEIGHTS if safetensors else mlm.ROLE_CHECKPOINT]
-        if data["properties"].get("bands"):
-            asset["bands"] = data["properties"]["bands"]
-        assets["model"] = asset
-    data["assets"] = assets
-    data["id"] = item_id
-    data["properties"].update(properties or {})
-    if mlm.FILE_SCHEMA not in data["stac_extensions"]:
-        data["stac_extensions"].append(mlm.FILE_SCHEMA)
-    data["links"] = catalog.item_links() if catalog else []
-    if catalog:
-        data["collection"] = catalog.collection_id
-    else:
-        data.pop("collection", None)
-    return data

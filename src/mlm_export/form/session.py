@@ -65,7 +65,7 @@ _EXTENSIONS = {
     mlm.PREFIX: mlm.MLM_SCHEMA,
     "classification:": mlm.CLASSIFICATION_SCHEMA,
     "eo:": mlm.EO_SCHEMA,
-    "sci:": mlm.SCI_SCHEMA,
+    mlm.SCI_PREFIX: mlm.SCI_SCHEMA,
     "file:": mlm.FILE_SCHEMA,
 }
 _REQUIRED = re.compile(r"^'(.+)' is a (?:required|dependency of) ")

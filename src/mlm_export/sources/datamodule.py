@@ -11,7 +11,9 @@ from typing import Any
 
 import torch
 
+from .. import mlm
 from ..facts import DataFacts
+from ..times import data_time
 from .values import coerce_bands, coerce_classes, compose_zscores, normalizer_params, walk_transforms
 
 #: Attributes that hold the transforms applied at inference, best first (train-time augmentation last).
@@ -247,7 +249,7 @@ def _geo_extent(datasets: Sequence[Any]) -> tuple[tuple[float, float, float, flo
             continue
         boxes.append((max(w, -180.0), max(s, -90.0), min(e, 180.0), min(n, 90.0)))
         for t, out in ((t0, starts), (t1, ends)):
-            iso = _iso_time(t)
+            iso = data_time(t)
             if iso:
                 out.append(iso)
     if not boxes:
@@ -268,26 +270,6 @@ def _bounds(bounds: Any) -> tuple[tuple[float, float], tuple[float, float], tupl
     )
 
 
-def _iso_time(t: Any) -> str | None:
-    import datetime as dt
-    import math
-
-    try:
-        if hasattr(t, "to_pydatetime"):
-            t = t.to_pydatetime()
-        elif isinstance(t, int | float):
-            if not math.isfinite(t) or abs(t) > 1e11:
-                return None  # 0.8's open-ended time bounds
-            t = dt.datetime.fromtimestamp(t, dt.UTC)
-        if isinstance(t, dt.datetime):
-            t = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-            if dt.datetime(1900, 1, 1, tzinfo=dt.UTC) < t < dt.datetime(2200, 1, 1, tzinfo=dt.UTC):
-                return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    except (OverflowError, OSError, ValueError):
-        return None
-    return None
-
-
 def _data_links(dm: Any) -> list[dict[str, Any]]:
     """``derived_from`` links to each split's files, with its ml-aoi split."""
     links = []
@@ -304,7 +286,7 @@ def _data_links(dm: Any) -> list[dict[str, Any]]:
                     "rel": "derived_from",
                     "href": str(p),
                     "title": f"{split} data ({type(ds).__name__})",
-                    "ml-aoi:split": split,
+                    mlm.ML_AOI_SPLIT: split,
                 }
             )
     return links

@@ -68,7 +68,7 @@ class StacData:
         link: dict[str, Any] = {"rel": "derived_from", "href": self.href, "type": mlm.MEDIA_JSON}
         link["title"] = self.title
         if self.split:
-            link["ml-aoi:split"] = self.split
+            link[mlm.ML_AOI_SPLIT] = self.split
         return link
 
 
