@@ -88,7 +88,7 @@ def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
         bbox=bbox,
         start_datetime=start,
         end_datetime=end,
-        links=links or None,
+        links=tuple(links) or None,
         example_input=example,
         sources=sources,
     )
@@ -231,7 +231,9 @@ SPLITS = (("train_dataset", "train"), ("val_dataset", "validate"), ("test_datase
 
 def _geo_extent(datasets: Sequence[Any]) -> tuple[tuple[float, float, float, float] | None, str | None, str | None]:
     """The union of the GeoDatasets' bounds in EPSG:4326, and their time span, when they have them."""
-    boxes, starts, ends = [], [], []
+    boxes: list[tuple[float, float, float, float]] = []
+    starts: list[str] = []
+    ends: list[str] = []
     for ds in datasets:
         try:
             bounds, crs = ds.bounds, ds.crs
@@ -282,7 +284,8 @@ def _iso_time(t: Any) -> str | None:
         if isinstance(t, dt.datetime):
             t = t if t.tzinfo else t.replace(tzinfo=dt.UTC)
             if dt.datetime(1900, 1, 1, tzinfo=dt.UTC) < t < dt.datetime(2200, 1, 1, tzinfo=dt.UTC):
-                return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+                iso: str = t.astimezone(dt.UTC).isoformat()
+                return iso.replace("+00:00", "Z")
     except (OverflowError, OSError, ValueError):
         return None
     return None

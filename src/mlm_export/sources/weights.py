@@ -187,7 +187,7 @@ class _EmptyState(dict[str, Any]):
     def __missing__(self, key: str) -> _EmptyState:
         return _EmptyState()
 
-    def pop(self, key: str, *default: Any) -> Any:  # type: ignore[override]
+    def pop(self, key: str, *default: Any) -> Any:
         return super().pop(key, *default) if key in self or default else _EmptyState()
 
 
@@ -219,7 +219,8 @@ class _StandIn:
     def get_state_dict(self, *args: Any, **kwargs: Any) -> _EmptyState:
         caller = sys._getframe(1).f_locals
         modules = {id(m): m for v in caller.values() if isinstance(v, nn.Module) for m in v.modules()}
-        self._hooks += [m.register_load_state_dict_post_hook(_accept_empty) for m in modules.values()]
+        for m in modules.values():
+            self._hooks.append(m.register_load_state_dict_post_hook(_accept_empty))  # type: ignore[no-untyped-call]
         return _EmptyState()
 
     def release(self) -> None:
