@@ -18,7 +18,7 @@ from torch import nn
 from .errors import InvalidOptionError
 from .facts import TensorFacts
 from .model_state import eval_mode
-from .sources.model import CallSpec
+from .sources.call import CallSpec
 from .write import HashingWriter, atomic_path, atomic_save, file_checksum
 
 #: safetensors dtype codes (the format's own names).
