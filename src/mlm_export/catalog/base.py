@@ -23,16 +23,10 @@ class AddResult:
     skipped: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     refused: dict[str, list[Problem]] = field(default_factory=dict)
-    skip_invalid: bool = False
 
     @property
     def updated(self) -> int:
         return len(self.updated_ids)
-
-    def raise_for_problems(self) -> None:
-        """Refused Items fail the whole call unless ``skip_invalid``."""
-        if self.refused and not self.skip_invalid:
-            raise RefusedItemsError(self.refused)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,7 +52,8 @@ class AddOptions:
     def check(self, result: AddResult) -> None:
         """Before committing: refused Items fail the call (unless ``skip_invalid``), and so do conflicts when
         ``on_conflict="error"``."""
-        result.raise_for_problems()
+        if result.refused and not self.skip_invalid:
+            raise RefusedItemsError(result.refused)
         if self.on_conflict == "error" and result.conflicts:
             raise ConflictError(result.conflicts)
 
@@ -109,7 +104,6 @@ def prepared_items(
     Refused and conflicting Items are recorded, not raised, so one call reports all of them; the caller
     raises before committing.
     """
-    result.skip_invalid = options.skip_invalid
     seen: set[str] = set()
     for obj in items:
         item = as_dict(obj)
