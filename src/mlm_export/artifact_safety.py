@@ -22,6 +22,7 @@ import torch
 
 from .errors import MLMExportError
 from .errors import UnsafeArtifactError as UnsafeArtifactError
+from .sources.unpickle import opcode_globals
 
 #: Suffixes of members that would be loaded as native code or Python (AOTInductor libraries, scripts).
 CODE_SUFFIXES = (".so", ".dll", ".dylib", ".pyd", ".py", ".pkl", ".pickle")
@@ -116,15 +117,8 @@ def check_torchscript(path: Path) -> None:
 def pickle_globals(data: bytes) -> list[str]:
     """The ``module.name`` globals a pickle would import, read from its opcodes without running it."""
     found: list[str] = []
-    strings: list[str] = []
     try:
-        for op, arg, _ in pickletools.genops(data):
-            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING"):
-                strings.append(str(arg))
-            elif op.name == "GLOBAL" or op.name == "INST":
-                found.append(str(arg).replace(" ", "."))
-            elif op.name == "STACK_GLOBAL":
-                found.append(".".join(strings[-2:]) if len(strings) >= 2 else "?")
+        found += opcode_globals(pickletools.genops(data))
     except Exception as e:
         found.append(f"<unreadable pickle: {type(e).__name__}>")
     return found

@@ -18,7 +18,8 @@ from torch import nn
 from . import mlm
 from .errors import InvalidOptionError
 from .facts import TensorFacts
-from .sources.model import CallSpec
+from .model_state import eval_mode
+from .sources.call import CallSpec
 from .write import HashingWriter, atomic_path, atomic_save, file_checksum
 
 #: safetensors dtype codes (the format's own names).
@@ -155,14 +156,8 @@ def export_program(
     args, kwargs = spec.call_args(examples)
     dyn_args, dyn_kwargs = spec.call_args(dims, constants=False)
     dynamic: Any = dyn_kwargs if spec.as_kwargs and spec.structure == "mapping" else dyn_args
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        with _quiet_torch_logs():
-            program = torch.export.export(model, args, kwargs or None, dynamic_shapes=dynamic, strict=False)
-    finally:
-        for m, training in flags:
-            m.training = training
+    with eval_mode(model), _quiet_torch_logs():
+        program = torch.export.export(model, args, kwargs or None, dynamic_shapes=dynamic, strict=False)
     return program, _accepted_shapes(program, spec, inputs)
 
 

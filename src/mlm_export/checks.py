@@ -111,5 +111,5 @@ def _defined_bands(item: Mapping[str, Any]) -> set[str] | None:
     for bands in sources:
         if isinstance(bands, list):
             found = True
-            names |= {b.get("name") for b in bands if isinstance(b, Mapping) and b.get("name")}
+            names |= {str(b["name"]) for b in bands if isinstance(b, Mapping) and b.get("name")}
     return names if found else None

@@ -25,7 +25,8 @@ from .artifacts import WrittenFile, export_program, save_program
 from .errors import ArtifactTimeoutError as ArtifactTimeoutError
 from .errors import MLMExportError
 from .facts import TensorFacts
-from .sources.model import CallSpec
+from .model_state import eval_mode
+from .sources.call import CallSpec
 from .write import atomic_path, atomic_save, file_checksum
 
 #: Seconds one artifact's export may take by default (timm davit_tiny took over 10 minutes in torch.export).
@@ -82,17 +83,11 @@ def _examples(model: nn.Module, spec: CallSpec) -> list[torch.Tensor]:
 @contextlib.contextmanager
 def _eval(model: nn.Module) -> Iterator[None]:
     """Eval mode for the block (train flags restored after), without TorchScript's deprecation notices."""
-    flags = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"`torch\.jit\.")
-            warnings.filterwarnings("ignore", message=r"Converting a tensor with requires_grad")
-            warnings.filterwarnings("ignore", message=r"RCNN always returns")
-            yield
-    finally:
-        for m, training in flags:
-            m.training = training
+    with eval_mode(model), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.")
+        warnings.filterwarnings("ignore", message=r"Converting a tensor with requires_grad")
+        warnings.filterwarnings("ignore", message=r"RCNN always returns")
+        yield
 
 
 # ---------------------------------------------------------------------------------------------- writers
@@ -115,7 +110,7 @@ def script_or_trace(
         args, kwargs = example()
         try:
             with torch.no_grad():
-                traced = torch.jit.trace(
+                traced = torch.jit.trace(  # type: ignore[no-untyped-call]  # untyped in torch
                     model, args, example_kwarg_inputs=kwargs or None, strict=False, check_trace=False
                 )
         except Exception as e:
@@ -178,6 +173,8 @@ def write_onnx(
             model, args, kwargs=kwargs or None, dynamo=True, dynamic_shapes=dynamic, input_names=list(spec.names),
             output_names=list(output_names) or None, optimize=True, verbose=False,
         )  # fmt: skip
+    if program is None:  # only the legacy exporter (dynamo=False) returns nothing
+        raise RuntimeError("torch.onnx.export returned no program")
     proto = program.model_proto
     _rename_symbols(proto, names, list(spec.names))
     with atomic_path(path) as tmp:
@@ -243,7 +240,7 @@ def load_module(fmt: str, path: Path, *, input_names: Sequence[str] = ()) -> Cal
     if fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.")
-            scripted = torch.jit.load(str(path), map_location="cpu")
+            scripted = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]  # untyped
         return lambda *args, **kwargs: _detections(scripted(*args, **kwargs))
     if fmt == "onnx":
         return _onnx_module(path, input_names)

@@ -131,9 +131,9 @@ def offline(policy: Policy) -> Iterator[None]:
                 connect_ex=socket.socket.connect_ex,
                 getaddrinfo=socket.getaddrinfo,
             )
-            socket.socket.connect = _refuse_connect  # type: ignore[method-assign]
-            socket.socket.connect_ex = _refuse_connect_ex  # type: ignore[method-assign]
-            socket.getaddrinfo = _refuse_lookup  # type: ignore[assignment]
+            setattr(socket.socket, "connect", _refuse_connect)  # noqa: B010 - typeshed types it narrower
+            setattr(socket.socket, "connect_ex", _refuse_connect_ex)  # noqa: B010
+            socket.getaddrinfo = _refuse_lookup
         _depth += 1
     try:
         yield

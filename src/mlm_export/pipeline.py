@@ -255,5 +255,3 @@ def _when(datetime: dt.datetime | None, data: DataFacts, warn: bool) -> dt.datet
             stacklevel=4,
         )
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-

@@ -17,7 +17,7 @@ import jsonschema
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
-from jsonschema_specifications import REGISTRY as META
+from jsonschema_specifications import REGISTRY as META  # type: ignore[import-untyped]
 
 from .validate import SchemaStore, check, default_store, schema_urls
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from . import mlm
 from .errors import TorchScriptError, first_line
+from .model_state import eval_mode
 from .write import atomic_write_bytes, file_checksum
 
 #: ``mlm:artifact_type`` of a file written with ``torch.jit.save`` (a value the MLM spec recommends).
@@ -32,7 +33,8 @@ def _quiet_jit() -> Iterator[None]:
     """torch 2.9+ marks ``torch.jit`` as deprecated; the warning says nothing the user can act on here."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*")
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        tracer_warning = torch.jit.TracerWarning  # type: ignore[attr-defined]  # exported, but not in torch's __all__
+        warnings.filterwarnings("ignore", category=tracer_warning)
         yield
 
 
@@ -59,19 +61,17 @@ def write_torchscript(model: nn.Module, example: torch.Tensor, path: str | os.Pa
     """
     if not isinstance(example, torch.Tensor):
         raise TorchScriptError(f"a TorchScript copy needs one example tensor, got {type(example).__name__}")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         scripted = to_torchscript(model, example)
         buffer = io.BytesIO()
         with _quiet_jit():
             torch.jit.save(scripted, buffer)
-            loaded = torch.jit.load(io.BytesIO(buffer.getvalue()), map_location=example.device)
+            loaded = torch.jit.load(  # type: ignore[no-untyped-call]  # untyped in torch
+                io.BytesIO(buffer.getvalue()), map_location=example.device
+            )
         # The example, and one sample of it: a trace freezes Python branches on the batch size, among others.
         for batch in (example, example[:1]):
             _compare(model, loaded, batch)
-    finally:
-        model.train(was_training)
     target = Path(path)
     atomic_write_bytes(target, buffer.getbuffer())
     return target.stat().st_size, file_checksum(target)

@@ -154,7 +154,7 @@ class _SameRules(urllib.request.HTTPRedirectHandler):
 def _download(url: str, hosts: tuple[str, ...]) -> bytes:
     opener = urllib.request.build_opener(_SameRules(hosts))
     with opener.open(url, timeout=NETWORK_TIMEOUT_S) as resp:
-        data = resp.read(MAX_SCHEMA_BYTES + 1)
+        data: bytes = resp.read(MAX_SCHEMA_BYTES + 1)
     if len(data) > MAX_SCHEMA_BYTES:
         raise ValueError(f"larger than {MAX_SCHEMA_BYTES} bytes")
     return data

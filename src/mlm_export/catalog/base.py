@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import Problem
-from .errors import ItemNotFoundError, RefusedItemsError
+from ..errors import InvalidOptionError, Problem
+from .errors import ConflictError, ItemNotFoundError, RefusedItemsError
 from .query import Query
 
 ON_CONFLICT = ("error", "skip", "update")
@@ -23,16 +23,10 @@ class AddResult:
     skipped: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     refused: dict[str, list[Problem]] = field(default_factory=dict)
-    skip_invalid: bool = False
 
     @property
     def updated(self) -> int:
         return len(self.updated_ids)
-
-    def raise_for_problems(self) -> None:
-        """Refused Items fail the whole call unless ``skip_invalid``."""
-        if self.refused and not self.skip_invalid:
-            raise RefusedItemsError(self.refused)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -43,10 +37,32 @@ class AddResult:
         }
 
 
+@dataclass(frozen=True)
+class AddOptions:
+    """How one ``add`` treats Items already there and invalid Items; checked when made."""
+
+    on_conflict: str = "error"
+    skip_invalid: bool = False
+    validate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.on_conflict not in ON_CONFLICT:
+            raise InvalidOptionError(f"on_conflict must be one of {ON_CONFLICT}, got {self.on_conflict!r}")
+
+    def check(self, result: AddResult) -> None:
+        """Before committing: refused Items fail the call (unless ``skip_invalid``), and so do conflicts when
+        ``on_conflict="error"``."""
+        if result.refused and not self.skip_invalid:
+            raise RefusedItemsError(result.refused)
+        if self.on_conflict == "error" and result.conflicts:
+            raise ConflictError(result.conflicts)
+
+
 def as_dict(obj: Any) -> dict[str, Any]:
     """A pystac object or a mapping as a plain dict (no self link, hrefs as they are)."""
     if hasattr(obj, "to_dict"):
-        return obj.to_dict(include_self_link=False, transform_hrefs=False)
+        data: dict[str, Any] = obj.to_dict(include_self_link=False, transform_hrefs=False)
+        return data
     return dict(obj)
 
 
@@ -81,25 +97,17 @@ def loads(data: bytes) -> Any:
 
 
 def prepared_items(
-    items: Iterable[Any],
-    existing: set[str],
-    on_conflict: str,
-    skip_invalid: bool,
-    validate: bool,
-    result: AddResult,
+    items: Iterable[Any], existing: set[str], options: AddOptions, result: AddResult
 ) -> Iterator[tuple[dict[str, Any], bytes]]:
     """Each Item to write with its JSON bytes, after validation and the conflict policy; bookkeeping in ``result``.
 
     Refused and conflicting Items are recorded, not raised, so one call reports all of them; the caller
     raises before committing.
     """
-    if on_conflict not in ON_CONFLICT:
-        raise ValueError(f"on_conflict must be one of {ON_CONFLICT}, got {on_conflict!r}")
-    result.skip_invalid = skip_invalid
     seen: set[str] = set()
     for obj in items:
         item = as_dict(obj)
-        problems = item_problems(item) if validate else []
+        problems = item_problems(item) if options.validate else []
         item_id = str(item.get("id"))
         if problems:
             result.refused[item_id] = problems
@@ -109,10 +117,10 @@ def prepared_items(
             continue
         seen.add(item_id)
         if item_id in existing:
-            if on_conflict == "skip":
+            if options.on_conflict == "skip":
                 result.skipped.append(item_id)
                 continue
-            if on_conflict == "error":
+            if options.on_conflict == "error":
                 result.conflicts.append(item_id)
                 continue
             result.updated_ids.append(item_id)
@@ -122,7 +130,28 @@ def prepared_items(
 
 
 class CatalogBase:
-    """``get`` and context management over a backend's ``search``."""
+    """``add``, ``get`` and context management over a backend's ``_add`` and ``search``."""
+
+    def add(
+        self,
+        items: Iterable[Any],
+        *,
+        collections: Iterable[Mapping[str, Any]] = (),
+        on_conflict: str = "error",
+        skip_invalid: bool = False,
+        validate: bool = True,
+    ) -> AddResult:
+        """Add Items (dicts or pystac Items) and Collections: all of them or none.
+
+        ``on_conflict`` says what happens to an Item whose id is there already (``"error"``, ``"skip"``,
+        ``"update"``); invalid Items fail the call unless ``skip_invalid``; ``validate=False`` skips the schema
+        check (for Items validated when written).
+        """
+        options = AddOptions(on_conflict, skip_invalid, validate)
+        return self._add(items, [dict(c) for c in collections], options)
+
+    def _add(self, items: Iterable[Any], collections: list[dict[str, Any]], options: AddOptions) -> AddResult:
+        raise NotImplementedError
 
     def search(self, query: Query | None = None) -> list[dict[str, Any]]:
         raise NotImplementedError

@@ -30,8 +30,8 @@ from typing import Any
 
 from ..write import atomic_path, atomic_write_json
 from . import fields
-from .base import AddResult, CatalogBase, loads, prepared_items
-from .errors import CatalogFormatError, ConflictError
+from .base import AddOptions, AddResult, CatalogBase, loads, prepared_items
+from .errors import CatalogFormatError
 from .query import Query
 from .sql import bbox_sql, interval_sql, to_sql
 
@@ -93,7 +93,7 @@ class FolderCatalog(CatalogBase):
                 raise CatalogFormatError(f"{self.path} is a file, not a catalog folder; name a folder")
             return {"format": FORMAT, "version": FORMAT_VERSION, "seq": 0, "parts": [], "collections": {}}
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
+            data: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise CatalogFormatError(f"{file} cannot be read as a catalog manifest: {e}") from e
         if data.get("format") != FORMAT or not isinstance(data.get("parts"), list):
@@ -195,17 +195,8 @@ class FolderCatalog(CatalogBase):
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def add(
-        self,
-        items: Iterable[Any],
-        *,
-        collections: Iterable[Mapping[str, Any]] = (),
-        on_conflict: str = "error",
-        skip_invalid: bool = False,
-        validate: bool = True,
-    ) -> AddResult:
+    def _add(self, items: Iterable[Any], collections: list[dict[str, Any]], options: AddOptions) -> AddResult:
         """Add Items (dicts or pystac Items) and Collections in one commit: all of them or none."""
-        collections = [dict(c) for c in collections]
         with self._locked():
             manifest = self._manifest()
             self._remove_orphans(manifest)
@@ -215,7 +206,7 @@ class FolderCatalog(CatalogBase):
             name = f"part-{seq:08d}-{secrets.token_hex(4)}.parquet"
             rows = 0
             try:
-                rows = self._write_part(name, seq, items, existing, on_conflict, skip_invalid, validate, result)
+                rows = self._write_part(name, seq, items, existing, options, result)
             except _NothingToCommit:
                 if not collections:
                     return result
@@ -233,9 +224,7 @@ class FolderCatalog(CatalogBase):
         seq: int,
         items: Iterable[Any],
         existing: set[str],
-        on_conflict: str,
-        skip_invalid: bool,
-        validate: bool,
+        options: AddOptions,
         result: AddResult,
     ) -> int:
         """Stream the Items into one new pair of files; nothing is left behind when it fails (or adds nothing)."""
@@ -250,7 +239,7 @@ class FolderCatalog(CatalogBase):
             writer = pq.ParquetWriter(tmp_part, schema, compression="zstd")
             try:
                 with open(tmp_items, "wb") as out:
-                    for batch in _batches(prepared_items(items, existing, on_conflict, skip_invalid, validate, result)):
+                    for batch in _batches(prepared_items(items, existing, options, result)):
                         cols = []
                         for item, data in batch:
                             cols.append(fields.row(item) | {"seq": seq, "offset": offset, "length": len(data)})
@@ -260,9 +249,7 @@ class FolderCatalog(CatalogBase):
                         rows += len(cols)
             finally:
                 writer.close()
-            result.raise_for_problems()
-            if on_conflict == "error" and result.conflicts:
-                raise ConflictError(result.conflicts)
+            options.check(result)
             if not rows:
                 raise _NothingToCommit
         return rows

@@ -13,13 +13,13 @@ Every value travels as a query parameter.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import mlm
-from .base import AddResult, CatalogBase, loads, prepared_items
-from .errors import CatalogUnreachableError, ConflictError
+from .base import AddOptions, AddResult, CatalogBase, loads, prepared_items
+from .errors import CatalogUnreachableError
 from .fields import BANDS, QUERYABLES, searchable_bands
 from .query import Query, datetime_param
 
@@ -242,15 +242,7 @@ class PgstacCatalog(CatalogBase):
             )
         self.register_queryables()
 
-    def add(
-        self,
-        items: Iterable[Any],
-        *,
-        collections: Iterable[Mapping[str, Any]] = (),
-        on_conflict: str = "error",
-        skip_invalid: bool = False,
-        validate: bool = True,
-    ) -> AddResult:
+    def _add(self, items: Iterable[Any], collections: list[dict[str, Any]], options: AddOptions) -> AddResult:
         """Add Items and Collections in one transaction: all of them or none."""
         self.prepare()
         con = self._connection()
@@ -262,14 +254,12 @@ class PgstacCatalog(CatalogBase):
                 con.execute("SELECT pgstac.upsert_collection(%s::jsonb)", [json.dumps(dict(collection))])
                 known.add(collection["id"])
             batch: list[tuple[dict[str, Any], bytes]] = []
-            for pair in prepared_items(items, existing, on_conflict, skip_invalid, validate, result):
+            for pair in prepared_items(items, existing, options, result):
                 batch.append(pair)
                 if len(batch) >= BATCH:
                     self._load(con, batch, known, existing)
                     batch = []
-            result.raise_for_problems()
-            if on_conflict == "error" and result.conflicts:
-                raise ConflictError(result.conflicts)
+            options.check(result)
             self._load(con, batch, known, existing)
         if len(result.added) + result.updated >= ANALYZE_AFTER:  # fresh statistics, or the planner guesses
             con.execute("ANALYZE pgstac.items")

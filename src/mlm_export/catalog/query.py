@@ -8,9 +8,9 @@ the same everywhere and a typo is an error rather than an empty result.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from .. import mlm
@@ -38,7 +38,7 @@ class Query:
     filter: str | Mapping[str, Any] | None = None
     ids: tuple[str, ...] = ()
     limit: int = DEFAULT_LIMIT
-    _interval: tuple[datetime | None, datetime | None] = field(default=(None, None), init=False, repr=False)
+    _interval: tuple[dt.datetime | None, dt.datetime | None] = field(default=(None, None), init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -55,7 +55,7 @@ class Query:
             check_properties(parse_filter(self.filter))
 
     @property
-    def interval(self) -> tuple[datetime | None, datetime | None]:
+    def interval(self) -> tuple[dt.datetime | None, dt.datetime | None]:
         """The ``datetime`` option as (start, end); None is open."""
         return self._interval
 
@@ -114,12 +114,12 @@ def check_properties(expr: Any) -> None:
             check_properties(value)
 
 
-def parse_interval(text: str) -> tuple[datetime | None, datetime | None]:
+def parse_interval(text: str) -> tuple[dt.datetime | None, dt.datetime | None]:
     """``A/B`` (either end ``..`` or empty for open) or one instant, as aware datetimes."""
     parts = text.split("/")
     if len(parts) > 2:
         raise QueryError(f"datetime {text!r} is not an instant or an interval A/B (--datetime)")
-    ends: list[datetime | None] = []
+    ends: list[dt.datetime | None] = []
     for part in parts:
         if part in ("", ".."):
             ends.append(None)

@@ -13,8 +13,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .base import AddResult, CatalogBase, as_dict, prepared_items
-from .errors import CatalogError, CatalogFormatError, CatalogUnreachableError, ConflictError
+from .base import AddOptions, AddResult, CatalogBase, as_dict, prepared_items
+from .errors import CatalogError, CatalogFormatError, CatalogUnreachableError
 from .pgstac import default_collection, indexed, search_body, unindexed, with_collection
 from .query import Query
 
@@ -76,24 +76,14 @@ class StacApiCatalog(CatalogBase):
             found |= {f["id"] for f in page.get("features", [])}
         return found
 
-    def add(
-        self,
-        items: Iterable[Any],
-        *,
-        collections: Iterable[Mapping[str, Any]] = (),
-        on_conflict: str = "error",
-        skip_invalid: bool = False,
-        validate: bool = True,
-    ) -> AddResult:
+    def _add(self, items: Iterable[Any], collections: list[dict[str, Any]], options: AddOptions) -> AddResult:
         """Post Items (and Collections) after checking all of them; nothing is posted if any check fails."""
         self._check_transactions()
         pending = [as_dict(i) for i in items]
         existing = self._existing([str(i.get("id")) for i in pending])
         result = AddResult()
-        ready = [item for item, _ in prepared_items(pending, existing, on_conflict, skip_invalid, validate, result)]
-        result.raise_for_problems()
-        if on_conflict == "error" and result.conflicts:
-            raise ConflictError(result.conflicts)
+        ready = [item for item, _ in prepared_items(pending, existing, options, result)]
+        options.check(result)
         for collection in collections:
             self._ensure_collection(dict(collection), replace=True)
         created: list[dict[str, Any]] = []

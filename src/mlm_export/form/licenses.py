@@ -21,12 +21,15 @@ STAC_EXTRA = [{"id": "other", "category": "STAC: a license not in the SPDX list 
 
 def shipped() -> dict[str, Any]:
     """The list shipped with the package."""
-    return json.loads(importlib.resources.files(__package__).joinpath("static", LICENSES_FILE).read_text("utf-8"))
+    data: dict[str, Any] = json.loads(
+        importlib.resources.files(__package__).joinpath("static", LICENSES_FILE).read_text("utf-8")
+    )
+    return data
 
 
 def generate() -> dict[str, Any]:
     """The list made from the installed ``license-expression`` package's bundled index."""
-    import license_expression  # the [form] extra; only needed to regenerate the shipped file
+    import license_expression  # type: ignore[import-untyped]  # the [form] extra; only to regenerate the file
 
     data_dir = Path(license_expression.__file__).parent / "data"
     index = json.loads((data_dir / "scancode-licensedb-index.json").read_text("utf-8"))

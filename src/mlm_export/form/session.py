@@ -15,7 +15,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlparse
 
 from .. import mlm
@@ -105,7 +105,9 @@ def problem_json(problem: Problem) -> dict[str, Any]:
     return {"path": path, "json_path": problem.json_path, "message": problem.message, "schema": problem.schema}
 
 
-def _concrete(data: Any, template: tuple[str, ...], prefix: tuple[str | int, ...] = ()) -> Iterator[tuple]:
+def _concrete(
+    data: Any, template: tuple[str, ...], prefix: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], Any]]:
     """Every concrete path in ``data`` that matches ``template``, with the value there."""
     if not template:
         yield prefix, data
@@ -135,7 +137,7 @@ def _json_path(path: tuple[str | int, ...]) -> str:
     return "$" + "".join(f"[{p}]" if isinstance(p, int) else f"['{p}']" for p in path)
 
 
-def _is_bbox(bbox: Any) -> bool:
+def _is_bbox(bbox: Any) -> TypeGuard[list[float]]:
     return (
         isinstance(bbox, list)
         and len(bbox) == 4

@@ -1,18 +1,15 @@
 """Facts from checkpoint files: load them safely (no code runs unless trusted), find the model they hold.
 
 Checkpoints load with ``torch.load(weights_only=True, mmap=True)`` and an allowlist of the harmless types
-Lightning and TorchGeo checkpoints contain; tensors stay memory-mapped (never a second copy in memory).
+Lightning and TorchGeo checkpoints contain (see :mod:`.unpickle`); tensors stay memory-mapped (never a second
+copy in memory).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import inspect
-import pathlib
-import pickle
-import re
 import zipfile
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -28,6 +25,7 @@ from ..errors import UntrustedCheckpointError as UntrustedCheckpointError
 from ..errors import first_line
 from ..guard import SAFE, Policy, check_name, check_object, offline, offline_arguments
 from .archive_limits import check_declared_sizes
+from .unpickle import torch_load
 
 CHECKPOINT_PATTERNS = ("*.ckpt", "*.pt", "*.pth", "*.safetensors")
 #: Keys of a Lightning checkpoint.
@@ -35,58 +33,6 @@ STATE_DICT = "state_dict"
 HYPER_PARAMETERS = "hyper_parameters"
 #: Key under which MLMExportCallback stores the Item's model description inside each checkpoint.
 EMBED_KEY = "mlm_export"
-
-
-def safe_types() -> list[Any]:
-    """Types that appear in Lightning and TorchGeo checkpoints and are safe to rebuild.
-
-    Weights enums are allowlisted one by one when a checkpoint names them (see :func:`_allowable`), so that
-    loading a checkpoint does not import TorchGeo.
-    """
-    types: list[Any] = [
-        pathlib.PosixPath,
-        pathlib.WindowsPath,
-        pathlib.PurePosixPath,
-        pathlib.PureWindowsPath,
-        argparse.Namespace,
-        torch.torch_version.TorchVersion,
-    ]
-    with contextlib.suppress(ImportError):
-        import numpy as np
-
-        core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
-        types += [np.dtype, core.multiarray.scalar]
-        types += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
-    return types
-
-
-#: Safe classes imported only when a checkpoint names them (importing Lightning or TorchGeo is costly).
-ON_DEMAND = (
-    "lightning.fabric.utilities.data.AttributeDict",
-    "lightning_fabric.utilities.data.AttributeDict",
-    "pytorch_lightning.utilities.parsing.AttributeDict",
-)
-#: Modules whose pretrained-weights enums may be rebuilt from a checkpoint (trainers keep them in hparams).
-WEIGHTS_ENUM_MODULES = ("torchgeo.models", "torchvision.models")
-
-
-def _allowable(global_name: str) -> Any:
-    """The class a checkpoint names, if it is on the on-demand list or a pretrained-weights enum, else None."""
-    module_name, _, attr = global_name.rpartition(".")
-    on_demand = global_name in ON_DEMAND
-    if not on_demand and (not module_name.startswith(WEIGHTS_ENUM_MODULES) or not attr.endswith("Weights")):
-        return None
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError):
-        return None
-    if on_demand:
-        return obj
-    try:
-        from torchvision.models._api import WeightsEnum
-    except ImportError:
-        return None
-    return obj if isinstance(obj, type) and issubclass(obj, WeightsEnum) else None
 
 
 @dataclass
@@ -115,7 +61,7 @@ def load(path: str | Path, *, trust: bool = False) -> LoadedCheckpoint:
             return LoadedCheckpoint(path, load_file(path, device="cpu"), "safetensors")
         except Exception as e:
             raise CheckpointError(f"{path.name}: not a readable safetensors file ({first_line(e, 240)})") from e
-    obj = _torch_load(path, trust, mmap=kind == "zip")
+    obj = torch_load(path, trust, zipped=kind == "zip")
     return _interpret(path, obj)
 
 
@@ -137,34 +83,6 @@ def _sniff(path: Path) -> str:
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
     raise CheckpointError(f"{path.name}: not a PyTorch checkpoint, state dict or safetensors file")
-
-
-def _torch_load(path: Path, trust: bool, *, mmap: bool) -> Any:
-    if trust:
-        return _load_or_explain(path, mmap, weights_only=False)
-    allowed = safe_types()
-    while True:
-        try:
-            with torch.serialization.safe_globals(allowed):
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except pickle.UnpicklingError as e:
-            found = re.search(r"GLOBAL ([\w.]+)", str(e))
-            extra = _allowable(found.group(1)) if found else None
-            if extra is not None and extra not in allowed:
-                allowed.append(extra)  # a weights enum: allowlisted, then load again
-                continue
-            if found:
-                raise UntrustedCheckpointError(path, found.group(1)) from None
-            raise CheckpointError(f"{path.name}: cannot be unpickled ({first_line(e, 240)})") from e
-        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-            raise CheckpointError(f"{path.name}: truncated or corrupt ({first_line(e, 240)})") from e
-
-
-def _load_or_explain(path: Path, mmap: bool, *, weights_only: bool) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
-        raise CheckpointError(f"{path.name}: truncated or corrupt ({first_line(e, 240)})") from e
 
 
 def _interpret(path: Path, obj: Any) -> LoadedCheckpoint:

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from ..facts import BandFacts
-from .model import CallSpec, _forward_parameter_names
+from .call import CallSpec, forward_parameter_names
 
 #: eo common names by centre wavelength range (micrometres), from the eo extension's table.
 COMMON_NAMES = (
@@ -50,7 +50,7 @@ def forward_constants(model: nn.Module, spec: CallSpec) -> Constants:
     """The constants in ``spec`` named by ``model.forward``'s parameters; wavelengths as bands where they fit."""
     if not spec.constants:
         return Constants()
-    params = _forward_parameter_names(model)
+    params = forward_parameter_names(model)
     named: dict[str, Any] = {}
     for key, value in spec.constants:
         name = params[key] if isinstance(key, int) and key < len(params) else str(key)

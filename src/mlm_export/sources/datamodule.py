@@ -90,7 +90,7 @@ def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
         bbox=bbox,
         start_datetime=start,
         end_datetime=end,
-        links=links or None,
+        links=tuple(links) or None,
         example_input=example,
         sources=sources,
     )
@@ -233,7 +233,9 @@ SPLITS = (("train_dataset", "train"), ("val_dataset", "validate"), ("test_datase
 
 def _geo_extent(datasets: Sequence[Any]) -> tuple[tuple[float, float, float, float] | None, str | None, str | None]:
     """The union of the GeoDatasets' bounds in EPSG:4326, and their time span, when they have them."""
-    boxes, starts, ends = [], [], []
+    boxes: list[tuple[float, float, float, float]] = []
+    starts: list[str] = []
+    ends: list[str] = []
     for ds in datasets:
         try:
             bounds, crs = ds.bounds, ds.crs

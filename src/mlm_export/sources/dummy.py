@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import InputRequiredError
 from ..facts import DataFacts
+from .layers import first_layer
 
 #: Batch size of a built example: 2, so that the batch dim is never confused with a squeezed dim.
 BATCH = 2
@@ -119,15 +120,6 @@ def _channels(given: Any, model: nn.Module, data: DataFacts) -> tuple[int | None
         where = data.sources.get("bands", "the bands")
         return len(data.bands), f"{len(data.bands)} channels from {where}"
     return None, ""
-
-
-def first_layer(model: nn.Module) -> nn.Conv1d | nn.Conv2d | nn.Conv3d | None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d | nn.Conv3d):
-            return m
-        if isinstance(m, nn.Conv1d | nn.Linear | nn.Embedding):
-            return None  # a sequence or vector model: its input is not an image
-    return None
 
 
 def _is_video(model: nn.Module) -> bool:

@@ -77,18 +77,19 @@ def _classifier_size(model: nn.Module) -> tuple[int, str] | None:
     if module.startswith("torchvision.models") and not module.startswith(_TV_OTHER):
         path = _last_layer_path(model, (nn.Linear, nn.Conv2d, nn.Conv3d))  # SqueezeNet, S3D: a 1x1 conv head
         if path is not None and path.split(".")[0] in _TV_HEADS:
-            head = model.get_submodule(path)
-            n = head.out_features if isinstance(head, nn.Linear) else head.out_channels
-            return n, f"torchvision classification model {type(model).__name__}"
-    if module.startswith("timm.") and callable(getattr(model, "get_classifier", None)):
-        n = getattr(model, "num_classes", None)
-        head = model.get_classifier()
-        if isinstance(n, int) and n > 0 and _has_parameters(head):
-            return n, f"timm model with a {n}-class classifier head"
+            layer = model.get_submodule(path)
+            outputs = layer.out_features if isinstance(layer, nn.Linear) else _out_channels(layer)
+            if outputs is not None:
+                return outputs, f"torchvision classification model {type(model).__name__}"
+    get_classifier = getattr(model, "get_classifier", None)
+    if module.startswith("timm.") and callable(get_classifier):
+        classes = getattr(model, "num_classes", None)
+        if isinstance(classes, int) and classes > 0 and _has_parameters(get_classifier()):
+            return classes, f"timm model with a {classes}-class classifier head"
     if type(model).__name__.endswith("ForImageClassification"):
-        n = getattr(getattr(model, "config", None), "num_labels", None)
-        if isinstance(n, int) and n > 0:
-            return n, f"{type(model).__name__} with config.num_labels={n}"
+        labels = getattr(getattr(model, "config", None), "num_labels", None)
+        if isinstance(labels, int) and labels > 0:
+            return labels, f"{type(model).__name__} with config.num_labels={labels}"
     return None
 
 
@@ -155,7 +156,7 @@ def feature_module(model: nn.Module, weights: Any) -> tuple[nn.Module, str | Non
         return model, None  # a head sized by the user (fine-tuned on their classes) is theirs, not the builder's
     stripped = _replaced(model, path.split("."))
     if isinstance(getattr(stripped, "num_classes", None), int):
-        stripped.num_classes = 0  # the copy's own attribute; the model keeps its value
+        vars(stripped)["num_classes"] = 0  # the copy's own attribute; the model keeps its value
     return stripped, (
         f"The {head.out_features}-class head '{path}' of {type(model).__name__} is not part of {weights.name} "
         "(untrained), so the Item describes the backbone's pooled features and the weights file leaves it out"
@@ -183,12 +184,16 @@ def _replaced(module: nn.Module, parts: list[str]) -> nn.Module:
     """A shallow copy of ``module`` with the submodule at ``parts`` replaced by ``nn.Identity``."""
     clone = copy.copy(module)
     clone.__dict__ = dict(module.__dict__)
-    clone._modules = dict(module._modules)  # type: ignore[assignment]
+    clone._modules = dict(module._modules)
     first = parts[0]
     child = module._modules[first]
     assert child is not None  # noqa: S101 - the path came from named_modules
     clone._modules[first] = nn.Identity() if len(parts) == 1 else _replaced(child, parts[1:])
     return clone
+
+
+def _out_channels(layer: nn.Module) -> int | None:
+    return layer.out_channels if isinstance(layer, nn.Conv2d | nn.Conv3d) else None
 
 
 def _has_parameters(m: Any) -> bool:

@@ -147,7 +147,8 @@ def _top_modules(model: Any) -> list[str]:
 def _cudnn_version() -> str | None:
     """cuDNN's version as ``major.minor.patch`` (torch reports 91002 for 9.10.2 and 8907 for 8.9.7)."""
     try:
-        v = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        available = torch.backends.cudnn.is_available()  # type: ignore[no-untyped-call]  # untyped in torch
+        v = torch.backends.cudnn.version() if available else None  # type: ignore[no-untyped-call]
     except Exception:  # a CUDA build without its libraries: no cuDNN to report
         return None
     if not v:

@@ -60,7 +60,7 @@ def candidate_tasks(hparams: Mapping[str, Any]) -> list[tuple[str, dict[str, Any
     keys = {k for k in hparams if not k.startswith("_")}
     found = []
     for cls in task_classes():
-        params = set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
+        params = set(inspect.signature(cls).parameters) - {"args", "kwargs"}
         if keys and keys <= params:
             found.append((len(params - keys), f"{cls.__module__}:{cls.__qualname__}", cls))
     found.sort(key=lambda t: t[0])
@@ -80,7 +80,8 @@ class EarlyFusion(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.model(image.flatten(1, 2))
+        out: torch.Tensor = self.model(image.flatten(1, 2))
+        return out
 
 
 def inference_module(model: Any) -> Any:

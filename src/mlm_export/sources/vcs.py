@@ -185,7 +185,9 @@ def _installed_from_vcs(top_module: str) -> tuple[str | None, str | None] | None
             info = json.loads(text) if text else None
         except (md.PackageNotFoundError, ValueError):
             continue
-        vcs = info.get("vcs_info") if isinstance(info, dict) else None
+        if not isinstance(info, dict):
+            continue
+        vcs = info.get("vcs_info")
         if isinstance(vcs, dict) and vcs.get("commit_id"):
             return public_url(str(info.get("url", ""))), str(vcs["commit_id"])
     return None

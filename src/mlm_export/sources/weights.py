@@ -1,25 +1,28 @@
 """Facts from a pretrained-weights enum (TorchGeo, torchvision): bands, normalization, input size, provenance.
 
 Only ``.meta`` and ``.transforms`` are read; nothing is downloaded. :func:`build_model` builds the
-architecture a weights member needs (its channels and classes) with the builder TorchGeo registers, while
-the download of the state dict is intercepted.
+architecture a weights member needs (its channels and classes) with the builder TorchGeo registers, handing it
+a stand-in for the member whose state dict is empty.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from ..errors import InvalidOptionError, MLMExportError
 from ..facts import BandFacts, DataFacts
 from ..mlm import ResizeType
 from .dummy import DEFAULT_IMAGE_SIZE  # noqa: F401 - the one default image size, re-exported
+from .layers import first_layer_channels as first_layer_channels
 from .values import compose_zscores, normalizer_params, walk_transforms
 
 # name -> (eo:common_name, center wavelength in micrometres), per sensor. Sources: ESA Sentinel-2 and USGS
@@ -179,18 +182,59 @@ def builder_name(weights: Any) -> str:
     raise MLMExportError(f"no TorchGeo model builder takes {type(weights).__name__}")
 
 
-class _NoDownload(Exception):
-    """Raised in place of a weights download."""
-
-
-class _EmptyState(dict):  # type: ignore[type-arg]
+class _EmptyState(dict[str, Any]):
     """The state dict handed to builders instead of a download: empty, and empty again for any part of it."""
 
-    def __missing__(self, key: Any) -> _EmptyState:
+    def __missing__(self, key: str) -> _EmptyState:
         return _EmptyState()
 
-    def pop(self, key: Any, *default: Any) -> Any:
+    def pop(self, key: str, *default: Any) -> Any:
         return super().pop(key, *default) if key in self or default else _EmptyState()
+
+
+class _StandIn:
+    """A weights member for one builder call: everything as the member says, except its state dict.
+
+    ``get_state_dict`` downloads nothing: it returns an empty state dict, and the modules of the model being
+    built (the ``nn.Module`` locals of the builder frame that asks, and their submodules) get a load post-hook
+    that accepts it, so that the builder's own ``load_state_dict`` and its checks of missing keys pass. Nothing
+    outside this one call changes: no class attribute, no other thread's load, no other model.
+    """
+
+    def __init__(self, member: Any) -> None:
+        self._member = member
+        self._hooks: list[RemovableHandle] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._member, name)
+
+    def __eq__(self, other: object) -> bool:
+        return bool(self._member == (other._member if isinstance(other, _StandIn) else other))
+
+    def __hash__(self) -> int:
+        return hash(self._member)
+
+    def __repr__(self) -> str:
+        return repr(self._member)
+
+    def get_state_dict(self, *args: Any, **kwargs: Any) -> _EmptyState:
+        caller = sys._getframe(1).f_locals
+        modules = {id(m): m for v in caller.values() if isinstance(v, nn.Module) for m in v.modules()}
+        for m in modules.values():
+            self._hooks.append(m.register_load_state_dict_post_hook(_accept_empty))  # type: ignore[no-untyped-call]
+        return _EmptyState()
+
+    def release(self) -> None:
+        """Remove the hooks: the built model then loads state dicts as any other."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks.clear()
+
+
+def _accept_empty(module: nn.Module, incompatible: Any) -> None:
+    """A load post-hook: nothing was missing or unexpected (the load's own lists, cleared in place)."""
+    incompatible.missing_keys.clear()
+    incompatible.unexpected_keys.clear()
 
 
 #: Example inputs for builders whose forward takes more than one image tensor (documented choices).
@@ -225,41 +269,21 @@ def example_for(builder: str, facts: WeightsFacts) -> Any:
 def build_model(weights: Any, *, on_meta: bool = True) -> nn.Module:
     """The architecture a weights member loads into (its channels, classes, heads), with random weights.
 
-    TorchGeo's builders shape the model from the weights and then download the state dict; the download is
-    replaced by an empty state dict and the load by a no-op, so no file is fetched.
+    TorchGeo's builders shape the model from the weights, then load the downloaded state dict. The builder is
+    called with a stand-in for the member (see :class:`_StandIn`) that hands out an empty state dict, so no file
+    is fetched and nothing process-wide is patched.
     """
     from torchgeo.models import get_model
-    from torchvision.models._api import WeightsEnum
 
     weights = resolve(weights)
     name = builder_name(weights)
-
-    def no_state(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        return _EmptyState()
-
-    def no_load(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        return nn.modules.module._IncompatibleKeys([], [])
-
-    def no_download(*args: Any, **kwargs: Any) -> Any:
-        raise _NoDownload("download attempted")
-
-    patches = [
-        (WeightsEnum, "get_state_dict", no_state),
-        (nn.Module, "load_state_dict", no_load),
-        (torch.hub, "load_state_dict_from_url", no_download),
-        (torch.hub, "download_url_to_file", no_download),
-    ]
-    patches += [(cls, "get_state_dict", no_state) for cls in type(weights).__mro__ if "get_state_dict" in vars(cls)]
-    saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in patches]
     device = torch.device("meta") if on_meta else contextlib.nullcontext()
+    stand_in = _StandIn(weights)
     try:
-        for obj, attr, value in patches:
-            setattr(obj, attr, value)
         with device:
-            return get_model(name, weights=weights)
-    except _NoDownload as e:
-        raise MLMExportError(f"building {name} for {weights} needs a download; it is skipped offline") from e
-    except (AttributeError, KeyError, TypeError) as e:
+            model: nn.Module = get_model(name, weights=stand_in)
+        return model
+    except (AttributeError, KeyError, TypeError, AssertionError) as e:
         # the builder reshapes the downloaded tensors themselves (Panopticon): build the plain architecture,
         # and keep it only if it takes the channels the weights are for
         with device:
@@ -269,13 +293,4 @@ def build_model(weights: Any, *, on_meta: bool = True) -> nn.Module:
             raise MLMExportError(f"building {name} for {weights} needs its downloaded tensors ({e})") from e
         return model
     finally:
-        for obj, attr, value in reversed(saved):
-            setattr(obj, attr, value)
-
-
-def first_layer_channels(model: nn.Module) -> int | None:
-    """Input channels of the first convolution (or patch embedding) of a model."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d | nn.Conv3d | nn.Conv1d):
-            return m.in_channels
-    return None
+        stand_in.release()
