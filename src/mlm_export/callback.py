@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from . import mlm, openeo
 from .background import Versions, Worker
-from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
+from .checkpoint_io import LinkWatcher, ObservedCheckpointIO, identity, install, owner, uninstall
+from .errors import InputRequiredError, InvalidOptionError, MLMExportWarning
 from .facts import ArtifactFacts
 from .item import ItemPlan, build_item
 from .pipeline import ExportOptions, Gathered, gather, plan, write_model_files
@@ -36,7 +37,10 @@ from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, ite
 from .schema_cache import quick_check
 from .sources.checkpoint import EMBED_KEY
 from .sources.datamodule import model_input
-from .write import json_bytes
+from .write import Written, json_bytes
+
+#: How long the end of ``fit`` waits for a write the wrapped IO has not landed yet (then its Item is left out).
+LANDING_SECONDS = 60.0
 
 
 @dataclass
@@ -56,6 +60,10 @@ class _Snapshot:
     plan: ItemPlan | None = field(default=None, repr=False)
     #: Which version of the file at ``path`` this is; a later save or a removal makes it stale (see Versions).
     generation: int = 0
+    #: The file's identity before a save the wrapper did not write itself (AsyncCheckpointIO writes it later):
+    #: its Item waits until the file has changed.
+    replaces: tuple[int, int, int, int] | None = None
+    pending: bool = False
 
 
 class MLMExportCallback(Callback):
@@ -112,7 +120,11 @@ class MLMExportCallback(Callback):
         self._base: dict[str, Any] = {}
         self._worker: Worker | None = None
         self._catalogs: dict[Path, RunCatalog] = {}
-        self._unwrap: list[Callable[[], None]] = []
+        self._trainer: Trainer | None = None
+        self._io: ObservedCheckpointIO | None = None
+        self._links = LinkWatcher()
+        #: The latest snapshot per checkpoint path: a ``last.ckpt`` link is described as its target was.
+        self._snapshots: dict[Path, _Snapshot] = {}
         self._lock = threading.Lock()
         self._versions = Versions()
         self._failed = False
@@ -121,13 +133,12 @@ class MLMExportCallback(Callback):
         self._runtime: dict[tuple[str | None, ...], Prepared] = {}
         #: The runtime files last written per directory and set of types: the next ones are hard links to them.
         self._runtime_copies: dict[tuple[Path, tuple[str | None, ...]], dict[str, Path]] = {}
-        #: Seconds the training loop spent in this callback's checkpoint work, for the benchmark.
-        self.blocking_seconds = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
-        """Picklable for ``ddp_spawn``: threads, locks and wrapped methods are made again in ``setup``."""
+        """Picklable for ``ddp_spawn``: threads, locks and the CheckpointIO wrapper are made again in ``setup``."""
         state = self.__dict__.copy()
-        state.update(_worker=None, _lock=None, _catalogs={}, _unwrap=[], _gathered=None, _versions=Versions())
+        state.update(_worker=None, _lock=None, _catalogs={}, _trainer=None, _io=None, _gathered=None)
+        state.update(_versions=Versions(), _links=LinkWatcher(), _snapshots={})
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -143,8 +154,10 @@ class MLMExportCallback(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self._wrap(trainer)
         self._failed = False
+        self._trainer = trainer
+        # every rank wraps its strategy's IO; only global rank zero's is ever asked to save or remove
+        self._io = install(trainer.strategy, self._saving, self._saved, self._removing)
         if trainer.is_global_zero:
             self._worker = Worker(self._process, self._fail, self._write_collections)
             self._guard(lambda: self._prepare(trainer, pl_module, from_loader=False))
@@ -161,7 +174,14 @@ class MLMExportCallback(Callback):
         if self._embedded is not None:
             checkpoint[EMBED_KEY] = self._embedded
 
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        self._scan_links()
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._scan_links()
+
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._scan_links()  # the last.ckpt link made at the last epoch's end
         self._finish()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
@@ -171,9 +191,9 @@ class MLMExportCallback(Callback):
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
             self._finish(raise_errors=False)
-            for undo in reversed(self._unwrap):
-                undo()
-            self._unwrap.clear()
+            if self._io is not None:
+                uninstall(trainer.strategy, self._io)
+            self._io, self._trainer = None, None
 
     # ------------------------------------------------------------------------------------------ preparation
 
@@ -187,14 +207,14 @@ class MLMExportCallback(Callback):
         if example is None and from_loader:
             example = _loader_batch(trainer)
         try:
-            self._gathered = gather(pl_module, trainer.datamodule, example, self.options)
+            self._gathered = gather(pl_module, _datamodule(trainer), example, self.options)
         except InputRequiredError:
             if from_loader:
                 raise
             return  # try again at on_train_start, when the training dataloader exists
         self._runtime, self._runtime_copies = {}, {}  # a new model may need other pins
         self._provenance = provenance_facts(
-            pl_module, doi=self.options.doi, citation=self.options.citation, datamodule=trainer.datamodule
+            pl_module, doi=self.options.doi, citation=self.options.citation, datamodule=_datamodule(trainer)
         )
         self._plan = with_trainer(plan(pl_module, self._gathered, self.options, provenance=self._provenance), trainer)
         if self.options.profile == "openeo":
@@ -214,50 +234,24 @@ class MLMExportCallback(Callback):
 
     # ------------------------------------------------------------------------------------------ checkpoint events
 
-    def _wrap(self, trainer: Trainer) -> None:
-        """Observe every save, link and removal of every ModelCheckpoint, with its exact path."""
-        for cb in trainer.checkpoint_callbacks:
-            if not isinstance(cb, ModelCheckpoint) or getattr(cb, "_mlm_export_wrapped", False):
-                continue
-            missing = [m for m in ("_save_checkpoint", "_remove_checkpoint", "_link_checkpoint") if not hasattr(cb, m)]
-            if missing:
-                self._fail(MLMExportError(f"this Lightning's ModelCheckpoint has no {missing}; Items are not written"))
-                continue
-            save, remove, link = cb._save_checkpoint, cb._remove_checkpoint, cb._link_checkpoint
-
-            def _save(trainer: Trainer, filepath: str, cb: ModelCheckpoint = cb, save: Any = save) -> None:
-                if Path(filepath).exists():  # overwritten in place (last.ckpt): its Item goes first
-                    self._removing(trainer, Path(filepath))
-                save(trainer, filepath)
-                self._saved(trainer, cb, Path(filepath))
-
-            def _remove(trainer: Trainer, filepath: str, remove: Any = remove) -> None:
-                self._removing(trainer, Path(filepath))
-                remove(trainer, filepath)
-
-            def _link(
-                trainer: Trainer, filepath: str, linkpath: str, cb: ModelCheckpoint = cb, link: Any = link
-            ) -> None:
-                self._removing(trainer, Path(linkpath))
-                link(trainer, filepath, linkpath)
-                self._saved(trainer, cb, Path(linkpath), link_target=Path(filepath))
-
-            cb._save_checkpoint, cb._remove_checkpoint, cb._link_checkpoint = _save, _remove, _link  # type: ignore[method-assign]
-            cb._mlm_export_wrapped = True  # type: ignore[attr-defined]
-
-            def undo(cb: ModelCheckpoint = cb) -> None:
-                for name in ("_save_checkpoint", "_remove_checkpoint", "_link_checkpoint", "_mlm_export_wrapped"):
-                    cb.__dict__.pop(name, None)
-
-            self._unwrap.append(undo)
-
-    def _saved(self, trainer: Trainer, cb: ModelCheckpoint, path: Path, link_target: Path | None = None) -> None:
-        if not trainer.is_global_zero or self._plan is None:
-            return
-        start = time.perf_counter()
+    def _saving(self, path: Path) -> _Snapshot | None:
+        """Before a save (from the CheckpointIO wrapper): what its Item will say, captured now; None to ignore it."""
+        trainer = self._trainer
+        if trainer is None or not trainer.is_global_zero or self._plan is None:
+            return None
         try:
-            snap = _Snapshot(
-                path=path.absolute(),
+            self._scan_links()
+            cb = owner(trainer.checkpoint_callbacks, path)
+            if cb is None:
+                return None  # a save of the user's own (trainer.save_checkpoint), not a ModelCheckpoint's
+            before = identity(path)
+            if before is not None:  # overwritten in place (last.ckpt): its Item goes first
+                self._removing(path)
+            last = Path(cb.last_model_path).absolute() if cb.last_model_path else None
+            if cb.save_last == "link" and last is not None and last != path:
+                self._removing(last)  # ModelCheckpoint points last.ckpt at this file right after saving it
+            return _Snapshot(
+                path=path,
                 epoch=trainer.current_epoch,
                 global_step=trainer.global_step,
                 monitor=cb.monitor,
@@ -265,23 +259,65 @@ class MLMExportCallback(Callback):
                 score=_score(cb, path),
                 metrics=_metrics(trainer),
                 weights_only=cb.save_weights_only,
-                link_target=link_target.absolute() if link_target else None,
                 plan=self._plan,
-                generation=self._versions.bump(path.absolute(), self._lock),
+                generation=self._versions.bump(path, self._lock),
+                replaces=before,
             )
-            if (
-                self.write_weights
-                or self.export_program
-                or self.options.artifacts is not None
-                or self.options.profile == "openeo"
-            ):
-                snap = self._write_model_files(trainer, snap)
-            catalog = self._catalog(path.parent.absolute())
-            self._submit(("save", catalog, snap))
         except Exception as e:
             self._fail(e)
-        finally:
-            self.blocking_seconds += time.perf_counter() - start
+            return None
+
+    def _saved(self, ticket: object, written: Written | None) -> None:
+        """After a save: seed the checksum the wrapper computed while writing, and queue the Item."""
+        assert isinstance(ticket, _Snapshot) and self._trainer is not None
+        snap = ticket
+        try:
+            catalog = self._catalog(snap.path.parent)
+            if written is not None:
+                catalog.known_checksum(written.key, written.size, written.checksum)
+            elif identity(snap.path) == snap.replaces:
+                snap = replace(snap, pending=True)  # written later (AsyncCheckpointIO): its Item waits for it
+            self._links.note(snap.path)
+            self._describe(self._trainer, snap, catalog)
+        except Exception as e:
+            self._fail(e)
+
+    def _describe(self, trainer: Trainer, snap: _Snapshot, catalog: RunCatalog) -> None:
+        if self._model_files:
+            snap = self._write_model_files(trainer, snap)
+        self._snapshots[snap.path] = snap
+        self._submit(("save", catalog, snap))
+
+    def _scan_links(self) -> None:
+        """Describe each ``last.ckpt`` that ``save_last="link"`` linked (or copied) since the last look."""
+        trainer = self._trainer
+        if trainer is None or not trainer.is_global_zero or self._plan is None:
+            return
+        try:
+            for cb, path, target in self._links.changed(trainer.checkpoint_callbacks):
+                self._removing(path)
+                self._links.note(path)
+                known = self._snapshots.get(target) if target is not None else None
+                snap = known or _Snapshot(
+                    path=path, epoch=trainer.current_epoch, global_step=trainer.global_step, monitor=cb.monitor,
+                    mode=cb.mode if cb.monitor else None, score=_score(cb, path), metrics=_metrics(trainer),
+                    weights_only=cb.save_weights_only, plan=self._plan,
+                )  # fmt: skip
+                generation = self._versions.bump(path, self._lock)
+                link = replace(snap, path=path, link_target=target, generation=generation, pending=False)
+                self._describe(trainer, replace(link, artifacts=(), plan=self._plan), self._catalog(path.parent))
+            sharded = [] if "sharded" in self._warned else self._links.directories(trainer.checkpoint_callbacks)
+            if sharded:
+                self._warned.add("sharded")
+                warnings.warn(
+                    f"{sharded[0]} is a directory (a sharded FSDP/DeepSpeed checkpoint): MLMExportCallback writes "
+                    "Items for checkpoint files only. Save full checkpoints (e.g. FSDPStrategy(state_dict_type="
+                    '"full")) to get them, or run mlm-export convert on a consolidated checkpoint.',
+                    MLMExportWarning,
+                    stacklevel=2,
+                )
+        except Exception as e:
+            self._fail(e)
 
     def _write_model_files(self, trainer: Trainer, snap: _Snapshot) -> _Snapshot:
         assert self._gathered is not None and self._plan is not None
@@ -305,21 +341,22 @@ class MLMExportCallback(Callback):
                 warnings.warn(str(w.message), w.category, stacklevel=2)
         return replace(snap, artifacts=written.artifacts, plan=written)
 
-    def _removing(self, trainer: Trainer, path: Path) -> None:
+    def _removing(self, path: Path) -> None:
         """Remove the Item (and model files) of a checkpoint before the checkpoint itself goes."""
-        if not trainer.is_global_zero or self._plan is None:
+        trainer = self._trainer
+        if trainer is None or not trainer.is_global_zero or self._plan is None:
             return
-        start = time.perf_counter()
         try:
-            catalog = self._catalog(path.parent.absolute())
+            self._scan_links()
+            catalog = self._catalog(path.parent)
             with self._lock:
-                self._versions.bump_locked(path.absolute())  # a pending Item for this file is now stale
-                catalog.forget(path.absolute())  # unlinked from collection.json before its file goes
+                self._versions.bump_locked(path)  # a pending Item for this file is now stale
+                catalog.forget(path)  # unlinked from collection.json before its file goes
+            self._snapshots.pop(path, None)
+            self._links.forget(path)
             self._submit(("collection", catalog))
         except Exception as e:
             self._fail(e)
-        finally:
-            self.blocking_seconds += time.perf_counter() - start
 
     def _submit(self, job: tuple[Any, ...]) -> None:
         if self._worker is not None:
@@ -331,6 +368,8 @@ class MLMExportCallback(Callback):
         kind, catalog = job[0], job[1]
         if kind == "save":
             snap: _Snapshot = job[2]
+            if snap.pending and not self._landed(snap):
+                return  # the wrapped IO's write never landed (it failed): nothing to describe
             if self._versions.current(snap.path) != snap.generation:
                 return  # saved again or removed since: a newer job (or none) describes it; skip the hashing
             try:
@@ -354,6 +393,21 @@ class MLMExportCallback(Callback):
                     _remove_runtime_files(snap.path.parent, item)
                 return
         catalog.dirty = True  # written once the queue drains (_write_collections), not once per job
+
+    def _landed(self, snap: _Snapshot) -> bool:
+        """Wait until a file written by another thread (AsyncCheckpointIO) has replaced what was there before."""
+        give_up = float("inf")
+        while identity(snap.path) == snap.replaces:
+            if self._versions.current(snap.path) != snap.generation:
+                return False  # stale anyway
+            io = self._io
+            if io is None or io.closed.wait(0.05):  # torn down: every write has landed or failed
+                return identity(snap.path) != snap.replaces
+            if self._worker is None:  # fit is ending (maybe on an exception, before the IO's teardown)
+                give_up = min(give_up, time.monotonic() + LANDING_SECONDS)
+                if time.monotonic() > give_up:
+                    return False
+        return True
 
     def _write_collections(self) -> None:
         """Write the Collection of every directory whose Items changed; the worker calls it when idle."""
@@ -404,11 +458,16 @@ class MLMExportCallback(Callback):
                 version=self.options.version,
                 deprecate_superseded=self.options.deprecate_superseded,
             )
-            self._catalogs[dirpath].model_files = bool(
-                self.write_weights or self.export_program or self.options.artifacts is not None
-                or self.options.profile == "openeo"
-            )  # fmt: skip
+            self._catalogs[dirpath].model_files = self._model_files
         return self._catalogs[dirpath]
+
+    @property
+    def _model_files(self) -> bool:
+        """Whether model files (.pt2, safetensors, TorchScript, ...) are written beside each checkpoint."""
+        options = self.options
+        return bool(self.write_weights or self.export_program or options.artifacts is not None) or (
+            options.profile == "openeo"
+        )
 
     # ------------------------------------------------------------------------------------------ failure
 
@@ -439,6 +498,12 @@ class MLMExportCallback(Callback):
         error = worker.close()
         if error is not None and raise_errors and self.strict:
             raise error
+
+
+def _datamodule(trainer: Trainer) -> LightningDataModule | None:
+    """The datamodule passed to ``fit`` (Lightning sets ``trainer.datamodule`` at run time, undeclared)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    return datamodule if isinstance(datamodule, LightningDataModule) else None
 
 
 def _loader_batch(trainer: Trainer) -> Any:

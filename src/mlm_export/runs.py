@@ -12,7 +12,7 @@ import pystac
 
 from . import mlm
 from .schema_cache import quick_check
-from .write import atomic_write_bytes, atomic_write_json, file_checksum
+from .write import atomic_write_bytes, atomic_write_json, file_checksum, file_key
 
 #: Item file of a checkpoint: ``epoch=3-step=40.ckpt`` -> ``epoch=3-step=40.mlm.json``.
 ITEM_SUFFIX = ".mlm.json"
@@ -75,10 +75,15 @@ class RunCatalog:
     def checksum(self, path: Path) -> tuple[int, str]:
         """Size and sha256 of a file, each distinct file read once (a ``last.ckpt`` link reuses its target's)."""
         st = path.stat()  # follows a link: the same file is known by its device and inode
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        key = file_key(st)
         if key not in self._checksums:
             self._checksums[key] = (st.st_size, file_checksum(path))
         return self._checksums[key]
+
+    def known_checksum(self, key: tuple[int, int, int, int], size: int, checksum: str) -> None:
+        """Size and sha256 of a file computed while it was written, under its identity (``write.file_key``):
+        :meth:`checksum` returns them without reading the file, as long as it is that same, unchanged file."""
+        self._checksums[key] = (size, checksum)
 
     def item_links(self) -> list[dict[str, str]]:
         """Links every Item of the run carries: to its Collection."""

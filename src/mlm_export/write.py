@@ -15,6 +15,7 @@ import queue
 import secrets
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -69,6 +70,43 @@ def atomic_save(path: str | os.PathLike[str], save: Callable[[IO[bytes]], Any]) 
     buffer = io.BytesIO()
     save(buffer)
     atomic_write_bytes(path, buffer.getbuffer())
+
+
+@dataclass(frozen=True)
+class Written:
+    """Size and sha256 multihash of a file as it was written, and the file's identity right after the rename."""
+
+    size: int
+    checksum: str
+    #: ``(st_dev, st_ino, st_size, st_mtime_ns)`` of the file written: the same file, unchanged, has the same key.
+    key: tuple[int, int, int, int]
+
+
+def file_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What identifies one version of a file: device, inode, size and modification time."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def atomic_save_hashed(path: str | os.PathLike[str], save: Callable[[IO[bytes]], Any]) -> Written:
+    """Serialise with ``save(buffer)`` in memory, then write the bytes atomically while hashing them.
+
+    The same bytes as :func:`atomic_save` (and as Lightning's ``_atomic_save``, which also serialises into
+    memory first), so the checksum is that of the file without reading it back: the digest runs on a second
+    thread beside the write (:class:`HashingWriter`), and the size and identity of the renamed file come back.
+    """
+    buffer = io.BytesIO()
+    save(buffer)
+    view = buffer.getbuffer()
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            writer = HashingWriter(f)
+            try:
+                writer.write(view)
+            finally:  # the hashing thread ends with the write, also when the write fails
+                checksum = writer.close()
+        return Written(writer.size, checksum, file_key(os.stat(path)))
+    finally:
+        view.release()
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
