@@ -272,6 +272,8 @@ class MLMExportCallback(Callback):
         assert isinstance(ticket, _Snapshot) and self._trainer is not None
         snap = ticket
         try:
+            if snap.path.is_dir():
+                return self._directory(snap.path)
             catalog = self._catalog(snap.path.parent)
             if written is not None:
                 catalog.known_checksum(written.key, written.size, written.checksum)
@@ -306,18 +308,23 @@ class MLMExportCallback(Callback):
                 generation = self._versions.bump(path, self._lock)
                 link = replace(snap, path=path, link_target=target, generation=generation, pending=False)
                 self._describe(trainer, replace(link, artifacts=(), plan=self._plan), self._catalog(path.parent))
-            sharded = [] if "sharded" in self._warned else self._links.directories(trainer.checkpoint_callbacks)
-            if sharded:
-                self._warned.add("sharded")
-                warnings.warn(
-                    f"{sharded[0]} is a directory (a sharded FSDP/DeepSpeed checkpoint): MLMExportCallback writes "
-                    "Items for checkpoint files only. Save full checkpoints (e.g. FSDPStrategy(state_dict_type="
-                    '"full")) to get them, or run mlm-export convert on a consolidated checkpoint.',
-                    MLMExportWarning,
-                    stacklevel=2,
-                )
+            if "sharded" not in self._warned:
+                for path in self._links.directories(trainer.checkpoint_callbacks):
+                    self._directory(Path(path))
         except Exception as e:
             self._fail(e)
+
+    def _directory(self, path: Path) -> None:
+        """A checkpoint that is a directory (sharded): no Item; said once per run."""
+        if "sharded" not in self._warned:
+            self._warned.add("sharded")
+            warnings.warn(
+                f"{path} is a directory (a sharded FSDP/DeepSpeed checkpoint): MLMExportCallback writes Items "
+                "for checkpoint files only. Save full checkpoints (e.g. FSDPStrategy(state_dict_type=\"full\")) "
+                "to get them, or run mlm-export convert on a consolidated checkpoint.",
+                MLMExportWarning,
+                stacklevel=3,
+            )
 
     def _write_model_files(self, trainer: Trainer, snap: _Snapshot) -> _Snapshot:
         assert self._gathered is not None and self._plan is not None

@@ -27,13 +27,18 @@ READ_CHUNK = 8 << 20
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary path beside ``path``; renamed onto it when the block succeeds, removed when it fails."""
+def atomic_path(path: str | os.PathLike[str], *, keep_suffix: bool = True) -> Iterator[Path]:
+    """A temporary path beside ``path``; renamed onto it when the block succeeds, removed when it fails.
+
+    ``keep_suffix=False`` ends the temporary name in ``.tmp``: a process killed mid-write then leaves no file
+    that looks like a checkpoint (``*.ckpt``) to the next ``convert``.
+    """
     target = Path(path)
     if not target.parent.is_dir():  # a stat, not a failing mkdir: the callback writes many small files
         target.parent.mkdir(parents=True, exist_ok=True)
     # Hidden, unique, and keeping the suffix (some writers, torch.export.save among them, check it).
-    tmp_path = target.parent / f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}"
+    suffix = f".tmp{target.suffix}" if keep_suffix else f"{target.suffix}.tmp"
+    tmp_path = target.parent / f".{target.stem}.{secrets.token_hex(4)}{suffix}"
     # O_EXCL: never reuse a file; mode 0o666 so the umask applies as it does for any file the user writes.
     os.close(os.open(tmp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
@@ -98,7 +103,7 @@ def atomic_save_hashed(path: str | os.PathLike[str], save: Callable[[IO[bytes]],
     save(buffer)
     view = buffer.getbuffer()
     try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        with atomic_path(path, keep_suffix=False) as tmp, open(tmp, "wb") as f:
             writer = HashingWriter(f)
             try:
                 writer.write(view)
