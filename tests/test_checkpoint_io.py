@@ -60,8 +60,9 @@ def test_item_checksum_is_sha256_of_the_file(tmp_path: Path, case: str) -> None:
     if case == "save_last_link":
         assert (directory / "last.ckpt").is_symlink()
         target = (directory / "last.ckpt").resolve().name
-        assert items["last.mlm.json"]["properties"]["lightning:global_step"] == (
-            items[target.replace(".ckpt", ".mlm.json")]["properties"]["lightning:global_step"]
+        assert (
+            items["last.mlm.json"]["properties"]["lightning:global_step"]
+            == (items[target.replace(".ckpt", ".mlm.json")]["properties"]["lightning:global_step"])
         )  # described as the checkpoint it links to
 
 

@@ -309,8 +309,8 @@ class MLMExportCallback(Callback):
                 link = replace(snap, path=path, link_target=target, generation=generation, pending=False)
                 self._describe(trainer, replace(link, artifacts=(), plan=self._plan), self._catalog(path.parent))
             if "sharded" not in self._warned:
-                for path in self._links.directories(trainer.checkpoint_callbacks):
-                    self._directory(Path(path))
+                for directory in self._links.directories(trainer.checkpoint_callbacks):
+                    self._directory(Path(directory))
         except Exception as e:
             self._fail(e)
 
@@ -320,7 +320,7 @@ class MLMExportCallback(Callback):
             self._warned.add("sharded")
             warnings.warn(
                 f"{path} is a directory (a sharded FSDP/DeepSpeed checkpoint): MLMExportCallback writes Items "
-                "for checkpoint files only. Save full checkpoints (e.g. FSDPStrategy(state_dict_type=\"full\")) "
+                'for checkpoint files only. Save full checkpoints (e.g. FSDPStrategy(state_dict_type="full")) '
                 "to get them, or run mlm-export convert on a consolidated checkpoint.",
                 MLMExportWarning,
                 stacklevel=3,
@@ -582,7 +582,8 @@ def _lineage(snap: _Snapshot, base: dict[str, Any]) -> str:
 
 def _dict(item: Any) -> dict[str, Any]:
     """An Item as plain JSON types (a fresh copy)."""
-    return json.loads(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False)))
+    data: dict[str, Any] = json.loads(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False)))
+    return data
 
 
 def _version() -> str:

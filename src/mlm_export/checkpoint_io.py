@@ -153,7 +153,7 @@ class LinkWatcher:
     @staticmethod
     def directories(callbacks: Iterable[Callback]) -> list[str]:
         """Checkpoints that are directories (FSDP/DeepSpeed sharded): written past any IO, described by no Item."""
-        paths = set()
+        paths: set[str] = set()
         for cb in callbacks:
             if isinstance(cb, ModelCheckpoint):
                 paths.update(p for p in (cb.best_model_path, cb.last_model_path) if p and os.path.isdir(p))
