@@ -19,7 +19,7 @@ L = pytest.importorskip("lightning")
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, CheckpointIO  # noqa: E402
 
-from mlm_export import MLMExportCallback, MLMExportWarning  # noqa: E402
+from mlm_export import MLMExportCallback, MLMExportWarning, checkpoint_io  # noqa: E402
 
 from .test_callback import WHEN, assert_catalog_true, fit, items_in  # noqa: E402
 
@@ -112,7 +112,10 @@ class ReadsOf:
         ReadsOf.armed = None
 
 
-def test_checkpoints_are_hashed_as_written_never_read_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("held", ["in memory, hashed by the worker", "hashed while written"])
+def test_checkpoints_are_hashed_as_written_never_read_back(tmp_path: Path, monkeypatch, held: str) -> None:
+    if held == "hashed while written":
+        monkeypatch.setattr(checkpoint_io, "HELD_BYTES", 0)  # no bytes may wait in memory for their checksum
     directory = tmp_path / "ckpt"
     ckpt = ModelCheckpoint(dirpath=directory, monitor="val_loss", save_top_k=2, save_last="link")
     with ReadsOf(directory, ".ckpt") as reads:

@@ -64,6 +64,8 @@ class _Snapshot:
     #: its Item waits until the file has changed.
     replaces: tuple[int, int, int, int] | None = None
     pending: bool = False
+    #: The file as the CheckpointIO wrapper wrote it (size, identity, checksum or the bytes to compute it from).
+    written: Written | None = field(default=None, repr=False)
 
 
 class MLMExportCallback(Callback):
@@ -193,7 +195,7 @@ class MLMExportCallback(Callback):
             self._finish(raise_errors=False)
             if self._io is not None:
                 uninstall(trainer.strategy, self._io)
-            self._io, self._trainer = None, None
+            self._io, self._trainer, self._snapshots = None, None, {}
 
     # ------------------------------------------------------------------------------------------ preparation
 
@@ -276,12 +278,14 @@ class MLMExportCallback(Callback):
                 return self._directory(snap.path)
             catalog = self._catalog(snap.path.parent)
             if written is not None:
-                catalog.known_checksum(written.key, written.size, written.checksum)
+                snap = replace(snap, written=written)
             elif identity(snap.path) == snap.replaces:
                 snap = replace(snap, pending=True)  # written later (AsyncCheckpointIO): its Item waits for it
             self._links.note(snap.path)
             self._describe(self._trainer, snap, catalog)
         except Exception as e:
+            if written is not None:
+                written.release()
             self._fail(e)
 
     def _describe(self, trainer: Trainer, snap: _Snapshot, catalog: RunCatalog) -> None:
@@ -368,6 +372,8 @@ class MLMExportCallback(Callback):
     def _submit(self, job: tuple[Any, ...]) -> None:
         if self._worker is not None:
             self._worker.put(job)
+        elif job[0] == "save" and job[2].written is not None:
+            job[2].written.release()  # no Item will be written: no checksum needed
 
     # ------------------------------------------------------------------------------------------ worker side
 
@@ -378,7 +384,12 @@ class MLMExportCallback(Callback):
             if snap.pending and not self._landed(snap):
                 return  # the wrapped IO's write never landed (it failed): nothing to describe
             if self._versions.current(snap.path) != snap.generation:
+                if snap.written is not None:
+                    snap.written.release()
                 return  # saved again or removed since: a newer job (or none) describes it; skip the hashing
+            checksum = snap.written.checksum() if snap.written is not None else None
+            if snap.written is not None and checksum is not None:  # the bytes written, hashed in memory
+                catalog.known_checksum(snap.written.key, snap.written.size, checksum)
             try:
                 item = self._checkpoint_item(catalog, snap)
             except FileNotFoundError:

@@ -7,7 +7,9 @@ removes one with ``remove_checkpoint(path)``; only global rank zero calls them (
 
 - Lightning's own ``TorchCheckpointIO`` (that class exactly, a local path, no ``storage_options``): the wrapper
   writes the same bytes itself (``torch.save`` into memory, as Lightning's ``_atomic_save`` does, then an
-  atomic rename) and hashes them as they are written, so a checkpoint is never read back for its checksum.
+  atomic rename) and hashes that memory, so a checkpoint is never read back for its checksum: later, on the
+  callback's worker thread (a ``last.ckpt`` replaced within the linger is never hashed), while the bytes in
+  memory stay under :data:`HELD_BYTES`; else while they are written.
 - Any other IO is called as it is (wrapped, never replaced). The callback gets the file's identity from before
   the save; the checksum is read once, when the file has changed: right away for a synchronous IO, when the
   write lands for ``AsyncCheckpointIO`` (whose thread writes after ``save_checkpoint`` returns).
@@ -32,6 +34,9 @@ from lightning.pytorch.strategies import Strategy
 
 from .write import Written, atomic_save_hashed, file_key
 
+#: At most this many checkpoint bytes wait in memory for their checksum (on the worker, skipped for a file
+#: replaced or pruned within the linger); a checkpoint beyond it is hashed while it is written.
+HELD_BYTES = 1 << 30
 #: ``on_saving(path)``: before a save; returns what ``on_saved`` gets back, or None to leave the save alone.
 Saving = Callable[[Path], object | None]
 #: ``on_saved(ticket, written)``: after it; ``written`` is the size and checksum when this wrapper wrote it.
@@ -48,6 +53,13 @@ class ObservedCheckpointIO(CheckpointIO):
         self._on_saving, self._on_saved, self._on_removing = on_saving, on_saved, on_removing
         #: Set once the wrapped IO is torn down: every write it was asked for has landed (or failed).
         self.closed = threading.Event()
+        #: Checkpoints whose bytes are kept in memory until the callback's worker hashes (or skips) them.
+        self._held: list[Written] = []
+
+    def _keep(self, size: int) -> bool:
+        """Whether a checkpoint's bytes may stay in memory for a later checksum, within :data:`HELD_BYTES`."""
+        self._held = [w for w in self._held if w.held_bytes]
+        return sum(w.held_bytes for w in self._held) + size <= HELD_BYTES
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         local = _local(path)
@@ -60,7 +72,8 @@ class ObservedCheckpointIO(CheckpointIO):
         if type(self.checkpoint_io) is TorchCheckpointIO and storage_options is None:
             import torch
 
-            written = atomic_save_hashed(local, lambda f: torch.save(checkpoint, f))
+            written = atomic_save_hashed(local, lambda f: torch.save(checkpoint, f), keep=self._keep)
+            self._held.append(written)
         else:
             self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
         self._on_saved(ticket, written)

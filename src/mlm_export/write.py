@@ -15,7 +15,6 @@ import queue
 import secrets
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,13 +48,14 @@ def atomic_path(path: str | os.PathLike[str], *, keep_suffix: bool = True) -> It
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | memoryview) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | memoryview, *, keep_suffix: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (as :func:`atomic_path` does, with the file opened once: creating
     files is what costs most when the callback writes an Item and its runtime files per checkpoint)."""
     target = Path(path)
     if not target.parent.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}"
+    suffix = f".tmp{target.suffix}" if keep_suffix else f"{target.suffix}.tmp"
+    tmp = target.parent / f".{target.stem}.{secrets.token_hex(4)}{suffix}"
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # never an existing file (see atomic_path)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -77,14 +77,36 @@ def atomic_save(path: str | os.PathLike[str], save: Callable[[IO[bytes]], Any]) 
     atomic_write_bytes(path, buffer.getbuffer())
 
 
-@dataclass(frozen=True)
 class Written:
-    """Size and sha256 multihash of a file as it was written, and the file's identity right after the rename."""
+    """A file just written: its size, its identity right after the rename, and the sha256 of the bytes written:
+    computed while writing, or later from the bytes kept in memory (:meth:`checksum`), or never (:meth:`release`).
+    """
 
-    size: int
-    checksum: str
-    #: ``(st_dev, st_ino, st_size, st_mtime_ns)`` of the file written: the same file, unchanged, has the same key.
-    key: tuple[int, int, int, int]
+    def __init__(
+        self, size: int, key: tuple[int, int, int, int], checksum: str | None = None, data: io.BytesIO | None = None
+    ) -> None:
+        self.size = size
+        #: ``(st_dev, st_ino, st_size, st_mtime_ns)`` of the file written: the same, unchanged file has this key.
+        self.key = key
+        self._checksum = checksum
+        self._data = data
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes kept in memory until the checksum is computed or given up."""
+        return self.size if self._data is not None else 0
+
+    def checksum(self) -> str | None:
+        """The sha256 multihash of the bytes written; None if they were released before it was computed."""
+        if self._checksum is None and self._data is not None:
+            with self._data.getbuffer() as view:
+                self._checksum = multihash(hashlib.sha256(view).digest())  # releases the GIL while it hashes
+            self.release()
+        return self._checksum
+
+    def release(self) -> None:
+        """Drop the bytes kept for a checksum nobody needs (the file was replaced or removed meanwhile)."""
+        self._data = None
 
 
 def file_key(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -92,15 +114,24 @@ def file_key(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def atomic_save_hashed(path: str | os.PathLike[str], save: Callable[[IO[bytes]], Any]) -> Written:
-    """Serialise with ``save(buffer)`` in memory, then write the bytes atomically while hashing them.
+def atomic_save_hashed(
+    path: str | os.PathLike[str], save: Callable[[IO[bytes]], Any], *, keep: Callable[[int], bool] = lambda n: False
+) -> Written:
+    """Serialise with ``save(buffer)`` in memory, write the bytes atomically, and know their sha256 without
+    ever reading the file back.
 
     The same bytes as :func:`atomic_save` (and as Lightning's ``_atomic_save``, which also serialises into
-    memory first), so the checksum is that of the file without reading it back: the digest runs on a second
-    thread beside the write (:class:`HashingWriter`), and the size and identity of the renamed file come back.
+    memory first). When ``keep(size)`` allows, the bytes stay in memory and are hashed later, by whoever needs
+    the checksum (the callback's worker, which skips it for a checkpoint replaced meanwhile); else they are
+    hashed on a second thread while they are written (:class:`HashingWriter`). The temporary file's name ends
+    in ``.tmp``: a process killed mid-write leaves nothing that looks like a checkpoint.
     """
     buffer = io.BytesIO()
     save(buffer)
+    size = buffer.getbuffer().nbytes
+    if keep(size):
+        atomic_write_bytes(path, buffer.getbuffer(), keep_suffix=False)
+        return Written(size, file_key(os.stat(path)), data=buffer)
     view = buffer.getbuffer()
     try:
         with atomic_path(path, keep_suffix=False) as tmp, open(tmp, "wb") as f:
@@ -109,7 +140,7 @@ def atomic_save_hashed(path: str | os.PathLike[str], save: Callable[[IO[bytes]],
                 writer.write(view)
             finally:  # the hashing thread ends with the write, also when the write fails
                 checksum = writer.close()
-        return Written(writer.size, checksum, file_key(os.stat(path)))
+        return Written(size, file_key(os.stat(path)), checksum)
     finally:
         view.release()
 
