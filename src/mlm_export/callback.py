@@ -13,22 +13,19 @@ import json
 import os
 import secrets
 import threading
-import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from . import mlm, openeo
 from .background import Versions, Worker
-from .checkpoint_io import LinkWatcher, ObservedCheckpointIO, identity, install, owner, uninstall
+from .checkpoint_events import CheckpointEvents, Snapshot
 from .errors import InputRequiredError, InvalidOptionError, MLMExportWarning
-from .facts import ArtifactFacts
 from .item import ItemPlan, build_item
 from .pipeline import ExportOptions, Gathered, gather, plan, write_model_files
 from .provenance import Prepared, checkpoint_provenance, provenance_facts, runtime_files, with_trainer, write_prepared
@@ -37,35 +34,10 @@ from .runs import ITEM_SUFFIX, RunCatalog, checkpoint_item, checkpoint_stem, ite
 from .schema_cache import quick_check
 from .sources.checkpoint import EMBED_KEY
 from .sources.datamodule import model_input
-from .write import Written, json_bytes
+from .write import json_bytes
 
-#: How long the end of ``fit`` waits for a write the wrapped IO has not landed yet (then its Item is left out).
-LANDING_SECONDS = 60.0
-
-
-@dataclass
-class _Snapshot:
-    """What the Item of one checkpoint says beyond the run's plan, captured when the checkpoint is saved."""
-
-    path: Path
-    epoch: int
-    global_step: int
-    monitor: str | None
-    mode: str | None
-    score: float | None
-    metrics: dict[str, float]
-    weights_only: bool
-    link_target: Path | None = None
-    artifacts: tuple[ArtifactFacts, ...] = ()
-    plan: ItemPlan | None = field(default=None, repr=False)
-    #: Which version of the file at ``path`` this is; a later save or a removal makes it stale (see Versions).
-    generation: int = 0
-    #: The file's identity before a save the wrapper did not write itself (AsyncCheckpointIO writes it later):
-    #: its Item waits until the file has changed.
-    replaces: tuple[int, int, int, int] | None = None
-    pending: bool = False
-    #: The file as the CheckpointIO wrapper wrote it (size, identity, checksum or the bytes to compute it from).
-    written: Written | None = field(default=None, repr=False)
+#: What the Item of one checkpoint says beyond the run's plan (``checkpoint_events.Snapshot``).
+_Snapshot = Snapshot
 
 
 class MLMExportCallback(Callback):
@@ -122,11 +94,7 @@ class MLMExportCallback(Callback):
         self._base: dict[str, Any] = {}
         self._worker: Worker | None = None
         self._catalogs: dict[Path, RunCatalog] = {}
-        self._trainer: Trainer | None = None
-        self._io: ObservedCheckpointIO | None = None
-        self._links = LinkWatcher()
-        #: The latest snapshot per checkpoint path: a ``last.ckpt`` link is described as its target was.
-        self._snapshots: dict[Path, _Snapshot] = {}
+        self._events: CheckpointEvents | None = None
         self._lock = threading.Lock()
         self._versions = Versions()
         self._failed = False
@@ -139,8 +107,7 @@ class MLMExportCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         """Picklable for ``ddp_spawn``: threads, locks and the CheckpointIO wrapper are made again in ``setup``."""
         state = self.__dict__.copy()
-        state.update(_worker=None, _lock=None, _catalogs={}, _trainer=None, _io=None, _gathered=None)
-        state.update(_versions=Versions(), _links=LinkWatcher(), _snapshots={})
+        state.update(_worker=None, _lock=None, _catalogs={}, _events=None, _gathered=None, _versions=Versions())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -157,9 +124,10 @@ class MLMExportCallback(Callback):
         if stage != "fit":
             return
         self._failed = False
-        self._trainer = trainer
-        # every rank wraps its strategy's IO; only global rank zero's is ever asked to save or remove
-        self._io = install(trainer.strategy, self._saving, self._saved, self._removing)
+        self._events = CheckpointEvents(
+            trainer, plan=lambda: self._plan, catalog=self._catalog, describe=self._describe, submit=self._submit,
+            fail=self._fail, lock=self._lock, versions=self._versions,
+        )  # fmt: skip
         if trainer.is_global_zero:
             self._worker = Worker(self._process, self._fail, self._write_collections)
             self._guard(lambda: self._prepare(trainer, pl_module, from_loader=False))
@@ -177,13 +145,16 @@ class MLMExportCallback(Callback):
             checkpoint[EMBED_KEY] = self._embedded
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        self._scan_links()
+        if self._events is not None:
+            self._events.scan_links()
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._scan_links()
+        if self._events is not None:
+            self._events.scan_links()
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._scan_links()  # the last.ckpt link made at the last epoch's end
+        if self._events is not None:
+            self._events.scan_links()  # the last.ckpt link made at the last epoch's end
         self._finish()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
@@ -193,9 +164,9 @@ class MLMExportCallback(Callback):
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
             self._finish(raise_errors=False)
-            if self._io is not None:
-                uninstall(trainer.strategy, self._io)
-            self._io, self._trainer, self._snapshots = None, None, {}
+            if self._events is not None:
+                self._events.close()
+            self._events = None
 
     # ------------------------------------------------------------------------------------------ preparation
 
@@ -236,99 +207,11 @@ class MLMExportCallback(Callback):
 
     # ------------------------------------------------------------------------------------------ checkpoint events
 
-    def _saving(self, path: Path) -> _Snapshot | None:
-        """Before a save (from the CheckpointIO wrapper): what its Item will say, captured now; None to ignore it."""
-        trainer = self._trainer
-        if trainer is None or not trainer.is_global_zero or self._plan is None:
-            return None
-        try:
-            self._scan_links()
-            cb = owner(trainer.checkpoint_callbacks, path)
-            if cb is None:
-                return None  # a save of the user's own (trainer.save_checkpoint), not a ModelCheckpoint's
-            before = identity(path)
-            if before is not None:  # overwritten in place (last.ckpt): its Item goes first
-                self._removing(path)
-            last = Path(cb.last_model_path).absolute() if cb.last_model_path else None
-            if cb.save_last == "link" and last is not None and last != path:
-                self._removing(last)  # ModelCheckpoint points last.ckpt at this file right after saving it
-            return _Snapshot(
-                path=path,
-                epoch=trainer.current_epoch,
-                global_step=trainer.global_step,
-                monitor=cb.monitor,
-                mode=cb.mode if cb.monitor else None,
-                score=_score(cb, path),
-                metrics=_metrics(trainer),
-                weights_only=cb.save_weights_only,
-                plan=self._plan,
-                generation=self._versions.bump(path, self._lock),
-                replaces=before,
-            )
-        except Exception as e:
-            self._fail(e)
-            return None
-
-    def _saved(self, ticket: object, written: Written | None) -> None:
-        """After a save: seed the checksum the wrapper computed while writing, and queue the Item."""
-        assert isinstance(ticket, _Snapshot) and self._trainer is not None
-        snap = ticket
-        try:
-            if snap.path.is_dir():
-                return self._directory(snap.path)
-            catalog = self._catalog(snap.path.parent)
-            if written is not None:
-                snap = replace(snap, written=written)
-            elif identity(snap.path) == snap.replaces:
-                snap = replace(snap, pending=True)  # written later (AsyncCheckpointIO): its Item waits for it
-            self._links.note(snap.path)
-            self._describe(self._trainer, snap, catalog)
-        except Exception as e:
-            if written is not None:
-                written.release()
-            self._fail(e)
-
-    def _describe(self, trainer: Trainer, snap: _Snapshot, catalog: RunCatalog) -> None:
-        if self._model_files:
-            snap = self._write_model_files(trainer, snap)
-        self._snapshots[snap.path] = snap
+    def _describe(self, snap: _Snapshot, catalog: RunCatalog) -> None:
+        """Queue the Item of a checkpoint just saved (its model files are written now, from the live module)."""
+        if self._model_files and self._events is not None:
+            snap = self._write_model_files(self._events.trainer, snap)
         self._submit(("save", catalog, snap))
-
-    def _scan_links(self) -> None:
-        """Describe each ``last.ckpt`` that ``save_last="link"`` linked (or copied) since the last look."""
-        trainer = self._trainer
-        if trainer is None or not trainer.is_global_zero or self._plan is None:
-            return
-        try:
-            for cb, path, target in self._links.changed(trainer.checkpoint_callbacks):
-                self._removing(path)
-                self._links.note(path)
-                known = self._snapshots.get(target) if target is not None else None
-                snap = known or _Snapshot(
-                    path=path, epoch=trainer.current_epoch, global_step=trainer.global_step, monitor=cb.monitor,
-                    mode=cb.mode if cb.monitor else None, score=_score(cb, path), metrics=_metrics(trainer),
-                    weights_only=cb.save_weights_only, plan=self._plan,
-                )  # fmt: skip
-                generation = self._versions.bump(path, self._lock)
-                link = replace(snap, path=path, link_target=target, generation=generation, pending=False)
-                self._describe(trainer, replace(link, artifacts=(), plan=self._plan), self._catalog(path.parent))
-            if "sharded" not in self._warned:
-                for directory in self._links.directories(trainer.checkpoint_callbacks):
-                    self._directory(Path(directory))
-        except Exception as e:
-            self._fail(e)
-
-    def _directory(self, path: Path) -> None:
-        """A checkpoint that is a directory (sharded): no Item; said once per run."""
-        if "sharded" not in self._warned:
-            self._warned.add("sharded")
-            warnings.warn(
-                f"{path} is a directory (a sharded FSDP/DeepSpeed checkpoint): MLMExportCallback writes Items "
-                'for checkpoint files only. Save full checkpoints (e.g. FSDPStrategy(state_dict_type="full")) '
-                "to get them, or run mlm-export convert on a consolidated checkpoint.",
-                MLMExportWarning,
-                stacklevel=3,
-            )
 
     def _write_model_files(self, trainer: Trainer, snap: _Snapshot) -> _Snapshot:
         assert self._gathered is not None and self._plan is not None
@@ -352,23 +235,6 @@ class MLMExportCallback(Callback):
                 warnings.warn(str(w.message), w.category, stacklevel=2)
         return replace(snap, artifacts=written.artifacts, plan=written)
 
-    def _removing(self, path: Path) -> None:
-        """Remove the Item (and model files) of a checkpoint before the checkpoint itself goes."""
-        trainer = self._trainer
-        if trainer is None or not trainer.is_global_zero or self._plan is None:
-            return
-        try:
-            self._scan_links()
-            catalog = self._catalog(path.parent)
-            with self._lock:
-                self._versions.bump_locked(path)  # a pending Item for this file is now stale
-                catalog.forget(path)  # unlinked from collection.json before its file goes
-            self._snapshots.pop(path, None)
-            self._links.forget(path)
-            self._submit(("collection", catalog))
-        except Exception as e:
-            self._fail(e)
-
     def _submit(self, job: tuple[Any, ...]) -> None:
         if self._worker is not None:
             self._worker.put(job)
@@ -381,7 +247,8 @@ class MLMExportCallback(Callback):
         kind, catalog = job[0], job[1]
         if kind == "save":
             snap: _Snapshot = job[2]
-            if snap.pending and not self._landed(snap):
+            events = self._events
+            if snap.pending and (events is None or not events.landed(snap, lambda: self._worker is None)):
                 return  # the wrapped IO's write never landed (it failed): nothing to describe
             if self._versions.current(snap.path) != snap.generation:
                 if snap.written is not None:
@@ -411,21 +278,6 @@ class MLMExportCallback(Callback):
                     _remove_runtime_files(snap.path.parent, item)
                 return
         catalog.dirty = True  # written once the queue drains (_write_collections), not once per job
-
-    def _landed(self, snap: _Snapshot) -> bool:
-        """Wait until a file written by another thread (AsyncCheckpointIO) has replaced what was there before."""
-        give_up = float("inf")
-        while identity(snap.path) == snap.replaces:
-            if self._versions.current(snap.path) != snap.generation:
-                return False  # stale anyway
-            io = self._io
-            if io is None or io.closed.wait(0.05):  # torn down: every write has landed or failed
-                return identity(snap.path) != snap.replaces
-            if self._worker is None:  # fit is ending (maybe on an exception, before the IO's teardown)
-                give_up = min(give_up, time.monotonic() + LANDING_SECONDS)
-                if time.monotonic() > give_up:
-                    return False
-        return True
 
     def _write_collections(self) -> None:
         """Write the Collection of every directory whose Items changed; the worker calls it when idle."""
@@ -529,33 +381,6 @@ def _loader_batch(trainer: Trainer) -> Any:
         loader = trainer.train_dataloader
         if loader is not None:
             return model_input(next(iter(loader)))
-    return None
-
-
-def _score(cb: ModelCheckpoint, path: Path) -> float | None:
-    value = cb.best_k_models.get(str(path)) if cb.monitor else None
-    if value is None and cb.monitor and cb.current_score is not None:
-        value = cb.current_score
-    return _float(value)
-
-
-def _metrics(trainer: Trainer) -> dict[str, float]:
-    out = {}
-    for k, v in trainer.callback_metrics.items():
-        f = _float(v)
-        if f is not None:
-            out[str(k)] = f
-    return out
-
-
-def _float(v: Any) -> float | None:
-    if isinstance(v, torch.Tensor):
-        if v.numel() != 1:
-            return None
-        v = v.item()
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        f = float(v)
-        return f if f == f and abs(f) != float("inf") else None
     return None
 
 
