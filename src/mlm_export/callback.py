@@ -1,9 +1,10 @@
 """``MLMExportCallback``: a valid MLM Item next to every checkpoint Lightning keeps, and a run Collection.
 
 The model is traced once, in ``setup`` (before any sharding); per checkpoint only what changes is recomputed
-(metrics, checksum, files). The checksum is read on a background thread, once per checkpoint byte, and every
-pending write finishes before ``fit`` returns. Only global rank zero writes. An export error never stops
-training (it is a warning) unless ``strict=True``.
+(metrics, checksum, files). Saves and removals are seen through the Trainer's CheckpointIO (``checkpoint_io``,
+``checkpoint_events``); Items are built on one background thread from the bytes written (a checkpoint is
+never read back), and every pending write finishes before ``fit`` returns. Only global rank zero writes. An
+export error never stops training (it is a warning) unless ``strict=True``.
 """
 
 from __future__ import annotations
