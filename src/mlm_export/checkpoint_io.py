@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.strategies import Strategy
 
@@ -37,6 +37,8 @@ from .write import Written, atomic_save_hashed, file_key
 #: At most this many checkpoint bytes wait in memory for their checksum (on the worker, skipped for a file
 #: replaced or pruned within the linger); a checkpoint beyond it is hashed while it is written.
 HELD_BYTES = 1 << 30
+#: A checkpoint path as Lightning passes it (its ``_PATH``).
+PathLike = str | Path
 #: ``on_saving(path)``: before a save; returns what ``on_saved`` gets back, or None to leave the save alone.
 Saving = Callable[[Path], object | None]
 #: ``on_saved(ticket, written)``: after it; ``written`` is the size and checksum when this wrapper wrote it.
@@ -61,7 +63,7 @@ class ObservedCheckpointIO(CheckpointIO):
         self._held = [w for w in self._held if w.held_bytes]
         return sum(w.held_bytes for w in self._held) + size <= HELD_BYTES
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None) -> None:
         local = _local(path)
         ticket = self._on_saving(local) if local is not None else None
         if ticket is None:
@@ -70,22 +72,20 @@ class ObservedCheckpointIO(CheckpointIO):
         assert local is not None
         written = None
         if type(self.checkpoint_io) is TorchCheckpointIO and storage_options is None:
-            import torch
-
             written = atomic_save_hashed(local, lambda f: torch.save(checkpoint, f), keep=self._keep)
             self._held.append(written)
         else:
             self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)
         self._on_saved(ticket, written)
 
-    def remove_checkpoint(self, path: _PATH) -> None:
+    def remove_checkpoint(self, path: PathLike) -> None:
         local = _local(path)
         if local is not None:
             self._on_removing(local)
         self.checkpoint_io.remove_checkpoint(path)
 
     def load_checkpoint(
-        self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
+        self, path: PathLike, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         if map_location is None:  # the wrapped IO's own default (TorchCheckpointIO keeps tensors where they were)
             return self.checkpoint_io.load_checkpoint(path, weights_only=weights_only)
@@ -173,7 +173,7 @@ class LinkWatcher:
         return sorted(paths)
 
 
-def _local(path: _PATH) -> Path | None:
+def _local(path: PathLike) -> Path | None:
     """A local file path (absolute), or None for a remote URL (``s3://...``), which gets no Item."""
     text = os.fspath(path)
     if "://" in text and not text.startswith("file://"):
