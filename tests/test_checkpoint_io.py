@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, CheckpointIO  # noqa: E402
 
 from mlm_export import MLMExportCallback, MLMExportWarning, checkpoint_io  # noqa: E402
+from mlm_export.write import atomic_save_hashed  # noqa: E402
 
 from .test_callback import WHEN, assert_catalog_true, fit, items_in  # noqa: E402
 
@@ -112,10 +113,12 @@ class ReadsOf:
         ReadsOf.armed = None
 
 
-@pytest.mark.parametrize("held", ["in memory, hashed by the worker", "hashed while written"])
-def test_checkpoints_are_hashed_as_written_never_read_back(tmp_path: Path, monkeypatch, held: str) -> None:
-    if held == "hashed while written":
+@pytest.mark.parametrize("when", ["by the worker", "at once", "while serialised"])
+def test_checkpoints_are_hashed_as_written_never_read_back(tmp_path: Path, monkeypatch, when: str) -> None:
+    if when == "at once":
         monkeypatch.setattr(checkpoint_io, "HELD_BYTES", 0)  # no bytes may wait in memory for their checksum
+    if when == "while serialised":
+        monkeypatch.setattr(checkpoint_io, "HASH_WHILE_SAVING", 0)  # every checkpoint counts as large
     directory = tmp_path / "ckpt"
     ckpt = ModelCheckpoint(dirpath=directory, monitor="val_loss", save_top_k=2, save_last="link")
     with ReadsOf(directory, ".ckpt") as reads:
@@ -200,3 +203,17 @@ def test_directory_checkpoints_get_one_warning_and_no_item(tmp_path: Path) -> No
     ours = [str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)]
     assert len(ours) == 1 and "is a directory (a sharded FSDP/DeepSpeed checkpoint)" in ours[0], ours
     assert not list(directory.glob("*.mlm.json"))
+
+
+@pytest.mark.parametrize("hash_from", [0, 100, 1 << 40])
+@pytest.mark.parametrize("keep", [True, False])
+def test_atomic_save_hashed_states_the_files_bytes(tmp_path: Path, hash_from: int, keep: bool) -> None:
+    state = {"w": torch.randn(64, 64), "b": torch.arange(10), "note": "x"}
+    written = atomic_save_hashed(tmp_path / "a.ckpt", lambda f: torch.save(state, f), keep=lambda n: keep,
+                                 hash_from=hash_from)  # fmt: skip
+    path = tmp_path / "a.ckpt"
+    held = keep and written.size <= hash_from  # small and allowed to wait: hashed when asked, not before
+    assert written.size == path.stat().st_size and written.held_bytes == (written.size if held else 0)
+    assert written.checksum() == sha256_multihash(path) and written.held_bytes == 0
+    assert torch.equal(torch.load(path, weights_only=True)["w"], state["w"])
+    assert [p.name for p in tmp_path.iterdir()] == ["a.ckpt"]  # no temporary file left

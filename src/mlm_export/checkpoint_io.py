@@ -7,9 +7,9 @@ removes one with ``remove_checkpoint(path)``; only global rank zero calls them (
 
 - Lightning's own ``TorchCheckpointIO`` (that class exactly, a local path, no ``storage_options``): the wrapper
   writes the same bytes itself (``torch.save`` into memory, as Lightning's ``_atomic_save`` does, then an
-  atomic rename) and hashes that memory, so a checkpoint is never read back for its checksum: later, on the
-  callback's worker thread (a ``last.ckpt`` replaced within the linger is never hashed), while the bytes in
-  memory stay under :data:`HELD_BYTES`; else while they are written.
+  atomic rename) and hashes those bytes, so a checkpoint is never read back for its checksum: a large one on
+  a second thread while it is serialised (:data:`HASH_WHILE_SAVING`), a small one later, on the callback's
+  worker thread, only if it is still current (a ``last.ckpt`` replaced within the linger is never hashed).
 - Any other IO is called as it is (wrapped, never replaced). The callback gets the file's identity from before
   the save; the checksum is read once, when the file has changed: right away for a synchronous IO, when the
   write lands for ``AsyncCheckpointIO`` (whose thread writes after ``save_checkpoint`` returns).
@@ -34,8 +34,11 @@ from lightning.pytorch.strategies import Strategy
 
 from .write import Written, atomic_save_hashed, file_key
 
-#: At most this many checkpoint bytes wait in memory for their checksum (on the worker, skipped for a file
-#: replaced or pruned within the linger); a checkpoint beyond it is hashed while it is written.
+#: A checkpoint larger than this is hashed on a second thread while ``torch.save`` serialises it (the hash
+#: then costs the training loop almost nothing, and the end of ``fit`` does not wait for it).
+HASH_WHILE_SAVING = 64 << 20
+#: Smaller ones wait in memory for the callback's worker, which hashes them only if they are still current
+#: (a ``last.ckpt`` replaced within the linger never is), up to this many bytes in all; beyond, at once.
 HELD_BYTES = 1 << 30
 #: A checkpoint path as Lightning passes it (its ``_PATH``).
 PathLike = str | Path
@@ -72,7 +75,8 @@ class ObservedCheckpointIO(CheckpointIO):
         assert local is not None
         written = None
         if type(self.checkpoint_io) is TorchCheckpointIO and storage_options is None:
-            written = atomic_save_hashed(local, lambda f: torch.save(checkpoint, f), keep=self._keep)
+            save = lambda f: torch.save(checkpoint, f)  # noqa: E731
+            written = atomic_save_hashed(local, save, keep=self._keep, hash_from=HASH_WHILE_SAVING)
             self._held.append(written)
         else:
             self.checkpoint_io.save_checkpoint(checkpoint, path, storage_options=storage_options)

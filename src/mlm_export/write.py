@@ -16,7 +16,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 #: multihash prefix of a sha2-256 digest: code 0x12, length 0x20.
 SHA256_MULTIHASH_PREFIX = "1220"
@@ -83,7 +83,7 @@ class Written:
     """
 
     def __init__(
-        self, size: int, key: tuple[int, int, int, int], checksum: str | None = None, data: io.BytesIO | None = None
+        self, size: int, key: tuple[int, int, int, int], checksum: str | None = None, data: list[bytes] | None = None
     ) -> None:
         self.size = size
         #: ``(st_dev, st_ino, st_size, st_mtime_ns)`` of the file written: the same, unchanged file has this key.
@@ -99,8 +99,10 @@ class Written:
     def checksum(self) -> str | None:
         """The sha256 multihash of the bytes written; None if they were released before it was computed."""
         if self._checksum is None and self._data is not None:
-            with self._data.getbuffer() as view:
-                self._checksum = multihash(hashlib.sha256(view).digest())  # releases the GIL while it hashes
+            h = hashlib.sha256()
+            for chunk in self._data:
+                h.update(chunk)  # releases the GIL while it hashes
+            self._checksum = multihash(h.digest())
             self.release()
         return self._checksum
 
@@ -115,34 +117,92 @@ def file_key(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def atomic_save_hashed(
-    path: str | os.PathLike[str], save: Callable[[IO[bytes]], Any], *, keep: Callable[[int], bool] = lambda n: False
+    path: str | os.PathLike[str],
+    save: Callable[[IO[bytes]], Any],
+    *,
+    keep: Callable[[int], bool] = lambda n: False,
+    hash_from: int = 64 << 20,
 ) -> Written:
-    """Serialise with ``save(buffer)`` in memory, write the bytes atomically, and know their sha256 without
-    ever reading the file back.
+    """Serialise with ``save(file)`` in memory, write the bytes atomically, and know their sha256 without ever
+    reading the file back.
 
     The same bytes as :func:`atomic_save` (and as Lightning's ``_atomic_save``, which also serialises into
-    memory first). When ``keep(size)`` allows, the bytes stay in memory and are hashed later, by whoever needs
-    the checksum (the callback's worker, which skips it for a checkpoint replaced meanwhile); else they are
-    hashed on a second thread while they are written (:class:`HashingWriter`). The temporary file's name ends
-    in ``.tmp``: a process killed mid-write leaves nothing that looks like a checkpoint.
+    memory first). Once more than ``hash_from`` bytes have come, the rest are hashed on a second thread while
+    serialisation goes on, so a large checkpoint's checksum costs the training loop almost nothing; a smaller
+    one stays in memory when ``keep(size)`` allows, for whoever needs the checksum later (the callback's worker,
+    which skips it for a checkpoint replaced meanwhile), else it is hashed at once. The temporary file's name
+    ends in ``.tmp``: a process killed mid-write leaves nothing that looks like a checkpoint.
     """
-    buffer = io.BytesIO()
-    save(buffer)
-    size = buffer.getbuffer().nbytes
-    if keep(size):
-        atomic_write_bytes(path, buffer.getbuffer(), keep_suffix=False)
-        return Written(size, file_key(os.stat(path)), data=buffer)
-    view = buffer.getbuffer()
+    sink = _HashingSink(hash_from)
     try:
-        with atomic_path(path, keep_suffix=False) as tmp, open(tmp, "wb") as f:
-            writer = HashingWriter(f)
-            try:
-                writer.write(view)
-            finally:  # the hashing thread ends with the write, also when the write fails
-                checksum = writer.close()
-        return Written(size, file_key(os.stat(path)), checksum)
+        save(cast(IO[bytes], sink))  # torch.save needs only write() and flush()
     finally:
-        view.release()
+        checksum = sink.close()
+    if checksum is None and not keep(sink.size):
+        checksum = Written(sink.size, (0, 0, 0, 0), data=sink.chunks).checksum()
+    with atomic_path(path, keep_suffix=False) as tmp, open(tmp, "wb") as f:
+        for chunk in sink.chunks:
+            f.write(chunk)
+    return Written(sink.size, file_key(os.stat(path)), checksum, None if checksum else sink.chunks)
+
+
+class _HashingSink:
+    """A file-like object ``torch.save`` writes into: keeps a copy of each chunk (as ``io.BytesIO`` would) and,
+    past ``hash_from`` bytes, hashes them on a second thread as they come."""
+
+    def __init__(self, hash_from: int) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self._hash_from = hash_from
+        self._hasher: _Hasher | None = None
+
+    def write(self, data: bytes | memoryview) -> int:
+        chunk = bytes(data)  # torch hands out views of memory it reuses: keep a copy
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        if self._hasher is not None:
+            self._hasher.put(chunk)
+        elif self.size > self._hash_from:
+            self._hasher = _Hasher()
+            for earlier in self.chunks:
+                self._hasher.put(earlier)
+        return len(chunk)
+
+    def flush(self) -> None:
+        """Nothing to flush: the bytes are written to the file afterwards."""
+
+    def close(self) -> str | None:
+        """The sha256 multihash of everything written, when it was hashed on the way; else None."""
+        return self._hasher.close() if self._hasher is not None else None
+
+
+class _Hasher:
+    """sha256 of buffers handed over one by one, computed on its own thread (hashlib releases the GIL)."""
+
+    def __init__(self, depth: int = 0) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="mlm-export-sha256", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (buf := self._queue.get()) is not None:
+            try:
+                self._hash.update(buf)
+            except BaseException as e:  # pragma: no cover - hashlib does not fail on bytes
+                self._error = e
+
+    def put(self, buf: bytes | memoryview) -> None:
+        self._queue.put(buf)
+
+    def close(self) -> str:
+        """Wait for the hash to catch up; the sha256 multihash of everything handed over."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error:
+            raise self._error
+        return multihash(self._hash.digest())
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -187,32 +247,17 @@ class HashingWriter:
 
     def __init__(self, f: IO[bytes], depth: int = 16) -> None:
         self._f = f
-        self._hash = hashlib.sha256()
-        self._queue: queue.Queue[memoryview | None] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="mlm-export-sha256", daemon=True)
-        self._thread.start()
+        self._hasher = _Hasher(depth)
         self.size = 0
-
-    def _work(self) -> None:
-        while (buf := self._queue.get()) is not None:
-            try:
-                self._hash.update(buf)
-            except BaseException as e:  # pragma: no cover - hashlib does not fail on bytes
-                self._error = e
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data).cast("B")
         for start in range(0, len(view), CHUNK):
             part = view[start : start + CHUNK]
             self._f.write(part)
-            self._queue.put(part)
+            self._hasher.put(part)
         self.size += len(view)
 
     def close(self) -> str:
         """Wait for the hash to catch up; the sha256 multihash of everything written."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error:
-            raise self._error
-        return multihash(self._hash.digest())
+        return self._hasher.close()
