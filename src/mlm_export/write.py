@@ -83,7 +83,11 @@ class Written:
     """
 
     def __init__(
-        self, size: int, key: tuple[int, int, int, int], checksum: str | None = None, data: list[bytes] | None = None
+        self,
+        size: int,
+        key: tuple[int, int, int, int],
+        checksum: str | None = None,
+        data: list[bytes | bytearray] | None = None,
     ) -> None:
         self.size = size
         #: ``(st_dev, st_ino, st_size, st_mtime_ns)`` of the file written: the same, unchanged file has this key.
@@ -147,32 +151,50 @@ def atomic_save_hashed(
 
 
 class _HashingSink:
-    """A file-like object ``torch.save`` writes into: keeps a copy of each chunk (as ``io.BytesIO`` would) and,
-    past ``hash_from`` bytes, hashes them on a second thread as they come."""
+    """A file-like object ``torch.save`` writes into: keeps a copy of what it is given (as ``io.BytesIO`` would:
+    torch hands out views of memory it reuses), small writes (record headers) gathered into one chunk, and,
+    past ``hash_from`` bytes, hashes each finished chunk on a second thread while serialisation goes on."""
+
+    #: Writes smaller than this are appended to the chunk being gathered instead of making one of their own.
+    SMALL = 1 << 16
 
     def __init__(self, hash_from: int) -> None:
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes | bytearray] = []
         self.size = 0
+        self._gathering = bytearray()
         self._hash_from = hash_from
         self._hasher: _Hasher | None = None
 
     def write(self, data: bytes | memoryview) -> int:
-        chunk = bytes(data)  # torch hands out views of memory it reuses: keep a copy
+        n = len(memoryview(data).cast("B"))
+        self.size += n
+        if n < self.SMALL:
+            self._gathering += data
+        else:
+            self._finish_chunk()
+            self._add(bytes(data))
+        return n
+
+    def _finish_chunk(self) -> None:
+        if self._gathering:
+            self._add(self._gathering)
+            self._gathering = bytearray()
+
+    def _add(self, chunk: bytes | bytearray) -> None:
         self.chunks.append(chunk)
-        self.size += len(chunk)
         if self._hasher is not None:
             self._hasher.put(chunk)
         elif self.size > self._hash_from:
             self._hasher = _Hasher()
             for earlier in self.chunks:
                 self._hasher.put(earlier)
-        return len(chunk)
 
     def flush(self) -> None:
         """Nothing to flush: the bytes are written to the file afterwards."""
 
     def close(self) -> str | None:
         """The sha256 multihash of everything written, when it was hashed on the way; else None."""
+        self._finish_chunk()
         return self._hasher.close() if self._hasher is not None else None
 
 
@@ -181,7 +203,7 @@ class _Hasher:
 
     def __init__(self, depth: int = 0) -> None:
         self._hash = hashlib.sha256()
-        self._queue: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[bytes | bytearray | memoryview | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="mlm-export-sha256", daemon=True)
         self._thread.start()
@@ -193,7 +215,7 @@ class _Hasher:
             except BaseException as e:  # pragma: no cover - hashlib does not fail on bytes
                 self._error = e
 
-    def put(self, buf: bytes | memoryview) -> None:
+    def put(self, buf: bytes | bytearray | memoryview) -> None:
         self._queue.put(buf)
 
     def close(self) -> str:
