@@ -143,7 +143,7 @@ def test_top_k_pruning_leaves_two_items_plus_last(tmp_path):
     assert asset["file:size"] == (directory / "last.ckpt").stat().st_size
     best_item = items[Path(ckpt.best_model_path).name.replace(".ckpt", ".mlm.json")]
     assert best_item["properties"]["lightning:score"] == pytest.approx(float(ckpt.best_model_score))
-    assert cb.blocking_seconds > 0
+    assert type(trainer.strategy.checkpoint_io).__name__ == "TorchCheckpointIO"  # its own IO back after fit
 
 
 def test_mlm_properties_embedded_in_each_checkpoint(tmp_path):
@@ -311,8 +311,8 @@ def test_ddp_two_cpu_processes_write_one_item_per_checkpoint(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
     single, ddp = tmp_path / "single" / "ckpt", tmp_path / "ddp" / "ckpt"
     reports = [json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert reports[0]["catalogs"] == 1 and reports[0]["blocking"] > 0
-    assert reports[1]["catalogs"] == 0 and reports[1]["blocking"] == 0  # rank 1 wrote nothing
+    assert reports[0]["json_writes"] > 0
+    assert reports[1]["json_writes"] == 0  # rank 1 wrote no Item and no Collection
     ddp_items = items_in(ddp)
     assert sorted(p.name.removesuffix(".ckpt") for p in ddp.glob("*.ckpt")) == sorted(
         n.removesuffix(".mlm.json") for n in ddp_items

@@ -358,13 +358,13 @@ def test_pruned_checkpoint_never_gets_its_item_back(tmp_path, monkeypatch):
         remove(self, path)
 
     monkeypatch.setattr(TorchCheckpointIO, "remove_checkpoint", slow_remove)
-    checksum = runs.file_checksum
+    checksum = runs.RunCatalog.checksum
 
-    def slow_checksum(path):  # and slow reads: the Item's job is still pending when the prune comes
+    def slow_checksum(self, path):  # and a slow worker: the Item's job is still pending when the prune comes
         time.sleep(0.1)
-        return checksum(path)
+        return checksum(self, path)
 
-    monkeypatch.setattr(runs, "file_checksum", slow_checksum)
+    monkeypatch.setattr(runs.RunCatalog, "checksum", slow_checksum)
     directory = tmp_path / "ckpt"
     ckpt = ModelCheckpoint(dirpath=directory, save_top_k=1, every_n_train_steps=1)  # keeps the newest only
     fit(tmp_path, ckpt, MLMExportCallback(strict=True, **WHEN), epochs=3, limit_val_batches=0)  # 12 saves, 11 prunes

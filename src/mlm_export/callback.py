@@ -1,9 +1,10 @@
 """``MLMExportCallback``: a valid MLM Item next to every checkpoint Lightning keeps, and a run Collection.
 
 The model is traced once, in ``setup`` (before any sharding); per checkpoint only what changes is recomputed
-(metrics, checksum, files). The checksum is read on a background thread, once per checkpoint byte, and every
-pending write finishes before ``fit`` returns. Only global rank zero writes. An export error never stops
-training (it is a warning) unless ``strict=True``.
+(metrics, checksum, files). Saves and removals are seen through the Trainer's CheckpointIO (``checkpoint_io``,
+``checkpoint_events``); Items are built on one background thread from the bytes written (a checkpoint is
+never read back), and every pending write finishes before ``fit`` returns. Only global rank zero writes. An
+export error never stops training (it is a warning) unless ``strict=True``.
 """
 
 from __future__ import annotations
@@ -12,23 +13,21 @@ import contextlib
 import os
 import secrets
 import threading
-import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pystac
-import torch
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from . import mlm, openeo
 from .background import Versions, Worker
+from .checkpoint_events import CheckpointEvents, Snapshot
 from .checkpoint_facts import is_model_file, plain, remove_runtime_files, saved_facts
-from .errors import InputRequiredError, InvalidOptionError, MLMExportError, MLMExportWarning
-from .facts import ArtifactFacts
+from .errors import InputRequiredError, InvalidOptionError, MLMExportWarning
 from .item import ItemPlan, build_item, checkpoint_item
 from .pipeline import ExportOptions, Gathered, gather, plan, write_model_files
 from .provenance import Prepared, provenance_facts, runtime_files, with_trainer, write_prepared
@@ -39,24 +38,7 @@ from .sources.checkpoint import EMBED_KEY
 from .sources.datamodule import model_input
 from .write import json_bytes
 
-
-@dataclass
-class _Snapshot:
-    """What the Item of one checkpoint says beyond the run's plan, captured when the checkpoint is saved."""
-
-    path: Path
-    epoch: int
-    global_step: int
-    monitor: str | None
-    mode: str | None
-    score: float | None
-    metrics: dict[str, float]
-    weights_only: bool
-    link_target: Path | None = None
-    artifacts: tuple[ArtifactFacts, ...] = ()
-    plan: ItemPlan | None = field(default=None, repr=False)
-    #: Which version of the file at ``path`` this is; a later save or a removal makes it stale (see Versions).
-    generation: int = 0
+#: What the Item of one checkpoint says beyond the run's plan (``checkpoint_events.Snapshot``).
 
 
 class MLMExportCallback(Callback):
@@ -115,7 +97,7 @@ class MLMExportCallback(Callback):
         self._template: pystac.Item | None = None
         self._worker: Worker | None = None
         self._catalogs: dict[Path, RunCatalog] = {}
-        self._unwrap: list[Callable[[], None]] = []
+        self._events: CheckpointEvents | None = None
         self._lock = threading.Lock()
         self._versions = Versions()
         self._failed = False
@@ -124,13 +106,11 @@ class MLMExportCallback(Callback):
         self._runtime: dict[tuple[str | None, ...], Prepared] = {}
         #: The runtime files last written per directory and set of types: the next ones are hard links to them.
         self._runtime_copies: dict[tuple[Path, tuple[str | None, ...]], dict[str, Path]] = {}
-        #: Seconds the training loop spent in this callback's checkpoint work, for the benchmark.
-        self.blocking_seconds = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
-        """Picklable for ``ddp_spawn``: threads, locks and wrapped methods are made again in ``setup``."""
+        """Picklable for ``ddp_spawn``: threads, locks and the CheckpointIO wrapper are made again in ``setup``."""
         state = self.__dict__.copy()
-        state.update(_worker=None, _lock=None, _catalogs={}, _unwrap=[], _gathered=None, _versions=Versions())
+        state.update(_worker=None, _lock=None, _catalogs={}, _events=None, _gathered=None, _versions=Versions())
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -146,8 +126,11 @@ class MLMExportCallback(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self._wrap(trainer)
         self._failed = False
+        self._events = CheckpointEvents(
+            trainer, plan=lambda: self._plan, catalog=self._catalog, describe=self._describe, submit=self._submit,
+            fail=self._fail, lock=self._lock, versions=self._versions,
+        )  # fmt: skip
         if trainer.is_global_zero:
             self._worker = Worker(self._process, self._fail, self._write_collections)
             self._guard(lambda: self._prepare(trainer, pl_module, from_loader=False))
@@ -164,7 +147,17 @@ class MLMExportCallback(Callback):
         if self._embedded is not None:
             checkpoint[EMBED_KEY] = self._embedded
 
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._events is not None:
+            self._events.scan_links()
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._events is not None:
+            self._events.scan_links()
+
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._events is not None:
+            self._events.scan_links()  # the last.ckpt link made at the last epoch's end
         self._finish()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
@@ -174,9 +167,9 @@ class MLMExportCallback(Callback):
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
             self._finish(raise_errors=False)
-            for undo in reversed(self._unwrap):
-                undo()
-            self._unwrap.clear()
+            if self._events is not None:
+                self._events.close()
+            self._events = None
 
     # ------------------------------------------------------------------------------------------ preparation
 
@@ -190,14 +183,14 @@ class MLMExportCallback(Callback):
         if example is None and from_loader:
             example = _loader_batch(trainer)
         try:
-            self._gathered = gather(pl_module, trainer.datamodule, example, self.options)
+            self._gathered = gather(pl_module, _datamodule(trainer), example, self.options)
         except InputRequiredError:
             if from_loader:
                 raise
             return  # try again at on_train_start, when the training dataloader exists
         self._runtime, self._runtime_copies = {}, {}  # a new model may need other pins
         self._provenance = provenance_facts(
-            pl_module, doi=self.options.doi, citation=self.options.citation, datamodule=trainer.datamodule
+            pl_module, doi=self.options.doi, citation=self.options.citation, datamodule=_datamodule(trainer)
         )
         self._plan = with_trainer(plan(pl_module, self._gathered, self.options, provenance=self._provenance), trainer)
         if self.options.profile == "openeo":
@@ -218,76 +211,13 @@ class MLMExportCallback(Callback):
 
     # ------------------------------------------------------------------------------------------ checkpoint events
 
-    def _wrap(self, trainer: Trainer) -> None:
-        """Observe every save, link and removal of every ModelCheckpoint, with its exact path."""
-        for cb in trainer.checkpoint_callbacks:
-            if not isinstance(cb, ModelCheckpoint) or getattr(cb, "_mlm_export_wrapped", False):
-                continue
-            missing = [m for m in ("_save_checkpoint", "_remove_checkpoint", "_link_checkpoint") if not hasattr(cb, m)]
-            if missing:
-                self._fail(MLMExportError(f"this Lightning's ModelCheckpoint has no {missing}; Items are not written"))
-                continue
-            save, remove, link = cb._save_checkpoint, cb._remove_checkpoint, cb._link_checkpoint
+    def _describe(self, snap: Snapshot, catalog: RunCatalog) -> None:
+        """Queue the Item of a checkpoint just saved (its model files are written now, from the live module)."""
+        if self._model_files and self._events is not None:
+            snap = self._write_model_files(self._events.trainer, snap)
+        self._submit(("save", catalog, snap))
 
-            def _save(trainer: Trainer, filepath: str, cb: ModelCheckpoint = cb, save: Any = save) -> None:
-                if Path(filepath).exists():  # overwritten in place (last.ckpt): its Item goes first
-                    self._removing(trainer, Path(filepath))
-                save(trainer, filepath)
-                self._saved(trainer, cb, Path(filepath))
-
-            def _remove(trainer: Trainer, filepath: str, remove: Any = remove) -> None:
-                self._removing(trainer, Path(filepath))
-                remove(trainer, filepath)
-
-            def _link(
-                trainer: Trainer, filepath: str, linkpath: str, cb: ModelCheckpoint = cb, link: Any = link
-            ) -> None:
-                self._removing(trainer, Path(linkpath))
-                link(trainer, filepath, linkpath)
-                self._saved(trainer, cb, Path(linkpath), link_target=Path(filepath))
-
-            cb._save_checkpoint, cb._remove_checkpoint, cb._link_checkpoint = _save, _remove, _link  # type: ignore[method-assign]
-            cb._mlm_export_wrapped = True  # type: ignore[attr-defined]
-
-            def undo(cb: ModelCheckpoint = cb) -> None:
-                for name in ("_save_checkpoint", "_remove_checkpoint", "_link_checkpoint", "_mlm_export_wrapped"):
-                    cb.__dict__.pop(name, None)
-
-            self._unwrap.append(undo)
-
-    def _saved(self, trainer: Trainer, cb: ModelCheckpoint, path: Path, link_target: Path | None = None) -> None:
-        if not trainer.is_global_zero or self._plan is None:
-            return
-        start = time.perf_counter()
-        try:
-            snap = _Snapshot(
-                path=path.absolute(),
-                epoch=trainer.current_epoch,
-                global_step=trainer.global_step,
-                monitor=cb.monitor,
-                mode=cb.mode if cb.monitor else None,
-                score=_score(cb, path),
-                metrics=_metrics(trainer),
-                weights_only=cb.save_weights_only,
-                link_target=link_target.absolute() if link_target else None,
-                plan=self._plan,
-                generation=self._versions.bump(path.absolute(), self._lock),
-            )
-            if (
-                self.write_weights
-                or self.export_program
-                or self.options.artifacts is not None
-                or self.options.profile == "openeo"
-            ):
-                snap = self._write_model_files(trainer, snap)
-            catalog = self._catalog(path.parent.absolute())
-            self._submit(("save", catalog, snap))
-        except Exception as e:
-            self._fail(e)
-        finally:
-            self.blocking_seconds += time.perf_counter() - start
-
-    def _write_model_files(self, trainer: Trainer, snap: _Snapshot) -> _Snapshot:
+    def _write_model_files(self, trainer: Trainer, snap: Snapshot) -> Snapshot:
         assert self._gathered is not None and self._plan is not None
         stem = checkpoint_stem(snap.path)
         module = trainer.lightning_module
@@ -309,34 +239,28 @@ class MLMExportCallback(Callback):
                 warnings.warn(str(w.message), w.category, stacklevel=2)
         return replace(snap, artifacts=written.artifacts, plan=written)
 
-    def _removing(self, trainer: Trainer, path: Path) -> None:
-        """Remove the Item (and model files) of a checkpoint before the checkpoint itself goes."""
-        if not trainer.is_global_zero or self._plan is None:
-            return
-        start = time.perf_counter()
-        try:
-            catalog = self._catalog(path.parent.absolute())
-            with self._lock:
-                self._versions.bump_locked(path.absolute())  # a pending Item for this file is now stale
-                catalog.forget(path.absolute())  # unlinked from collection.json before its file goes
-            self._submit(("collection", catalog))
-        except Exception as e:
-            self._fail(e)
-        finally:
-            self.blocking_seconds += time.perf_counter() - start
-
     def _submit(self, job: tuple[Any, ...]) -> None:
         if self._worker is not None:
             self._worker.put(job)
+        elif job[0] == "save" and job[2].written is not None:
+            job[2].written.release()  # no Item will be written: no checksum needed
 
     # ------------------------------------------------------------------------------------------ worker side
 
     def _process(self, job: tuple[Any, ...]) -> None:
         kind, catalog = job[0], job[1]
         if kind == "save":
-            snap: _Snapshot = job[2]
+            snap: Snapshot = job[2]
+            events = self._events
+            if snap.pending and (events is None or not events.landed(snap, lambda: self._worker is None)):
+                return  # the wrapped IO's write never landed (it failed): nothing to describe
             if self._versions.current(snap.path) != snap.generation:
+                if snap.written is not None:
+                    snap.written.release()
                 return  # saved again or removed since: a newer job (or none) describes it; skip the hashing
+            checksum = snap.written.checksum() if snap.written is not None else None
+            if snap.written is not None and checksum is not None:  # the bytes written, hashed in memory
+                catalog.known_checksum(snap.written.key, snap.written.size, checksum)
             try:
                 item = self._checkpoint_item(catalog, snap)
             except FileNotFoundError:
@@ -366,7 +290,7 @@ class MLMExportCallback(Callback):
                 # the lock only for each rename: the training loop hardly waits; all links right at the end
                 flush(catalog, self._lock, final=self._worker is None)
 
-    def _checkpoint_item(self, catalog: RunCatalog, snap: _Snapshot) -> dict[str, Any]:
+    def _checkpoint_item(self, catalog: RunCatalog, snap: Snapshot) -> dict[str, Any]:
         """The Item of one saved checkpoint, built from the run's model Item and what the save observed."""
         item_plan = snap.plan or self._plan
         assert item_plan is not None
@@ -406,11 +330,16 @@ class MLMExportCallback(Callback):
                 version=self.options.version,
                 deprecate_superseded=self.options.deprecate_superseded,
             )
-            self._catalogs[dirpath].model_files = bool(
-                self.write_weights or self.export_program or self.options.artifacts is not None
-                or self.options.profile == "openeo"
-            )  # fmt: skip
+            self._catalogs[dirpath].model_files = self._model_files
         return self._catalogs[dirpath]
+
+    @property
+    def _model_files(self) -> bool:
+        """Whether model files (.pt2, safetensors, TorchScript, ...) are written beside each checkpoint."""
+        options = self.options
+        return bool(self.write_weights or self.export_program or options.artifacts is not None) or (
+            options.profile == "openeo"
+        )
 
     # ------------------------------------------------------------------------------------------ failure
 
@@ -443,38 +372,17 @@ class MLMExportCallback(Callback):
             raise error
 
 
+def _datamodule(trainer: Trainer) -> LightningDataModule | None:
+    """The datamodule passed to ``fit`` (Lightning sets ``trainer.datamodule`` at run time, undeclared)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    return datamodule if isinstance(datamodule, LightningDataModule) else None
+
+
 def _loader_batch(trainer: Trainer) -> Any:
     with contextlib.suppress(Exception):
         loader = trainer.train_dataloader
         if loader is not None:
             return model_input(next(iter(loader)))
-    return None
-
-
-def _score(cb: ModelCheckpoint, path: Path) -> float | None:
-    value = cb.best_k_models.get(str(path)) if cb.monitor else None
-    if value is None and cb.monitor and cb.current_score is not None:
-        value = cb.current_score
-    return _float(value)
-
-
-def _metrics(trainer: Trainer) -> dict[str, float]:
-    out = {}
-    for k, v in trainer.callback_metrics.items():
-        f = _float(v)
-        if f is not None:
-            out[str(k)] = f
-    return out
-
-
-def _float(v: Any) -> float | None:
-    if isinstance(v, torch.Tensor):
-        if v.numel() != 1:
-            return None
-        v = v.item()
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        f = float(v)
-        return f if f == f and abs(f) != float("inf") else None
     return None
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from . import mlm
 from .collection import COLLECTION_FILE, Member, RunFacts, build_collection, ranking
 from .schema_cache import quick_check
-from .write import atomic_write_bytes, atomic_write_json, file_checksum
+from .write import atomic_write_bytes, atomic_write_json, file_checksum, file_key
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -81,10 +81,15 @@ class RunCatalog:
     def checksum(self, path: Path) -> tuple[int, str]:
         """Size and sha256 of a file, each distinct file read once (a ``last.ckpt`` link reuses its target's)."""
         st = path.stat()  # follows a link: the same file is known by its device and inode
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        key = file_key(st)
         if key not in self._checksums:
             self._checksums[key] = (st.st_size, file_checksum(path))
         return self._checksums[key]
+
+    def known_checksum(self, key: tuple[int, int, int, int], size: int, checksum: str) -> None:
+        """Size and sha256 of a file computed while it was written, under its identity (``write.file_key``):
+        :meth:`checksum` returns them without reading the file, as long as it is that same, unchanged file."""
+        self._checksums[key] = (size, checksum)
 
     def put(self, checkpoint: Path, item: dict[str, Any]) -> None:
         """Write the Item of a checkpoint (atomically) and count it in."""
