@@ -6,8 +6,7 @@ Facts flow one way: sources (model, datamodule) -> one builder (:func:`build_ite
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
+from .about import __version__
 from .api import export_mlm
 from .errors import (
     InputRequiredError,
@@ -26,6 +25,7 @@ from .mlm import MLM_SCHEMA, MLM_VERSION
 from .sources.model import inspect_model
 from .validate import SchemaStore, validation_problems
 from .validate import check as validate_item
+from .verify import Check, verify_item
 
 
 def __getattr__(name: str) -> object:
@@ -39,14 +39,10 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'mlm_export' has no attribute {name!r}")
 
 
-try:
-    __version__ = version("mlm-export")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
-
 __all__ = [
     "MLM_SCHEMA",
     "MLM_VERSION",
+    "Check",
     "InputRequiredError",
     "InvalidOptionError",
     "ItemValidationError",
@@ -67,4 +63,5 @@ __all__ = [
     "inspect_model",
     "validate_item",
     "validation_problems",
+    "verify_item",
 ]

@@ -24,6 +24,7 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from . import mlm, openeo
+from .about import __version__
 from .background import Versions, Worker
 from .checkpoint_events import CheckpointEvents, Snapshot
 from .checkpoint_facts import is_model_file, plain, remove_runtime_files, saved_facts
@@ -198,7 +199,7 @@ class MLMExportCallback(Callback):
         self._template = build_item(self._plan)
         self._base = plain(self._template)
         # plain JSON types only, so that torch.load(weights_only=True) reads it back without any allowlist
-        self._embedded = {"mlm_export_version": _version(), "item": self._base}
+        self._embedded = {"mlm_export_version": __version__, "item": self._base}
 
     def _adopt_existing(self, trainer: Trainer) -> None:
         """On resume: keep the Items whose checkpoints still exist, drop the others, rebuild the Collections."""
@@ -384,12 +385,6 @@ def _loader_batch(trainer: Trainer) -> Any:
         if loader is not None:
             return model_input(next(iter(loader)))
     return None
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 __all__ = ["EMBED_KEY", "ITEM_SUFFIX", "MLMExportCallback", "item_path_for"]

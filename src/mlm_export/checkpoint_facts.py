@@ -15,6 +15,7 @@ from typing import Any
 import pystac
 
 from . import mlm
+from .about import __version__
 from .collection import RunLink
 from .item import CheckpointFacts
 from .runs import RunCatalog
@@ -48,7 +49,7 @@ def saved_facts(
     lineage = (
         f"Checkpoint of {architecture} saved by Lightning{' ' + lightning if lightning else ''} ModelCheckpoint at "
         f"epoch {epoch}, global step {global_step}" + (" (weights only)" if weights_only else "") + "; "
-        f"described by mlm-export {_version()}."
+        f"described by mlm-export {__version__}."
     )
     return CheckpointFacts(
         path=path,
@@ -96,7 +97,7 @@ def converted_facts(
         size=size,
         checksum=checksum,
         saved=file_time(path.stat().st_mtime),
-        lineage=f"Checkpoint {ckpt.path.name}{made}; described afterwards by mlm-export {_version()} (convert).",
+        lineage=f"Checkpoint {ckpt.path.name}{made}; described afterwards by mlm-export {__version__} (convert).",
         title=title,
         epoch=epoch,
         global_step=step,
@@ -131,12 +132,6 @@ def remove_runtime_files(directory: Path, item: Mapping[str, Any]) -> None:
         href = str(asset.get("href", ""))
         if RUNTIME_ROLES & set(asset.get("roles", [])) and href.startswith("./") and "/" not in href[2:]:
             (directory / href[2:]).unlink(missing_ok=True)
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 __all__ = ["converted_facts", "is_model_file", "plain", "remove_runtime_files", "run_link", "saved_facts"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import mlm
+from .about import __version__
 from .errors import InvalidOptionError, MLMExportWarning
 from .facts import ArtifactFacts
 from .item import ItemPlan
@@ -116,8 +117,6 @@ def with_provenance(plan: ItemPlan, prov: ProvenanceFacts, *, lineage: str, vers
 
 def export_lineage(facts: Any, weights: Any = None) -> str:
     """``processing:lineage`` of an Item made from a model object: what was described, from what, by what."""
-    from . import __version__
-
     text = f"Described by mlm-export {__version__} from a {facts.qualified_name}, traced on {facts.traced_on}"
     if weights is not None:
         text += f", with pretrained weights {weights.name}"

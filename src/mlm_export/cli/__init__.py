@@ -50,7 +50,7 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     """The ``mlm-export`` argument parser with every subcommand."""
-    from .. import __version__
+    from ..about import __version__
 
     p = _Parser(
         prog="mlm-export",
