@@ -36,8 +36,8 @@ def main(out: str, devices: int) -> None:
         enable_model_summary=False,
     )
     trainer.fit(TinyClassifier(), Data())
-    # what this rank wrote: only global rank zero may have catalogs (directories it wrote Items in)
-    report = {"rank": trainer.global_rank, "catalogs": len(export._catalogs), "blocking": export.blocking_seconds}
+    # what this rank did: only global rank zero spends time writing Items (the files are compared by the test)
+    report = {"rank": trainer.global_rank, "blocking": export.blocking_seconds}
     (Path(out) / f"rank{trainer.global_rank}.json").write_text(json.dumps(report))
 
 

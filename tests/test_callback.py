@@ -311,8 +311,8 @@ def test_ddp_two_cpu_processes_write_one_item_per_checkpoint(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
     single, ddp = tmp_path / "single" / "ckpt", tmp_path / "ddp" / "ckpt"
     reports = [json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert reports[0]["catalogs"] == 1 and reports[0]["blocking"] > 0
-    assert reports[1]["catalogs"] == 0 and reports[1]["blocking"] == 0  # rank 1 wrote nothing
+    assert reports[0]["blocking"] > 0
+    assert reports[1]["blocking"] == 0  # rank 1 wrote nothing
     ddp_items = items_in(ddp)
     assert sorted(p.name.removesuffix(".ckpt") for p in ddp.glob("*.ckpt")) == sorted(
         n.removesuffix(".mlm.json") for n in ddp_items
