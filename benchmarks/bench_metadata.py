@@ -14,13 +14,14 @@ import torch
 import torchvision
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _util import peak_bytes, reset_peak, rss_bytes, timed, verdict  # noqa: E402
+from _util import peak_bytes, reset_peak, rss_bytes, step, timed, verdict  # noqa: E402
 
 from mlm_export import export_mlm  # noqa: E402
 
 
 def main() -> int:
     torch.manual_seed(0)
+    step("building ViT-L/16")
     model = torchvision.models.vit_l_16().eval()
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     x = torch.randn(1, 3, 224, 224)
@@ -30,6 +31,7 @@ def main() -> int:
             model, example_input=x, tasks="classification", datetime=dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
         )
 
+    step("export_mlm: warm-up, then 3 timed runs")
     export()  # warm up imports, schema loading and the dispatcher, as a long-running process would be
     gc.collect()
     base = rss_bytes()
@@ -41,6 +43,7 @@ def main() -> int:
         with torch.no_grad():
             return model(x)
 
+    step("forward: warm-up, then 3 timed runs")
     forward()
     t_forward, _ = timed(forward, repeat=3)
 
