@@ -119,7 +119,13 @@ EXPECTED_TASKS = {
 }
 
 
-@pytest.mark.parametrize("family", list(CASES))
+#: Over 20 s each (detection models built and fit for real).
+SLOW_FAMILIES = ("object-detection", "instance-segmentation")
+
+
+@pytest.mark.parametrize(
+    "family", [pytest.param(f, marks=pytest.mark.slow) if f in SLOW_FAMILIES else f for f in CASES]
+)
 def test_task_family_fit_with_callback(family, tmp_path):
     make, kind, kw = CASES[family]
     torch.manual_seed(0)
