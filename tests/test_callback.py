@@ -295,7 +295,6 @@ RUN_SPECIFIC = {"created", "lightning:epoch", "lightning:global_step", "lightnin
 RUN_SPECIFIC |= {"processing:datetime", "processing:lineage", "version", "mlm:accelerator_count"}
 
 
-@pytest.mark.slow  # two fits in processes of their own, one of them DDP: over 30 s
 def test_ddp_two_cpu_processes_write_one_item_per_checkpoint(tmp_path):
     """Real DDP (gloo, 2 processes): only rank zero writes, and the Items equal a single-process run's."""
     import subprocess

@@ -151,17 +151,11 @@ def test_convert_bare_state_dict_with_weights(tmp_path, capsys):
         ("DOFABase16_Weights.DOFA_MAE", [("x", [-1, 3, 224, 224])]),  # wavelengths passed as a constant
         ("Tessera_Weights.TESSERA", [("x", [-1, 16, 14])]),  # a pixel time series: [batch, time, bands]
         ("SatCLIP_Weights.SATCLIP_VIT16_L40", [("x", [-1, 2])]),  # (longitude, latitude)
-        pytest.param(  # over 20 s: two ViTs, built for real
-            "CROMABase_Weights.CROMA_VIT",
-            [("x_sar", [-1, 2, 120, 120]), ("x_optical", [-1, 12, 120, 120])],
-            marks=pytest.mark.slow,
-        ),
+        ("CROMABase_Weights.CROMA_VIT", [("x_sar", [-1, 2, 120, 120]), ("x_optical", [-1, 12, 120, 120])]),
         # dims the second trace showed the model accepts at another size are dynamic
         ("Presto_Weights.PRESTO", [("x", [-1, 12, -1]), ("dynamic_world", [-1, 12]), ("latlons", [-1, 2])]),
         ("CopernicusFM_Base_Weights.CopernicusFM_ViT", [("x", [-1, 3, -1, -1]), ("metadata", [-1, 4])]),
-        pytest.param(  # one dict argument; over 20 s: built for real, its size probes run the ViT
-            "Panopticon_Weights.VIT_BASE14", [("imgs", [-1, 3, 224, 224]), ("chn_ids", [-1, 3])], marks=pytest.mark.slow
-        ),
+        ("Panopticon_Weights.VIT_BASE14", [("imgs", [-1, 3, 224, 224]), ("chn_ids", [-1, 3])]),  # one dict argument
     ],
 )
 def test_models_with_other_inputs(name, inputs):

@@ -119,13 +119,7 @@ EXPECTED_TASKS = {
 }
 
 
-#: Over 20 s each (detection models built and fit for real).
-SLOW_FAMILIES = ("object-detection", "instance-segmentation")
-
-
-@pytest.mark.parametrize(
-    "family", [pytest.param(f, marks=pytest.mark.slow) if f in SLOW_FAMILIES else f for f in CASES]
-)
+@pytest.mark.parametrize("family", list(CASES))
 def test_task_family_fit_with_callback(family, tmp_path):
     make, kind, kw = CASES[family]
     torch.manual_seed(0)
