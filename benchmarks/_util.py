@@ -1,8 +1,10 @@
-"""Helpers shared by the benchmarks: timing, and peak memory read from /proc (Linux)."""
+"""Helpers shared by the benchmarks: timing (interleaved, side by side), progress lines, and peak memory read
+from /proc (Linux)."""
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +20,27 @@ def timed(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
         result = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
+
+
+_START = time.perf_counter()
+
+
+def step(message: str) -> None:
+    """One progress line, with the time since the benchmark started (benchmarks run for minutes)."""
+    print(f"[{time.perf_counter() - _START:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def side_by_side(cases: dict[str, Callable[[], Any]], repeat: int = 3) -> dict[str, float]:
+    """Median wall time of each case, the cases run in turn ``repeat`` times (a, b, c, a, b, c, ...) so that
+    load from other processes, disk and cache state weigh on each alike; a progress line per round."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for i in range(repeat):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+        step(f"round {i + 1}/{repeat}: " + ", ".join(f"{n} {t[-1]:.2f} s" for n, t in times.items()))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def rss_bytes() -> int:

@@ -21,7 +21,7 @@ import torchvision
 from torch import nn
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _util import timed  # noqa: E402
+from _util import step, timed  # noqa: E402
 
 from mlm_export import artifacts as art  # noqa: E402
 from mlm_export import exporters  # noqa: E402
@@ -62,6 +62,7 @@ def bench(name: str, model: nn.Module, example: torch.Tensor, formats: list[str]
         print(f"  {'format':<12} {'write s':>8} {'/forward':>9} {'/torch.save':>12} {'load s':>7} {'MB':>8}")
         for fmt in formats:
             path = Path(d) / f"m{art.FORMATS[fmt].suffix}"
+            step(f"{name}: writing {fmt}")
             start = time.perf_counter()
             try:
                 if fmt == "pt2":

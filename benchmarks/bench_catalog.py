@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
 import orjson  # noqa: E402
-from _util import peak_bytes, reset_peak, rss_bytes, verdict  # noqa: E402
+from _util import peak_bytes, reset_peak, rss_bytes, step, verdict  # noqa: E402
 
 from mlm_export import catalog  # noqa: E402
 from mlm_export.catalog import Query  # noqa: E402
@@ -242,10 +242,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # Ingest reads the Items from one JSON-lines file, as publishing reads Items from disk.
         source = Path(tmp) / "all.ndjson"
+        step(f"generating {n:,} Items")
         with source.open("wb") as f:
             for item in generate(n):
                 f.write(orjson.dumps(item) + b"\n")
         folder = catalog.open(Path(tmp) / "models")
+        step("folder catalog: ingest")
         reset_peak()
         base = rss_bytes()
         start = time.perf_counter()
@@ -261,6 +263,7 @@ def main() -> None:
         folder = catalog.open(Path(tmp) / "models")  # a new reader: its first search loads the search columns
         folder.search(Query(limit=1))
         print(f"first search of a newly opened catalog (loads the search columns): {time.perf_counter() - start:.2f} s")
+        step(f"folder catalog: {len(QUERIES)} queries x {args.repeat}")
         folder_figures = time_queries(folder.search, args.repeat)
         report("folder catalog (DuckDB over Parquet)", folder_figures, 50)
 
@@ -276,6 +279,7 @@ def main() -> None:
         small.add(generate(m), validate=False)
         print(f"\nnaive anchor: pystac load of {m:,} Items + Python filter per query, scaled to {n:,} Items")
         for name, query in QUERIES:
+            step(f"naive anchor: {name}")
             start = time.perf_counter()
             naive(ndjson, query)
             scaled = (time.perf_counter() - start) * n / m

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 L = pytest.importorskip("lightning")
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 
-from mlm_export import MLMExportCallback, MLMExportWarning  # noqa: E402
+from mlm_export import InvalidOptionError, MLMExportCallback, MLMExportWarning, TraceError  # noqa: E402
 from mlm_export.callback import EMBED_KEY  # noqa: E402
 
 from .conftest import plain_validate  # noqa: E402
@@ -270,17 +270,17 @@ def test_export_error_warns_and_training_finishes(tmp_path):
 
 def test_strict_mode_raises(tmp_path):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt")
-    with pytest.raises(Exception, match="failed on the example batch"):
+    with pytest.raises(TraceError, match="failed on the example batch"):
         fit(tmp_path, ckpt, MLMExportCallback(strict=True, **WHEN), epochs=1, model=Broken())
 
 
 def test_unknown_option_is_rejected_at_construction():
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['nme'\]"):
+    with pytest.raises(InvalidOptionError, match=r"unknown option\(s\) \['nme'\]"):
         MLMExportCallback(nme="x")
 
 
 def test_bad_option_is_rejected_at_construction():
-    with pytest.raises(ValueError, match="bbox="):
+    with pytest.raises(InvalidOptionError, match="bbox="):
         MLMExportCallback(bbox=(1, 2, 3))
 
 

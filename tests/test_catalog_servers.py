@@ -229,9 +229,14 @@ def test_unreachable_database_is_one_line():
     assert "\n" not in str(e.value) and "pw@" not in str(e.value)
 
 
+def sql_connection(pg: PgstacCatalog) -> psycopg.Connection[Any]:
+    """A connection of the test's own to the catalog's database (closed with the test's objects)."""
+    return psycopg.connect(pg.dsn, autocommit=True, options="-c search_path=pgstac,public")
+
+
 def test_queryables_are_registered_once(pg):
     """pgstac rebuilds a queryable's indexes when its row changes: a later add must leave the rows alone."""
-    con = pg._connection()
+    con = sql_connection(pg)
     before = con.execute("SELECT id, name FROM pgstac.queryables ORDER BY id").fetchall()
     assert {"mlm:tasks", "mlm:input.bands", "mlm:total_parameters"} <= {name for _, name in before}
     pg.add([naip_model()], on_conflict="skip")
@@ -249,7 +254,7 @@ def _plan(pg: PgstacCatalog, query: Query, settings: tuple[str, ...]) -> list[di
 
     from mlm_export.catalog.pgstac import search_body
 
-    con = pg._connection()
+    con = sql_connection(pg)
     with con.transaction(force_rollback=True):  # the SET LOCALs end with it
         where = con.execute("SELECT pgstac.stac_search_to_where(%s::jsonb)", [json.dumps(search_body(query))])
         clause = where.fetchone()[0]
@@ -292,7 +297,7 @@ def test_pgstac_reads_casei_matches_in_search_order_from_an_index(pg, query, fie
 
 def test_pgstac_stores_items_compressed_with_lz4(pg):
     """Filters that read Items decompress them; lz4 (PostgreSQL 15 here is built with it) is the faster codec."""
-    con = pg._connection()
+    con = sql_connection(pg)
     for table in ("pgstac.items", "mlm_export.items"):
         codecs = con.execute(
             f"SELECT pg_column_compression(content), count(*) FROM {table} "  # noqa: S608 - fixed names
@@ -303,7 +308,7 @@ def test_pgstac_stores_items_compressed_with_lz4(pg):
 
 def test_prepare_replaces_the_earlier_architecture_index(pg):
     """Databases prepared by an earlier version had a plain upper(architecture) index: prepare() swaps it."""
-    con = pg._connection()
+    con = sql_connection(pg)
     con.execute(
         "CREATE INDEX IF NOT EXISTS mlm_export_architecture_casei "
         "ON pgstac.items (upper(pgstac.to_text(content->'properties'->'mlm:architecture')))"

@@ -9,7 +9,7 @@ import torch
 import torchvision.transforms.v2 as T
 from torch.utils.data import DataLoader, TensorDataset
 
-from mlm_export import export_mlm
+from mlm_export import InputRequiredError, InvalidOptionError, export_mlm
 from mlm_export.sources.datamodule import datamodule_facts
 from mlm_export.sources.values import compose_zscores
 
@@ -104,7 +104,7 @@ def test_user_options_override_the_datamodule(assert_valid):
 
 def test_datamodule_bands_that_do_not_match_the_model_are_reported():
     dm = SegmentationData(bands=("B02", "B03", "B04"))
-    with pytest.raises(ValueError, match=r"3 bands are named \(datamodule.hparams\['bands'\]"):
+    with pytest.raises(InvalidOptionError, match=r"3 bands are named \(datamodule.hparams\['bands'\]"):
         export_mlm(SmallUNet(in_channels=4, num_classes=3), dm, **WHEN)
 
 
@@ -115,7 +115,7 @@ def test_datamodule_without_data_needs_example_input(assert_valid):
         def train_dataloader(self):
             raise RuntimeError("call setup first")
 
-    with pytest.raises(ValueError, match="example_input="):
+    with pytest.raises(InputRequiredError, match="example_input="):
         export_mlm(SmallUNet(in_channels=4), Empty(), **WHEN)
     item = export_mlm(SmallUNet(in_channels=4, num_classes=5), Empty(), example_input=torch.randn(1, 4, 16, 16), **WHEN)
     assert assert_valid(item)["properties"]["mlm:input"][0]["bands"] == ["a", "b", "c", "d"]
@@ -145,5 +145,5 @@ def test_kornia_style_normalize_flags():
 
 
 def test_compose_rejects_mismatched_band_counts():
-    with pytest.raises(ValueError, match="3 values per band but the input has 4 bands"):
+    with pytest.raises(InvalidOptionError, match="3 values per band but the input has 4 bands"):
         compose_zscores([([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])], 4)

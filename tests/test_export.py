@@ -13,6 +13,7 @@ import torchvision
 from mlm_export import (
     InputRequiredError,
     InvalidOptionError,
+    ItemValidationError,
     MLMExportWarning,
     TaskInferenceError,
     TraceError,
@@ -357,7 +358,7 @@ def test_bad_bbox_is_rejected():
 def test_validation_warn_mode_warns_instead_of_raising():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MLMExportWarning)
-        with pytest.raises(Exception, match="fails"):
+        with pytest.raises(ItemValidationError, match="fails"):
             export_mlm(
                 Regressor(), example_input=torch.randn(1, 3, 8, 8), tasks="regression", properties={"mlm:bogus": 1}
             )

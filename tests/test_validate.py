@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -75,7 +76,7 @@ def test_error_lists_every_problem(item_dict):
     data = copy.deepcopy(item_dict)
     data["properties"]["mlm:accelerator"] = "cpu"
     data["properties"]["mlm:name"] = "x"
-    with pytest.raises(ItemValidationError) as info:
+    with pytest.raises(ItemValidationError, match=r"fails \d+ schema check") as info:
         validate_item(data)
     text = str(info.value)
     assert "mlm:accelerator" in text and "mlm:name" in text
@@ -140,7 +141,25 @@ def test_collection_and_unknown_types(item_dict):
     assert validation_problems({**collection, "license": 5})
 
 
-def test_item_written_to_disk_validates_with_cli_json(item_dict, tmp_path):
-    path = tmp_path / "item.json"
-    path.write_text(json.dumps(item_dict))
-    assert validation_problems(json.loads(path.read_text())) == []
+def test_item_written_to_disk_validates_with_cli_json(tmp_path, capsys):
+    import datetime as dt
+
+    import torch
+
+    from mlm_export import export_mlm
+    from mlm_export.cli import main
+
+    from .models import SmallUNet
+
+    when = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    item = export_mlm(SmallUNet(3, 2), example_input=torch.randn(1, 3, 16, 16), out_dir=tmp_path,
+                      artifacts="safetensors", datetime=when)  # fmt: skip
+    path = item.get_self_href()
+    assert main(["validate", path, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert path in out and json.loads(out)  # the JSON report names the file
+    broken = json.loads(Path(path).read_text())
+    broken["properties"]["mlm:accelerator"] = "cpu"
+    Path(path).write_text(json.dumps(broken))
+    assert main(["validate", path, "--json"]) == 1
+    assert "mlm:accelerator" in capsys.readouterr().out
