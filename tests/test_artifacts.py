@@ -350,6 +350,6 @@ def test_verify_checks_runnable_files_when_the_model_is_weights_only(tmp_path):
         artifacts="safetensors,torchscript,onnx", **WHEN,
     )  # fmt: skip
     checks = {c.name: c for c in verify_item(tmp_path / "smallunet.json")}
-    assert not checks["load model"].ok and "--model" in checks["load model"].detail
+    assert not checks["load model"].ok and "model=" in checks["load model"].detail  # the API spells the keyword
     assert checks["parity torchscript (torchscript)"].ok
     assert checks["parity onnx (onnx)"].ok and "max abs diff" in checks["parity onnx (onnx)"].detail
