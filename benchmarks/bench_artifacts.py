@@ -23,9 +23,10 @@ from torch import nn
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _util import step, timed  # noqa: E402
 
-from mlm_export import artifacts as art  # noqa: E402
-from mlm_export import exporters  # noqa: E402
-from mlm_export.sources.model import call_spec, inspect_model  # noqa: E402
+from mlm_export import _artifacts as art  # noqa: E402
+from mlm_export import _exporters as exporters  # noqa: E402
+from mlm_export import inspect_model
+from mlm_export._sources.model import call_spec  # noqa: E402
 
 
 def unet(quick: bool) -> nn.Module:

@@ -33,7 +33,7 @@ from _util import peak_bytes, reset_peak, rss_bytes, step, verdict  # noqa: E402
 
 from mlm_export import catalog  # noqa: E402
 from mlm_export.catalog import Query  # noqa: E402
-from mlm_export.catalog.fields import row  # noqa: E402
+from mlm_export.catalog._fields import row  # noqa: E402
 
 EXAMPLES = ROOT / "tests" / "fixtures" / "mlm_examples"
 # the examples are STAC 1.0.0 Items with extension versions mlm-export does not bundle: their schemas, offline
@@ -84,7 +84,7 @@ QUERIES: list[tuple[str, Query]] = [
 
 def templates() -> list[dict[str, Any]]:
     """The examples with one input and bands, kept when a varied copy of them validates."""
-    from mlm_export.validate import validation_problems
+    from mlm_export import validation_problems
 
     kept = []
     for path in sorted(EXAMPLES.glob("item_*.json")):
@@ -228,7 +228,7 @@ def main() -> None:
     parser.add_argument("--no-pgstac", action="store_true", help="skip the pgstac part")
     args = parser.parse_args()
     n = args.items
-    from mlm_export.validate import validation_problems
+    from mlm_export import validation_problems
 
     sample = list(generate(50, seed=1))
     start = time.perf_counter()

@@ -27,7 +27,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _util import side_by_side, step, verdict  # noqa: E402
 
 from mlm_export import TraceError, export_mlm  # noqa: E402
-from mlm_export.sources.weights import build_model  # noqa: E402
+from mlm_export._sources.weights import build_model  # noqa: E402
 
 WHEN = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
@@ -89,10 +89,10 @@ def second_batch(item: Any, spec: Any) -> tuple[tuple[Any, ...], dict[str, Any],
 def _real_forward_matches(w, item) -> str:
     """Build the member for real (random weights), run it on a batch built from the Item's mlm:input at a second
     size, compare the output shapes with those the Item states."""
-    from mlm_export.pipeline import ExportOptions, gather
-    from mlm_export.sources.evidence import feature_module
-    from mlm_export.sources.model import call_spec, observe_outputs
-    from mlm_export.sources.weights import weights_facts
+    from mlm_export._pipeline import ExportOptions, gather
+    from mlm_export._sources.evidence import feature_module
+    from mlm_export._sources.model import call_spec, observe_outputs
+    from mlm_export._sources.weights import weights_facts
 
     model = build_model(w, on_meta=False).eval()
     model, _ = feature_module(model, weights_facts(w))  # what the Item describes: less a head the weights lack

@@ -24,8 +24,8 @@ import torchvision
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _util import side_by_side, step, verdict  # noqa: E402
 
-from mlm_export.artifacts import safetensors_metadata, weights, write_safetensors  # noqa: E402
-from mlm_export.write import file_checksum  # noqa: E402
+from mlm_export._artifacts import safetensors_metadata, weights, write_safetensors  # noqa: E402
+from mlm_export._write import file_checksum  # noqa: E402
 
 
 def library_way(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> str:

@@ -46,7 +46,7 @@ def foreign_schemas(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def schema_dirs() -> list[Path]:
     """The override directories if any are set, then the schemas bundled with the package."""
-    from mlm_export.validate import BUNDLED_DIR
+    from mlm_export._validate import BUNDLED_DIR
 
     overrides = [Path(d) for d in os.environ.get("MLM_EXPORT_SCHEMA_DIR", "").split(os.pathsep) if d]
     return [*overrides, BUNDLED_DIR]

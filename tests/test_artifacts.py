@@ -14,10 +14,9 @@ import torch
 import torchvision
 from torch import nn
 
-from mlm_export import export_mlm
+from mlm_export import export_mlm, verify_item
+from mlm_export._write import file_checksum
 from mlm_export.errors import InvalidOptionError, MLMExportWarning
-from mlm_export.verify import verify_item
-from mlm_export.write import file_checksum
 
 from .models import SmallUNet
 
@@ -197,12 +196,12 @@ def test_export_save_failure_leaves_no_orphan(tmp_path, monkeypatch, assert_vali
 
 
 def test_item_write_failure_removes_the_model_files(tmp_path, monkeypatch):
-    import mlm_export.api
+    import mlm_export._api
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(mlm_export.api, "atomic_write_json", broken)
+    monkeypatch.setattr(mlm_export._api, "atomic_write_json", broken)
     with pytest.raises(OSError, match="disk full"):
         export_mlm(SmallUNet(3, 2), example_input=torch.randn(2, 3, 32, 32), out_dir=tmp_path, **WHEN)
     assert list(tmp_path.iterdir()) == []

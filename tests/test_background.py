@@ -14,7 +14,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
-from mlm_export import MLMExportCallback, background, runs
+from mlm_export import MLMExportCallback
+from mlm_export import _background as background
+from mlm_export import _runs as runs
 
 from .test_callback import WHEN
 

@@ -16,7 +16,7 @@ L = pytest.importorskip("lightning")
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 
 from mlm_export import InvalidOptionError, MLMExportCallback, MLMExportWarning, TraceError  # noqa: E402
-from mlm_export.callback import EMBED_KEY  # noqa: E402
+from mlm_export._callback import EMBED_KEY  # noqa: E402
 
 from .conftest import plain_validate  # noqa: E402
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mlm_export import catalog
-from mlm_export.catalog.match import castable, match_models, overlap
-from mlm_export.catalog.sources import gather
+from mlm_export.catalog._match import castable, match_models, overlap
+from mlm_export.catalog._sources import gather
 from mlm_export.cli import main
 
 from .catalog_data import FIXTURES, model_items, naip_model, official_examples

@@ -103,7 +103,7 @@ def test_invalid_item_refuses_the_whole_call_unless_skip_invalid(tmp_path):
 
 
 def test_failure_mid_publish_leaves_the_catalog_as_it_was(tmp_path, folder, monkeypatch):
-    from mlm_export.catalog import folder as folder_module
+    from mlm_export.catalog import _folder as folder_module
 
     monkeypatch.setattr(folder_module, "BATCH_ROWS", 2)  # so that parts of the call reach the file first
     before = state(tmp_path / "models")
@@ -125,7 +125,7 @@ KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 from mlm_export import catalog
-from mlm_export.catalog import folder as folder_module
+from mlm_export.catalog import _folder as folder_module
 from catalog_data import naip_model
 
 folder_module.BATCH_ROWS = 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlm_export import catalog
-from mlm_export.catalog.base import AddOptions
+from mlm_export.catalog._base import AddOptions
 from mlm_export.errors import InvalidOptionError
 
 from .catalog_data import naip_model
@@ -21,7 +21,7 @@ def test_a_misspelt_on_conflict_fails_before_the_folder_is_touched(tmp_path):
 
 
 def test_conflicts_fail_only_under_error():
-    result = catalog.base.AddResult(conflicts=["a"])
+    result = catalog._base.AddResult(conflicts=["a"])
     with pytest.raises(catalog.ConflictError):
         AddOptions(on_conflict="error").check(result)
     AddOptions(on_conflict="update").check(result)  # an update is not a conflict
@@ -32,5 +32,5 @@ def test_refused_items_fail_unless_skipped():
 
     refused = {"bad": [Problem("$.id", "is wrong", "catalog")]}
     with pytest.raises(catalog.RefusedItemsError):
-        AddOptions().check(catalog.base.AddResult(refused=refused))
-    AddOptions(skip_invalid=True).check(catalog.base.AddResult(refused=refused))
+        AddOptions().check(catalog._base.AddResult(refused=refused))
+    AddOptions(skip_invalid=True).check(catalog._base.AddResult(refused=refused))

@@ -20,7 +20,7 @@ import pytest
 
 from mlm_export import catalog
 from mlm_export.catalog import CatalogUnreachableError, ConflictError, Query, RefusedItemsError
-from mlm_export.catalog.pgstac import PgstacCatalog
+from mlm_export.catalog._pgstac import PgstacCatalog
 
 from . import pgcluster
 from .catalog_data import SUITE, model_items, naip_model, official_examples
@@ -161,7 +161,7 @@ def test_the_same_query_suite_gives_the_same_ids_everywhere(folder, pg, api, nam
 
 
 def test_pgstac_publish_is_one_transaction(pg, monkeypatch):
-    from mlm_export.catalog import pgstac as pgstac_module
+    from mlm_export.catalog import _pgstac as pgstac_module
 
     count = len(pg.search(Query(limit=1000)))
     monkeypatch.setattr(pgstac_module, "BATCH", 2)
@@ -252,7 +252,7 @@ def _plan(pg: PgstacCatalog, query: Query, settings: tuple[str, ...]) -> list[di
     """The plan of the search's id query (pgstac's own WHERE clause, search order) under planner settings."""
     import json
 
-    from mlm_export.catalog.pgstac import search_body
+    from mlm_export.catalog._pgstac import search_body
 
     con = sql_connection(pg)
     with con.transaction(force_rollback=True):  # the SET LOCALs end with it

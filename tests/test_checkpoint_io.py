@@ -19,8 +19,9 @@ L = pytest.importorskip("lightning")
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, CheckpointIO  # noqa: E402
 
-from mlm_export import MLMExportCallback, MLMExportWarning, checkpoint_io  # noqa: E402
-from mlm_export.write import atomic_save_hashed  # noqa: E402
+from mlm_export import MLMExportCallback, MLMExportWarning  # noqa: E402
+from mlm_export import _checkpoint_io as checkpoint_io  # noqa: E402
+from mlm_export._write import atomic_save_hashed  # noqa: E402
 
 from .test_callback import WHEN, assert_catalog_true, fit, items_in  # noqa: E402
 

@@ -10,11 +10,11 @@ import pystac
 import torch
 
 from mlm_export import export_mlm, mlm
-from mlm_export.checkpoint_facts import plain, run_link
+from mlm_export._checkpoint_facts import plain, run_link
+from mlm_export._item import CheckpointFacts, checkpoint_item
+from mlm_export._runs import RunCatalog
+from mlm_export._write import file_checksum
 from mlm_export.cli import main
-from mlm_export.item import CheckpointFacts, checkpoint_item
-from mlm_export.runs import RunCatalog
-from mlm_export.write import file_checksum
 
 from .conftest import plain_validate
 from .models import SmallUNet

@@ -151,7 +151,7 @@ def test_non_json_input_says_it_is_not_json(tmp_path: Path, capsys) -> None:
 
 
 def test_an_unexpected_error_or_ctrl_c_is_one_line(honest: Path, capsys, monkeypatch) -> None:
-    import mlm_export.cli.validate as validate_command
+    import mlm_export.cli._validate as validate_command
 
     def explode(path: Path, **_: object) -> list[object]:
         raise RuntimeError("a bug\nwith a second line")

@@ -51,7 +51,7 @@ def test_wavelengths_become_bands_and_the_snippet_calls_the_model(tmp_path, asse
 
 def test_dofa_item_states_its_wavelengths(assert_valid):
     pytest.importorskip("torchgeo")
-    from mlm_export.sources.weights import build_model
+    from mlm_export._sources.weights import build_model
 
     name = "DOFABase16_Weights.DOFA_MAE"
     item = export_mlm(build_model(name), weights=name, **WHEN)
@@ -62,7 +62,7 @@ def test_dofa_item_states_its_wavelengths(assert_valid):
 
 
 def test_nanometre_wavelengths_are_stated_in_micrometres():
-    from mlm_export.sources.constants import _bands
+    from mlm_export._sources.constants import _bands
 
     bands = _bands([665.0, 560.0, 490.0, 1610.0])
     assert [b.center_wavelength for b in bands] == [0.665, 0.56, 0.49, 1.61]

@@ -10,8 +10,8 @@ import torchvision.transforms.v2 as T
 from torch.utils.data import DataLoader, TensorDataset
 
 from mlm_export import InputRequiredError, InvalidOptionError, export_mlm
-from mlm_export.sources.datamodule import datamodule_facts
-from mlm_export.sources.values import compose_zscores
+from mlm_export._sources.datamodule import datamodule_facts
+from mlm_export._sources.values import compose_zscores
 
 from .models import SmallUNet
 

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import torch
 
-from mlm_export import item as builder
+from mlm_export import _item as builder
 from mlm_export import mlm
-from mlm_export.item import CheckpointFacts, ItemPlan, RunLink, build_item
-from mlm_export.pipeline import ExportOptions, gather, plan
+from mlm_export._item import CheckpointFacts, ItemPlan, RunLink, build_item
+from mlm_export._pipeline import ExportOptions, gather, plan
 
 from .models import SmallUNet
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from torch import nn
 
 from mlm_export import InputRequiredError, export_mlm
-from mlm_export.summary import item_table
+from mlm_export._summary import item_table
 
 WHEN = {"datetime": dt.datetime(2024, 6, 1, tzinfo=dt.UTC)}
 

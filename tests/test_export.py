@@ -20,7 +20,7 @@ from mlm_export import (
     export_mlm,
     mlm,
 )
-from mlm_export.write import file_checksum
+from mlm_export._write import file_checksum
 
 from .models import BatchDict, DictInput, FixedSize, ItemCall, Regressor, SmallUNet, TiedWeights, TinyDetector
 
@@ -374,8 +374,8 @@ def test_validation_warn_mode_warns_instead_of_raising():
 
 
 def test_framework_version_is_semver():
+    from mlm_export._resolve import framework_version
     from mlm_export.mlm import SEMVER
-    from mlm_export.resolve import framework_version
 
     for raw, expected in [
         ("2.14.1+cu128", "2.14.1+cu128"),

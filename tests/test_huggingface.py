@@ -12,8 +12,8 @@ import torch
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
 
 from mlm_export import InvalidOptionError, export_mlm
+from mlm_export._write import file_checksum
 from mlm_export.cli import main
-from mlm_export.write import file_checksum
 
 from .models import SmallUNet
 

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from mlm_export import inspect_model
-from mlm_export.model_state import eval_mode
-from mlm_export.sources.layers import first_layer_channels
-from mlm_export.torchscript import write_torchscript
+from mlm_export._model_state import eval_mode
+from mlm_export._sources.layers import first_layer_channels
+from mlm_export._torchscript import write_torchscript
 
 
 class FrozenBackbone(nn.Module):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mlm_export import MLMExportWarning, TaskInferenceError, TraceError, export_mlm, inspect_model
-from mlm_export.resolve import framework_version
+from mlm_export._resolve import framework_version
 
 WHEN = {"datetime": dt.datetime(2024, 6, 1, tzinfo=dt.UTC)}
 
@@ -129,7 +129,7 @@ def test_integer_input_a_model_takes_still_works():
 
 
 def test_one_default_image_size():
-    from mlm_export import convert
-    from mlm_export.sources import dummy, weights
+    from mlm_export import _convert as convert
+    from mlm_export._sources import dummy, weights
 
     assert convert.DEFAULT_IMAGE_SIZE is dummy.DEFAULT_IMAGE_SIZE is weights.DEFAULT_IMAGE_SIZE

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mlm_export import validation_problems
+from mlm_export import SchemaStore, validation_problems
+from mlm_export._validate import BUNDLED_DIR, schema_path
 from mlm_export.errors import SchemaNotFoundError, SchemaURLRefusedError
-from mlm_export.validate import BUNDLED_DIR, SchemaStore, schema_path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

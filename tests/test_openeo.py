@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from mlm_export import InvalidOptionError, export_mlm
+from mlm_export._torchscript import write_torchscript
+from mlm_export._write import file_checksum
 from mlm_export.errors import TorchScriptError
-from mlm_export.torchscript import write_torchscript
-from mlm_export.write import file_checksum
 
 from .models import DictInput, SmallUNet
 from .openeo_reader import Cube, OpenEOReaderError, check_cube, fetch_model, load_stac_ml, predict

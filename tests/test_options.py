@@ -8,8 +8,8 @@ import inspect
 import pytest
 
 from mlm_export import export_mlm
+from mlm_export._options import RUN_OPTIONS, ExportOptions
 from mlm_export.errors import InvalidOptionError
-from mlm_export.options import RUN_OPTIONS, ExportOptions
 
 #: ``export_mlm``'s arguments that are about the call, not about the model (no ExportOptions field).
 CALL_ARGUMENTS = {"model", "datamodule", "example_input", "out_dir", "export_program"}

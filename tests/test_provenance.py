@@ -22,11 +22,11 @@ from packaging.requirements import Requirement
 
 import mlm_export
 from mlm_export import export_mlm
+from mlm_export._sources import citation as cit
+from mlm_export._sources.runtime import compile_method, cpu_name, model_distributions, runtime_facts
+from mlm_export._sources.vcs import public_url, read_git, source_facts
+from mlm_export._write import file_checksum
 from mlm_export.errors import InvalidOptionError, MLMExportWarning
-from mlm_export.sources import citation as cit
-from mlm_export.sources.runtime import compile_method, cpu_name, model_distributions, runtime_facts
-from mlm_export.sources.vcs import public_url, read_git, source_facts
-from mlm_export.write import file_checksum
 
 from .conftest import plain_validate
 
@@ -484,8 +484,8 @@ def test_training_data_is_never_fetched_and_must_be_stac(tmp_path):
 def test_a_program_exported_on_a_gpu_is_accelerator_constrained(project, tmp_path):
     from dataclasses import replace
 
-    from mlm_export.pipeline import ExportOptions, gather, plan
-    from mlm_export.provenance import provenance_facts, with_runtime_files
+    from mlm_export._pipeline import ExportOptions, gather, plan
+    from mlm_export._provenance import provenance_facts, with_runtime_files
 
     _, _, module = project
     model = module.FairNet()

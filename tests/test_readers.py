@@ -17,10 +17,10 @@ from pystac.extensions.mlm import MLMExtension, ValueScaling
 from stac_model.schema import MLModelExtension, MLModelProperties, SummariesMLModelExtension
 
 from mlm_export import MLMExportWarning, export_mlm
-from mlm_export.checkpoint_facts import plain, run_link
-from mlm_export.item import CheckpointFacts, checkpoint_item
-from mlm_export.runs import RunCatalog
-from mlm_export.write import file_checksum
+from mlm_export._checkpoint_facts import plain, run_link
+from mlm_export._item import CheckpointFacts, checkpoint_item
+from mlm_export._runs import RunCatalog
+from mlm_export._write import file_checksum
 
 from .models import FixedSize, Regressor, SmallUNet, TinyDetector
 from .openeo_reader import offline_pystac_validator

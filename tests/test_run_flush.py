@@ -13,11 +13,12 @@ import pystac
 import pytest
 import torch
 
-from mlm_export import export_mlm, run_flush
-from mlm_export.checkpoint_facts import plain, run_link
-from mlm_export.item import CheckpointFacts, checkpoint_item
-from mlm_export.runs import COLLECTION_FILE, RunCatalog, item_path_for
-from mlm_export.write import file_checksum
+from mlm_export import _run_flush as run_flush
+from mlm_export import export_mlm
+from mlm_export._checkpoint_facts import plain, run_link
+from mlm_export._item import CheckpointFacts, checkpoint_item
+from mlm_export._runs import COLLECTION_FILE, RunCatalog, item_path_for
+from mlm_export._write import file_checksum
 
 from .conftest import plain_validate
 from .models import Regressor

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mlm_export.provenance import Prepared, write_prepared
-from mlm_export.write import file_checksum
+from mlm_export._provenance import Prepared, write_prepared
+from mlm_export._write import file_checksum
 
 TEXT = b"# what loading this model takes\ntorch==2.0\n"
 
 
 def prepared(text: bytes = TEXT) -> Prepared:
-    from mlm_export.provenance import _checksum
+    from mlm_export._provenance import _checksum
 
     asset = {"type": "text/plain", "title": "t", "roles": ["mlm:inference-runtime"], "file:size": len(text),
              "file:checksum": _checksum(text)}  # fmt: skip

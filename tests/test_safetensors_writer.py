@@ -10,8 +10,8 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-from mlm_export.artifacts import safetensors_size, write_safetensors
-from mlm_export.write import file_checksum
+from mlm_export._artifacts import safetensors_size, write_safetensors
+from mlm_export._write import file_checksum
 
 
 def test_every_dtype_width_reads_back_with_the_library(tmp_path):
@@ -56,7 +56,7 @@ def test_weights_file_follows_the_umask(tmp_path):
 FULL_DISK = """
 import resource, signal, sys, torch
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
-from mlm_export.artifacts import write_safetensors
+from mlm_export._artifacts import write_safetensors
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 try:
     write_safetensors({"w": torch.zeros(100_000)}, sys.argv[1], {"format": "pt"})

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 import torch
 
-from mlm_export import runs
+from mlm_export import _runs as runs
+from mlm_export._guard import Policy, UntrustedModelError
+from mlm_export._sources.archive_limits import ArchiveBombError, check_declared_sizes
+from mlm_export._sources.checkpoint import import_object
+from mlm_export._write import file_checksum
 from mlm_export.cli import main
-from mlm_export.guard import Policy, UntrustedModelError
-from mlm_export.sources.archive_limits import ArchiveBombError, check_declared_sizes
-from mlm_export.sources.checkpoint import import_object
-from mlm_export.write import file_checksum
 
 from .conftest import plain_validate
 from .models import SmallUNet
@@ -518,7 +518,7 @@ class Pretrainable(torch.nn.Module):
 
 
 def test_hyperparameters_record_what_the_checkpoint_stated_not_the_offline_value():
-    from mlm_export.sources.checkpoint import ModelSpec
+    from mlm_export._sources.checkpoint import ModelSpec
 
     allowed = Policy(allow_modules=("tests",))
     model = ModelSpec("tests.test_security:Pretrainable", (("pretrained", True),), policy=allowed).build()

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlm_export import export_mlm
-from mlm_export.artifact_safety import UnsafeArtifactError, check_onnx, check_pt2, check_torchscript
-from mlm_export.verify import verify_item
-from mlm_export.write import file_checksum
+from mlm_export import export_mlm, verify_item
+from mlm_export._artifact_safety import UnsafeArtifactError, check_onnx, check_pt2, check_torchscript
+from mlm_export._write import file_checksum
 
 from .models import SmallUNet
 

@@ -87,8 +87,8 @@ def test_bare_batch_by_k_from_an_unknown_module_still_asks():
 
 def test_self_supervised_weights_do_not_make_a_1000_class_classifier(assert_valid):
     pytest.importorskip("torchgeo")
-    from mlm_export.pipeline import ExportOptions, gather
-    from mlm_export.sources.weights import build_model
+    from mlm_export._pipeline import ExportOptions, gather
+    from mlm_export._sources.weights import build_model
 
     name = "ResNet50_Weights.SENTINEL2_ALL_MOCO"
     model = build_model(name)
@@ -115,7 +115,7 @@ def test_a_head_the_user_sized_is_kept_with_self_supervised_weights(assert_valid
 
 def test_backbone_only_weights_on_a_torchvision_model(assert_valid):
     pytest.importorskip("torchgeo")
-    from mlm_export.sources.weights import build_model
+    from mlm_export._sources.weights import build_model
 
     name = "Swin_V2_T_Weights.SENTINEL2_SI_RGB_SATLAS"
     item = export_mlm(build_model(name), weights=name, **WHEN)
@@ -146,7 +146,7 @@ FEATURE_MEMBERS = [
 @pytest.mark.parametrize("member", FEATURE_MEMBERS)
 def test_torchgeo_feature_extractors_need_no_tasks(member, assert_valid):
     tgm = pytest.importorskip("torchgeo.models")
-    from mlm_export.sources.weights import build_model
+    from mlm_export._sources.weights import build_model
 
     builder, name = member.split(":")
     weights = tgm.get_model_weights(builder)[name]

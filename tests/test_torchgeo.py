@@ -12,9 +12,9 @@ tg = pytest.importorskip("torchgeo")
 import torchgeo.models as tgm  # noqa: E402
 
 from mlm_export import InvalidOptionError, MLMExportWarning, export_mlm, inspect_model  # noqa: E402
+from mlm_export._sources.evidence import feature_module  # noqa: E402
+from mlm_export._sources.weights import build_model, first_layer_channels, weights_facts  # noqa: E402
 from mlm_export.cli import main  # noqa: E402
-from mlm_export.sources.evidence import feature_module  # noqa: E402
-from mlm_export.sources.weights import build_model, first_layer_channels, weights_facts  # noqa: E402
 
 from .conftest import plain_validate  # noqa: E402
 

@@ -19,7 +19,7 @@ from torchgeo.datasets import RasterDataset, stack_samples  # noqa: E402
 from torchgeo.samplers import RandomGeoSampler  # noqa: E402
 
 from mlm_export import export_mlm  # noqa: E402
-from mlm_export.sources.datamodule import datamodule_facts  # noqa: E402
+from mlm_export._sources.datamodule import datamodule_facts  # noqa: E402
 
 from .conftest import plain_validate  # noqa: E402
 from .models import SmallUNet  # noqa: E402

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from mlm_export.sources.checkpoint import load
-from mlm_export.sources.unpickle import CheckpointError, UntrustedCheckpointError, legacy_globals
+from mlm_export._sources.checkpoint import load
+from mlm_export._sources.unpickle import CheckpointError, UntrustedCheckpointError, legacy_globals
 
 
 class Evil:

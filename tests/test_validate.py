@@ -108,13 +108,13 @@ def test_download_is_cached_and_reused(tmp_path, item_dict, monkeypatch):
         fetched.append(url)
         return (root / url.removeprefix("https://")).read_bytes()
 
-    monkeypatch.setattr("mlm_export.validate._download", fake_download)
+    monkeypatch.setattr("mlm_export._validate._download", fake_download)
     cache = tmp_path / "cache"
     store = SchemaStore(override_dirs=[], cache_dir=cache, offline=False, bundled=False)
     assert validation_problems(item_dict, store) == []
     assert fetched and (cache / MLM).is_file()
     fetched.clear()
-    monkeypatch.setattr("mlm_export.validate._download", lambda *a, **k: pytest.fail("cached schema downloaded again"))
+    monkeypatch.setattr("mlm_export._validate._download", lambda *a, **k: pytest.fail("cached schema downloaded again"))
     store2 = SchemaStore(override_dirs=[], cache_dir=cache, offline=True, bundled=False)
     assert validation_problems(item_dict, store2) == []
 

@@ -80,8 +80,8 @@ def test_accelerator_for_devices_and_trainers(kind: str, machine: str, system: s
 
 
 def test_trainer_and_device_agree_on_the_accelerator() -> None:
-    from mlm_export.resolve import accelerator
-    from mlm_export.sources.runtime import accelerator_from_trainer
+    from mlm_export._resolve import accelerator
+    from mlm_export._sources.runtime import accelerator_from_trainer
 
     class CPUAccelerator:
         pass

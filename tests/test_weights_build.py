@@ -10,7 +10,7 @@ from torch import nn
 
 pytest.importorskip("torchgeo")
 
-from mlm_export.sources.weights import build_model  # noqa: E402
+from mlm_export._sources.weights import build_model  # noqa: E402
 
 MEMBER = "ResNet18_Weights.SENTINEL2_ALL_MOCO"
 

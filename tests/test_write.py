@@ -13,8 +13,8 @@ import pytest
 import safetensors.torch
 import torch
 
-from mlm_export.artifacts import safetensors_metadata, safetensors_size, weights, write_safetensors
-from mlm_export.write import atomic_path, atomic_write_json, file_checksum
+from mlm_export._artifacts import safetensors_metadata, safetensors_size, weights, write_safetensors
+from mlm_export._write import atomic_path, atomic_write_json, file_checksum
 
 from .models import TiedWeights
 
@@ -56,9 +56,9 @@ while True:
 
 
 def test_killing_the_writer_never_leaves_a_torn_file(tmp_path):
-    import mlm_export.write
+    import mlm_export._write
 
-    write_module = mlm_export.write.__file__
+    write_module = mlm_export._write.__file__
     target = tmp_path / "item.json"
     atomic_write_json(target, {"i": 0})
     for delay in (0.05, 0.13, 0.21, 0.37):

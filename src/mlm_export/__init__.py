@@ -6,8 +6,13 @@ Facts flow one way: sources (model, datamodule) -> one builder (:func:`build_ite
 
 from __future__ import annotations
 
-from .about import __version__
-from .api import export_mlm
+from ._about import __version__
+from ._api import export_mlm
+from ._facts import ModelFacts, ParameterFacts, TensorFacts
+from ._sources.model import inspect_model
+from ._validate import SchemaStore, validation_problems
+from ._validate import check as validate_item
+from ._verify import Check, verify_item
 from .errors import (
     InputRequiredError,
     InvalidOptionError,
@@ -20,19 +25,14 @@ from .errors import (
     TraceError,
     UnsupportedOutputError,
 )
-from .facts import ModelFacts, ParameterFacts, TensorFacts
 from .mlm import MLM_SCHEMA, MLM_VERSION
-from .sources.model import inspect_model
-from .validate import SchemaStore, validation_problems
-from .validate import check as validate_item
-from .verify import Check, verify_item
 
 
 def __getattr__(name: str) -> object:
     """Lightning integrations are imported on first use, so that the core needs torch alone."""
     if name == "MLMExportCallback":
         try:
-            from .callback import MLMExportCallback
+            from ._callback import MLMExportCallback
         except ModuleNotFoundError as e:
             raise ImportError("MLMExportCallback needs Lightning: pip install 'mlm-export[lightning]'") from e
         return MLMExportCallback

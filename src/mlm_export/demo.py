@@ -152,7 +152,7 @@ class DemoRun:
 def run(out_dir: str | Path, epochs: int = 2) -> DemoRun:
     """Train TinyUNet on synthetic scenes for ``epochs``, export its Item into ``out_dir`` and validate it."""
     from . import export_mlm
-    from .validate import validation_problems
+    from ._validate import validation_problems
 
     torch.manual_seed(0)
     dm = SceneDataModule()
@@ -189,3 +189,13 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+__all__ = [
+    "DemoRun",
+    "main",
+    "run",
+    "SceneDataModule",
+    "synthetic_scenes",
+    "TinyUNet",
+    "train",
+]

@@ -201,7 +201,7 @@ class UntrustedModelError(MLMExportError, PermissionError):
     """A checkpoint (or ``--model``) names something that is not a model class of an allowed package."""
 
     def __init__(self, target: str, reason: str) -> None:
-        from .guard import MODEL_PACKAGES
+        from ._guard import MODEL_PACKAGES
 
         self.target = target
         super().__init__(
@@ -303,3 +303,16 @@ class ItemNotFoundError(CatalogError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "Item not found"
+
+
+# fmt: off
+__all__ = [
+    "ArchitectureError", "ArchiveBombError", "ArtifactTimeoutError", "CatalogError", "CatalogFormatError",
+    "CatalogUnreachableError", "CheckpointError", "ConflictError", "DownloadRefusedError", "first_line",
+    "InputRequiredError", "InvalidOptionError", "ItemChangedError", "ItemFileError", "ItemNotFoundError",
+    "ItemValidationError", "MLMExportError", "MLMExportWarning", "NotJSONError", "Problem", "QueryError",
+    "RefusedItemsError", "SchemaNotFoundError", "SchemaURLRefusedError", "TaskInferenceError",
+    "TorchScriptError", "TraceError", "UnsafeArtifactError", "UnsafeHrefError", "UnsupportedOutputError",
+    "UntrustedCheckpointError", "UntrustedModelError", "UsageError", "WriteFailedError",
+]
+# fmt: on

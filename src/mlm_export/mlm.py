@@ -290,7 +290,7 @@ class ProcessingExpression(_Field):
 
 @dataclass(frozen=True, config=_CONFIG)
 class ModelInput(_Field):
-    """One ``mlm:input`` object: decided by :mod:`mlm_export.resolve` from the traced inputs and the data."""
+    """One ``mlm:input`` object: decided by :mod:`mlm_export._resolve` from the traced inputs and the data."""
 
     name: Annotated[str, Field(min_length=1)]
     #: Band names, one per channel of the channel dim (empty when the bands are not known).
@@ -325,7 +325,7 @@ class ClassObject(_Field):
 
 @dataclass(frozen=True, config=_CONFIG)
 class ModelOutput(_Field):
-    """One ``mlm:output`` object: decided by :mod:`mlm_export.resolve` from the traced outputs and the tasks."""
+    """One ``mlm:output`` object: decided by :mod:`mlm_export._resolve` from the traced outputs and the tasks."""
 
     name: Annotated[str, Field(min_length=1)]
     tasks: Annotated[tuple[Task, ...], Field(min_length=1)]
@@ -345,3 +345,27 @@ SCI_PREFIX = "sci:"
 SCI_PUBLICATIONS = SCI_PREFIX + "publications"
 ML_AOI_PREFIX = "ml-aoi:"
 ML_AOI_SPLIT = ML_AOI_PREFIX + "split"
+
+# fmt: off
+__all__ = [
+    "ACCELERATOR", "Accelerator", "accelerator", "ACCELERATOR_CONSTRAINED", "ACCELERATOR_COUNT",
+    "ACCELERATOR_SUMMARY", "ARCHITECTURE", "ARTIFACT_EXPORT", "ARTIFACT_ONNX", "ARTIFACT_SAFETENSORS",
+    "ARTIFACT_TORCH_SAVE", "ARTIFACT_TORCHSCRIPT", "ARTIFACT_TYPE", "BATCH_SIZE_SUGGESTION", "CLASSES",
+    "CLASSIFICATION_SCHEMA", "ClassObject", "COMPILE_METHOD", "data_type", "DATA_TYPES", "DataType",
+    "DIM_PATTERN", "ENTRYPOINT", "EO_BANDS", "EO_CENTER_WAVELENGTH", "EO_COMMON_NAME", "EO_SCHEMA",
+    "FILE_CHECKSUM", "FILE_SCHEMA", "FILE_SIZE", "FRAMEWORK", "FRAMEWORK_PYTORCH", "FRAMEWORK_VERSION",
+    "HYPERPARAMETER_KEY", "HYPERPARAMETERS", "INPUT", "is_data_type", "is_resize_type", "is_scaling_type",
+    "is_task", "LIGHTNING_DATAMODULE", "LIGHTNING_EPOCH", "LIGHTNING_GLOBAL_STEP", "LIGHTNING_METRICS",
+    "LIGHTNING_MODE", "LIGHTNING_MONITOR", "LIGHTNING_PREFIX", "LIGHTNING_SCORE", "LIGHTNING_WEIGHTS_ONLY",
+    "MEDIA_GEOJSON", "MEDIA_HTML", "MEDIA_JSON", "MEDIA_MARKDOWN", "MEDIA_ONNX", "MEDIA_PT2", "MEDIA_PYTORCH",
+    "MEDIA_SAFETENSORS", "MEDIA_TEXT", "MEDIA_TORCHSCRIPT", "MEMORY_SIZE", "ML_AOI_PREFIX", "ML_AOI_SCHEMA",
+    "ML_AOI_SPLIT", "MLM_SCHEMA", "MLM_VERSION", "ModelInput", "ModelOutput", "NAME", "NAME_PATTERN", "OUTPUT",
+    "PREFIX", "PRETRAINED", "PRETRAINED_SOURCE", "PROCESSING_DATETIME", "PROCESSING_LINEAGE",
+    "PROCESSING_PREFIX", "PROCESSING_SCHEMA", "PROCESSING_SOFTWARE", "ProcessingExpression", "RASTER_BANDS",
+    "RESIZE_TYPES", "ResizeType", "ROLE_CHECKPOINT", "ROLE_CODE", "ROLE_DATA", "ROLE_INFERENCE_RUNTIME",
+    "ROLE_METADATA", "ROLE_MODEL", "ROLE_SOURCE_CODE", "ROLE_TRAINING_RUNTIME", "ROLE_WEIGHTS", "SCALING_TYPES",
+    "ScalingType", "SCI_CITATION", "SCI_DOI", "SCI_PREFIX", "SCI_PUBLICATIONS", "SCI_SCHEMA", "SEMVER",
+    "STATS_ITEMS", "STATS_SCHEMA", "Structure", "Task", "TASK_NAMES", "TASKS", "TORCH_TO_DATA_TYPE",
+    "TOTAL_PARAMETERS", "ValueScaling", "VERSION_SCHEMA",
+]
+# fmt: on

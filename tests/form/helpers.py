@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from mlm_export import export_mlm
-from mlm_export.form.server import TOKEN_HEADER, FormServer
-from mlm_export.form.session import FormSession
+from mlm_export._form.server import TOKEN_HEADER, FormServer
+from mlm_export._form.session import FormSession
 
 from ..models import SmallUNet
 

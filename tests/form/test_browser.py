@@ -13,7 +13,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from mlm_export.form.session import HAND_EDITED
+from mlm_export._form.session import HAND_EDITED
 
 from ..conftest import ROOT
 from .helpers import running

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from mlm_export._form.server import MAX_BODY, STATIC, TOKEN_HEADER, FormServer, _asset
 from mlm_export.cli import main
-from mlm_export.form.server import MAX_BODY, STATIC, TOKEN_HEADER, FormServer, _asset
 
 from .helpers import raw_post, request, running
 
@@ -110,7 +110,7 @@ def test_static_files_ship_in_the_package():
 
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["mlm_export"]
     for name, _ in STATIC.values():
-        assert any(fnmatch.fnmatch(f"form/static/{name}", g) for g in globs), name
+        assert any(fnmatch.fnmatch(f"_form/static/{name}", g) for g in globs), name
         assert _asset(name)
 
 

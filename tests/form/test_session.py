@@ -7,11 +7,11 @@ import json
 import pytest
 
 from mlm_export import mlm
+from mlm_export._form import licenses
+from mlm_export._form.schema_form import form_spec
+from mlm_export._form.session import HAND_EDITED, FormSession, parse_json_path, problem_json
+from mlm_export._validate import default_store
 from mlm_export.errors import ItemChangedError, ItemFileError, ItemValidationError
-from mlm_export.form import licenses
-from mlm_export.form.schema_form import form_spec
-from mlm_export.form.session import HAND_EDITED, FormSession, parse_json_path, problem_json
-from mlm_export.validate import default_store
 
 from .helpers import request, running
 
@@ -76,7 +76,7 @@ def test_form_is_generated_from_the_schemas():
 
 def test_license_list_is_the_spdx_data_shipped_offline():
     shipped = licenses.shipped()
-    assert shipped == licenses.generate(), "regenerate with python -m mlm_export.form.licenses"
+    assert shipped == licenses.generate(), "regenerate with python -m mlm_export._form.licenses"
     ids = [entry["id"] for entry in shipped["licenses"]]
     assert {"MIT", "Apache-2.0", "CC-BY-4.0", "GPL-3.0-only", "other"} <= set(ids)
     assert not [i for i in ids if i.startswith("LicenseRef-")]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .base import AddResult, CatalogBase
-from .errors import (
+from ._base import AddResult, CatalogBase
+from ._errors import (
     CatalogError,
     CatalogFormatError,
     CatalogUnreachableError,
@@ -22,22 +22,22 @@ from .errors import (
     QueryError,
     RefusedItemsError,
 )
-from .fields import QUERYABLES
-from .query import Query
+from ._fields import QUERYABLES
+from ._query import Query
 
 
 def open(target: str | os.PathLike[str], **options: Any) -> CatalogBase:  # noqa: A001 - mirrors builtins.open
     """The catalog named by ``target``: a folder path, a ``postgresql://`` DSN or a STAC API URL."""
     text = os.fspath(target)
     if text.startswith(("postgresql://", "postgres://")):
-        from .pgstac import PgstacCatalog
+        from ._pgstac import PgstacCatalog
 
         return PgstacCatalog(text, **options)
     if text.startswith(("http://", "https://")):
-        from .stacapi import StacApiCatalog
+        from ._stacapi import StacApiCatalog
 
         return StacApiCatalog(text, **options)
-    from .folder import FolderCatalog
+    from ._folder import FolderCatalog
 
     return FolderCatalog(text, **options)
 

@@ -12,10 +12,18 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..errors import flag_spelling
-from . import convert, demo, form, hf_card, match, publish, search, validate, verify
-from .errors import FLAGS, USAGE, debugging, describe
-from .imports import user_modules_from_cwd
-from .output import Output
+from . import _convert as convert
+from . import _demo as demo
+from . import _form as form
+from . import _hf_card as hf_card
+from . import _match as match
+from . import _publish as publish
+from . import _search as search
+from . import _validate as validate
+from . import _verify as verify
+from ._errors import FLAGS, USAGE, debugging, describe
+from ._imports import user_modules_from_cwd
+from ._output import Output
 
 EPILOG = """examples:
   mlm-export demo                                  train a small model on synthetic data, export its Item
@@ -50,7 +58,7 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     """The ``mlm-export`` argument parser with every subcommand."""
-    from ..about import __version__
+    from .. import __version__
 
     p = _Parser(
         prog="mlm-export",
@@ -94,3 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+__all__ = [
+    "main",
+    "parser",
+]

@@ -1,0 +1,281 @@
+"""Writers of the runnable model files (TorchScript, ONNX) and the state-dict checkpoint, and their loaders.
+
+Each writer saves atomically and returns size and checksum; each loader gives a callable that runs the file
+the way a newcomer would (``torch.jit.load``, ``torch.export.load``, an ``onnxruntime`` session) and returns the
+outputs as a flat list of tensors (``torch.utils._pytree`` leaf order, which is ONNX's output order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+
+from ._artifacts import WrittenFile, export_program, save_program
+from ._facts import TensorFacts
+from ._model_state import eval_mode
+from ._sources.call import CallSpec
+from ._write import atomic_path, atomic_save, file_checksum
+from .errors import ArtifactTimeoutError as ArtifactTimeoutError
+from .errors import MLMExportError
+
+#: Seconds one artifact's export may take by default (timm davit_tiny took over 10 minutes in torch.export).
+DEFAULT_TIMEOUT = 300.0
+
+#: Runs a loaded artifact on (args, kwargs) and returns its outputs as a flat list of tensors.
+Runner = Callable[[tuple[Any, ...], dict[str, Any]], list[torch.Tensor]]
+
+
+@contextlib.contextmanager
+def time_bound(seconds: float | None, what: str) -> Iterator[None]:
+    """Raise :class:`ArtifactTimeoutError` in the block after ``seconds`` (main thread only: signals need it).
+
+    Elsewhere (the callback's worker, a notebook's thread) the block runs unbounded.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise ArtifactTimeoutError(
+            f"{what} took longer than {seconds:g} s and was stopped; raise artifact_timeout= (or the "
+            "MLM_EXPORT_ARTIFACT_TIMEOUT variable) to wait longer, or leave this format out of artifacts="
+        )
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def timeout_from_env(value: float | None) -> float | None:
+    """The bound to use: the option, else ``MLM_EXPORT_ARTIFACT_TIMEOUT``, else :data:`DEFAULT_TIMEOUT`."""
+    if value is not None:
+        return value or None
+    env = os.environ.get("MLM_EXPORT_ARTIFACT_TIMEOUT")
+    return float(env) or None if env else DEFAULT_TIMEOUT
+
+
+def _examples(model: nn.Module, spec: CallSpec) -> list[torch.Tensor]:
+    device = next((t.device for t in model.state_dict().values()), torch.device("cpu"))
+    out = []
+    for t in spec.tensors:
+        x = t.to(device)
+        if x.ndim and x.shape[0] == 1:  # batch 1 would be specialized to a constant 1
+            x = torch.cat([x, x])
+        out.append(x)
+    return out
+
+
+@contextlib.contextmanager
+def _eval(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the block (train flags restored after), without TorchScript's deprecation notices."""
+    with eval_mode(model), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.")
+        warnings.filterwarnings("ignore", message=r"Converting a tensor with requires_grad")
+        warnings.filterwarnings("ignore", message=r"RCNN always returns")
+        yield
+
+
+# ---------------------------------------------------------------------------------------------- writers
+
+
+def write_pt2(model: nn.Module, spec: CallSpec, inputs: Sequence[TensorFacts], path: Path) -> tuple[WrittenFile, Any]:
+    """``torch.export`` with the traced dynamic dims and save; also the input shapes the program accepts."""
+    program, accepted = export_program(model, spec, inputs)
+    return save_program(program, path), accepted
+
+
+def script_or_trace(
+    model: nn.Module, example: Callable[[], tuple[Any, dict[str, Any]]]
+) -> tuple[torch.jit.ScriptModule, str]:
+    """``torch.jit.script`` (keeps control flow: detection models), else ``torch.jit.trace`` on the arguments
+    ``example()`` makes; and which of the two it was. The copy is checked against the model by its caller."""
+    try:
+        return torch.jit.script(model), "scripted"
+    except Exception as scripting:
+        args, kwargs = example()
+        try:
+            with torch.no_grad():
+                traced = torch.jit.trace(  # type: ignore[no-untyped-call]  # untyped in torch
+                    model, args, example_kwarg_inputs=kwargs or None, strict=False, check_trace=False
+                )
+        except Exception as e:
+            raise RuntimeError(
+                f"torch.jit.script failed ({_short(scripting)}) and so did torch.jit.trace ({_short(e)})"
+            ) from e
+        return traced, "traced"
+
+
+def write_torchscript(model: nn.Module, spec: CallSpec, path: Path) -> tuple[WrittenFile, str]:
+    """The model as TorchScript (see :func:`script_or_trace`), taking the Item's inputs; then save."""
+    with _eval(model):
+        compiled, how = script_or_trace(model, lambda: spec.call_args(_examples(model, spec)))
+        if how == "scripted":
+            compiled = _as_item_interface(compiled, model, spec)
+        atomic_save(path, lambda f: torch.jit.save(compiled, f))  # a full disk: an OSError, not an abort
+    return WrittenFile(os.path.getsize(path), file_checksum(path)), how
+
+
+def _as_item_interface(scripted: Any, model: nn.Module, spec: CallSpec) -> Any:
+    """A scripted model that takes a list of images (torchvision detection) wrapped to take the batch tensor."""
+    args = scripted.forward.schema.arguments
+    if spec.structure != "tensor" or len(args) < 2 or str(args[1].type) != "List[Tensor]":
+        return scripted
+    from ._script_wrappers import ImageList, ImageListDetections
+
+    returns = scripted.forward.schema.returns
+    spelled = str(returns[0].type).replace("(", "[").replace(")", "]") if returns else ""
+    detections = spelled.startswith("Tuple[Dict[str, Tensor], List[Dict[str, Tensor]]")
+    return torch.jit.script(ImageListDetections(model) if detections else ImageList(model))
+
+
+def onnx_dim_names(spec: CallSpec, inputs: Sequence[TensorFacts]) -> dict[str, dict[int, str]]:
+    """Symbolic names of each input's dynamic dims: ``batch``, ``height``, ``width``, ``time``, else numbered."""
+    named: dict[str, dict[int, str]] = {}
+    for name, facts in zip(spec.names, inputs, strict=True):
+        dims = {}
+        for d, (size, role) in enumerate(zip(facts.shape, facts.roles, strict=False)):
+            if size == -1:
+                dims[d] = role if role in ("batch", "height", "width", "time") else f"{name}_dim{d}"
+        named[name] = dims
+    return named
+
+
+def write_onnx(
+    model: nn.Module, spec: CallSpec, inputs: Sequence[TensorFacts], path: Path, output_names: Sequence[str] = ()
+) -> WrittenFile:
+    """``torch.onnx.export`` (the torch.export-based exporter) with the dynamic dims named symbolically."""
+    try:
+        import onnx
+    except ImportError as e:
+        raise MLMExportError("ONNX export needs the onnx extra: pip install 'mlm-export[onnx]'") from e
+    names = onnx_dim_names(spec, inputs)
+    args, kwargs = spec.call_args(_examples(model, spec))
+    auto = [dict.fromkeys(names[n], torch.export.Dim.AUTO) or None for n in spec.names]
+    dyn_args, dyn_kwargs = spec.call_args(auto, constants=False)
+    dynamic: Any = dyn_kwargs if spec.as_kwargs and spec.structure == "mapping" else dyn_args
+    with _eval(model), torch.no_grad(), _quiet():
+        program = torch.onnx.export(
+            model, args, kwargs=kwargs or None, dynamo=True, dynamic_shapes=dynamic, input_names=list(spec.names),
+            output_names=list(output_names) or None, optimize=True, verbose=False,
+        )  # fmt: skip
+    if program is None:  # only the legacy exporter (dynamo=False) returns nothing
+        raise RuntimeError("torch.onnx.export returned no program")
+    proto = program.model_proto
+    _rename_symbols(proto, names, list(spec.names))
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, str(tmp))
+    return WrittenFile(os.path.getsize(path), file_checksum(path))
+
+
+def _rename_symbols(proto: Any, names: dict[str, dict[int, str]], order: list[str]) -> None:
+    """Give the exporter's symbols (``s77``) the names of the dims they stand for, everywhere in the graph."""
+    mapping: dict[str, str] = {}
+    for value in proto.graph.input:
+        dims = names.get(value.name, {})
+        for d, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.dim_param and d in dims:
+                mapping.setdefault(dim.dim_param, dims[d])
+    if not mapping:
+        return
+    pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True)) + r")\b")
+    for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = pattern.sub(lambda m: mapping[m.group(1)], dim.dim_param)
+
+
+def write_checkpoint(state: dict[str, torch.Tensor], path: Path) -> WrittenFile:
+    """``torch.save`` of the state dict alone: plain tensors, so it loads with ``weights_only=True``."""
+    plain = {k: v.detach().cpu() for k, v in state.items()}
+    with atomic_path(path) as tmp:
+        torch.save(plain, str(tmp))
+    return WrittenFile(os.path.getsize(path), file_checksum(path))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The ONNX exporter prints progress and whole graphs on failure; the caller reports it in one line."""
+    import io
+
+    from ._artifacts import _quiet_torch_logs
+
+    with _quiet_torch_logs(), contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _short(e: BaseException) -> str:
+    from .errors import first_line
+
+    return f"{type(e).__name__}: {first_line(e, 200)}"
+
+
+# ---------------------------------------------------------------------------------------------- loaders
+
+
+def leaves(out: Any) -> list[torch.Tensor]:
+    """The tensors of a model's output, in pytree order (dicts in insertion order, as ONNX outputs them)."""
+    return [t.detach() for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+
+
+def load_module(fmt: str, path: Path, *, input_names: Sequence[str] = ()) -> Callable[..., Any]:
+    """Load a runnable model file as a callable taking the model's arguments (no safety checks: see
+    :mod:`mlm_export._artifact_safety`). ONNX returns its outputs by name (one output: the tensor itself)."""
+    if fmt == "pt2":
+        return torch.export.load(str(path)).module()
+    if fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.")
+            scripted = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]  # untyped
+        return lambda *args, **kwargs: _detections(scripted(*args, **kwargs))
+    if fmt == "onnx":
+        return _onnx_module(path, input_names)
+    raise MLMExportError(f"{fmt} files hold weights only: they need the model's code to run")
+
+
+def load_runner(fmt: str, path: Path, *, input_names: Sequence[str] = ()) -> Runner:
+    """Load a runnable model file and return a function that runs it and gives its outputs' tensors."""
+    module = load_module(fmt, path, input_names=input_names)
+    return lambda args, kwargs: leaves(module(*args, **kwargs))
+
+
+def _detections(out: Any) -> Any:
+    """torchvision detection models return ``(losses, detections)`` when scripted and ``detections`` otherwise."""
+    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], dict) and isinstance(out[1], list):
+        return out[1]
+    return out
+
+
+def _onnx_module(path: Path, input_names: Sequence[str]) -> Callable[..., Any]:
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise MLMExportError("running an ONNX file needs onnxruntime: pip install 'mlm-export[onnx]'") from e
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    graph_inputs = [i.name for i in session.get_inputs()]
+    graph_outputs = [o.name for o in session.get_outputs()]
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        tensors = leaves((args, kwargs))
+        names = list(input_names) if len(input_names) == len(tensors) else graph_inputs
+        feed = {n: t.cpu().numpy() for n, t in zip(names, tensors, strict=False) if n in graph_inputs}
+        out = [torch.from_numpy(a) for a in session.run(None, feed)]
+        return out[0] if len(out) == 1 else dict(zip(graph_outputs, out, strict=True))
+
+    return run

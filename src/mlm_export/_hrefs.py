@@ -1,0 +1,69 @@
+"""Following a stranger's hrefs to local files: inside the Item's folder tree, regular files only, reads bounded.
+
+An Item's asset hrefs are written by whoever made the Item. ``validate`` and ``verify`` follow them to check
+sizes and checksums; without these rules ``../../etc/passwd``, ``file:///etc/shadow`` or a symlink would let
+an Item make them read (and print the hash of) any file, and ``/dev/zero`` or a FIFO would hang them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from ._write import READ_CHUNK, multihash
+from .errors import UnsafeHrefError as UnsafeHrefError
+
+#: Largest file a check reads when the Item states no size (bytes); a stated ``file:size`` bounds it otherwise.
+MAX_READ = int(os.environ.get("MLM_EXPORT_MAX_READ", str(64 << 30)))
+
+
+def local_path(href: str, base: Path, *, allow_outside: bool = False) -> Path | None:
+    """The file a relative or ``file://`` href names, resolved (symlinks followed); None for a remote href.
+
+    Outside ``base``'s tree it is refused unless ``allow_outside`` (``--allow-outside``).
+    """
+    parsed = urlparse(href)
+    if parsed.scheme not in ("", "file"):
+        return None
+    if parsed.scheme == "file" and not allow_outside:
+        raise UnsafeHrefError(f"href {href!r} is a file:// URL; pass --allow-outside to follow hrefs out of the folder")
+    root = base.resolve()
+    path = (root / unquote(parsed.path)).resolve()
+    if not allow_outside and not path.is_relative_to(root):
+        raise UnsafeHrefError(
+            f"href {href!r} leads outside the Item's folder ({root}); pass --allow-outside to follow it"
+        )
+    return path
+
+
+def regular_size(path: Path) -> int:
+    """The size of a regular file; a device, FIFO, socket or directory is refused (reading it could hang)."""
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeHrefError(f"{path} is not a regular file (a device, FIFO or directory); it is not read")
+    return st.st_size
+
+
+def bounded_checksum(path: Path, limit: int | None = None) -> str:
+    """sha256 multihash of a regular file, reading at most ``limit`` bytes (default :data:`MAX_READ`).
+
+    Opened without blocking (a FIFO swapped in after the size check cannot hang the read) and checked again on
+    the open descriptor.
+    """
+    limit = MAX_READ if limit is None else limit
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeHrefError(f"{path} is not a regular file; it is not read")
+        if st.st_size > limit:
+            raise UnsafeHrefError(f"{path} is {st.st_size:,} bytes, over the {limit:,} a check reads")
+        h = hashlib.sha256()
+        left = limit
+        while left > 0 and (chunk := f.read(min(READ_CHUNK, left))):
+            h.update(chunk)
+            left -= len(chunk)
+    return multihash(h.digest())

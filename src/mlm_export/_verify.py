@@ -1,0 +1,277 @@
+"""Prove that an Item describes its model: files, schema, and a real run on a batch built from ``mlm:input``."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import mlm
+from ._checks import consistency_problems
+from ._guard import SAFE, Policy
+from ._rebuild import checkpoint_spec
+from ._sources.checkpoint import load, load_weights
+from ._sources.model import observe_outputs
+from ._validate import validation_problems
+from ._verify_artifacts import RUNNABLE, format_of, load_checked, local_file, parity_checks
+from .errors import ItemValidationError, MLMExportError, NotJSONError, Problem
+
+#: Size given to dynamic (-1) non-batch dims of the synthetic batch; a multiple of 32 suits common encoders.
+DYNAMIC_SIZE = 64
+#: Batch size of the synthetic batch when the batch dim is dynamic.
+BATCH = 2
+
+_DTYPES = {
+    "float16": torch.float16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "int8": torch.int8,
+    "int16": torch.int16,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "uint8": torch.uint8,
+    "cfloat32": torch.complex64,
+    "cfloat64": torch.complex128,
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verified fact: what was checked, whether it holds, and the detail."""
+
+    name: str
+    ok: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail}
+
+
+def verify_item(
+    path: str | Path,
+    *,
+    model: str | None = None,
+    init_args: Mapping[str, Any] | None = None,
+    trust: bool = False,
+    allow_modules: tuple[str, ...] = (),
+    allow_outside: bool = False,
+    download: bool = False,
+) -> list[Check]:
+    """Check an Item's files, schema and cross-field rules, then run its model and compare the outputs.
+
+    A file that is not JSON is a :class:`NotJSONError`; an Item the schema rejects is still checked as far as
+    its fields allow, each unusable field a failed check (never an uncaught ``KeyError``).
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        item = json.loads(text)
+    except ValueError as e:
+        raise NotJSONError(path, e) from e
+    if not isinstance(item, dict):
+        return [Check("schema", False, f"{path.name} holds a JSON {type(item).__name__}, not a STAC Item")]
+    schema = _schema_problems(item)
+    checks = [Check("schema", not schema, _join(schema) or "valid")]
+    if not (isinstance(item.get("properties"), dict) and isinstance(item.get("assets"), dict)):
+        return [*checks, Check("load model", False, "not loaded: the file has no properties and assets to read")]
+    try:
+        problems = consistency_problems(item, path.parent, allow_outside=allow_outside)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # a structure the schema check rejects
+        detail = f"cannot check: {type(e).__name__}: {e} (see 'schema')"
+        return [*checks, Check("consistency", False, detail)]
+    file_rules = {"asset-exists", "asset-size", "asset-checksum", "asset-outside"}
+    files = [p for p in problems if p.schema in file_rules]
+    rules = [p for p in problems if p.schema not in file_rules]
+    checks.append(Check("files", not files, _join(files) or "every local asset has its stated size and checksum"))
+    checks.append(Check("consistency", not rules, _join(rules) or "bands, classes and model assets agree"))
+    if any(p.schema == "asset-outside" for p in files):  # nothing is loaded from outside the Item's folder
+        return [*checks, Check("load model", False, "not loaded: an href leads outside the Item's folder")]
+    if files:  # a file that is not the one the Item describes is never loaded
+        return [*checks, Check("load model", False, "not loaded: the files do not match the Item (see 'files')")]
+    policy = Policy(trust=trust, allow_modules=tuple(allow_modules), download=download)
+    try:
+        module, how = load_model(item, path.parent, model=model, init_args=init_args, trust=trust, policy=policy)
+    except MLMExportError as e:
+        checks.append(Check("load model", False, str(e)))
+        return checks + _other_files(item, path.parent, trust)
+    except (KeyError, TypeError) as e:
+        return [*checks, Check("load model", False, _unusable(e, "the mlm:model asset"))]
+    checks.append(Check("load model", True, how))
+    props = item.get("properties", {})
+    try:
+        args, kwargs, described = synthetic_batch(props.get(mlm.INPUT, []), module)
+    except (ValueError, KeyError, TypeError) as e:
+        return [*checks, Check("run", False, _unusable(e, mlm.INPUT))]
+    try:
+        with torch.no_grad():
+            out = module(*args, **kwargs)
+    except Exception as e:
+        return [*checks, Check("run", False, f"the model fails on a batch built from mlm:input ({described}): {e}")]
+    checks.append(Check("run", True, f"ran on {described}"))
+    try:
+        checks += compare_outputs(props.get(mlm.OUTPUT, []), out)
+    except (KeyError, TypeError) as e:
+        return [*checks, Check("outputs", False, _unusable(e, mlm.OUTPUT))]
+    names = [i["name"] for i in props.get(mlm.INPUT, [])]
+    examples = list(kwargs.values()) if kwargs else list(args)
+
+    def call(m: Any, tensors: Any) -> Any:
+        return m(**dict(zip(names, tensors, strict=True))) if kwargs else m(*tensors)
+
+    eager = module if isinstance(module, nn.Module) and not _is_exported(module) else None
+    for name, ok, detail in parity_checks(item, path.parent, examples, call, trust=trust, eager=eager):
+        checks.append(Check(name, ok, detail))
+    return checks
+
+
+def load_model(
+    item: Mapping[str, Any],
+    base: Path,
+    *,
+    model: str | None,
+    init_args: Mapping[str, Any] | None,
+    trust: bool,
+    policy: Policy = SAFE,
+) -> tuple[Any, str]:
+    """The Item's ``mlm:model`` artifact as a runnable module, without the training code where its type allows."""
+    assets = item.get("assets", {})
+    key, asset = next(((k, a) for k, a in assets.items() if mlm.ROLE_MODEL in (a.get("roles") or [])), (None, None))
+    if asset is None:
+        raise MLMExportError(f"the Item has no '{mlm.ROLE_MODEL}' asset")
+    file = local_file(base, str(asset["href"]))
+    kind = asset.get(mlm.ARTIFACT_TYPE)
+    fmt = format_of(asset)
+    if fmt in RUNNABLE:
+        names = [i["name"] for i in item.get("properties", {}).get(mlm.INPUT, [])]
+        module = load_checked(str(fmt), base, asset, trust=trust, names=names)
+        return module, f"{file.name} ({kind}, no training code)"
+    if kind in (mlm.ARTIFACT_SAFETENSORS, mlm.ARTIFACT_TORCH_SAVE):
+        ckpt = load(file, trust=trust)
+        spec = checkpoint_spec(ckpt, model=model, init_args=init_args, policy=policy)
+        module = load_weights(spec.build(on_meta=False), ckpt.state_dict, spec.target)
+        return module.eval(), f"{file.name} ({kind}) into {spec.target}"
+    raise MLMExportError(f"asset '{key}' has mlm:artifact_type {kind!r}, which verify cannot load")
+
+
+def synthetic_batch(inputs: list[dict[str, Any]], module: Any) -> tuple[tuple[Any, ...], dict[str, Any], str]:
+    """Tensors shaped and typed as ``mlm:input`` says (dynamic dims filled), passed the way forward takes them."""
+    if not inputs:
+        raise ValueError("the Item has no mlm:input")
+    gen = torch.Generator().manual_seed(0)
+    tensors = {}
+    for inp in inputs:
+        s = inp["input"]
+        shape = [
+            (BATCH if d == "batch" else DYNAMIC_SIZE) if n == -1 else n
+            for n, d in zip(s["shape"], s["dim_order"], strict=True)
+        ]
+        dtype = _DTYPES.get(s["data_type"])
+        if dtype is None:
+            raise ValueError(f"input '{inp['name']}' has data_type {s['data_type']!r}, which verify cannot make")
+        if dtype.is_floating_point or dtype.is_complex:
+            x = torch.randn(shape, generator=gen).to(dtype)  # values after value_scaling: about N(0, 1)
+        else:
+            x = torch.randint(0, 8, shape, generator=gen).to(dtype)
+        tensors[inp["name"]] = x
+    described = ", ".join(f"{n}: {str(t.dtype).removeprefix('torch.')}{list(t.shape)}" for n, t in tensors.items())
+    if len(tensors) == 1:
+        return (next(iter(tensors.values())),), {}, described
+    params = _forward_params(module)
+    if set(tensors) <= set(params):
+        return (), tensors, described
+    return tuple(tensors.values()), {}, described
+
+
+def compare_outputs(outputs: list[dict[str, Any]], out: Any) -> list[Check]:
+    """Shape, data type and class count of each described output against what the model returned."""
+    observed = observe_outputs(out).tensors
+    checks = []
+    described = {o["name"] for o in outputs}
+    for o in outputs:
+        name = o["name"]
+        if name not in observed:
+            checks.append(
+                Check(f"output {name}", False, f"the model returns no '{name}' (it returns {sorted(observed)})")
+            )
+            continue
+        shape, dtype = observed[name]
+        r = o["result"]
+        want = r["shape"]
+        issues = []
+        if len(want) != len(shape) or any(w not in (-1, s) for w, s in zip(want, shape, strict=False)):
+            issues.append(f"shape {list(shape)} vs stated {want}")
+        actual_type = mlm.data_type(str(dtype).removeprefix("torch."))
+        if actual_type != r["data_type"]:
+            issues.append(f"data type {actual_type} vs stated {r['data_type']}")
+        classes = o.get(mlm.CLASSES) or []
+        dims = r.get("dim_order", [])
+        if classes and "class" in dims and len(shape) == len(dims):
+            n = shape[dims.index("class")]
+            if n != len(classes):
+                issues.append(f"{n} classes vs {len(classes)} named")
+        ok = not issues
+        detail = "; ".join(issues) if issues else f"{actual_type}{list(shape)} as stated"
+        checks.append(Check(f"output {name}", ok, detail))
+    extra = sorted(set(observed) - described)
+    if extra:
+        checks.append(Check("outputs", False, f"the model also returns {extra}, which the Item does not describe"))
+    return checks
+
+
+def _other_files(item: Mapping[str, Any], base: Path, trust: bool) -> list[Check]:
+    """When the mlm:model holds weights only (and no --model was given), still check the runnable files."""
+    props = item.get("properties", {})
+    assets: Mapping[str, Any] = item.get("assets", {})
+    model_asset: Mapping[str, Any] = next((a for a in assets.values() if mlm.ROLE_MODEL in (a.get("roles") or [])), {})
+    if format_of(model_asset) in RUNNABLE:
+        return []  # the mlm:model itself failed to load: the reference is missing
+    try:
+        args, kwargs, _ = synthetic_batch(props.get(mlm.INPUT, []), None)
+    except (ValueError, KeyError, TypeError):
+        return []
+    names = [i["name"] for i in props.get(mlm.INPUT, [])]
+    examples = list(kwargs.values()) if kwargs else list(args)
+
+    def call(m: Any, tensors: Any) -> Any:
+        return m(**dict(zip(names, tensors, strict=True))) if kwargs else m(*tensors)
+
+    return [Check(n, ok, d) for n, ok, d in parity_checks(item, base, examples, call, trust=trust)]
+
+
+def _is_exported(module: nn.Module) -> bool:
+    """A module loaded from a model file (``torch.export``), not built from the code."""
+    return type(module).__module__.startswith("torch.") or "GraphModule" in type(module).__name__
+
+
+def _forward_params(module: Any) -> list[str]:
+    try:
+        return list(inspect.signature(module.forward).parameters)
+    except (AttributeError, TypeError, ValueError):
+        return []
+
+
+def _schema_problems(item: Mapping[str, Any]) -> list[Problem]:
+    """The schema problems of a STAC object; one problem when it is no STAC object at all."""
+    try:
+        return validation_problems(item)
+    except ItemValidationError as e:
+        return e.problems
+    except MLMExportError as e:
+        return [Problem("$", str(e), "schema")]
+
+
+def _unusable(error: Exception, field: str) -> str:
+    """A field verify cannot use (the schema check names the rule it breaks)."""
+    if isinstance(error, KeyError):
+        return f"{field} lacks {error.args[0]!r} (see the schema check)"
+    return f"{field} cannot be used: {error} (see the schema check)"
+
+
+def _join(problems: list[Any]) -> str:
+    return "; ".join(str(p) for p in problems)

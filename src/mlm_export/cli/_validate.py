@@ -1,0 +1,69 @@
+"""``mlm-export validate``: JSON Schemas and MLM's cross-field rules, offline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .. import validation_problems
+from .._checks import consistency_problems
+from ..errors import ItemValidationError, MLMExportError, NotJSONError, Problem
+from ._output import Output, add_output_flags
+from ._paths import read_json, require_files
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "validate",
+        help="check Items and Collections against STAC, MLM and every declared extension (offline)",
+        description="Validate STAC Items and Collections against the JSON Schemas they declare (resolved through "
+        "$MLM_EXPORT_SCHEMA_DIR and the cache) and, for MLM Items, the rules a schema cannot express: bands vs "
+        "channels, classes vs output size, one mlm:model asset, and the size and checksum of local assets. "
+        "Exit 1 if any file fails, 2 if a path is missing or a directory.",
+        epilog="example:\n  mlm-export validate demo-output/tinyunet-water-segmentation.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", type=Path, help="Item or Collection JSON files")
+    p.add_argument("--allow-outside", action="store_true", help="follow hrefs out of each Item's folder tree")
+    add_output_flags(p)
+    p.set_defaults(run=run)
+
+
+def check_file(path: Path, *, allow_outside: bool = False) -> list[Problem]:
+    """Schema problems, then cross-field problems of an MLM Item."""
+    try:
+        data = read_json(path)
+    except NotJSONError as e:
+        return [Problem("$", str(e), "file")]
+    except OSError as e:
+        return [Problem("$", f"cannot read: {e.strerror or e}", "file")]
+    if not isinstance(data, dict):
+        return [Problem("$", f"holds a JSON {type(data).__name__}, not a STAC Item or Collection", "file")]
+    try:
+        problems = validation_problems(data)
+    except ItemValidationError as e:  # not a STAC object at all
+        return e.problems
+    except MLMExportError as e:
+        return [Problem("$", f"cannot check: {e}", "schema")]
+    if data.get("type") == "Feature" and any("/mlm/" in str(u) for u in data.get("stac_extensions") or []):
+        try:
+            problems += consistency_problems(data, path.parent, allow_outside=allow_outside)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:  # a structure the schemas reject
+            problems.append(Problem("$", f"cross-field rules not checked: {type(e).__name__}: {e}", "consistency"))
+    return problems
+
+
+def run(args: argparse.Namespace, out: Output) -> int:
+    for path in require_files(args.paths):
+        problems = check_file(path, allow_outside=args.allow_outside)
+        out.result({"path": str(path), "valid": not problems, "problems": [p.__dict__ for p in problems]})
+        if problems:
+            out.error(f"{path}: {len(problems)} problem(s)")
+            for p in problems:
+                out.error(f"  {p.json_path}: {p.message} [{p.schema}]")
+        else:
+            out.line(f"{path}: valid")
+    ok = all(r["valid"] for r in out.results)
+    out.finish(ok)
+    return 0 if ok else 1
