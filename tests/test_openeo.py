@@ -257,7 +257,7 @@ def test_convert_with_the_openeo_profile(tmp_path: Path, capsys: pytest.CaptureF
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), model(x), atol=1e-4, rtol=0)
     assert main(["convert", str(tmp_path / "unet.pth"), "--profile", "openeo", "--overwrite", "--quiet"]) == 2
-    assert "profile='openeo' needs base_url= (--base-url)" in capsys.readouterr().err
+    assert "--profile openeo needs --base-url" in capsys.readouterr().err
 
 
 class TimeSeriesSegmenter(nn.Module):

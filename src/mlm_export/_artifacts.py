@@ -20,7 +20,7 @@ from ._facts import TensorFacts
 from ._model_state import eval_mode
 from ._sources.call import CallSpec
 from ._write import HashingWriter, atomic_path, atomic_save, file_checksum
-from .errors import InvalidOptionError
+from .errors import InvalidOptionError, option
 
 #: safetensors dtype codes (the format's own names).
 SAFETENSORS_DTYPES: dict[torch.dtype, str] = {
@@ -269,12 +269,13 @@ def artifact_choice(
         unknown = [n for n in chosen if n not in FORMATS]
         if unknown or not chosen:
             raise InvalidOptionError(
-                f"artifacts= names unknown model file format(s) {unknown or list(names)}; choose from "
-                f"{', '.join(ARTIFACT_NAMES)} (e.g. artifacts=('pt2', 'onnx') or --artifacts pt2,onnx)"
+                f"{option('artifacts')} names unknown model file format(s) {unknown or list(names)}; choose from "
+                f"{', '.join(ARTIFACT_NAMES)} (e.g. {option('artifacts', repr(('pt2', 'onnx')), 'pt2,onnx')})"
             )
     first = chosen[0] if primary is None else str(primary).strip().lower()
     if first not in chosen:
         raise InvalidOptionError(
-            f"primary={primary!r} is not among artifacts= {list(chosen)}: name one of them as the mlm:model asset"
+            f"{option('primary', repr(primary), str(primary))} is not among {option('artifacts')} {list(chosen)}: "
+            "name one of them as the mlm:model asset"
         )
     return chosen, first

@@ -22,7 +22,7 @@ from . import mlm
 from ._facts import ArtifactFacts, TensorFacts
 from ._model_asset import file_href, is_beside
 from ._model_files import format_asset
-from .errors import InvalidOptionError
+from .errors import InvalidOptionError, option
 from .mlm import ModelInput, ModelOutput, Structure
 
 if TYPE_CHECKING:
@@ -42,17 +42,21 @@ SUFFIX = ".torchscript"
 def check_options(profile: str, base_url: str | None, pretrained: bool | None = None) -> None:
     """``profile=`` is known; the openEO profile has an absolute ``base_url=`` the back-end can download from."""
     if profile not in PROFILES:
-        raise InvalidOptionError(f"profile= must be one of {', '.join(map(repr, PROFILES))}, not {profile!r}")
+        raise InvalidOptionError(
+            f"{option('profile')} must be one of {', '.join(map(repr, PROFILES))}, not {profile!r}"
+        )
     if profile == "openeo" and pretrained is False:
         raise InvalidOptionError(
-            "profile='openeo' with pretrained=False: openEO's ml_predict refuses a model that says it is not "
+            f"{option('profile', repr('openeo'), 'openeo')} with pretrained=False: openEO's ml_predict refuses a "
+            "model that says it is not "
             "trained; drop pretrained=False"
         )
     if base_url is not None:
         check_base_url(base_url)
     elif profile == "openeo":
         raise InvalidOptionError(
-            "profile='openeo' needs base_url= (--base-url): the http(s) or s3 URL the files will be published "
+            f"{option('profile', repr('openeo'), 'openeo')} needs {option('base_url')}: the http(s) or s3 URL the "
+            "files will be published "
             "under, since openEO downloads the model from the Item's absolute href"
         )
 
@@ -71,7 +75,7 @@ def check_base_url(base_url: str) -> str:
         or any(c.isspace() for c in base_url)
     ):
         raise InvalidOptionError(
-            f"base_url= must be an http://, https:// or s3:// URL with a host and no query, fragment or "
+            f"{option('base_url')} must be an http://, https:// or s3:// URL with a host and no query, fragment or "
             f"credentials (the folder the files are published under), not {base_url!r}"
         )
     return base_url if base_url.endswith("/") else base_url + "/"
@@ -87,9 +91,9 @@ def adapt(item_plan: ItemPlan, gathered: Gathered, base_url: str) -> ItemPlan:
         or len(item_plan.outputs) != 1
     ):
         raise InvalidOptionError(
-            f"profile='openeo' needs a model with one tensor in and one tensor out (openEO calls model(x) and "
-            f"saves one array); {facts.class_name} takes {facts.input_structure} input and returns "
-            f"{facts.output_structure} output"
+            f"{option('profile', repr('openeo'), 'openeo')} needs a model with one tensor in and one tensor out "
+            f"(openEO calls model(x) and saves one array); {facts.class_name} takes {facts.input_structure} input "
+            f"and returns {facts.output_structure} output"
         )
     url = check_base_url(base_url)
     inputs = (_fixed_input(item_plan.inputs[0], facts.inputs[0]),)

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .._facts import BandFacts, DataFacts
-from ..errors import InvalidOptionError, MLMExportError
+from ..errors import InvalidOptionError, MLMExportError, option
 from ..mlm import ResizeType
 from .dummy import DEFAULT_IMAGE_SIZE  # noqa: F401 - the one default image size, re-exported
 from .layers import first_layer_channels as first_layer_channels
@@ -82,15 +82,17 @@ def resolve(weights: Any) -> Any:
             from torchgeo.models import get_weight
         except ImportError as e:
             raise InvalidOptionError(
-                "weights= names a TorchGeo weights enum: pip install 'mlm-export[torchgeo]'"
+                f"{option('weights')} names a TorchGeo weights enum: pip install 'mlm-export[torchgeo]'"
             ) from e
         try:
             return get_weight(weights)
         except (KeyError, ValueError, AttributeError) as e:
-            raise InvalidOptionError(f"weights={weights!r} is not a TorchGeo weights enum member ({e})") from e
+            raise InvalidOptionError(
+                f"{option('weights', repr(weights), str(weights))} is not a TorchGeo weights enum member ({e})"
+            ) from e
     if not hasattr(weights, "meta") or not hasattr(weights, "transforms"):
         raise InvalidOptionError(
-            f"weights= must be a weights enum member (with .meta and .transforms), not {weights!r}"
+            f"{option('weights')} must be a weights enum member (with .meta and .transforms), not {weights!r}"
         )
     return weights
 
