@@ -61,11 +61,12 @@ def test_plain_data_and_allowlisted_types_load(tmp_path):
     assert loaded.kind == "lightning" and loaded.hyper_parameters["root"] == Path("/data")
 
 
-def test_lightning_attribute_dict_is_allowlisted_when_the_checkpoint_names_it(tmp_path):
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_lightning_attribute_dict_is_allowlisted_when_the_checkpoint_names_it(tmp_path, zipped):
     from lightning.fabric.utilities.data import AttributeDict
 
     # torch's weights-only unpickler sets items only on plain dicts: an empty one is what it can rebuild
-    loaded = load(_checkpoint(tmp_path / "hparams.ckpt", {"net": AttributeDict()}))
+    loaded = load(_checkpoint(tmp_path / "hparams.ckpt", {"net": AttributeDict()}, zipped=zipped))
     assert type(loaded.hyper_parameters["net"]) is AttributeDict
 
 

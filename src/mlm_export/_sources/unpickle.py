@@ -63,7 +63,8 @@ def _allowable(global_name: str) -> Any:
     """The class a checkpoint names, if it is on the on-demand list or a pretrained-weights enum, else None."""
     module_name, _, attr = global_name.rpartition(".")
     on_demand = global_name in ON_DEMAND
-    if not on_demand and (not module_name.startswith(WEIGHTS_ENUM_MODULES) or not attr.endswith("Weights")):
+    in_weights_module = any(module_name == m or module_name.startswith(m + ".") for m in WEIGHTS_ENUM_MODULES)
+    if not on_demand and (not in_weights_module or not attr.endswith("Weights")):
         return None
     try:
         obj = getattr(importlib.import_module(module_name), attr)
@@ -95,8 +96,20 @@ def torch_load(path: Path, trust: bool, *, zipped: bool) -> Any:
         raise UntrustedCheckpointError(path, "', '".join(refused))
     allowed += extras.values()  # weights enums, AttributeDict: allowlisted
     try:
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+        try:
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+        except pickle.UnpicklingError:
+            if zipped:
+                raise
+            # the legacy format: torch's scan reads zip files only, so its globals are read from the opcodes
+            found = [_allowable(name) for name in dict.fromkeys(legacy_globals(path.read_bytes()))]
+            more = [extra for extra in found if extra is not None and extra not in allowed]
+            if not more:
+                raise
+            allowed += more
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if not zipped:  # the legacy format: torch's scan reads zip files only
             culprit = _legacy_culprit(path, allowed)
