@@ -404,3 +404,29 @@ def test_version(capsys) -> None:
 
     code, out, _ = run(capsys, "--version")
     assert (code, out.strip()) == (0, f"mlm-export {__version__}")
+
+
+def test_the_working_directory_never_supplies_an_allowlisted_package(tmp_path, monkeypatch):
+    """--model from the cwd finds the user's sibling modules there, but never a torchgeo (or other allowlisted
+    package) planted in it: a checkpoint's weights enum names such a package, and it must come installed."""
+    import argparse
+    import importlib.util
+
+    from mlm_export.cli._imports import _DirectoryFinder, user_modules_from_cwd
+
+    (tmp_path / "mymodels.py").write_text("import helpers\n")
+    (tmp_path / "helpers.py").write_text("")
+    for planted in ("torchgeo", "timm"):
+        (tmp_path / planted).mkdir()
+        (tmp_path / planted / "__init__.py").write_text("raise SystemExit('planted package ran')\n")
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(model="mymodels:Net", allow_module=[])
+    with user_modules_from_cwd(args):
+        finders = [f for f in sys.meta_path if isinstance(f, _DirectoryFinder)]
+        assert len(finders) == 2
+        assert importlib.util.find_spec("mymodels") is not None
+        assert any(f.find_spec("helpers", None) is not None for f in finders)  # the user's own sibling module
+        for planted in ("torchgeo", "timm"):
+            assert all(f.find_spec(planted, None) is None for f in finders), planted
+    assert args.allow_module == ["mymodels"]
+    assert not [f for f in sys.meta_path if isinstance(f, _DirectoryFinder)]

@@ -1,6 +1,6 @@
 """mlm-export: a complete, schema-valid STAC Item with the MLM extension for every PyTorch model.
 
-Facts flow one way: sources (model, datamodule) -> one builder (:func:`build_item`) -> one validator
+Facts flow one way: sources (model, datamodule) -> one builder -> one validator
 (:func:`validate_item`) -> one atomic writer.
 """
 

@@ -1,8 +1,8 @@
 """``MLMExportCallback``: a valid MLM Item next to every checkpoint Lightning keeps, and a run Collection.
 
 The model is traced once, in ``setup`` (before any sharding); per checkpoint only what changes is recomputed
-(metrics, checksum, files). Saves and removals are seen through the Trainer's CheckpointIO (``checkpoint_io``,
-``checkpoint_events``); Items are built on one background thread from the bytes written (a checkpoint is
+(metrics, checksum, files). Saves and removals are seen through the Trainer's CheckpointIO (``_checkpoint_io``,
+``_checkpoint_events``); Items are built on one background thread from the bytes written (a checkpoint is
 never read back), and every pending write finishes before ``fit`` returns. Only global rank zero writes. An
 export error never stops training (it is a warning) unless ``strict=True``.
 """
@@ -10,8 +10,6 @@ export error never stops training (it is a warning) unless ``strict=True``.
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
 import threading
 import warnings
 from collections.abc import Callable
@@ -32,15 +30,13 @@ from ._checkpoint_facts import is_model_file, plain, remove_runtime_files, saved
 from ._item import ItemPlan, build_item, checkpoint_item
 from ._pipeline import ExportOptions, Gathered, gather, plan, write_model_files
 from ._provenance import Prepared, provenance_facts, runtime_files, with_trainer, write_prepared
-from ._run_flush import flush
+from ._run_flush import commit, flush
 from ._runs import ITEM_SUFFIX, RunCatalog, checkpoint_stem, item_path_for
 from ._schema_cache import quick_check
 from ._sources.checkpoint import EMBED_KEY
 from ._sources.datamodule import model_input
 from ._write import json_bytes
 from .errors import InputRequiredError, InvalidOptionError, MLMExportWarning
-
-#: What the Item of one checkpoint says beyond the run's plan (``checkpoint_events.Snapshot``).
 
 
 class MLMExportCallback(Callback):
@@ -269,17 +265,13 @@ class MLMExportCallback(Callback):
                 if self._versions.current(snap.path) != snap.generation or not snap.path.exists():
                     return  # pruned while it was being hashed: nothing to describe, not an error
                 raise
-            payload = json_bytes(item)  # outside the lock
-            target = item_path_for(snap.path)
-            tmp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp.json")
-            tmp.write_bytes(payload)
-            with self._lock:  # a removal or a newer save in the meantime wins: no Item for a changed file
-                current = self._versions.current(snap.path) == snap.generation and snap.path.exists()
-                if current:
-                    os.replace(tmp, target)  # only the rename under the lock: the training loop waits little
-                    catalog.record(snap.path, item)
-            if not current:
-                tmp.unlink(missing_ok=True)
+
+            def still_current() -> bool:  # under the lock: a removal or a newer save meanwhile wins
+                return self._versions.current(snap.path) == snap.generation and snap.path.exists()
+
+            # encoded and written outside the lock; only the rename under it: the training loop waits little
+            target, payload = item_path_for(snap.path), json_bytes(item)
+            if not commit(target, payload, self._lock, still_current, lambda: catalog.record(snap.path, item)):
                 if not snap.path.exists():  # pruned meanwhile: the runtime files written for it go too
                     remove_runtime_files(snap.path.parent, item)
                 return

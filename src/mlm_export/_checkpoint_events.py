@@ -1,10 +1,10 @@
 """What the callback does, on the training thread, when a checkpoint comes or goes.
 
-The CheckpointIO wrapper (``checkpoint_io.py``) reports each save and removal with its path; here each save
+The CheckpointIO wrapper (``_checkpoint_io.py``) reports each save and removal with its path; here each save
 becomes a :class:`Snapshot` (what its Item will say beyond the run's plan: epoch, step, metrics, score, the
 bytes written) queued for the callback's worker, and each removal drops the checkpoint's Item (and its links
 in ``collection.json``) before the file goes. Only global rank zero acts. A per-path version counter makes
-every queued snapshot of a file that was saved again or removed meanwhile stale (``background.Versions``).
+every queued snapshot of a file that was saved again or removed meanwhile stale (``_background.Versions``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What the Item of one checkpoint states beyond its model, gathered as :class:`~mlm_export._item.CheckpointFacts`.
 
 Two sources, one record: a save the callback observed (:func:`saved_facts`) and a file ``convert`` read back
-(:func:`converted_facts`). The builder (``item.checkpoint_item``) spells the record; nothing patches an Item
+(:func:`converted_facts`). The builder (``_item.checkpoint_item``) spells the record; nothing patches an Item
 afterwards. The small helpers both entry points share live here too.
 """
 
@@ -83,7 +83,7 @@ def converted_facts(
     catalog: RunCatalog | None,
 ) -> CheckpointFacts:
     """A checkpoint file ``convert`` read: its epoch and step, the ModelCheckpoint state saved in it (``monitor``:
-    ``run_facts.monitor_facts``), and the ``lightning:*`` fields of the Item it replaces (``kept``)."""
+    ``_run_facts.monitor_facts``), and the ``lightning:*`` fields of the Item it replaces (``kept``)."""
     epoch = ckpt.epoch if isinstance(ckpt.epoch, int) else None
     step = ckpt.global_step if isinstance(ckpt.global_step, int) else None
     made = ""

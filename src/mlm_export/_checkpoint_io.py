@@ -103,7 +103,7 @@ class ObservedCheckpointIO(CheckpointIO):
 
 
 def install(strategy: Strategy, on_saving: Saving, on_saved: Saved, on_removing: Removing) -> ObservedCheckpointIO:
-    """Wrap the strategy's CheckpointIO (its public ``checkpoint_io`` property); :func:`uninstall` undoes it."""
+    """Wrap the strategy's CheckpointIO (its public ``_checkpoint_io`` property); :func:`uninstall` undoes it."""
     io = ObservedCheckpointIO(strategy.checkpoint_io, on_saving, on_saved, on_removing)
     strategy.checkpoint_io = io
     return io

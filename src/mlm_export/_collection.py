@@ -2,7 +2,7 @@
 
 Every field comes from one function named after it: ``extent``, ``summaries``, ``license`` (:func:`run_license`),
 ``links`` (:func:`collection_links`, with the ``latest-version`` and ``best`` Items) and ``stats:items``
-(:func:`item_stats`). ``runs.RunCatalog`` keeps the live Items and calls :func:`build_collection`.
+(:func:`item_stats`). ``_runs.RunCatalog`` keeps the live Items and calls :func:`build_collection`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ WORLD = [-180.0, -90.0, 180.0, 90.0]
 
 @dataclass(frozen=True)
 class RunLink:
-    """The run Collection an Item belongs to (``runs.RunCatalog``)."""
+    """The run Collection an Item belongs to (``_runs.RunCatalog``)."""
 
     #: ``collection``: the Collection's id (``collection_id=``, else ``<model id>-checkpoints``).
     id: str

@@ -1,6 +1,6 @@
 """Writing into a folder that refuses (read-only, full disk, file size limit): one clear line, nothing half-done.
 
-Every file is written atomically (``write.py``), so a failed write leaves no torn file. What remains to do is
+Every file is written atomically (``_write.py``), so a failed write leaves no torn file. What remains to do is
 what a failure leaves around the files: a folder this call made and left empty, model files of an Item that
 was never written. :func:`all_or_nothing` removes them and turns the ``OSError`` into a one-line error.
 """

@@ -27,68 +27,68 @@ __all__ = ["CheckpointFacts", "ItemPlan", "RunLink", "build_item", "checkpoint_i
 class ItemPlan:
     """Everything the Item states, already decided; ``build_item`` only spells it.
 
-    Each attribute names the field it becomes and where its value comes from (one hop: ``pipeline.plan`` reads
+    Each attribute names the field it becomes and where its value comes from (one hop: ``_pipeline.plan`` reads
     it from the facts named here).
     """
 
-    #: The Item's ``id``: ``item_id=``, else the name made an id (``resolve.item_id``).
+    #: The Item's ``id``: ``item_id=``, else the name made an id (``_resolve.item_id``).
     id: str
-    #: ``mlm:name``: ``name=``, else the model class's name (``sources.model``).
+    #: ``mlm:name``: ``name=``, else the model class's name (``_sources.model``).
     name: str
-    #: ``mlm:architecture``: ``architecture=``, else the model's qualified class name (``sources.model``).
+    #: ``mlm:architecture``: ``architecture=``, else the model's qualified class name (``_sources.model``).
     architecture: str
-    #: ``mlm:tasks``: every output's tasks (``resolve.output_specs``, from ``sources.evidence``).
+    #: ``mlm:tasks``: every output's tasks (``_resolve.output_specs``, from ``_sources.evidence``).
     tasks: tuple[str, ...]
-    #: ``mlm:input``: shapes traced from the example batch, bands and scaling (``resolve.input_specs``).
+    #: ``mlm:input``: shapes traced from the example batch, bands and scaling (``_resolve.input_specs``).
     inputs: tuple[mlm.ModelInput, ...]
-    #: ``mlm:output``: shapes traced from the forward pass, classes (``resolve.output_specs``).
+    #: ``mlm:output``: shapes traced from the forward pass, classes (``_resolve.output_specs``).
     outputs: tuple[mlm.ModelOutput, ...]
-    #: ``mlm:framework_version``: torch's version as SemVer (``resolve.framework_version``).
+    #: ``mlm:framework_version``: torch's version as SemVer (``_resolve.framework_version``).
     framework_version: str | None
-    #: ``mlm:total_parameters``: parameters counted on the module (``sources.model``, ``ParameterFacts.total``).
+    #: ``mlm:total_parameters``: parameters counted on the module (``_sources.model``, ``ParameterFacts.total``).
     total_parameters: int
-    #: ``mlm:memory_size``: bytes of parameters and buffers (``sources.model``, ``ParameterFacts.memory_bytes``).
+    #: ``mlm:memory_size``: bytes of parameters and buffers (``_sources.model``, ``ParameterFacts.memory_bytes``).
     memory_size: int
-    #: Model files (``mlm:model``, ``mlm:weights``) as assets: planned by ``pipeline``, written by ``model_files``.
+    #: Model files (``mlm:model``, ``mlm:weights``) as assets: planned by ``pipeline``, written by ``_model_files``.
     artifacts: tuple[ArtifactFacts, ...]
-    #: Links: training data (``sources.datamodule``), publication (``sources.weights``), citation (``provenance``).
+    #: Links: training data (``_sources.datamodule``), publication (``_sources.weights``), citation (``provenance``).
     links: tuple[Mapping[str, Any], ...] = ()
     #: Assets other than model files (source code, runtime files), as STAC asset dicts (``provenance``).
     extra_assets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    #: ``mlm:accelerator``: the device the model was traced on (``resolve.accelerator``).
+    #: ``mlm:accelerator``: the device the model was traced on (``_resolve.accelerator``).
     accelerator: str | None = None
-    #: ``mlm:accelerator_summary``: the device's name (``resolve.accelerator``, ``provenance.cpu_name``).
+    #: ``mlm:accelerator_summary``: the device's name (``_resolve.accelerator``, ``_provenance.cpu_name``).
     accelerator_summary: str | None = None
-    #: ``mlm:accelerator_count``: devices used (``provenance.with_trainer``: the Trainer's device count).
+    #: ``mlm:accelerator_count``: devices used (``_provenance.with_trainer``: the Trainer's device count).
     accelerator_count: int | None = None
-    #: ``mlm:accelerator_constrained``: a torch.export archive made on a GPU (``provenance.with_runtime_files``).
+    #: ``mlm:accelerator_constrained``: a torch.export archive made on a GPU (``_provenance.with_runtime_files``).
     accelerator_constrained: bool = False
     #: ``description``: ``description=`` (never guessed).
     description: str | None = None
-    #: ``bands``: ``bands=``, else the datamodule's bands (``sources.datamodule``, ``sources.weights``).
+    #: ``bands``: ``bands=``, else the datamodule's bands (``_sources.datamodule``, ``_sources.weights``).
     bands: tuple[BandFacts, ...] | None = None
-    #: ``mlm:pretrained``: ``pretrained=``, else True for TorchGeo weights (``sources.weights``).
+    #: ``mlm:pretrained``: ``pretrained=``, else True for TorchGeo weights (``_sources.weights``).
     pretrained: bool | None = None
-    #: ``mlm:pretrained_source``: ``pretrained_source=``, else the weights' dataset (``sources.weights``).
+    #: ``mlm:pretrained_source``: ``pretrained_source=``, else the weights' dataset (``_sources.weights``).
     pretrained_source: str | None = None
-    #: ``mlm:batch_size_suggestion``: ``batch_size=``, else the datamodule's batch size (``sources.datamodule``).
+    #: ``mlm:batch_size_suggestion``: ``batch_size=``, else the datamodule's batch size (``_sources.datamodule``).
     batch_size_suggestion: int | None = None
-    #: ``mlm:hyperparameters``: ``hyperparameters=``, else the module's saved hparams (``sources.model``).
+    #: ``mlm:hyperparameters``: ``hyperparameters=``, else the module's saved hparams (``_sources.model``).
     hyperparameters: Mapping[str, Any] | None = None
-    #: ``license``: ``license=``, else the weights' license (``sources.weights``).
+    #: ``license``: ``license=``, else the weights' license (``_sources.weights``).
     license: str | None = None
-    #: ``bbox`` and ``geometry``: ``bbox=``, else the datamodule's datasets' bounds (``sources.datamodule``).
+    #: ``bbox`` and ``geometry``: ``bbox=``, else the datamodule's datasets' bounds (``_sources.datamodule``).
     bbox: tuple[float, float, float, float] | None = None
     #: ``datetime``: ``datetime=``, else the export time (``pipeline``, with a warning).
     datetime: dt.datetime | None = None
-    #: ``start_datetime``: ``start_datetime=``, else the datamodule's datasets' bounds (``sources.datamodule``).
+    #: ``start_datetime``: ``start_datetime=``, else the datamodule's datasets' bounds (``_sources.datamodule``).
     start_datetime: dt.datetime | None = None
-    #: ``end_datetime``: ``end_datetime=``, else the datamodule's datasets' bounds (``sources.datamodule``).
+    #: ``end_datetime``: ``end_datetime=``, else the datamodule's datasets' bounds (``_sources.datamodule``).
     end_datetime: dt.datetime | None = None
     #: ``created``: the export time (``pipeline``).
     created: dt.datetime | None = None
     #: Fields of other extensions, each set by one function: ``processing:*``, ``sci:*``, ``version`` and
-    #: ``lightning:datamodule`` (``provenance.with_provenance``), ``torchgeo:weights`` (``sources.weights``) and
+    #: ``lightning:datamodule`` (``_provenance.with_provenance``), ``torchgeo:weights`` (``_sources.weights``) and
     #: the user's ``properties=``.
     extra_properties: Mapping[str, Any] = field(default_factory=dict)
 
@@ -102,11 +102,11 @@ class CheckpointFacts:
     path: Path
     #: ``file:size``: the file's byte count, read with its checksum (``RunCatalog.checksum``, ``os.stat``).
     size: int
-    #: ``file:checksum``: sha256 multihash of the file's bytes (``write.file_checksum``), hashed once.
+    #: ``file:checksum``: sha256 multihash of the file's bytes (``_write.file_checksum``), hashed once.
     checksum: str
-    #: ``processing:datetime``: when the file was saved: its modification time (``times.file_time``).
+    #: ``processing:datetime``: when the file was saved: its modification time (``_times.file_time``).
     saved: dt.datetime
-    #: ``processing:lineage``: what saved the file and what described it (``checkpoint_facts`` lineage).
+    #: ``processing:lineage``: what saved the file and what described it (``_checkpoint_facts`` lineage).
     lineage: str
     #: Title of the checkpoint asset: what wrote the file (Lightning, a state dict, safetensors).
     title: str = "Checkpoint"
@@ -116,7 +116,7 @@ class CheckpointFacts:
     global_step: int | None = None
     #: ``lightning:weights_only``: ``ModelCheckpoint.save_weights_only`` at the save.
     weights_only: bool | None = None
-    #: ``lightning:monitor``: ``ModelCheckpoint.monitor``, or its state saved in the file (``run_facts``).
+    #: ``lightning:monitor``: ``ModelCheckpoint.monitor``, or its state saved in the file (``_run_facts``).
     monitor: str | None = None
     #: ``lightning:mode``: ``ModelCheckpoint.mode`` (``min``/``max``) of the monitored metric.
     mode: str | None = None
@@ -125,7 +125,7 @@ class CheckpointFacts:
     #: ``lightning:metrics``: ``Trainer.callback_metrics`` at the save, finite scalars only.
     metrics: Mapping[str, float] | None = None
     #: ``lightning:*`` fields of the Item this one replaces, when it described this very file
-    #: (``run_facts.kept_properties``); the fields above, when known, win.
+    #: (``_run_facts.kept_properties``); the fields above, when known, win.
     kept: Mapping[str, Any] = field(default_factory=dict)
     #: Assets of the files that go with the checkpoint (model files written beside it, runtime files, source
     #: code); when one is the ``mlm:model``, the checkpoint is only ``mlm:checkpoint``.

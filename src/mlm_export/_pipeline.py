@@ -23,7 +23,7 @@ from . import mlm
 from ._facts import ArtifactFacts, DataFacts
 from ._gathering import Gathered, gather
 from ._item import ItemPlan, build_item
-from ._model_asset import file_href
+from ._model_asset import file_href, is_beside
 from ._model_files import format_asset
 from ._options import ExportOptions, Validate
 from ._sources.constants import forward_constants
@@ -65,7 +65,7 @@ def plan(
     outputs = _described(outputs, evidence, tasks_by_output, gathered.notes)
     weights, aliases = art.weights(model, allow_meta=True)
     size = art.safetensors_size(weights, art.safetensors_metadata(aliases)) if weights else None
-    planned = format_asset("safetensors", f"./{item_id}.safetensors", primary=True, size=size)
+    planned = format_asset("safetensors", file_href(f"{item_id}.safetensors"), primary=True, size=size)
     accelerator, summary = resolve.accelerator(facts.device)
     w = gathered.weights
     hyperparameters = options.hyperparameters if options.hyperparameters is not None else facts.hyperparameters
@@ -93,7 +93,7 @@ def plan(
                 planned, href=w.url, media_type=mlm.MEDIA_PYTORCH, title=f"Published weights ({w.name})",
                 artifact_type=mlm.ARTIFACT_TORCH_SAVE,
             )  # fmt: skip
-    if options.artifacts is not None and planned.href.startswith("./"):  # name the file writing would make
+    if options.artifacts is not None and is_beside(planned.href):  # name the file writing would make
         planned = _planned_primary(planned, item_id, options)
     inputs = tuple(replace(i, resize_type=w.resize_type) for i in inputs) if w and w.resize_type else inputs
     item_plan = ItemPlan(

@@ -2,7 +2,7 @@
 
 One function gathers the facts (:func:`provenance_facts`), one adds them to a plan (:func:`with_provenance`),
 one adds what a Lightning Trainer tells (:func:`with_trainer`), and one writes the runtime files beside an Item
-(:func:`write_runtime_files`). Field names come from ``mlm``; the builder (``item.py``) declares extensions.
+(:func:`write_runtime_files`). Field names come from ``mlm``; the builder (``_item.py``) declares extensions.
 """
 
 from __future__ import annotations

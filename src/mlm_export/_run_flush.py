@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def flush(catalog: RunCatalog, lock: threading.Lock, *, final: bool = True) -> b
     live = dict(held)  # the objects the Collection is computed from, each checked again before it is written
     for path in changed:
         swap = lambda p=path: catalog.swap(p, held[p], copies[p])  # noqa: E731
-        if _commit(item_path_for(path), json_bytes(copies[path]), lock, swap):
+        if commit(item_path_for(path), json_bytes(copies[path]), lock, swap):
             live[path] = copies[path]
         else:  # removed meanwhile: not linked from this Collection
             live.pop(path)
@@ -58,17 +59,26 @@ def flush(catalog: RunCatalog, lock: threading.Lock, *, final: bool = True) -> b
         catalog.dirty = True
         return False
 
-    return _commit(catalog.dirpath / COLLECTION_FILE, json_bytes(data), lock, current)
+    return commit(catalog.dirpath / COLLECTION_FILE, json_bytes(data), lock, current)
 
 
-def _commit(target: Path, payload: bytes, lock: threading.Lock, still_current: Any) -> bool:
-    """Write ``payload`` beside ``target``, then rename it onto ``target`` under ``lock`` if ``still_current()``."""
+def commit(
+    target: Path,
+    payload: bytes,
+    lock: threading.Lock,
+    still_current: Callable[[], bool],
+    then: Callable[[], object] | None = None,
+) -> bool:
+    """Write ``payload`` beside ``target``, then rename it onto ``target`` under ``lock`` if ``still_current()``
+    (and, still under the lock, call ``then()``: what records the new file)."""
     tmp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}")
     try:
         tmp.write_bytes(payload)
         with lock:
             if still_current():
                 os.replace(tmp, target)
+                if then is not None:
+                    then()
                 return True
         return False
     finally:

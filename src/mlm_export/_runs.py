@@ -87,7 +87,7 @@ class RunCatalog:
         return self._checksums[key]
 
     def known_checksum(self, key: tuple[int, int, int, int], size: int, checksum: str) -> None:
-        """Size and sha256 of a file computed while it was written, under its identity (``write.file_key``):
+        """Size and sha256 of a file computed while it was written, under its identity (``_write.file_key``):
         :meth:`checksum` returns them without reading the file, as long as it is that same, unchanged file."""
         self._checksums[key] = (size, checksum)
 
@@ -148,7 +148,7 @@ class RunCatalog:
 
     def collection(self, held: dict[Path, dict[str, Any]] | None = None) -> dict[str, Any]:
         """The Collection over the live Items (or over ``held``, a :meth:`snapshot`): extents, summaries, item
-        links, latest and best (built by ``collection.build_collection``)."""
+        links, latest and best (built by ``_collection.build_collection``)."""
         ranked = self._items if held is None else {path: (item, ranking(item)) for path, item in held.items()}
         members = [
             Member(item_path_for(path).name, path.name, item, rank) for path, (item, rank) in sorted(ranked.items())

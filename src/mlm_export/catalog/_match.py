@@ -17,7 +17,7 @@ from typing import Any
 from .. import mlm
 from ._fields import band_definitions, common_name
 
-SCALING_TYPES = {"min-max", "z-score", "clip", "clip-min", "clip-max", "offset", "scale", "processing"}
+SCALING_TYPES = {*mlm.SCALING_TYPES, "processing"}  # MLM's value scaling types, and a processing expression
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

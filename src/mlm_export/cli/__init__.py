@@ -1,7 +1,7 @@
 """The ``mlm-export`` command line: one module per subcommand, one output object for human, JSON or quiet.
 
 Every command runs inside :func:`main`, which turns any error into one line on stderr and an exit code
-(:mod:`.errors`), and renders the options named in error messages as this command line's flags.
+(:mod:`._errors`), and renders the options named in error messages as this command line's flags.
 """
 
 from __future__ import annotations

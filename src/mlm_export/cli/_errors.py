@@ -53,10 +53,12 @@ def describe(error: BaseException) -> tuple[str, int]:
         return first_line(error), FAILED
     if isinstance(error, json.JSONDecodeError):
         return f"not JSON: {first_line(error)}", FAILED
+    # paths named on the command line are checked before any work (cli/_paths.py: usage errors, exit 2); a
+    # file missing or a directory met later is a failure of the run, not of its arguments
     if isinstance(error, IsADirectoryError):
-        return f"{error.filename} is a directory; name a file", USAGE
+        return f"{error.filename} is a directory; name a file", FAILED
     if isinstance(error, FileNotFoundError):
-        return f"no such file or directory: {error.filename}", USAGE
+        return f"no such file or directory: {error.filename}", FAILED
     if isinstance(error, OSError):
         where = f"{error.filename}: " if error.filename else ""
         return f"{where}{error.strerror or first_line(error)}", FAILED

@@ -20,18 +20,22 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
+from .._guard import MODEL_PACKAGES
+
 
 class _DirectoryFinder(importlib.abc.MetaPathFinder):
     """Finds top-level modules (or packages) in one directory: only ``name``, or any when ``name`` is None."""
 
-    def __init__(self, directory: Path, name: str | None = None) -> None:
+    def __init__(self, directory: Path, name: str | None = None, never: frozenset[str] = frozenset()) -> None:
         self.name = name
         self.directory = directory
+        #: Top-level names never taken from the directory (the allowlisted model packages).
+        self.never = never
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if path is not None or (self.name is not None and fullname != self.name):
+        if path is not None or (self.name is not None and fullname != self.name) or fullname in self.never:
             return None  # submodules are found through their package's __path__
         return importlib.machinery.PathFinder.find_spec(fullname, [str(self.directory)])
 
@@ -64,7 +68,9 @@ def user_modules_from_cwd(args: argparse.Namespace) -> Iterator[None]:
     if top in sys.modules:
         yield
         return
-    first, last = _DirectoryFinder(cwd, top), _DirectoryFinder(cwd)
+    # the catch-all comes after every installed package, and never supplies an allowlisted one: a checkpoint's
+    # weights enum or class names a package such as torchgeo, which must not come from the directory
+    first, last = _DirectoryFinder(cwd, top), _DirectoryFinder(cwd, never=frozenset(MODEL_PACKAGES))
     sys.meta_path.insert(0, first)
     sys.meta_path.append(last)
     try:
