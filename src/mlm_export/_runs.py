@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from . import mlm
 from ._collection import COLLECTION_FILE, Member, RunFacts, build_collection, ranking
-from ._schema_cache import quick_check
 from ._write import atomic_write_bytes, atomic_write_json, file_checksum, file_key
 
 __all__ = [
@@ -157,17 +157,12 @@ class RunCatalog:
         return build_collection(run, members).to_dict(include_self_link=False, transform_hrefs=False)
 
     def write_collection(self) -> dict[str, Any]:
-        """Rewrite the Items whose version links changed, then check and write ``collection.json`` atomically."""
-        from ._versions import relink
+        """Rewrite the Items whose version links changed, then check and write ``collection.json`` atomically:
+        the callback's one flush step, with nothing running beside it (``convert``)."""
+        from ._run_flush import flush
 
-        items = {path: item for path, (item, _) in self._items.items()}
-        for path in relink(items, item_path_for, deprecate=self.deprecate_superseded, base=self.version):
-            atomic_write_json(item_path_for(path), items[path])
-        data = self.collection()
-        quick_check(data, what="Collection", by_shape=True)
-        atomic_write_json(self.dirpath / COLLECTION_FILE, data)
-        self._written = data
-        return data
+        flush(self, threading.Lock(), final=True)  # no training loop here: nothing can make it stale
+        return self._written or self.collection()
 
     # ------------------------------------------------------------------------ concurrent writes (run_flush.py)
 
