@@ -16,7 +16,7 @@ import pickle
 import pickletools
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -88,28 +88,19 @@ def torch_load(path: Path, trust: bool, *, zipped: bool) -> Any:
     if trust:
         return _load(path, zipped, weights_only=False)
     allowed = safe_types()
-    with torch.serialization.safe_globals(allowed):
-        unsafe = _unsafe_globals(path) if zipped else []
-    extras = {name: _allowable(name) for name in unsafe}
-    refused = [name for name, extra in extras.items() if extra is None]
-    if refused:
-        raise UntrustedCheckpointError(path, "', '".join(refused))
-    allowed += extras.values()  # weights enums, AttributeDict: allowlisted
+    if zipped:
+        with torch.serialization.safe_globals(allowed):
+            unsafe = _unsafe_globals(path)
+        extras = {name: _allowable(name) for name in unsafe}
+        refused = [name for name, extra in extras.items() if extra is None]
+        if refused:
+            raise UntrustedCheckpointError(path, "', '".join(refused))
+    else:  # torch's scan reads zip files only: a legacy file's globals come from its opcodes; torch refuses the rest
+        extras = {name: _allowable(name) for name in dict.fromkeys(_file_globals(path))}
+    allowed += [extra for extra in extras.values() if extra is not None]  # weights enums, AttributeDict
     try:
-        try:
-            with torch.serialization.safe_globals(allowed):
-                return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
-        except pickle.UnpicklingError:
-            if zipped:
-                raise
-            # the legacy format: torch's scan reads zip files only, so its globals are read from the opcodes
-            found = [_allowable(name) for name in dict.fromkeys(legacy_globals(path.read_bytes()))]
-            more = [extra for extra in found if extra is not None and extra not in allowed]
-            if not more:
-                raise
-            allowed += more
-            with torch.serialization.safe_globals(allowed):
-                return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as e:
         if not zipped:  # the legacy format: torch's scan reads zip files only
             culprit = _legacy_culprit(path, allowed)
@@ -131,16 +122,22 @@ def _unsafe_globals(path: Path) -> list[str]:
 def _legacy_culprit(path: Path, allowed: list[Any]) -> str | None:
     """The first global of a legacy-format file that is neither torch's nor allowlisted (for the message)."""
     known = {f"{t.__module__}.{t.__qualname__}" for t in allowed}
-    for name in legacy_globals(path.read_bytes()):
+    for name in _file_globals(path):
         if name not in known and not name.startswith(LEGACY_TORCH_PREFIXES):
             return name
     return None
 
 
-def legacy_globals(data: bytes) -> list[str]:
+def _file_globals(path: Path) -> list[str]:
+    """:func:`legacy_globals` of a file, read as a stream: only its head pickles, not the storage bytes."""
+    with path.open("rb") as stream:
+        return legacy_globals(stream)
+
+
+def legacy_globals(data: bytes | BinaryIO) -> list[str]:
     """Globals named by the pickles at the head of a legacy ``torch.save`` file (magic, protocol, system
     info, object, storage keys), read from their opcodes without running them."""
-    stream = io.BytesIO(data)
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
     found: list[str] = []
     with contextlib.suppress(Exception):  # the raw storage bytes that follow are not a pickle
         for _ in range(5):
