@@ -258,6 +258,26 @@ def test_special_files_as_hrefs_do_not_hang(tmp_path, capsys, kind):
     assert code == 1 and "not a regular file" in out
 
 
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_special_files_among_checkpoints_do_not_hang_convert(tmp_path, capsys, kind):
+    """A folder from strangers may hold a FIFO (or a link to /dev/zero) named like a checkpoint. The folder's
+    walk passes over it; named on the command line (as a shell's ``*.ckpt`` names it), convert says what it is
+    instead of blocking on its open or reading forever."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    if kind == "fifo":
+        os.mkfifo(folder / "epoch=0-step=1.ckpt")
+    else:
+        (folder / "epoch=0-step=1.ckpt").symlink_to("/dev/zero")
+    results: dict[str, Any] = {}
+    assert _finishes(lambda: results.update(folder=run(capsys, "convert", folder, "--json")))
+    assert results["folder"][0] == 2 and "no checkpoint files" in results["folder"][1]
+    assert _finishes(lambda: results.update(named=run(capsys, "convert", folder / "epoch=0-step=1.ckpt", "--json")))
+    code, out, _ = results["named"]
+    assert code == 1 and "not a regular file" in out
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch=0-step=1.ckpt"]  # nothing written beside it
+
+
 def _pickle_bomb(path: Path, inflated: int) -> None:
     """A zip checkpoint whose data.pkl (a dict holding one long string) is deflated: tiny file, huge pickle."""
     head = b"\x80\x02}q\x00(X\n\x00\x00\x00state_dictq\x01}q\x02X\x10\x00\x00\x00hyper_parametersq\x03}q\x04"

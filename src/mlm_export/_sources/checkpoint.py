@@ -66,6 +66,8 @@ def load(path: str | Path, *, trust: bool = False) -> LoadedCheckpoint:
 
 
 def _sniff(path: Path) -> str:
+    if path.exists() and not path.is_file():  # a FIFO would block the open, /dev/zero never end
+        raise CheckpointError(f"{path.name}: not a regular file (a directory, pipe or device); name a checkpoint file")
     try:
         with open(path, "rb") as f:
             head = f.read(16)
