@@ -278,6 +278,32 @@ def test_special_files_among_checkpoints_do_not_hang_convert(tmp_path, capsys, k
     assert sorted(p.name for p in folder.iterdir()) == ["epoch=0-step=1.ckpt"]  # nothing written beside it
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (("validate", "{fifo}"), "not a regular file"),
+        (("verify", "{fifo}"), "not a regular file"),
+        (("hf-card", "{fifo}"), "not a regular file"),
+        (("hf-card", "{folder}"), "holds 0 MLM Items"),  # the folder's walk passes over it
+        (("match", "{fifo}", "{folder}"), "not a regular file"),
+        (("publish", "{fifo}", "--to", "{catalog}"), "not a regular file"),
+        (("publish", "{folder}", "--to", "{catalog}"), "not a regular file"),
+    ],
+    ids=["validate", "verify", "hf-card", "hf-card-folder", "match", "publish", "publish-folder"],
+)
+def test_a_fifo_named_like_an_item_does_not_hang_a_reader(tmp_path, capsys, argv, said):
+    """Items and Collections come from strangers too: a FIFO among them (named, or in a folder that is walked)
+    is reported as not a regular file, never opened for a blocking read."""
+    folder = tmp_path / "items"
+    folder.mkdir()
+    os.mkfifo(folder / "item.json")
+    names = {"fifo": folder / "item.json", "folder": folder, "catalog": tmp_path / "catalog"}
+    results: dict[str, Any] = {}
+    assert _finishes(lambda: results.update(out=run(capsys, *(a.format(**names) for a in argv))))
+    code, out, err = results["out"]
+    assert code != 0 and said in out + err
+
+
 def _pickle_bomb(path: Path, inflated: int) -> None:
     """A zip checkpoint whose data.pkl (a dict holding one long string) is deflated: tiny file, huge pickle."""
     head = b"\x80\x02}q\x00(X\n\x00\x00\x00state_dictq\x01}q\x02X\x10\x00\x00\x00hyper_parametersq\x03}q\x04"
@@ -544,3 +570,19 @@ def test_hyperparameters_record_what_the_checkpoint_stated_not_the_offline_value
     model = ModelSpec("tests.test_security:Pretrainable", (("pretrained", True),), policy=allowed).build()
     assert model.built_pretrained is False  # built offline
     assert model.hparams["pretrained"] is True  # and described as the checkpoint stated
+
+
+def test_a_fifo_named_like_an_item_does_not_hang_the_form(tmp_path):
+    from mlm_export._form.session import FormSession
+
+    os.mkfifo(tmp_path / "item.json")
+    opened: dict[str, Any] = {}
+
+    def open_it() -> None:
+        try:
+            FormSession(tmp_path / "item.json")
+        except OSError as e:
+            opened["error"] = e
+
+    assert _finishes(open_it)
+    assert "not a regular file" in str(opened["error"])

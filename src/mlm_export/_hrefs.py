@@ -8,9 +8,11 @@ an Item make them read (and print the hash of) any file, and ``/dev/zero`` or a 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 from ._write import READ_CHUNK, multihash
@@ -47,6 +49,33 @@ def regular_size(path: Path) -> int:
     return st.st_size
 
 
+def _open_regular(path: Path, limit: int) -> BinaryIO:
+    """``path`` opened for reading without blocking (a FIFO cannot hang the open), refused unless the open
+    descriptor is a regular file of at most ``limit`` bytes."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(f.fileno())
+    if not stat.S_ISREG(st.st_mode):
+        f.close()
+        raise UnsafeHrefError(f"{path} is not a regular file; it is not read")
+    if st.st_size > limit:
+        f.close()
+        raise UnsafeHrefError(f"{path} is {st.st_size:,} bytes, over the {limit:,} a check reads")
+    return f
+
+
+def read_regular(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of a file from strangers (an Item, a Collection): a regular file of bounded size, never a FIFO
+    or device (:class:`UnsafeHrefError`, an ``OSError``, when it is not one)."""
+    with _open_regular(path, MAX_READ if limit is None else limit) as f:
+        return f.read()
+
+
+def read_json(path: Path, limit: int | None = None) -> Any:
+    """The JSON in a file from strangers, read by :func:`read_regular`; ``ValueError`` when it is not JSON."""
+    return json.loads(read_regular(path, limit).decode("utf-8"))
+
+
 def bounded_checksum(path: Path, limit: int | None = None) -> str:
     """sha256 multihash of a regular file, reading at most ``limit`` bytes (default :data:`MAX_READ`).
 
@@ -54,13 +83,7 @@ def bounded_checksum(path: Path, limit: int | None = None) -> str:
     the open descriptor.
     """
     limit = MAX_READ if limit is None else limit
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafeHrefError(f"{path} is not a regular file; it is not read")
-        if st.st_size > limit:
-            raise UnsafeHrefError(f"{path} is {st.st_size:,} bytes, over the {limit:,} a check reads")
+    with _open_regular(path, limit) as f:
         h = hashlib.sha256()
         left = limit
         while left > 0 and (chunk := f.read(min(READ_CHUNK, left))):

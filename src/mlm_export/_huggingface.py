@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import mlm
+from ._hrefs import read_json
 from ._write import atomic_write_bytes, atomic_write_json, file_checksum
 from .errors import InvalidOptionError, MLMExportError
 
@@ -269,7 +270,7 @@ def read_item(path: Path) -> tuple[dict[str, Any], Path]:
             )
         path = items[0]
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError) as e:
         raise InvalidOptionError(f"cannot read an Item from {path}: {e}") from e
     if not _is_item_dict(data):
@@ -279,7 +280,7 @@ def read_item(path: Path) -> tuple[dict[str, Any], Path]:
 
 def _is_item(path: Path) -> bool:
     try:
-        return _is_item_dict(json.loads(path.read_text(encoding="utf-8")))
+        return _is_item_dict(read_json(path))
     except (OSError, ValueError):
         return False
 

@@ -8,16 +8,15 @@ Rebuilding never loses them; what nothing states stays unstated.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import mlm
 from ._collection import COLLECTION_FILE
+from ._hrefs import read_json as regular_json
 
 #: Largest JSON file read back from a folder (an Item or a Collection); larger ones are ignored.
 MAX_JSON = 16 << 20
@@ -27,10 +26,7 @@ _MODE = re.compile(r"'mode':\s*'(min|max)'")
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from a regular file of bounded size, or None (missing, special, too big, not JSON)."""
     try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JSON:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = regular_json(path, MAX_JSON)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

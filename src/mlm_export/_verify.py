@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from torch import nn
 from . import mlm
 from ._checks import consistency_problems
 from ._guard import SAFE, Policy
+from ._hrefs import read_json
 from ._rebuild import checkpoint_spec
 from ._sources.checkpoint import load, load_weights
 from ._sources.model import observe_outputs
@@ -69,9 +69,8 @@ def verify_item(
     its fields allow, each unusable field a failed check (never an uncaught ``KeyError``).
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
     try:
-        item = json.loads(text)
+        item = read_json(path)  # a regular file only: a FIFO named like an Item would block the read
     except ValueError as e:
         raise NotJSONError(path, e) from e
     if not isinstance(item, dict):

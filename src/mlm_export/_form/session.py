@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from .. import mlm
 from .._checks import asset_problems, consistency_problems
+from .._hrefs import read_regular
 from .._validate import validation_problems
 from .._write import atomic_write_bytes
 from ..errors import ItemChangedError, ItemFileError, ItemValidationError, MLMExportError, Problem
@@ -175,7 +176,7 @@ class FormSession:
         self.original: dict[str, Any] = blank_item()
         self.opened = False
         if path is not None and path.exists():
-            raw = path.read_bytes()
+            raw = read_regular(path)  # never a blocking read of a FIFO named like an Item
             try:
                 data = json.loads(raw)
             except ValueError as e:

@@ -19,7 +19,6 @@ the matched Items' bytes.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import secrets
@@ -28,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .._hrefs import read_json
 from .._write import atomic_path, atomic_write_json
 from . import _fields as fields
 from ._base import AddOptions, AddResult, CatalogBase, loads, prepared_items
@@ -93,7 +93,7 @@ class FolderCatalog(CatalogBase):
                 raise CatalogFormatError(f"{self.path} is a file, not a catalog folder; name a folder")
             return {"format": FORMAT, "version": FORMAT_VERSION, "seq": 0, "parts": [], "collections": {}}
         try:
-            data: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+            data: dict[str, Any] = read_json(file)
         except (OSError, ValueError) as e:
             raise CatalogFormatError(f"{file} cannot be read as a catalog manifest: {e}") from e
         if data.get("format") != FORMAT or not isinstance(data.get("parts"), list):

@@ -8,7 +8,6 @@ refused, never read.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from .._hrefs import read_json
 from ._errors import CatalogFormatError
 
 
@@ -48,7 +48,7 @@ def _read(file: Path, root: Path, base_url: str | None, out: Gathered, seen: set
         return
     seen.add(file)
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = read_json(file)
     except (OSError, ValueError) as e:
         out.problems.append(f"{file}: cannot be read as JSON ({e})")
         return

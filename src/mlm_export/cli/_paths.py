@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._hrefs import read_json as regular_json
 from ..errors import NotJSONError, UsageError
 
 GLOB_CHARS = "*?["
@@ -29,10 +29,10 @@ def require_files(paths: Sequence[Path], *, what: str = "an Item or Collection J
 
 
 def read_json(path: Path) -> Any:
-    """The JSON in a file; a file that is not JSON is a :class:`NotJSONError` saying so."""
-    text = path.read_text(encoding="utf-8")
+    """The JSON in a file; a file that is not JSON is a :class:`NotJSONError` saying so (one that is not a regular
+    file, an ``UnsafeHrefError``: it is never opened for a blocking read)."""
     try:
-        return json.loads(text)
+        return regular_json(path)
     except ValueError as e:
         raise NotJSONError(path, e) from e
 
