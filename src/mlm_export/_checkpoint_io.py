@@ -143,6 +143,8 @@ class LinkWatcher:
 
     def __init__(self) -> None:
         self._seen: dict[Path, tuple[int, int, int, int] | None] = {}
+        #: The checkpoint paths last looked at by :meth:`directories`: only new ones are stat-ed (it runs per batch).
+        self._looked: set[str] = set()
 
     def note(self, path: Path) -> None:
         """The file now at ``path`` is described (saved through the IO, or a link just seen)."""
@@ -167,14 +169,16 @@ class LinkWatcher:
             out.append((cb, path, target))
         return out
 
-    @staticmethod
-    def directories(callbacks: Iterable[Callback]) -> list[str]:
-        """Checkpoints that are directories (FSDP/DeepSpeed sharded): written past any IO, described by no Item."""
+    def directories(self, callbacks: Iterable[Callback]) -> list[str]:
+        """Checkpoints that are directories (FSDP/DeepSpeed sharded): written past any IO, described by no Item.
+        A path already seen on disk is not checked again (this runs at every batch); one Lightning names before
+        its strategy has written it is checked until it exists."""
         paths: set[str] = set()
         for cb in callbacks:
             if isinstance(cb, ModelCheckpoint):
-                paths.update(p for p in (cb.best_model_path, cb.last_model_path) if p and os.path.isdir(p))
-        return sorted(paths)
+                paths.update(p for p in (cb.best_model_path, cb.last_model_path) if p and p not in self._looked)
+        self._looked |= {p for p in paths if os.path.lexists(p)}
+        return sorted(p for p in paths if os.path.isdir(p))
 
 
 def _local(path: PathLike) -> Path | None:
