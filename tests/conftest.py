@@ -110,3 +110,12 @@ def item_dict() -> dict[str, Any]:
         datetime=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
     )
     return item.to_dict(include_self_link=False, transform_hrefs=False)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: Any) -> tuple[int, str, str]:
+    """Run the CLI in-process with ``argv`` (each made a string); its exit code, stdout and stderr."""
+    from mlm_export.cli import main
+
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -208,33 +209,59 @@ def test_item_write_failure_removes_the_model_files(tmp_path, monkeypatch):
 
 
 class SlowToExport(nn.Module):
-    """Fast to run, slow to export (as timm davit_tiny is in torch.export)."""
+    """Fast to run, slow to export (as timm davit_tiny is in torch.export): the export waits for ``GATE``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_exporting():
-            time.sleep(20)
-            SLEPT_THROUGH.append(True)  # reached only if the export was not stopped
+        # torch.export's flag is process-wide: only the first export to get here waits (others pass through)
+        if torch.compiler.is_exporting() and not EXPORTING.is_set():
+            EXPORTING.set()
+            GATE.wait(60)
         return self.conv(x)
 
 
-SLEPT_THROUGH: list[bool] = []
+GATE = threading.Event()
+EXPORTING = threading.Event()
 
 
-def test_slow_export_is_bounded_with_a_message(tmp_path, assert_valid):
-    SLEPT_THROUGH.clear()
-    with pytest.warns(MLMExportWarning) as caught:
-        item = export_mlm(
-            SlowToExport(), example_input=torch.randn(2, 3, 8, 8), tasks="semantic-segmentation", out_dir=tmp_path,
-            artifact_timeout=1, **WHEN,
-        )  # fmt: skip
-    assert SLEPT_THROUGH == []  # stopped in the middle, not waited for
-    assert any("took longer than 1 s and was stopped; raise artifact_timeout=" in str(w.message) for w in caught)
+def _export_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("mlm-export: writing the pt2")]
+
+
+@pytest.mark.parametrize("on_main_thread", [True, False], ids=["main-thread", "other-thread"])
+def test_slow_export_is_abandoned_with_a_message_and_its_late_file_never_lands(tmp_path, assert_valid, on_main_thread):
+    GATE.clear()
+    EXPORTING.clear()
+    result: list[Any] = []
+
+    def export() -> None:
+        with pytest.warns(MLMExportWarning) as caught:
+            item = export_mlm(
+                SlowToExport(), example_input=torch.randn(2, 3, 8, 8), tasks="semantic-segmentation",
+                out_dir=tmp_path, artifacts=("pt2", "torchscript"), artifact_timeout=0.5, **WHEN,
+            )  # fmt: skip
+        result.extend([item, [str(w.message) for w in caught]])
+
+    if on_main_thread:
+        export()
+    else:  # a notebook's or the callback's thread: bounded too (a signal could not do it there)
+        thread = threading.Thread(target=export)
+        thread.start()
+        thread.join(120)
+    item, messages = result
+    late = _export_threads()
+    assert late and all(t.is_alive() for t in late)  # returned while the export still ran: not waited for
+    assert any("took longer than 0.5 s and was abandoned; raise artifact_timeout=" in m for m in messages)
     assert assert_valid(item)["assets"]["model"]["mlm:artifact_type"] == "torch.jit.save"
+    GATE.set()  # the abandoned export now finishes; its file must be discarded, not land beside the Item
+    for t in late:
+        t.join(60)
+    assert not any(t.is_alive() for t in late)
     assert not list(tmp_path.glob("*.pt2"))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_verify_prints_max_abs_diff_per_model_file(tmp_path):

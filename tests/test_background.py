@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,38 +22,57 @@ from mlm_export import _runs as runs
 from .test_callback import WHEN
 
 
-def feed(worker: background.Worker, seconds: float, every: float = 0.02) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        worker.put(("job",))
-        time.sleep(every)
+def feed_until(worker: background.Worker, enough: threading.Event, every: float = 0.02) -> None:
+    """A job every ``every`` s (stamped with the time it was queued) until ``enough`` is set: the queue is never
+    drained while jobs linger. Ends on the event, not on a clock, so a slow machine only makes it longer."""
+    for _ in range(int(LIMIT_SECONDS / every)):
+        if enough.is_set():
+            return
+        worker.put((time.monotonic(),))
+        enough.wait(every)
+    raise AssertionError(f"the event did not come within {LIMIT_SECONDS} s of jobs")
+
+
+#: A bound that only a broken worker reaches (the events below come within seconds on any machine).
+LIMIT_SECONDS = 300.0
 
 
 def test_collection_writes_come_during_a_run_not_only_at_its_end():
-    ran: list[float] = []
+    ran: list[tuple[float, float]] = []
     idle: list[float] = []
-    worker = background.Worker(lambda job: ran.append(time.monotonic()), print, lambda: idle.append(time.monotonic()))
-    start = time.monotonic()
-    feed(worker, 2.6)  # a job every 20 ms: the queue is never drained while jobs linger
-    during = [t for t in idle if t - start < 2.6]
+    twice = threading.Event()
+
+    def on_idle() -> None:
+        idle.append(time.monotonic())
+        if len(idle) >= 2:
+            twice.set()
+
+    worker = background.Worker(lambda job: ran.append((job[0], time.monotonic())), print, on_idle)
+    feed_until(worker, twice)  # returns only once two Collection writes came while jobs kept coming
+    closing = time.monotonic()
     assert worker.close() is None
-    assert len(during) >= 2, idle
-    assert len(ran) > 100
-    assert min(ran) - start >= background.LINGER_SECONDS * 0.9  # the first job waited for its linger
+    assert len([t for t in idle if t < closing]) >= 2
+    before_close = [(queued, at) for queued, at in ran if at < closing]
+    assert before_close
+    assert all(at - queued >= background.LINGER_SECONDS * 0.9 for queued, at in before_close)  # each lingered
 
 
 def test_collection_writes_are_spaced_by_their_cost():
     idle: list[float] = []
+    three = threading.Event()
 
     def slow_collection() -> None:
         idle.append(time.monotonic())
-        time.sleep(0.1)  # 20x: at least 2 s until the next
+        time.sleep(0.1)  # at least 0.1 s: the next write comes FLUSH_SPACING (20x) later, at least 2 s
+        if len(idle) >= 3:
+            three.set()
 
     worker = background.Worker(lambda job: None, print, slow_collection)
-    feed(worker, 3.0)
+    feed_until(worker, three)
     worker.close()
-    gaps = [b - a for a, b in zip(idle, idle[1:-1], strict=False)]  # the last one is the end of fit's
-    assert gaps and min(gaps) >= background.FLUSH_SPACING * 0.1 * 0.95, gaps
+    gaps = [b - a for a, b in zip(idle, idle[1:3], strict=False)]  # the writes during the run, not the final one
+    assert len(gaps) == 2
+    assert min(gaps) >= background.FLUSH_SPACING * 0.1 * 0.95, gaps
 
 
 def test_close_does_not_wait_for_the_linger(monkeypatch):

@@ -11,21 +11,14 @@ import pytest
 from mlm_export import catalog
 from mlm_export.catalog._match import castable, match_models, overlap
 from mlm_export.catalog._sources import gather
-from mlm_export.cli import main
 
 from .catalog_data import FIXTURES, model_items, naip_model, official_examples
-from .conftest import plain_validate
+from .conftest import plain_validate, run
 
 # the official MLM examples are STAC 1.0.0 Items with extension versions mlm-export does not bundle
 pytestmark = pytest.mark.usefixtures("foreign_schemas")
 
 DATA = FIXTURES / "data_items"
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -14,9 +14,8 @@ import torch
 import torchvision
 
 from mlm_export import export_mlm
-from mlm_export.cli import main
 
-from .conftest import plain_validate
+from .conftest import plain_validate, run
 from .models import SmallUNet
 
 L = pytest.importorskip("lightning")
@@ -27,12 +26,6 @@ from mlm_export import MLMExportCallback  # noqa: E402
 from .test_callback import TinyClassifier, fit  # noqa: E402
 
 WHEN = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from mlm_export import export_mlm
-from mlm_export.cli import main
 
+from .conftest import run
 from .models import SmallUNet
 
 WHEN = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
@@ -39,12 +39,6 @@ USER_MODELS = textwrap.dedent(
             return self.head(self.conv(x).flatten(1))
     """
 )
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

@@ -24,16 +24,9 @@ from mlm_export._guard import Policy, UntrustedModelError
 from mlm_export._sources.archive_limits import ArchiveBombError, check_declared_sizes
 from mlm_export._sources.checkpoint import import_object
 from mlm_export._write import file_checksum
-from mlm_export.cli import main
 
-from .conftest import plain_validate
+from .conftest import plain_validate, run
 from .models import SmallUNet
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: Any) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def lightning_checkpoint(

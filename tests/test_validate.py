@@ -163,3 +163,32 @@ def test_item_written_to_disk_validates_with_cli_json(tmp_path, capsys):
     Path(path).write_text(json.dumps(broken))
     assert main(["validate", path, "--json"]) == 1
     assert "mlm:accelerator" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"), [("file:checksum", "zz", "does not match"), ("file:size", -1, "less than")]
+)
+def test_invalid_value_of_a_shape_that_passed_is_rejected(tmp_path, field, value, message):
+    """Validators are cached, results are not: an Item like one that passed, but for a value the schemas
+    constrain (a checksum pattern, a size minimum), fails, as the callback's next checkpoint Item would."""
+    import datetime as dt
+
+    import torch
+
+    from mlm_export import export_mlm
+
+    from .models import Regressor
+
+    item = export_mlm(
+        Regressor(), example_input=torch.randn(2, 3, 8, 8), tasks="regression", out_dir=tmp_path,
+        artifacts=("safetensors",), datetime=dt.datetime(2024, 6, 1, tzinfo=dt.UTC),
+    )  # fmt: skip
+    data = item.to_dict(include_self_link=False, transform_hrefs=False)
+    validate_item(data)  # passes, and its validators are now cached
+    bad = copy.deepcopy(data)
+    assert field in bad["assets"]["model"]
+    assert type(bad["assets"]["model"][field]) is type(value)  # the same shape: same keys, same types
+    bad["assets"]["model"][field] = value
+    with pytest.raises(ItemValidationError, match=message):
+        validate_item(bad)
+    validate_item(data)  # and the valid one still passes

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import os
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +14,7 @@ from torch import nn
 
 from . import mlm
 from ._facts import TensorFacts
-from ._model_state import eval_mode
+from ._model_state import eval_copy
 from ._sources.call import CallSpec
 from ._write import HashingWriter, atomic_path, atomic_save, file_checksum
 from .errors import InvalidOptionError, option
@@ -156,28 +153,8 @@ def export_program(
     args, kwargs = spec.call_args(examples)
     dyn_args, dyn_kwargs = spec.call_args(dims, constants=False)
     dynamic: Any = dyn_kwargs if spec.as_kwargs and spec.structure == "mapping" else dyn_args
-    with eval_mode(model), _quiet_torch_logs():
-        program = torch.export.export(model, args, kwargs or None, dynamic_shapes=dynamic, strict=False)
+    program = torch.export.export(eval_copy(model), args, kwargs or None, dynamic_shapes=dynamic, strict=False)
     return program, _accepted_shapes(program, spec, inputs)
-
-
-@contextlib.contextmanager
-def _quiet_torch_logs() -> Iterator[None]:
-    """torch.export logs and prints (to stderr) whole graphs when it fails; the caller reports it in one line."""
-    loggers = [
-        logging.getLogger(name)
-        for name in list(logging.root.manager.loggerDict)
-        if name == "torch" or name.startswith("torch.")
-    ]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.CRITICAL)
-        with contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
 
 def _accepted_shapes(

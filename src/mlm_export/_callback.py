@@ -32,9 +32,9 @@ from ._pipeline import ExportOptions, Gathered, gather, plan, write_model_files
 from ._provenance import Prepared, provenance_facts, runtime_files, with_trainer, write_prepared
 from ._run_flush import commit, flush
 from ._runs import ITEM_SUFFIX, RunCatalog, checkpoint_stem, item_path_for
-from ._schema_cache import quick_check
 from ._sources.checkpoint import EMBED_KEY
 from ._sources.datamodule import model_input
+from ._validate import check
 from ._write import json_bytes
 from .errors import InputRequiredError, InvalidOptionError, MLMExportWarning
 
@@ -309,7 +309,7 @@ class MLMExportCallback(Callback):
         )  # fmt: skip
         built = checkpoint_item(model, facts, copy=template is not None)  # the template itself stays as it is
         data = built.to_dict(include_self_link=False, transform_hrefs=False)
-        quick_check(data, by_shape=True)  # one template for every checkpoint: each new shape checked
+        check(data)  # in full for every checkpoint (validators are cached, results never are)
         return data
 
     def _catalog(self, dirpath: Path) -> RunCatalog:

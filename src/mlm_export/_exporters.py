@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -23,7 +22,7 @@ from torch.utils import _pytree as pytree
 
 from ._artifacts import WrittenFile, export_program, save_program
 from ._facts import TensorFacts
-from ._model_state import eval_mode
+from ._model_state import eval_copy
 from ._sources.call import CallSpec
 from ._write import atomic_path, atomic_save, file_checksum
 from .errors import ArtifactTimeoutError as ArtifactTimeoutError
@@ -32,33 +31,56 @@ from .errors import MLMExportError
 #: Seconds one artifact's export may take by default (timm davit_tiny took over 10 minutes in torch.export).
 DEFAULT_TIMEOUT = 300.0
 
+T = TypeVar("T")
+
 #: Runs a loaded artifact on (args, kwargs) and returns its outputs as a flat list of tensors.
 Runner = Callable[[tuple[Any, ...], dict[str, Any]], list[torch.Tensor]]
 
 
-@contextlib.contextmanager
-def time_bound(seconds: float | None, what: str) -> Iterator[None]:
-    """Raise :class:`ArtifactTimeoutError` in the block after ``seconds`` (main thread only: signals need it).
+def time_bound(
+    work: Callable[[], T], seconds: float | None, what: str, *, discard: Callable[[T], None] | None = None
+) -> T:
+    """``work()`` bounded to ``seconds``: run on a worker thread and waited for, else :class:`ArtifactTimeoutError`.
 
-    Elsewhere (the callback's worker, a notebook's thread) the block runs unbounded.
+    Scoped to the work, from any thread (the callback's, a notebook's): no signal handler, no timer. A thread
+    cannot be stopped, so a late export is abandoned: it runs on in the background (on a copy of the model, see
+    :func:`_eval`) and when it ends its result goes to ``discard`` (which removes the file it wrote). Warnings
+    are filtered here, on the waiting thread, so an abandoned thread never restores stale filters.
     """
-    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
-        return
+    with _quiet_warnings():
+        if not seconds:
+            return work()
+        done = threading.Event()
+        lock = threading.Lock()
+        outcome: list[tuple[bool, Any]] = []
+        abandoned = False
 
-    def expire(signum: int, frame: Any) -> None:
-        raise ArtifactTimeoutError(
-            f"{what} took longer than {seconds:g} s and was stopped; raise artifact_timeout= (or the "
-            "MLM_EXPORT_ARTIFACT_TIMEOUT variable) to wait longer, or leave this format out of artifacts="
-        )
+        def run() -> None:
+            try:
+                result: tuple[bool, Any] = (True, work())
+            except BaseException as e:  # noqa: BLE001 - handed to the waiting thread, which raises it
+                result = (False, e)
+            with lock:
+                if abandoned:
+                    if result[0] and discard is not None:
+                        discard(result[1])
+                    return
+                outcome.append(result)
+            done.set()
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        threading.Thread(target=run, name=f"mlm-export: {what}", daemon=True).start()
+        if not done.wait(seconds):
+            with lock:
+                if not outcome:  # still running: from now on its result is discarded when it comes
+                    abandoned = True
+                    raise ArtifactTimeoutError(
+                        f"{what} took longer than {seconds:g} s and was abandoned; raise artifact_timeout= (or the "
+                        "MLM_EXPORT_ARTIFACT_TIMEOUT variable) to wait longer, or leave this format out of artifacts="
+                    )
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return cast(T, value)
 
 
 def timeout_from_env(value: float | None) -> float | None:
@@ -80,10 +102,15 @@ def _examples(model: nn.Module, spec: CallSpec) -> list[torch.Tensor]:
     return out
 
 
+def _eval(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of the model that shares its weights (the model keeps its flags and tables)."""
+    return eval_copy(model)
+
+
 @contextlib.contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the block (train flags restored after), without TorchScript's deprecation notices."""
-    with eval_mode(model), warnings.catch_warnings():
+def _quiet_warnings() -> Iterator[None]:
+    """Without TorchScript's deprecation notices and the tracer's warnings the caller reports in one line."""
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.")
         warnings.filterwarnings("ignore", message=r"Converting a tensor with requires_grad")
         warnings.filterwarnings("ignore", message=r"RCNN always returns")
@@ -122,11 +149,11 @@ def script_or_trace(
 
 def write_torchscript(model: nn.Module, spec: CallSpec, path: Path) -> tuple[WrittenFile, str]:
     """The model as TorchScript (see :func:`script_or_trace`), taking the Item's inputs; then save."""
-    with _eval(model):
-        compiled, how = script_or_trace(model, lambda: spec.call_args(_examples(model, spec)))
-        if how == "scripted":
-            compiled = _as_item_interface(compiled, model, spec)
-        atomic_save(path, lambda f: torch.jit.save(compiled, f))  # a full disk: an OSError, not an abort
+    model = _eval(model)
+    compiled, how = script_or_trace(model, lambda: spec.call_args(_examples(model, spec)))
+    if how == "scripted":
+        compiled = _as_item_interface(compiled, model, spec)
+    atomic_save(path, lambda f: torch.jit.save(compiled, f))  # a full disk: an OSError, not an abort
     return WrittenFile(os.path.getsize(path), file_checksum(path)), how
 
 
@@ -168,9 +195,10 @@ def write_onnx(
     auto = [dict.fromkeys(names[n], torch.export.Dim.AUTO) or None for n in spec.names]
     dyn_args, dyn_kwargs = spec.call_args(auto, constants=False)
     dynamic: Any = dyn_kwargs if spec.as_kwargs and spec.structure == "mapping" else dyn_args
-    with _eval(model), torch.no_grad(), _quiet():
+    copy = _eval(model)
+    with torch.no_grad():
         program = torch.onnx.export(
-            model, args, kwargs=kwargs or None, dynamo=True, dynamic_shapes=dynamic, input_names=list(spec.names),
+            copy, args, kwargs=kwargs or None, dynamo=True, dynamic_shapes=dynamic, input_names=list(spec.names),
             output_names=list(output_names) or None, optimize=True, verbose=False,
         )  # fmt: skip
     if program is None:  # only the legacy exporter (dynamo=False) returns nothing
@@ -205,17 +233,6 @@ def write_checkpoint(state: dict[str, torch.Tensor], path: Path) -> WrittenFile:
     with atomic_path(path) as tmp:
         torch.save(plain, str(tmp))
     return WrittenFile(os.path.getsize(path), file_checksum(path))
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """The ONNX exporter prints progress and whole graphs on failure; the caller reports it in one line."""
-    import io
-
-    from ._artifacts import _quiet_torch_logs
-
-    with _quiet_torch_logs(), contextlib.redirect_stdout(io.StringIO()):
-        yield
 
 
 def _short(e: BaseException) -> str:

@@ -12,6 +12,8 @@ behind if writing fails: no file without its Item.
 
 from __future__ import annotations
 
+import os
+import secrets
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -183,6 +185,8 @@ class _Writer:
         self.stacklevel = stacklevel
         self.class_name = gathered.model.class_name
         self.spec = call_spec(module, gathered.example)
+        #: The eager model the files are compared with: an eval-mode copy (the module keeps its flags).
+        self._eval_module = exporters._eval(module)
         self.inputs = gathered.model.inputs
         self.tried: set[str] = set()
         self.written: list[Path] = []
@@ -192,9 +196,22 @@ class _Writer:
         """Write and prove one format; None (with one warning naming it and why) when it cannot be done."""
         self.tried.add(fmt)
         path = self.out_dir / f"{self.stem}{art.FORMATS[fmt].suffix}"
+        self.written.append(path)  # before writing: a failure half-way removes it
+        # Written under a private name, renamed once it is in time: an abandoned export's late file never lands.
+        staged = path.with_name(f".{self.stem}.{secrets.token_hex(4)}.staged{path.suffix}")
+
+        def work() -> _Written:
+            try:
+                return self._write(fmt, staged)
+            except BaseException:
+                staged.unlink(missing_ok=True)
+                raise
+
         try:
-            with exporters.time_bound(self.bound, f"writing the {fmt} file of {self.class_name}"):
-                w = self._write(fmt, path)
+            what = f"writing the {fmt} file of {self.class_name}"
+            w = exporters.time_bound(work, self.bound, what, discard=lambda late: late.path.unlink())
+            os.replace(staged, path)
+            w.path = path
             if fmt in art.RUNNABLE:
                 w.note = " ".join(filter(None, [w.note, self._prove(fmt, path, w.accepted)]))
         except Exception as e:
@@ -213,7 +230,6 @@ class _Writer:
         return w
 
     def _write(self, fmt: str, path: Path) -> _Written:
-        self.written.append(path)  # before writing: a failure half-way removes it
         if fmt == "pt2":
             file, accepted = exporters.write_pt2(self.module, self.spec, self.inputs, path)
             return _Written(fmt, path, file, accepted=accepted)
@@ -270,8 +286,8 @@ class _Writer:
     def _eager(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         device = _device(self.module)
         args, kwargs = self.spec.call_args([t.to(device) for t in tensors])
-        with exporters._eval(self.module), torch.no_grad():
-            return [t.cpu() for t in exporters.leaves(self.module(*args, **kwargs))]
+        with torch.no_grad():
+            return [t.cpu() for t in exporters.leaves(self._eval_module(*args, **kwargs))]
 
     def remove_all(self) -> None:
         for path in self.written:

@@ -1,13 +1,14 @@
-"""Running a user's model without changing it: the one place that sets and puts back what a pass may change.
+"""Running a user's model without changing it: passes run on a scoped copy, never on the live model.
 
-Eval mode for a block (every module's train/eval flag put back after), every buffer and module attribute put
-back after real forward passes, and weights swapped for meta tensors for a block. The tracer, the exporters
-and the TorchScript writer all use these, so a model leaves mlm-export exactly as it came.
+The tracer, the exporters and the TorchScript writer run a copy of the module tree that shares the weights
+(or stands meta tensors in for them) and has its own attribute tables and train flags, so a model leaves
+mlm-export exactly as it came and another thread (the training loop, a logger) never sees it changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,8 +20,8 @@ from torch import nn
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode for the block, then every module's train/eval flag as it was, whatever happens.
 
-    Flags are restored module by module: a model whose parts were in different modes (a frozen backbone in
-    eval under a training head) gets each part's mode back, which ``model.train(was_training)`` would not do.
+    This flips the live model (another thread sees it in eval during the block); the export path uses
+    :func:`eval_copy` instead, which changes nothing in the model.
     """
     flags = [(m, m.training) for m in model.modules()]
     try:
@@ -31,63 +32,64 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
-@contextlib.contextmanager
-def state_kept(model: nn.Module) -> Iterator[None]:
-    """Put back what real forward passes change: every buffer's values (counters, caches, running stats) and
-    every module attribute (set, replaced or deleted), whatever happens."""
-    modules = list(model.modules())
-    attrs = [dict(m.__dict__) for m in modules]
-    tables = [dict(m._buffers) for m in modules]
-    values = [
-        (b, b.detach().clone())
-        for m in modules
-        for b in m._buffers.values()
-        if isinstance(b, torch.Tensor) and b.device.type != "meta"
-    ]
-    try:
-        yield
-    finally:
-        for m, d, buffers in zip(modules, attrs, tables, strict=True):
-            m.__dict__.clear()
-            m.__dict__.update(d)
-            m._buffers.clear()
-            m._buffers.update(buffers)
-        with torch.no_grad():
-            for b, saved in values:
-                b.copy_(saved)
+#: What every ``nn.Module`` keeps in its ``__dict__`` (tables of parameters, buffers, children, hooks): a copy
+#: gets its own tables, so what a pass registers or sets on it stays on the copy.
+_MODULE_TABLES = frozenset(k for k, v in nn.Module().__dict__.items() if isinstance(v, dict | set))
 
 
-@contextlib.contextmanager
-def on_meta(model: nn.Module) -> Iterator[None]:
-    """Swap every parameter and buffer for a meta tensor of the same shape for the block, then put all back.
+def scoped_copy(model: nn.Module, *, meta: bool = False, own_buffers: bool = False) -> nn.Module:
+    """A copy of the module tree that shares the weights: new module objects with their own ``__dict__``,
+    tables and train flags, so running, tracing or exporting the copy changes nothing another thread can see
+    in ``model`` (no weight swapped in, no attribute set, no flag flipped), and an abandoned export never does.
 
-    Tied tensors map to one meta tensor and modules registered twice are swapped once. Attributes a forward
-    pass sets (caches built from meta tensors) are put back too, so the model is exactly as it was.
+    ``meta``: every parameter and buffer is a meta tensor of the same shape instead (tied tensors stay tied).
+    ``own_buffers``: buffers are cloned, so a real forward pass that updates them (counters, caches, running
+    stats) leaves the model's own untouched. Parameters are shared, never copied: no memory is doubled.
     """
-    modules = list(model.modules())
-    saved_dicts = [m.__dict__.copy() for m in modules]
-    saved: list[tuple[dict[str, Any], str, Any]] = []
-    memo: dict[int, torch.Tensor] = {}
-    try:
-        for m in modules:
-            tables: tuple[dict[str, Any], ...] = (m._parameters, m._buffers)
-            for table in tables:
-                for name, t in table.items():
-                    if t is None:
-                        continue
-                    saved.append((table, name, t))
-                    if id(t) not in memo:
-                        memo[id(t)] = _meta_like(t)
-                    table[name] = memo[id(t)]
-        yield
-    finally:
-        for table, name, t in reversed(saved):
-            table[name] = t
-        for m, d in zip(modules, saved_dicts, strict=True):
-            # by identity: == on attributes would compare tensors (and fail on meta ones)
-            if m.__dict__.keys() != d.keys() or any(v is not d[k] for k, v in m.__dict__.items()):
-                m.__dict__.clear()
-                m.__dict__.update(d)
+    copies: dict[int, nn.Module] = {}
+    tensors: dict[int, torch.Tensor] = {}
+
+    def tensor(t: Any, buffer: bool) -> Any:
+        if not isinstance(t, torch.Tensor):
+            return t
+        if id(t) not in tensors:
+            if meta:
+                tensors[id(t)] = _meta_like(t)
+            elif buffer and own_buffers and t.device.type != "meta":
+                tensors[id(t)] = t.detach().clone()
+            else:
+                tensors[id(t)] = t
+        return tensors[id(t)]
+
+    def value(v: Any) -> Any:
+        if isinstance(v, nn.Module):
+            return module(v)
+        if isinstance(v, types.MethodType) and isinstance(v.__self__, nn.Module):
+            return types.MethodType(v.__func__, module(v.__self__))  # a bound method stored as an attribute
+        return v
+
+    def module(m: nn.Module) -> nn.Module:
+        if id(m) in copies:
+            return copies[id(m)]
+        cls = type(m)
+        new = cls.__new__(cls)
+        copies[id(m)] = new
+        state = dict(m.__dict__)
+        for name in _MODULE_TABLES & state.keys():
+            table = state[name]
+            state[name] = table.copy()
+        state["_parameters"] = {k: tensor(v, False) for k, v in m._parameters.items()}
+        state["_buffers"] = {k: tensor(v, True) for k, v in m._buffers.items()}
+        state["_modules"] = {k: None if v is None else module(v) for k, v in m._modules.items()}
+        new.__dict__.update({k: v if k in _MODULE_TABLES else value(v) for k, v in state.items()})
+        return new
+
+    return module(model)
+
+
+def eval_copy(model: nn.Module, *, meta: bool = False, own_buffers: bool = False) -> nn.Module:
+    """:func:`scoped_copy` in eval mode: the model itself keeps each module's train/eval flag."""
+    return scoped_copy(model, meta=meta, own_buffers=own_buffers).eval()
 
 
 def _meta_like(t: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from typing import Any
 
 from ._collection import COLLECTION_FILE
 from ._runs import RunCatalog, item_path_for
-from ._schema_cache import quick_check
+from ._validate import check
 from ._versions import relink
 from ._write import json_bytes
 
@@ -50,7 +50,7 @@ def flush(catalog: RunCatalog, lock: threading.Lock, *, final: bool = True) -> b
         else:  # removed meanwhile: not linked from this Collection
             live.pop(path)
     data = catalog.collection({path: copies[path] for path in live})
-    quick_check(data, what="Collection", by_shape=True)
+    check(data, what="Collection")
 
     def current() -> bool:
         if all(catalog.still_holds(path, item) for path, item in live.items()):

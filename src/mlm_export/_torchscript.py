@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from . import mlm
-from ._model_state import eval_mode
+from ._model_state import eval_copy
 from ._write import atomic_write_bytes, file_checksum
 from .errors import TorchScriptError, first_line
 
@@ -61,17 +61,17 @@ def write_torchscript(model: nn.Module, example: torch.Tensor, path: str | os.Pa
     """
     if not isinstance(example, torch.Tensor):
         raise TorchScriptError(f"a TorchScript copy needs one example tensor, got {type(example).__name__}")
-    with eval_mode(model):
-        scripted = to_torchscript(model, example)
-        buffer = io.BytesIO()
-        with _quiet_jit():
-            torch.jit.save(scripted, buffer)
-            loaded = torch.jit.load(  # type: ignore[no-untyped-call]  # untyped in torch
-                io.BytesIO(buffer.getvalue()), map_location=example.device
-            )
-        # The example, and one sample of it: a trace freezes Python branches on the batch size, among others.
-        for batch in (example, example[:1]):
-            _compare(model, loaded, batch)
+    model = eval_copy(model)  # the model keeps its flags and tables
+    scripted = to_torchscript(model, example)
+    buffer = io.BytesIO()
+    with _quiet_jit():
+        torch.jit.save(scripted, buffer)
+        loaded = torch.jit.load(  # type: ignore[no-untyped-call]  # untyped in torch
+            io.BytesIO(buffer.getvalue()), map_location=example.device
+        )
+    # The example, and one sample of it: a trace freezes Python branches on the batch size, among others.
+    for batch in (example, example[:1]):
+        _compare(model, loaded, batch)
     target = Path(path)
     atomic_write_bytes(target, buffer.getbuffer())
     return target.stat().st_size, file_checksum(target)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .._facts import ModelFacts, ParameterFacts, TensorFacts
-from .._model_state import eval_mode
+from .._model_state import eval_copy
 from ..errors import InvalidOptionError
 from .call import CallSpec as CallSpec
 from .call import call_spec as call_spec
@@ -59,9 +59,9 @@ def inspect_model(model: nn.Module, example_input: Any, *, use_meta: bool = True
     spec = call_spec(model, example_input)
     parameters = count_parameters(model)
     device = _model_device(model)
-    # eval mode for the passes; every module's train flag and the RNG state put back after
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), eval_mode(model):
-        traced_on, base, probe, batch = trace(model, spec, device, use_meta)
+    # the passes run on an eval-mode copy (the model keeps its flags); the RNG state is put back after
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        traced_on, base, probe, batch = trace(eval_copy(model), spec, device, use_meta)
     inputs = _input_facts(spec, batch, probe is not None, _channels_first_5d(model))
     in_spatial = spatial_sizes(spec, None)
     outputs = _output_facts(base, probe, batch, in_spatial)

@@ -1,19 +1,19 @@
 """Tracing a model on its example input: on the meta device when possible, for real at batch 1 otherwise, and
 again at a larger spatial size to tell any-size models from fixed-size ones.
 
-The model is left as it was (see :mod:`mlm_export._model_state`); no gradient is recorded.
+Every pass runs on a scoped copy of the model (see :mod:`mlm_export._model_state`): the model is left as it
+was, and nobody sees it change meanwhile; no gradient is recorded.
 """
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from .._model_state import on_meta, state_kept
+from .._model_state import scoped_copy
 from ..errors import MLMExportWarning, TraceError, UnsupportedOutputError, first_line
 from .call import CallSpec, dtype_name
 from .outputs import Observed, observe_outputs
@@ -57,19 +57,19 @@ def trace(
             return "meta", base, probe, META_BATCH
     if on_meta:
         raise TraceError(_describe(spec, META_BATCH), meta_error or RuntimeError("the model's weights are on meta"))
-    with state_kept(model):
-        real = _real_inputs(spec, REAL_BATCH, None, device)
-        try:
-            base = _run(model, spec, real, meta=False)
-        except UnsupportedOutputError:
-            raise
-        except Exception as e:
-            raise TraceError(_describe(spec, REAL_BATCH), _with_dtype_hint(e, model, spec)) from e
-        probe = None
-        if probe_dims:
-            probe = _probe(
-                lambda how: _run(model, spec, _real_inputs(spec, REAL_BATCH, how, device), meta=False), spec, model
-            )
+    copy = scoped_copy(model, own_buffers=True)  # real passes may update buffers: the copy's own
+    real = _real_inputs(spec, REAL_BATCH, None, device)
+    try:
+        base = _run(copy, spec, real, meta=False)
+    except UnsupportedOutputError:
+        raise
+    except Exception as e:
+        raise TraceError(_describe(spec, REAL_BATCH), _with_dtype_hint(e, model, spec)) from e
+    probe = None
+    if probe_dims:
+        probe = _probe(
+            lambda how: _run(copy, spec, _real_inputs(spec, REAL_BATCH, how, device), meta=False), spec, model
+        )
     return device.type, base, probe, REAL_BATCH
 
 
@@ -122,8 +122,7 @@ def _float_weights(model: nn.Module) -> torch.dtype | None:
 def _check_dtypes(model: nn.Module, spec: CallSpec, device: torch.device) -> None:
     """One real pass at batch 1 for an integer example into a float model: an error naming the input if it fails."""
     try:
-        with state_kept(model):
-            _run(model, spec, _real_inputs(spec, REAL_BATCH, None, device), meta=False)
+        _run(scoped_copy(model, own_buffers=True), spec, _real_inputs(spec, REAL_BATCH, None, device), meta=False)
     except UnsupportedOutputError:
         raise
     except Exception as e:
@@ -145,8 +144,8 @@ def _with_dtype_hint(error: BaseException, model: nn.Module, spec: CallSpec) -> 
 
 def _run(model: nn.Module, spec: CallSpec, tensors: Sequence[torch.Tensor], *, meta: bool) -> Observed:
     args, kwargs = spec.call_args(tensors)
-    with torch.no_grad(), on_meta(model) if meta else contextlib.nullcontext():
-        out = model(*args, **kwargs)
+    with torch.no_grad():
+        out = (scoped_copy(model, meta=True) if meta else model)(*args, **kwargs)
     return observe_outputs(out)
 
 
