@@ -161,9 +161,13 @@ def test_download_flag_lets_a_constructor_connect(tmp_path, capsys, closed_port_
         "weights": "ResNet18_Weights.SENTINEL2_RGB_MOCO",
     }
     lightning_checkpoint(folder / "tg.ckpt", hparams, task.state_dict())
-    code, _, _ = run(capsys, "convert", folder, "--download", "--quiet")
-    assert code == 1  # the hub was tried (and the closed proxy refused it): --download did open the network
-    assert closed_port_proxies
+    code, out, _ = run(capsys, "convert", folder, "--download", "--json")
+    # --download did open the network: the constructor fetched the weights from the hub, through the proxy
+    assert 'Downloading: "https://hf.co/torchgeo/resnet18_sentinel2_rgb_moco' in out
+    assert closed_port_proxies and {host for host, _ in closed_port_proxies} == {"127.0.0.1"}
+    # the closed proxy refused it, so nothing was converted (not a success read from the exit code alone)
+    report = json.loads(out[out.index("{\n") :])
+    assert code == 1 and [r["status"] for r in report["results"]] == ["failed"]
 
 
 # ------------------------------------------------------------------------------------------ files outside
