@@ -77,7 +77,7 @@ def bench(name: str, model: nn.Module, example: torch.Tensor, formats: list[str]
                     art.write_safetensors(tensors, path, art.safetensors_metadata(aliases))
                 else:
                     exporters.write_checkpoint(model.state_dict(), path)
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - the failure is the benchmark's line
                 print(f"  {fmt:<12} failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}")
                 continue
             t_write = time.perf_counter() - start

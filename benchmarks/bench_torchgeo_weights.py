@@ -36,7 +36,7 @@ def members():
     for name in tgm.list_models():
         try:
             enum = tgm.get_model_weights(name)
-        except Exception:  # a builder without a weights enum
+        except Exception:  # noqa: BLE001 - a builder without a weights enum
             continue
         yield from ((name, w) for w in enum)
 
@@ -141,7 +141,7 @@ def main() -> int:
                 if not args.no_real_forward:
                     detail += "; " + _real_forward_matches(w, item)
             status = "ok"
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the failure is reported
             package = missing_package(e)
             status = "skipped" if package else "FAILED"
             reason = f"needs {package} (not installed)" if package else f"{type(e).__name__}: {str(e).splitlines()[0]}"

@@ -121,6 +121,21 @@ def test_datamodule_without_data_needs_example_input(assert_valid):
     assert assert_valid(item)["properties"]["mlm:input"][0]["bands"] == ["a", "b", "c", "d"]
 
 
+def test_a_datamodules_own_setup_error_is_raised_not_hidden():
+    """setup() is called to get a real batch; when the user's setup fails, that error is what they see (it was
+    swallowed, and export_mlm asked for example_input= instead)."""
+
+    class BrokenSetup(L.LightningDataModule):
+        def setup(self, stage: str) -> None:
+            raise FileNotFoundError(f"no such data folder for stage {stage!r}")
+
+        def train_dataloader(self):
+            raise RuntimeError("call setup first")
+
+    with pytest.raises(FileNotFoundError, match="no such data folder for stage"):
+        export_mlm(SmallUNet(in_channels=4), BrokenSetup(), **WHEN)
+
+
 def test_dict_batches_use_the_image_key():
     class DictData(L.LightningDataModule):
         def predict_dataloader(self):

@@ -176,7 +176,7 @@ def test_every_torchvision_classification_and_video_builder_needs_neither_tasks_
             try:
                 with torch.device("meta"):
                     model = tvm.get_model(name, num_classes=10)
-            except Exception:  # builders that cannot be built on meta (quantized) are not this test's subject
+            except Exception:  # noqa: BLE001 - builders that cannot be built on meta (quantized): not this test's subject
                 continue
             with warnings.catch_warnings():  # MaxViT runs only at 224 and says so; that is not this test's subject
                 warnings.simplefilter("ignore", MLMExportWarning)

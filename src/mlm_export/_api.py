@@ -15,7 +15,7 @@ from . import _openeo as openeo
 from ._artifacts import FORMATS
 from ._faults import all_or_nothing
 from ._model_asset import unwritten
-from ._options import ExportOptions, Validate
+from ._options import ExportOptions, Layout, Profile, Validate
 from ._pipeline import build_checked, gather, plan, write_model_files
 from ._provenance import provenance_facts, with_runtime_files
 from ._runs import MODEL_FILE_SUFFIXES
@@ -52,9 +52,9 @@ def export_mlm(
     primary: str | None = None,
     artifact_timeout: float | None = None,
     validate: Validate = "raise",
-    profile: str = "default",
+    profile: Profile = "default",
     base_url: str | None = None,
-    layout: str = "flat",
+    layout: Layout = "flat",
     version: str | None = None,
     doi: str | None = None,
     citation: str | None = None,

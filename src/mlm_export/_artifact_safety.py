@@ -119,7 +119,7 @@ def pickle_globals(data: bytes) -> list[str]:
     found: list[str] = []
     try:
         found += opcode_globals(pickletools.genops(data))
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - a stranger's malformed pickle is reported, never raised
         found.append(f"<unreadable pickle: {type(e).__name__}>")
     return found
 

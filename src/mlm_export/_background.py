@@ -72,7 +72,7 @@ class Worker:
     def _attempt(self, fn: Callable[..., None], *args: Any) -> None:
         try:
             fn(*args)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - the worker never dies; the error is reported
             self._error = self._error or e
             with contextlib.suppress(Exception):
                 self._on_error(e)

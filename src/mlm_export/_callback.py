@@ -115,10 +115,6 @@ class MLMExportCallback(Callback):
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    @property
-    def state_key(self) -> str:
-        return self._generate_state_key(collection_id=self.collection_id)
-
     # ------------------------------------------------------------------------------------------ hooks
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -341,7 +337,7 @@ class MLMExportCallback(Callback):
         """Run a preparation step; on failure warn once, and write no Items this run."""
         try:
             fn()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - export never crashes training; warned
             self._failed = True
             self._plan = None
             self._fail(e)

@@ -129,7 +129,7 @@ class CheckpointEvents:
                 self.removing(last)  # ModelCheckpoint points last.ckpt at this file right after saving it
             snap = snapshot(self.trainer, cb, path, self._plan())
             return replace(snap, generation=self._versions.bump(path, self._lock), replaces=before)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - export never crashes training; warned
             self._fail(e)
             return None
 
@@ -148,7 +148,7 @@ class CheckpointEvents:
             self._links.note(snap.path)
             self._snapshots[snap.path] = snap
             self._describe(snap, self._catalog(snap.path.parent))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - export never crashes training; warned
             if written is not None:
                 written.release()
             self._fail(e)
@@ -166,7 +166,7 @@ class CheckpointEvents:
             self._snapshots.pop(path, None)
             self._links.forget(path)
             self._submit(("collection", catalog))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - export never crashes training; warned
             self._fail(e)
 
     def scan_links(self) -> None:
@@ -186,7 +186,7 @@ class CheckpointEvents:
                 self._describe(replace(link, artifacts=(), plan=self._plan()), self._catalog(path.parent))
             for directory in [] if self._warned_directory else self._links.directories(callbacks):
                 self._directory(Path(directory))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - export never crashes training; warned
             self._fail(e)
 
     def landed(self, snap: Snapshot, ending: Callable[[], bool]) -> bool:

@@ -135,7 +135,7 @@ class Converter:
         except (MLMExportError, OSError) as e:
             _remove(path.parent, model_files)
             return Result(path, "failed", error=first_line(e), size=size)
-        except Exception as e:  # a model's own code failed (its constructor, its forward): this file only
+        except Exception as e:  # noqa: BLE001 - the model's own code failed (constructor, forward): this file only
             _remove(path.parent, model_files)
             return Result(path, "failed", error=f"{type(e).__name__}: {first_line(e)}", size=size)
         props = data["properties"]

@@ -133,7 +133,7 @@ def script_or_trace(
     ``example()`` makes; and which of the two it was. The copy is checked against the model by its caller."""
     try:
         return torch.jit.script(model), "scripted"
-    except Exception as scripting:
+    except Exception as scripting:  # noqa: BLE001 - any scripting failure falls back to a trace
         args, kwargs = example()
         try:
             with torch.no_grad():
@@ -204,13 +204,13 @@ def write_onnx(
     if program is None:  # only the legacy exporter (dynamo=False) returns nothing
         raise RuntimeError("torch.onnx.export returned no program")
     proto = program.model_proto
-    _rename_symbols(proto, names, list(spec.names))
+    _rename_symbols(proto, names)
     with atomic_path(path) as tmp:
         onnx.save_model(proto, str(tmp))
     return WrittenFile(os.path.getsize(path), file_checksum(path))
 
 
-def _rename_symbols(proto: Any, names: dict[str, dict[int, str]], order: list[str]) -> None:
+def _rename_symbols(proto: Any, names: dict[str, dict[int, str]]) -> None:
     """Give the exporter's symbols (``s77``) the names of the dims they stand for, everywhere in the graph."""
     mapping: dict[str, str] = {}
     for value in proto.graph.input:

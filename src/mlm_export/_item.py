@@ -143,7 +143,7 @@ def build_item(plan: ItemPlan, checkpoint: CheckpointFacts | None = None) -> pys
     return item if checkpoint is None else checkpoint_item(item, checkpoint, copy=False)
 
 
-def _model_item(plan: ItemPlan) -> pystac.Item:
+def _model_item(plan: ItemPlan) -> pystac.Item:  # noqa: C901 - one flat run of optional fields, each an if
     props: dict[str, Any] = {
         mlm.NAME: plan.name,
         mlm.ARCHITECTURE: plan.architecture,

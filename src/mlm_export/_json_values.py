@@ -62,7 +62,7 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         try:
             return json_safe(value.item(), depth + 1)
-        except Exception:  # noqa: S110 - fall through to a description
+        except Exception:  # noqa: BLE001, S110 - fall through to a description
             pass
     return _describe(value)
 

@@ -20,6 +20,9 @@ from .errors import InvalidOptionError
 
 #: How a schema violation ends an export: an error, or a warning and the Item as built.
 Validate = Literal["raise", "warn"]
+#: The shape of the Item (``profile=``) and of the folder (``layout=``); checked at run time too (strings from the CLI).
+Profile = Literal["default", "openeo"]
+Layout = Literal["flat", "huggingface"]
 
 #: ExportOptions fields that only runs of checkpoints use (the callback, ``convert``): not ``export_mlm``'s.
 RUN_OPTIONS = frozenset({"deprecate_superseded"})
@@ -55,12 +58,12 @@ class ExportOptions:
     properties: Mapping[str, Any] | None = None
     weights: Any = None
     validate: Validate = "raise"
-    #: "openeo": an Item openEO's ML back-end runs (TorchScript model, y/x dims, fixed sizes); see openeo.py.
-    profile: str = "default"
+    #: "openeo": an Item openEO's ML back-end runs (TorchScript model, y/x dims, fixed sizes); see _openeo.py.
+    profile: Profile = "default"
     #: The http(s)/s3 folder the files are published under: hrefs become absolute (the openEO profile needs it).
     base_url: str | None = None
-    #: "huggingface": the folder ``save_pretrained`` writes, with ``mlm.json`` beside it; see huggingface.py.
-    layout: str = "flat"
+    #: "huggingface": the folder ``save_pretrained`` writes, with ``mlm.json`` beside it; see _huggingface.py.
+    layout: Layout = "flat"
     #: The model's ``version`` (a run's checkpoints add their epoch and step to it).
     version: str | None = None
     #: ``sci:doi`` and ``sci:citation`` of the model (else from a CITATION.cff of the training project).

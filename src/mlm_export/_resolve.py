@@ -20,7 +20,6 @@ from .errors import InvalidOptionError, TaskInferenceError, option
 from .mlm import Accelerator, ModelInput, ModelOutput, Structure, Task, ValueScaling
 
 CLASS_TASKS = {"classification", "scene-classification", "segmentation", "semantic-segmentation"}
-DETECTION_KEYS = {"boxes", "labels", "scores", "masks"}
 
 
 def resolve_tasks(

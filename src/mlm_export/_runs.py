@@ -164,7 +164,7 @@ class RunCatalog:
         flush(self, threading.Lock(), final=True)  # no training loop here: nothing can make it stale
         return self._written or self.collection()
 
-    # ------------------------------------------------------------------------ concurrent writes (run_flush.py)
+    # ------------------------------------------------------------------------ concurrent writes (_run_flush.py)
 
     def snapshot(self) -> dict[Path, dict[str, Any]]:
         """The live Items as held now (the objects themselves: copy before changing them)."""

@@ -240,7 +240,7 @@ def _where(overrides: Iterable[str], cache_dir: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _default_store(key: tuple[str, ...]) -> SchemaStore:
+def _default_store(key: tuple[str, ...]) -> SchemaStore:  # noqa: ARG001 - the cache key: one store per setting
     return SchemaStore()
 
 

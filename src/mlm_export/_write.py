@@ -124,7 +124,7 @@ def atomic_save_hashed(
     path: str | os.PathLike[str],
     save: Callable[[IO[bytes]], Any],
     *,
-    keep: Callable[[int], bool] = lambda n: False,
+    keep: Callable[[int], bool] = lambda n: False,  # noqa: ARG005 - keep nothing
     hash_from: int = 64 << 20,
 ) -> Written:
     """Serialise with ``save(file)`` in memory, write the bytes atomically, and know their sha256 without ever
@@ -212,7 +212,7 @@ class _Hasher:
         while (buf := self._queue.get()) is not None:
             try:
                 self._hash.update(buf)
-            except BaseException as e:  # pragma: no cover - hashlib does not fail on bytes
+            except BaseException as e:  # noqa: BLE001  # pragma: no cover - hashlib does not fail on bytes; kept for put()
                 self._error = e
 
     def put(self, buf: bytes | bytearray | memoryview) -> None:

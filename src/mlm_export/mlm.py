@@ -335,7 +335,7 @@ class ModelOutput(_Field):
     post_processing_function: ProcessingExpression | None = None
 
 
-# -- Fields of checkpoint Items and run Collections (the builder's: item.py, collection.py) ----------------------
+# -- Fields of checkpoint Items and run Collections (the builder's: _item.py, _collection.py) --------------------
 PROCESSING_DATETIME = "processing:datetime"
 PROCESSING_LINEAGE = "processing:lineage"
 STATS_ITEMS = "stats:items"

@@ -104,9 +104,8 @@ def example_batch(dm: Any) -> tuple[Any, str]:
             continue
         batch = _first_batch(loader_fn)
         if batch is None and callable(getattr(dm, "setup", None)):
-            with contextlib.suppress(Exception):
-                dm.setup(stage)
-                batch = _first_batch(loader_fn)
+            dm.setup(stage)  # the user's own code: an error in it is theirs to see, not a missing batch
+            batch = _first_batch(loader_fn)
         if batch is not None:
             found = model_input(batch)
             if found is not None:
@@ -137,7 +136,7 @@ def _first_batch(loader_fn: Any) -> Any:
             if isinstance(first, torch.utils.data.DataLoader):
                 loader = first
         return next(iter(loader))
-    except Exception:  # not set up, no data, or an empty loader: the datamodule cannot give a batch
+    except Exception:  # noqa: BLE001 - not set up yet, no data, an empty loader: the datamodule gives no batch
         return None
 
 
@@ -239,7 +238,7 @@ def _geo_extent(datasets: Sequence[Any]) -> tuple[tuple[float, float, float, flo
     for ds in datasets:
         try:
             bounds, crs = ds.bounds, ds.crs
-        except Exception:  # noqa: S112 - a non-geo dataset has no extent
+        except Exception:  # noqa: BLE001, S112 - a non-geo dataset has no extent
             continue
         try:
             (x0, x1), (y0, y1), (t0, t1) = _bounds(bounds)
@@ -247,7 +246,7 @@ def _geo_extent(datasets: Sequence[Any]) -> tuple[tuple[float, float, float, flo
 
             to_wgs84 = Transformer.from_crs(CRS.from_user_input(crs), CRS.from_epsg(4326), always_xy=True)
             w, s, e, n = to_wgs84.transform_bounds(x0, y0, x1, y1)
-        except Exception:  # noqa: S112 - no pyproj or an unknown CRS: no extent rather than a wrong one
+        except Exception:  # noqa: BLE001, S112 - no pyproj or an unknown CRS: no extent rather than a wrong one
             continue
         boxes.append((max(w, -180.0), max(s, -90.0), min(e, 180.0), min(n, 90.0)))
         for t, out in ((t0, starts), (t1, ends)):

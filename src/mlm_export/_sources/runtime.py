@@ -149,7 +149,7 @@ def _cudnn_version() -> str | None:
     try:
         available = torch.backends.cudnn.is_available()  # type: ignore[no-untyped-call]  # untyped in torch
         v = torch.backends.cudnn.version() if available else None  # type: ignore[no-untyped-call]
-    except Exception:  # a CUDA build without its libraries: no cuDNN to report
+    except Exception:  # noqa: BLE001 - a CUDA build without its libraries: no cuDNN to report
         return None
     if not v:
         return None

@@ -43,7 +43,7 @@ def trace(
             base = _run(model, spec, _meta_inputs(spec, META_BATCH, None), meta=not on_meta)
         except UnsupportedOutputError:
             raise
-        except Exception as e:  # data-dependent work (.item(), nonzero, ...) or a CPU-only op: trace for real
+        except Exception as e:  # noqa: BLE001 - data-dependent work (.item(), nonzero) or a CPU-only op: trace for real
             meta_error = e
         else:
             if not on_meta and _integer_inputs(spec) and _float_weights(model):
@@ -83,7 +83,7 @@ def _probe(run: Callable[[str], Observed], spec: CallSpec, model: nn.Module) -> 
             return run(how)
         except UnsupportedOutputError:
             raise
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - each size's failure is listed in the one error raised
             tried = "x".join(str(v) for v in spatial_sizes(spec, how))
             reasons.append(f"{tried}: {type(e).__name__}: {first_line(e, 160)}")
     sizes = spatial_sizes(spec, None)
@@ -138,7 +138,7 @@ def _with_dtype_hint(error: BaseException, model: nn.Module, spec: CallSpec) -> 
     message = f"{error} ({named} but the model's weights are {dtype_name(weights)})"
     try:
         return type(error)(message)
-    except Exception:  # an error type that takes other arguments
+    except Exception:  # noqa: BLE001 - an error type that takes other arguments
         return RuntimeError(message)
 
 

@@ -41,7 +41,7 @@ def split_sizes(dm: Any) -> dict[str, dict[str, int]]:
             continue  # a GeoDataset's length counts its files; its samples are what a sampler draws
         try:
             n = len(ds)
-        except Exception:  # noqa: S112 - an iterable dataset has no length: its size is unknown
+        except Exception:  # noqa: BLE001, S112 - an iterable dataset has no length: its size is unknown
             continue
         if not isinstance(n, int) or n < 0:
             continue

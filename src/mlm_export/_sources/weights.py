@@ -233,7 +233,7 @@ class _StandIn:
         self._hooks.clear()
 
 
-def _accept_empty(module: nn.Module, incompatible: Any) -> None:
+def _accept_empty(module: nn.Module, incompatible: Any) -> None:  # noqa: ARG001 - torch's hook signature
     """A load post-hook: nothing was missing or unexpected (the load's own lists, cleared in place)."""
     incompatible.missing_keys.clear()
     incompatible.unexpected_keys.clear()

@@ -74,7 +74,7 @@ def item_problems(item: Mapping[str, Any]) -> list[Problem]:
         return [Problem("$", "is not a STAC Item (a Feature with a non-empty string id)", "catalog")]
     try:
         return validation_problems(item)
-    except Exception as e:  # a schema that cannot be found is this Item's problem, not the call's
+    except Exception as e:  # noqa: BLE001 - a schema that cannot be found is this Item's problem, not the call's
         return [Problem("$", f"cannot be validated: {e}", "schema")]
 
 

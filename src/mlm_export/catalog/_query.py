@@ -1,6 +1,6 @@
 """One query model for every backend: the CLI's flags, checked once, turned into CQL2 JSON.
 
-The folder catalog translates the CQL2 JSON into parameterised DuckDB SQL (``sql.py``); pgstac and STAC APIs
+The folder catalog translates the CQL2 JSON into parameterised DuckDB SQL (``_sql.py``); pgstac and STAC APIs
 receive it as the ``filter`` of a STAC API search. ``bbox`` and ``datetime`` travel as the search's own
 parameters. Every property a filter names must be a queryable (``fields.QUERYABLES``), so that a query means
 the same everywhere and a typo is an error rather than an empty result.

@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace, out: Output) -> int:
+def run(args: argparse.Namespace, out: Output) -> int:  # noqa: ARG001 - every command's signature
     from .._form.server import FormServer
     from .._form.session import FormSession
 

@@ -33,7 +33,10 @@ class _DirectoryFinder(importlib.abc.MetaPathFinder):
         self.never = never
 
     def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,  # noqa: ARG002 - finder protocol
     ) -> ModuleSpec | None:
         if path is not None or (self.name is not None and fullname != self.name) or fullname in self.never:
             return None  # submodules are found through their package's __path__
