@@ -201,7 +201,7 @@ def test_without_out_dir_nothing_is_written_and_no_file_is_measured(tmp_path, mo
     assert "description" not in written.assets["model"].to_dict()
 
 
-def test_model_that_does_not_export_falls_back_to_torchscript(tmp_path, assert_valid, capfd):
+def test_model_that_does_not_export_falls_back_to_torchscript(tmp_path, assert_valid):
     # ItemCall branches in Python on a tensor value: torch.export cannot capture it, TorchScript can
     with pytest.warns(MLMExportWarning) as caught:
         item = export_mlm(
@@ -218,7 +218,9 @@ def test_model_that_does_not_export_falls_back_to_torchscript(tmp_path, assert_v
         "itemcall.environment.txt", "itemcall.json", "itemcall.requirements.txt", "itemcall.safetensors",
         "itemcall.torchscript",
     ]  # fmt: skip
-    assert "def forward" not in capfd.readouterr().err  # torch.export's graph dump is kept off the console
+    # torch.export prints a failed export's partial graph to sys.stderr itself; mlm-export says why in one line
+    # and no longer swaps sys.stderr to hide that (a process-wide change every other thread would see)
+    assert [m.count("\n") for m in messages if m.startswith("torch.export could not export")] == [0]
 
 
 def test_model_that_does_not_export_still_gets_weights(tmp_path, assert_valid):
