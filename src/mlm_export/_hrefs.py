@@ -7,6 +7,7 @@ an Item make them read (and print the hash of) any file, and ``/dev/zero`` or a 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -89,4 +90,89 @@ def bounded_checksum(path: Path, limit: int | None = None) -> str:
         while left > 0 and (chunk := f.read(min(READ_CHUNK, left))):
             h.update(chunk)
             left -= len(chunk)
+    return multihash(h.digest())
+
+
+def open_confined(
+    base: Path, href: str, *, allow_outside: bool = False, limit: int | None = None, links: bool = False
+) -> tuple[BinaryIO, int] | None:
+    """The file an href names, opened once for reading, and its size; None for a remote href.
+
+    Inside ``base`` no symbolic link is followed by the kernel: each folder is opened below the last with
+    ``O_NOFOLLOW`` and the file itself too, so a link swapped in after any check cannot lead elsewhere.
+    ``links=True`` reads one link level whose target is a plain file inside ``base`` (Lightning's
+    ``last.ckpt``), resolved here and opened the same way. ``allow_outside`` (``--allow-outside``) follows
+    links as the system does. The open descriptor must be a regular file of at most ``limit`` bytes.
+    """
+    path = local_path(href, base, allow_outside=allow_outside)
+    if path is None:
+        return None
+    limit = MAX_READ if limit is None else limit
+    if allow_outside:
+        return _checked(os.open(path, os.O_RDONLY | _NONBLOCK), href, limit)
+    rel = os.path.normpath(unquote(urlparse(href).path))
+    fd = _open_below(base, rel, href)
+    if fd is None and links:
+        target = os.path.normpath(os.path.join(os.path.dirname(rel), os.readlink(base / rel)))
+        if os.path.isabs(target) or target.startswith(".."):
+            raise UnsafeHrefError(f"href {href!r} is a symbolic link leading outside the Item's folder; not read")
+        fd = _open_below(base, target, href)
+    if fd is None:
+        raise UnsafeHrefError(f"href {href!r} is a symbolic link; links are not followed (the file is not read)")
+    return _checked(fd, href, limit)
+
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_below(base: Path, rel: str, href: str) -> int | None:
+    """A descriptor of ``rel`` opened from ``base`` one component at a time without following links; None
+    when the last component is a link."""
+    parts = [p for p in rel.split(os.sep) if p not in ("", ".")]
+    if not parts or ".." in parts:
+        raise UnsafeHrefError(f"href {href!r} does not name a file inside the Item's folder")
+    folder = os.open(base, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        for part in parts[:-1]:
+            try:
+                inner = os.open(part, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW, dir_fd=folder)
+            except OSError as e:
+                if os.path.islink(os.path.join(base, *parts[: parts.index(part) + 1])):
+                    raise UnsafeHrefError(
+                        f"href {href!r} passes through the symbolic link '{part}'; links are not followed"
+                    ) from e
+                raise
+            os.close(folder)
+            folder = inner
+        try:
+            return os.open(parts[-1], os.O_RDONLY | _NONBLOCK | _NOFOLLOW, dir_fd=folder)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return None
+            raise
+    finally:
+        os.close(folder)
+
+
+def _checked(fd: int, href: str, limit: int) -> tuple[BinaryIO, int]:
+    """The descriptor as a file, refused unless it is a regular file of at most ``limit`` bytes."""
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(f.fileno())
+    if not stat.S_ISREG(st.st_mode):
+        f.close()
+        raise UnsafeHrefError(f"{href} is not a regular file (a device, FIFO or directory); it is not read")
+    if st.st_size > limit:
+        f.close()
+        raise UnsafeHrefError(f"{href} is {st.st_size:,} bytes, over the {limit:,} a check reads")
+    return f, st.st_size
+
+
+def hash_open(f: BinaryIO, size: int) -> str:
+    """sha256 multihash of the first ``size`` bytes of an open file (never more: it may be growing)."""
+    h = hashlib.sha256()
+    left = size
+    while left > 0 and (chunk := f.read(min(READ_CHUNK, left))):
+        h.update(chunk)
+        left -= len(chunk)
     return multihash(h.digest())

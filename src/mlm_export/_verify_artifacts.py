@@ -18,9 +18,10 @@ from . import _parity as parity
 from . import mlm
 from ._artifacts import FORMATS, RUNNABLE
 
-__all__ = ["RUNNABLE", "format_of", "load_checked", "local_file", "parity_checks"]
+__all__ = ["RUNNABLE", "format_of", "load_checked", "local_file", "parity_checks", "read_runnable"]
 from ._exporters import leaves, load_module
 from ._facts import TensorFacts
+from ._model_bytes import ModelBytes, read_model_file
 from .errors import MLMExportError
 
 #: Dim names that mean height and width (the spec's and openEO's).
@@ -61,13 +62,48 @@ def local_file(base: Path, href: str) -> Path:
     return path
 
 
-def load_checked(fmt: str, base: Path, asset: Mapping[str, Any], *, trust: bool, names: Sequence[str]) -> Any:
-    """Check the file (unless trusted), then load it as a callable."""
-    path = local_file(base, str(asset.get("href", "")))
+def read_runnable(
+    item: Mapping[str, Any], base: Path, *, allow_outside: bool = False
+) -> dict[str, ModelBytes | MLMExportError]:
+    """The bytes of each local runnable model file of an Item, read once (or why it could not be read), by key:
+    they are hashed, checked and loaded from memory, never reopened by name."""
+    out: dict[str, ModelBytes | MLMExportError] = {}
+    for key, _, asset in runnable_assets(item):
+        href = str(asset.get("href", ""))
+        if "://" in href and not href.startswith("file://"):
+            continue  # remote: verify loads only local files
+        try:
+            out[key] = read_model_file(base, href, allow_outside=allow_outside)
+        except MLMExportError as e:
+            out[key] = e
+        except OSError as e:
+            out[key] = MLMExportError(f"cannot read {href}: {e.strerror or e}")
+    return out
+
+
+def load_checked(
+    fmt: str,
+    base: Path,
+    asset: Mapping[str, Any],
+    *,
+    trust: bool,
+    names: Sequence[str],
+    data: ModelBytes | MLMExportError | None = None,
+) -> Any:
+    """Check the file's bytes (unless trusted), then load the same bytes as a callable.
+
+    ``data``: the bytes :func:`read_runnable` read; without them the file is read here, once.
+    """
+    href = str(asset.get("href", ""))
+    path = local_file(base, href)
+    if data is None:
+        data = read_model_file(base, href)
+    if isinstance(data, MLMExportError):
+        raise data
     if not trust:
-        artifact_safety.check(fmt, path, base)
+        artifact_safety.check(fmt, path, base, data.data)
     try:
-        return load_module(fmt, path, input_names=names)
+        return load_module(fmt, path, input_names=names, data=data.data)
     except MLMExportError:
         raise
     except Exception as e:
@@ -93,8 +129,12 @@ def parity_checks(
     trust: bool,
     eager: Any = None,
     size: int = 64,
+    contents: Mapping[str, ModelBytes | MLMExportError] | None = None,
 ) -> list[tuple[str, bool, str]]:
-    """(name, ok, detail) per runnable file: its largest difference from the reference over the cases."""
+    """(name, ok, detail) per runnable file: its largest difference from the reference over the cases.
+
+    ``contents``: the files' bytes as :func:`read_runnable` read them (files not in it are read once here).
+    """
     props = item.get("properties", {})
     facts = input_facts(props.get(mlm.INPUT, []))
     names = [f.name for f in facts]
@@ -103,7 +143,8 @@ def parity_checks(
     out: list[tuple[str, bool, str]] = []
     for key, fmt, asset in runnable_assets(item):
         try:
-            loaded.append((key, fmt, asset, load_checked(fmt, base, asset, trust=trust, names=names)))
+            data = (contents or {}).get(key)
+            loaded.append((key, fmt, asset, load_checked(fmt, base, asset, trust=trust, names=names, data=data)))
         except MLMExportError as e:
             out.append((f"parity {key} ({fmt})", False, str(e)))
     if not loaded:
