@@ -69,6 +69,15 @@ def _edit_model_json(pt2: Path, change: Any) -> None:
     _rewrite(pt2, edit)
 
 
+def test_pt2_with_a_member_twice_is_refused(tmp_path):
+    item_path, _ = _export(tmp_path, "pt2")
+    pt2 = item_path.parent / "small-unet.pt2"
+    with zipfile.ZipFile(pt2, "a") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        z.writestr("archive/models/model.json", b"{}")
+    with pytest.raises(UnsafeArtifactError, match=r"holds 'archive/models/model\.json' twice"):
+        check_pt2(pt2)
+
+
 def _first_expr(doc: dict[str, Any]) -> dict[str, Any]:
     for value in doc["graph_module"]["graph"]["tensor_values"].values():
         for size in value["sizes"]:
@@ -258,6 +267,9 @@ def test_torchscript_calling_an_undefined_function_or_method_is_refused(tmp_path
         ("\n_ = ops.prim.PythonOp(1)\n", r"calls the operator prim::PythonOp"),
         ("\n_ = torch.save(1, 'x')\n", r"calls the operator torch\.save"),
         ("\n_ = (x).wait()\n", r"calls the method wait\(\)"),
+        ("\n_ = getattr(torch, 'from_file')\n", r"uses torch as a value"),
+        ("\n_ = getattr(ops.aten, 'from_file')\n", r"refers to ops\.aten"),
+        ("\nclass E(Module):\n  def from_file(self):\n    return 1\n_ = (x).from_file()\n", r"also an operator's name"),
         ("\nimport os\n", r"holds a import statement"),
     ]:
         original = ts.read_bytes()

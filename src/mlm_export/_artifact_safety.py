@@ -53,12 +53,21 @@ def check(fmt: str, path: Path, base: Path, data: bytes | None = None) -> None:
 
 
 def _zip(source: Path | bytes, path: Path) -> zipfile.ZipFile:
+    """The archive, refused when two members share a name (up to case): torch's reader could load the one
+    the checks did not read."""
     try:
-        return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+        z = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except zipfile.BadZipFile as e:
         raise UnsafeArtifactError(path, f"is not a zip archive ({e})") from e
     except OSError as e:
         raise MLMExportError(f"cannot read {path.name}: {e}") from e
+    seen: set[str] = set()
+    for name in z.namelist():
+        if name.lower() in seen:
+            z.close()
+            raise UnsafeArtifactError(path, f"holds '{name}' twice")
+        seen.add(name.lower())
+    return z
 
 
 def _member(z: zipfile.ZipFile, path: Path, name: str) -> bytes:
@@ -97,7 +106,7 @@ def check_pt2(source: Path | bytes, path: Path | None = None) -> None:
             if name.lower().endswith(".json"):
                 try:
                     doc = json.loads(_member(z, path, name))
-                except ValueError as e:
+                except (ValueError, RecursionError) as e:
                     raise UnsafeArtifactError(path, f"'{name}' is not JSON ({e})") from e
                 _check_program(path, name, doc)
 

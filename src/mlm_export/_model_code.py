@@ -265,6 +265,7 @@ ATEN_OPS = _names(
     _upsample_nearest_exact2d _upsample_nearest_exact3d upsample_linear1d upsample_trilinear3d bernoulli bernoulli_
     _unique2 unique_dim as_tensor scalar_tensor binary_cross_entropy_with_logits cross_entropy_loss l1_loss
     mse_loss nll_loss randperm rand rand_like randn randn_like randint uniform_ round_ update warn tolist
+    _assert_scalar _assert_tensor_metadata sym_constrain_range sym_constrain_range_for_size
     """
 )
 #: ``prim`` operators: control flow, constants, lists, tuples, shapes and raising an error.
@@ -391,6 +392,8 @@ def _module_problems(tree: ast.Module, defined: set[str], methods: set[str]) -> 
                 aliases[node.targets[0].id] = name
     inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in _ROOTS and id(node) not in inner:
+            yield f"uses {node.id} as a value"  # getattr(torch, "from_file") would reach any operator
         if isinstance(node, ast.Attribute) and id(node) not in inner:  # whole chains only: torch.ops.aten.x
             name = _dotted(node)
             if name and (problem := _reference_problem(name, defined)):
@@ -399,6 +402,21 @@ def _module_problems(tree: ast.Module, defined: set[str], methods: set[str]) -> 
             problem = _call_problem(node.func, defined, methods, aliases)
             if problem:
                 yield problem
+
+
+#: Names that reach operators when used as values.
+_ROOTS = frozenset({"torch", "ops"})
+
+
+def _is_operator(name: str) -> bool:
+    """Whether ``aten::name`` exists (a method of that name on a tensor would call it)."""
+    import torch
+
+    try:
+        getattr(torch.ops.aten, name)
+    except (AttributeError, RuntimeError):
+        return False
+    return True
 
 
 def _reference_problem(name: str, defined: set[str]) -> str | None:
@@ -413,7 +431,9 @@ def _reference_problem(name: str, defined: set[str]) -> str | None:
         if len(parts) >= 4 and parts[1] == "ops":
             return None if op_allowed(parts[2], parts[3]) else f"calls the operator {parts[2]}::{parts[3]}"
         return f"refers to {name}"
-    if parts[0] == "ops" and len(parts) >= 3:
+    if parts[0] == "ops":
+        if len(parts) < 3:
+            return f"refers to {name}"
         return None if op_allowed(parts[1], parts[2]) else f"calls the operator {parts[1]}::{parts[2]}"
     if parts[0] == "__torch__":
         known = any(name == d or name.startswith(d + ".") for d in defined)
@@ -433,7 +453,11 @@ def _call_problem(func: ast.expr, defined: set[str], methods: set[str], aliases:
         name = _dotted(func)
         if name and name.split(".")[0] in ("torch", "ops", "__torch__"):
             return None  # checked as a reference
-        if func.attr in methods or func.attr in ATEN_OPS or func.attr in PRIM_OPS:
-            return None  # a method of the archive's own classes (prim::CallMethod), or a tensor/list method
+        if func.attr in ATEN_OPS or func.attr in PRIM_OPS:
+            return None  # a tensor or list method of the allowlist
+        if func.attr in methods and not _is_operator(func.attr):
+            return None  # a method of the archive's own classes (prim::CallMethod), not an operator's name
+        if func.attr in methods:
+            return f"calls the method {func.attr}(), which is also an operator's name"
         return f"calls the method {func.attr}(), which neither the archive nor the allowlist defines"
     return f"calls {ast.unparse(func)[:60]}, which is not a named function"
