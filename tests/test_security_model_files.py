@@ -364,6 +364,9 @@ def test_model_bytes_reader_refuses_links_and_special_files(tmp_path):
     os.mkfifo(folder / "fifo.pt2")
     with pytest.raises(UnsafeHrefError, match=r"not a regular file"):
         read_model_file(folder, "fifo.pt2")
+    (folder / "dir.pt2").mkdir()
+    with pytest.raises(UnsafeHrefError, match=r"not a regular file"):
+        read_model_file(folder, "dir.pt2")
     with pytest.raises(UnsafeHrefError, match=r"over the 4"):
         read_model_file(folder, "sub/m.pt2", limit=4)
     (tmp_path / "outside.pt2").write_bytes(b"12345")
@@ -372,3 +375,26 @@ def test_model_bytes_reader_refuses_links_and_special_files(tmp_path):
     with pytest.raises(UnsafeHrefError, match=r"does not name a file inside the Item's folder"):
         read_model_file(folder, "../f/sub/m.pt2")  # no '..' at all, even one that comes back
     assert io.BytesIO(got.data).read() == b"12345"
+
+
+@pytest.mark.parametrize("artifacts", ["safetensors", "checkpoint"])
+def test_verify_loads_a_weights_model_file_from_its_one_read(tmp_path, artifacts):
+    out = tmp_path / "model"
+    export_mlm(
+        nn.Conv2d(3, 2, 1), example_input=torch.randn(2, 3, 8, 8), out_dir=out, name="Conv", artifacts=artifacts,
+        tasks=["semantic-segmentation"], **WHEN,
+    )  # fmt: skip
+    item_path = out / "conv.json"
+    item = json.loads(item_path.read_text())
+    model_file = Path(item["assets"]["model"]["href"]).name
+    argv = ["verify", str(item_path), "--model", "torch.nn:Conv2d", "--init-args",
+            '{"in_channels": 3, "out_channels": 2, "kernel_size": 1}']  # fmt: skip
+    opened, output = _opens(argv, [model_file])
+    assert opened == [model_file], output  # hashed, sniffed, scanned and loaded from one read
+    checks = {c.name: c for c in verify_item(item_path, model="torch.nn:Conv2d", init_args=json.loads(argv[-1]))}
+    assert checks["load model"].ok and checks["run"].ok, checks
+    (out / model_file).rename(out / "real.bin")
+    (out / model_file).symlink_to("real.bin")
+    checks = {c.name: c for c in verify_item(item_path, model="torch.nn:Conv2d", init_args=json.loads(argv[-1]))}
+    assert not checks["files"].ok and "symbolic link" in checks["files"].detail
+    assert not checks["load model"].ok

@@ -157,15 +157,14 @@ def _open_below(base: Path, rel: str, href: str) -> int | None:
 
 def _checked(fd: int, href: str, limit: int) -> tuple[BinaryIO, int]:
     """The descriptor as a file, refused unless it is a regular file of at most ``limit`` bytes."""
-    f = os.fdopen(fd, "rb")
-    st = os.fstat(f.fileno())
+    st = os.fstat(fd)  # before a file object is made: Python refuses a directory's with its own error
     if not stat.S_ISREG(st.st_mode):
-        f.close()
+        os.close(fd)
         raise UnsafeHrefError(f"{href} is not a regular file (a device, FIFO or directory); it is not read")
     if st.st_size > limit:
-        f.close()
+        os.close(fd)
         raise UnsafeHrefError(f"{href} is {st.st_size:,} bytes, over the {limit:,} a check reads")
-    return f, st.st_size
+    return os.fdopen(fd, "rb"), st.st_size
 
 
 def hash_open(f: BinaryIO, size: int) -> str:

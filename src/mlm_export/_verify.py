@@ -20,7 +20,16 @@ from ._rebuild import checkpoint_spec
 from ._sources.checkpoint import load, load_weights
 from ._sources.model import observe_outputs
 from ._validate import validation_problems
-from ._verify_artifacts import RUNNABLE, format_of, load_checked, local_file, parity_checks, read_runnable
+from ._verify_artifacts import (
+    RUNNABLE,
+    WEIGHTS_KINDS,
+    format_of,
+    load_checked,
+    local_file,
+    parity_checks,
+    read_once,
+    read_runnable,
+)
 from .errors import ItemValidationError, MLMExportError, NotJSONError, Problem
 
 #: Size given to dynamic (-1) non-batch dims of the synthetic batch; a multiple of 32 suits common encoders.
@@ -162,8 +171,11 @@ def load_model(
         data = (contents or {}).get(str(key))
         module = load_checked(str(fmt), base, asset, trust=trust, names=names, data=data)
         return module, f"{file.name} ({kind}, no training code)"
-    if kind in (mlm.ARTIFACT_SAFETENSORS, mlm.ARTIFACT_TORCH_SAVE):
-        ckpt = load(file, trust=trust)
+    if kind in WEIGHTS_KINDS:
+        read = (contents or {}).get(str(key)) or read_once(base, str(asset["href"]))
+        if isinstance(read, MLMExportError):
+            raise read
+        ckpt = load(file, trust=trust, data=read.data)  # the bytes hashed and checked: the file is not reopened
         spec = checkpoint_spec(ckpt, model=model, init_args=init_args, policy=policy)
         module = load_weights(spec.build(on_meta=False), ckpt.state_dict, spec.target)
         return module.eval(), f"{file.name} ({kind}) into {spec.target}"

@@ -18,7 +18,16 @@ from . import _parity as parity
 from . import mlm
 from ._artifacts import FORMATS, RUNNABLE
 
-__all__ = ["RUNNABLE", "format_of", "load_checked", "local_file", "parity_checks", "read_runnable"]
+__all__ = [
+    "RUNNABLE",
+    "WEIGHTS_KINDS",
+    "format_of",
+    "load_checked",
+    "local_file",
+    "parity_checks",
+    "read_once",
+    "read_runnable",
+]
 from ._exporters import leaves, load_module
 from ._facts import TensorFacts
 from ._model_bytes import ModelBytes, read_model_file
@@ -62,23 +71,42 @@ def local_file(base: Path, href: str) -> Path:
     return path
 
 
+#: ``mlm:artifact_type`` of weights files verify loads into a rebuilt model (read once, like runnable files).
+WEIGHTS_KINDS = (mlm.ARTIFACT_SAFETENSORS, mlm.ARTIFACT_TORCH_SAVE)
+
+
 def read_runnable(
     item: Mapping[str, Any], base: Path, *, allow_outside: bool = False
 ) -> dict[str, ModelBytes | MLMExportError]:
-    """The bytes of each local runnable model file of an Item, read once (or why it could not be read), by key:
-    they are hashed, checked and loaded from memory, never reopened by name."""
+    """The bytes of each local model file verify may load (runnable files, and an ``mlm:model`` of weights),
+    read once (or why it could not be read), by key: they are hashed, checked and loaded from memory, never
+    reopened by name."""
+    keys = [key for key, _, _ in runnable_assets(item)]
+    keys += [
+        key
+        for key, asset in (item.get("assets") or {}).items()
+        if isinstance(asset, Mapping)
+        and key not in keys
+        and asset.get(mlm.ARTIFACT_TYPE) in WEIGHTS_KINDS
+        and mlm.ROLE_MODEL in (asset.get("roles") or [])
+    ]
     out: dict[str, ModelBytes | MLMExportError] = {}
-    for key, _, asset in runnable_assets(item):
-        href = str(asset.get("href", ""))
+    for key in keys:
+        href = str(item["assets"][key].get("href", ""))
         if "://" in href and not href.startswith("file://"):
             continue  # remote: verify loads only local files
-        try:
-            out[key] = read_model_file(base, href, allow_outside=allow_outside)
-        except MLMExportError as e:
-            out[key] = e
-        except OSError as e:
-            out[key] = MLMExportError(f"cannot read {href}: {e.strerror or e}")
+        out[key] = read_once(base, href, allow_outside=allow_outside)
     return out
+
+
+def read_once(base: Path, href: str, *, allow_outside: bool = False) -> ModelBytes | MLMExportError:
+    """One model file's bytes (:func:`read_model_file`), or the one-line reason it could not be read."""
+    try:
+        return read_model_file(base, href, allow_outside=allow_outside)
+    except MLMExportError as e:
+        return e
+    except OSError as e:
+        return MLMExportError(f"cannot read {href}: {e.strerror or e}")
 
 
 def load_checked(

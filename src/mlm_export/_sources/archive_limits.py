@@ -8,6 +8,7 @@ before loading bounds what is decompressed.
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from pathlib import Path
@@ -18,12 +19,13 @@ from ..errors import ArchiveBombError as ArchiveBombError
 MAX_INFLATE = int(os.environ.get("MLM_EXPORT_MAX_INFLATE", str(256 << 20)))
 
 
-def check_declared_sizes(path: Path, limit: int = MAX_INFLATE) -> None:
+def check_declared_sizes(path: Path, limit: int = MAX_INFLATE, *, data: bytes | None = None) -> None:
     """Refuse an archive whose compressed members would inflate past ``limit`` plus the file's size, or whose
-    stored members claim more bytes than the file has; reads only the central directory."""
-    size = path.stat().st_size
+    stored members claim more bytes than the file has; reads only the central directory (of ``data``, the
+    file's bytes already read, when given: ``path`` then only names it)."""
+    size = path.stat().st_size if data is None else len(data)
     inflated = 0
-    with zipfile.ZipFile(path) as archive:
+    with zipfile.ZipFile(path if data is None else io.BytesIO(data)) as archive:
         for info in archive.infolist():
             if info.compress_type == zipfile.ZIP_STORED:
                 if info.file_size > size:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import io
 import zipfile
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -50,35 +51,45 @@ class LoadedCheckpoint:
     callbacks: dict[str, Any] = field(default_factory=dict)
 
 
-def load(path: str | Path, *, trust: bool = False) -> LoadedCheckpoint:
-    """Read a ``.ckpt``/``.pt``/``.pth``/``.safetensors`` file without running code (unless ``trust``)."""
+def load(path: str | Path, *, trust: bool = False, data: bytes | None = None) -> LoadedCheckpoint:
+    """Read a ``.ckpt``/``.pt``/``.pth``/``.safetensors`` file without running code (unless ``trust``).
+
+    ``data``: the file's bytes, already read once (a stranger's file in ``verify``); they are loaded and
+    ``path`` (then only named in messages) is never opened.
+    """
     path = Path(path)
-    kind = _sniff(path)
+    kind = _sniff(path, data)
     if kind == "safetensors":
-        from safetensors.torch import load_file
+        import safetensors.torch
 
         try:
-            return LoadedCheckpoint(path, load_file(path, device="cpu"), "safetensors")
+            tensors = safetensors.torch.load_file(path, device="cpu") if data is None else safetensors.torch.load(data)
+            return LoadedCheckpoint(path, tensors, "safetensors")
         except Exception as e:
             raise CheckpointError(f"{path.name}: not a readable safetensors file ({first_line(e, 240)})") from e
-    obj = torch_load(path, trust, zipped=kind == "zip")
+    obj = torch_load(path, trust, zipped=kind == "zip", data=data)
     return _interpret(path, obj)
 
 
-def _sniff(path: Path) -> str:
-    if path.exists() and not path.is_file():  # a FIFO would block the open, /dev/zero never end
-        raise CheckpointError(f"{path.name}: not a regular file (a directory, pipe or device); name a checkpoint file")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from e
+def _sniff(path: Path, data: bytes | None = None) -> str:
+    if data is not None:
+        head = data[:16]
+    else:
+        if path.exists() and not path.is_file():  # a FIFO would block the open, /dev/zero never end
+            raise CheckpointError(
+                f"{path.name}: not a regular file (a directory, pipe or device); name a checkpoint file"
+            )
+        try:
+            with open(path, "rb") as f:
+                head = f.read(16)
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot read ({e.strerror})") from e
     if not head:
         raise CheckpointError(f"{path.name}: empty file")
     if head.startswith(b"PK\x03\x04"):
-        if not zipfile.is_zipfile(path):
+        if not zipfile.is_zipfile(path if data is None else io.BytesIO(data)):
             raise CheckpointError(f"{path.name}: truncated or corrupt (its zip directory is missing)")
-        check_declared_sizes(path)  # before torch inflates anything
+        check_declared_sizes(path, data=data)  # before torch inflates anything
         return "zip"
     if head[:1] == b"\x80":
         return "pickle"

@@ -79,31 +79,32 @@ def _allowable(global_name: str) -> Any:
     return obj if isinstance(obj, type) and issubclass(obj, WeightsEnum) else None
 
 
-def torch_load(path: Path, trust: bool, *, zipped: bool) -> Any:
+def torch_load(path: Path, trust: bool, *, zipped: bool, data: bytes | None = None) -> Any:
     """``torch.load`` of ``path``: with ``weights_only`` and the allowlist unless ``trust``.
 
     The globals the file names outside torch's defaults are read first, without unpickling: allowlisted when
-    :func:`_allowable`, refused by name otherwise.
+    :func:`_allowable`, refused by name otherwise. ``data``: the file's bytes, already read; every step reads
+    them (no memory map) and ``path`` is never opened.
     """
     if trust:
-        return _load(path, zipped, weights_only=False)
+        return _load(path, zipped, weights_only=False, data=data)
     allowed = safe_types()
     if zipped:
         with torch.serialization.safe_globals(allowed):
-            unsafe = _unsafe_globals(path)
+            unsafe = _unsafe_globals(path, data)
         extras = {name: _allowable(name) for name in unsafe}
         refused = [name for name, extra in extras.items() if extra is None]
         if refused:
             raise UntrustedCheckpointError(path, "', '".join(refused))
     else:  # torch's scan reads zip files only: a legacy file's globals come from its opcodes; torch refuses the rest
-        extras = {name: _allowable(name) for name in dict.fromkeys(_file_globals(path))}
+        extras = {name: _allowable(name) for name in dict.fromkeys(_file_globals(path, data))}
     allowed += [extra for extra in extras.values() if extra is not None]  # weights enums, AttributeDict
     try:
         with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+            return torch.load(_source(path, data), map_location="cpu", weights_only=True, mmap=zipped and data is None)
     except pickle.UnpicklingError as e:
         if not zipped:  # the legacy format: torch's scan reads zip files only
-            culprit = _legacy_culprit(path, allowed)
+            culprit = _legacy_culprit(path, allowed, data)
             if culprit is not None:
                 raise UntrustedCheckpointError(path, culprit) from None
         raise CheckpointError(f"{path.name}: cannot be unpickled ({first_line(e, 240)})") from e
@@ -111,25 +112,32 @@ def torch_load(path: Path, trust: bool, *, zipped: bool) -> Any:
         raise CheckpointError(f"{path.name}: truncated or corrupt ({first_line(e, 240)})") from e
 
 
-def _unsafe_globals(path: Path) -> list[str]:
+def _source(path: Path, data: bytes | None) -> Path | io.BytesIO:
+    """What torch reads: the file by name, or the bytes already read from it."""
+    return path if data is None else io.BytesIO(data)
+
+
+def _unsafe_globals(path: Path, data: bytes | None = None) -> list[str]:
     """The globals of a zip checkpoint that a weights-only load would refuse now (torch's static scan)."""
     try:
-        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(_source(path, data)))
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
         raise CheckpointError(f"{path.name}: truncated or corrupt ({first_line(e, 240)})") from e
 
 
-def _legacy_culprit(path: Path, allowed: list[Any]) -> str | None:
+def _legacy_culprit(path: Path, allowed: list[Any], data: bytes | None = None) -> str | None:
     """The first global of a legacy-format file that is neither torch's nor allowlisted (for the message)."""
     known = {f"{t.__module__}.{t.__qualname__}" for t in allowed}
-    for name in _file_globals(path):
+    for name in _file_globals(path, data):
         if name not in known and not name.startswith(LEGACY_TORCH_PREFIXES):
             return name
     return None
 
 
-def _file_globals(path: Path) -> list[str]:
+def _file_globals(path: Path, data: bytes | None = None) -> list[str]:
     """:func:`legacy_globals` of a file, read as a stream: only its head pickles, not the storage bytes."""
+    if data is not None:
+        return legacy_globals(data)
     with path.open("rb") as stream:
         return legacy_globals(stream)
 
@@ -159,8 +167,9 @@ def opcode_globals(ops: Any) -> list[str]:
     return found
 
 
-def _load(path: Path, zipped: bool, *, weights_only: bool) -> Any:
+def _load(path: Path, zipped: bool, *, weights_only: bool, data: bytes | None = None) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=zipped)
+        mmap = zipped and data is None
+        return torch.load(_source(path, data), map_location="cpu", weights_only=weights_only, mmap=mmap)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
         raise CheckpointError(f"{path.name}: truncated or corrupt ({first_line(e, 240)})") from e
