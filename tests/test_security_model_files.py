@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -271,6 +272,10 @@ def test_torchscript_calling_an_undefined_function_or_method_is_refused(tmp_path
         ("\n_ = getattr(ops.aten, 'from_file')\n", r"refers to ops\.aten"),
         ("\nclass E(Module):\n  def from_file(self):\n    return 1\n_ = (x).from_file()\n", r"also an operator's name"),
         ("\nimport os\n", r"holds a import statement"),
+        ("\n_ = x" + "[0]" * 100_000 + "\n", r"models\.py does not parse \(RecursionError\)"),
+        ("\n_ = " + "-" * 100_000 + "1\n", r"models\.py does not parse \(MemoryError\)"),
+        ("\n_ = 1\x00\n", r"models\.py does not parse"),
+        ("\ndef f(:\n", r"models\.py does not parse \(invalid syntax"),
     ]:
         original = ts.read_bytes()
 
@@ -398,3 +403,48 @@ def test_verify_loads_a_weights_model_file_from_its_one_read(tmp_path, artifacts
     checks = {c.name: c for c in verify_item(item_path, model="torch.nn:Conv2d", init_args=json.loads(argv[-1]))}
     assert not checks["files"].ok and "symbolic link" in checks["files"].detail
     assert not checks["load model"].ok
+
+
+@pytest.mark.parametrize("member", ["archive/models/modelXjson", "archive/models/model.json.txt"])
+def test_pt2_program_under_a_name_without_json_is_still_checked(tmp_path, member):
+    """torch reads every member under ``models/`` as a program (its name cut by five characters), whatever its
+    suffix: a program hidden in ``models/modelXjson`` must be checked like ``models/model.json``."""
+    item_path, _ = _export(tmp_path, "pt2")
+    pt2 = item_path.parent / "small-unet.pt2"
+    marker = tmp_path / "MARKER"
+    _edit_model_json(pt2, lambda doc: _first_expr(doc).update(expr_str=f"__import__('os').system('touch {marker}')+2"))
+    with zipfile.ZipFile(pt2) as z:
+        members = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+    with zipfile.ZipFile(pt2, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members:
+            z.writestr(member if name == "archive/models/model.json" else name, data)
+    _restamp(item_path)
+    with pytest.raises(UnsafeArtifactError, match=re.escape(member.removeprefix("archive/"))):
+        check_pt2(pt2)
+    assert not next(c for c in verify_item(item_path) if c.name == "load model").ok
+    assert not marker.exists()
+    if member.endswith("Xjson"):  # the control: torch loads the program from that name and runs the payload
+        with contextlib.suppress(Exception):
+            torch.export.load(str(pt2))
+        assert marker.exists()
+
+
+def test_pt2_members_outside_the_layout_torch_export_writes_are_refused(tmp_path):
+    """AOTInductor, ExecuTorch and MTIA members would be loaded or compiled as native code: refused by list."""
+    item_path, _ = _export(tmp_path, "pt2")
+    pt2 = item_path.parent / "small-unet.pt2"
+    original = pt2.read_bytes()
+    for name in [
+        "archive/data/aotinductor/model/model.cpp",
+        "archive/data/aotinductor/model/model_compile_flags.json",
+        "archive/data/executorch/model.pte",
+        "archive/xl_model_weights/model_param_config",
+        "archive/other/file",
+        "other_root/models/model.json",
+    ]:
+        with zipfile.ZipFile(pt2, "a") as z:
+            z.writestr(name, b"{}")
+        with pytest.raises(UnsafeArtifactError, match=re.escape(name)):
+            check_pt2(pt2)
+        pt2.write_bytes(original)
+    check_pt2(pt2)

@@ -34,6 +34,13 @@ TORCHSCRIPT_GLOBALS = re.compile(
     r"^(torch\._utils\._rebuild_\w+|torch\.\w+Storage|collections\.OrderedDict|torch\.jit\._pickle\.\w+"
     r"|__torch__(\.[\w$]+)+|torch\.device|torch\.Size)$"
 )
+#: Members a ``torch.export.save`` archive may hold, below its one root folder: the program (every member
+#: under ``models/`` is read as one), its weights, constants and sample inputs, and the bookkeeping files.
+#: Anything else (AOTInductor or ExecuTorch libraries and sources, which would be loaded or compiled) is refused.
+PT2_LAYOUT = re.compile(
+    r"^(archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id"
+    r"|models/[\w.-]+\.json|data/(weights|constants)/[\w.-]+|data/sample_inputs/[\w.-]+\.pt|extra/[\w.-]+)$"
+)
 #: Largest JSON or code member of an archive read for the checks (bytes): a program's description, not weights.
 MAX_MEMBER = 256 << 20
 #: ONNX operator domains onnxruntime ships.
@@ -90,25 +97,31 @@ def check_pt2(source: Path | bytes, path: Path | None = None) -> None:
         for name in names:
             if name.lower().endswith(CODE_SUFFIXES):
                 raise UnsafeArtifactError(path, f"holds '{name}', which would be loaded as code")
+        _check_layout(path, names)
         for name in names:
             parts = PurePosixPath(name).parts
             legacy = len(parts) >= 3 and parts[-3:-1] in (("data", "weights"), ("data", "constants"))
             if legacy and name.endswith(".pt"):  # the legacy layout: one pickle of everything
                 raise UnsafeArtifactError(path, f"holds the legacy pickled '{name}'")
-            if (
-                name.endswith(("model_weights_config.json", "model_constants_config.json"))
-                or ("/data/weights/" in name or "/data/constants/" in name)
-                and name.endswith("_config.json")
-            ):
-                _check_payload_config(path, name, json.loads(z.read(name)))
             if "/data/sample_inputs/" in name:
-                _check_weights_only(path, name, z.read(name))
+                _check_weights_only(path, name, _member(z, path, name))
             if name.lower().endswith(".json"):
                 try:
                     doc = json.loads(_member(z, path, name))
                 except (ValueError, RecursionError) as e:
                     raise UnsafeArtifactError(path, f"'{name}' is not JSON ({e})") from e
+                if ("/data/weights/" in name or "/data/constants/" in name) and name.endswith("_config.json"):
+                    _check_payload_config(path, name, doc)
                 _check_program(path, name, doc)
+
+
+def _check_layout(path: Path, names: list[str]) -> None:
+    """Every member in one root folder, each where ``torch.export.save`` puts it (:data:`PT2_LAYOUT`)."""
+    root = names[0].split("/", 1)[0] if names else ""
+    for name in names:
+        top, _, rest = name.partition("/")
+        if top != root or not PT2_LAYOUT.match(rest):
+            raise UnsafeArtifactError(path, f"holds '{name}', which is not part of an exported program's layout")
 
 
 def _check_program(path: Path, name: str, doc: Any) -> None:
@@ -156,7 +169,11 @@ def _walk(doc: Any) -> list[tuple[str, Any]]:
 
 
 def _check_payload_config(path: Path, name: str, config: Any) -> None:
-    for fqn, meta in (config.get("config") or {}).items():
+    """Weights and constants stored as tensors, never as pickles."""
+    entries = config.get("config") if isinstance(config, dict) else None
+    if not isinstance(entries, dict) or not all(isinstance(m, dict) for m in entries.values()):
+        raise UnsafeArtifactError(path, f"'{name}' is not a payload description (a 'config' of objects)")
+    for fqn, meta in entries.items():
         if meta.get("use_pickle"):
             raise UnsafeArtifactError(path, f"stores '{fqn}' as a pickle ({name})")
         file = str(meta.get("path_name", ""))

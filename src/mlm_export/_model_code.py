@@ -343,14 +343,13 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
-def script_definitions(files: dict[str, str]) -> tuple[set[str], set[str]]:
-    """The qualified names (``__torch__.a.b.C``) and method names defined by a TorchScript archive's code files,
-    keyed by member name (``archive/code/__torch__/a/b.py``)."""
+def script_definitions(trees: dict[str, ast.Module]) -> tuple[set[str], set[str]]:
+    """The qualified names (``__torch__.a.b.C``) and method names defined by a TorchScript archive's parsed code
+    files, keyed by member name (``archive/code/__torch__/a/b.py``)."""
     qualified: set[str] = set()
     methods: set[str] = set()
-    for member, text in files.items():
+    for member, tree in trees.items():
         module = _module_of(member)
-        tree = ast.parse(text)
         for node in tree.body:
             if isinstance(node, ast.ClassDef | ast.FunctionDef):
                 qualified.add(f"{module}.{node.name}")
@@ -371,13 +370,23 @@ def script_code_problems(files: dict[str, str]) -> Iterator[str]:
     defines (``__torch__...``, also through a local alias), methods of its classes (``(self.layer).forward``),
     and a few builtins; anything else (imports, ``fork``, ``torch.classes``, ``_C``) is refused.
     """
-    try:
-        defined, methods = script_definitions(files)
-    except SyntaxError as e:
-        yield f"does not parse ({e.msg}, line {e.lineno})"
-        return
+    trees: dict[str, ast.Module] = {}
     for member, text in files.items():
-        for problem in _module_problems(ast.parse(text), defined, methods):
+        try:
+            trees[member] = ast.parse(text)
+        except SyntaxError as e:
+            yield f"{member.rsplit('/code/', 1)[-1]}: does not parse ({e.msg}, line {e.lineno})"
+            return
+        except (RecursionError, MemoryError, ValueError) as e:  # nesting too deep for the parser, NUL bytes
+            yield f"{member.rsplit('/code/', 1)[-1]}: does not parse ({type(e).__name__})"
+            return
+    defined, methods = script_definitions(trees)
+    for member, tree in trees.items():
+        try:
+            found = list(_module_problems(tree, defined, methods))
+        except RecursionError:
+            found = ["nests too deeply to be read"]
+        for problem in found:
             yield f"{member.rsplit('/code/', 1)[-1]}: {problem}"
 
 
