@@ -448,3 +448,48 @@ def test_pt2_members_outside_the_layout_torch_export_writes_are_refused(tmp_path
             check_pt2(pt2)
         pt2.write_bytes(original)
     check_pt2(pt2)
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("zipped", [True, False])
+def test_a_weights_model_file_loaded_from_its_bytes_keeps_every_check(tmp_path, zipped):
+    """The bytes verify read go through the same gates as a file: globals refused by name, nothing unpickled."""
+    out = tmp_path / "model"
+    export_mlm(
+        nn.Conv2d(3, 2, 1), example_input=torch.randn(2, 3, 8, 8), out_dir=out, name="Conv", artifacts="checkpoint",
+        tasks=["semantic-segmentation"], **WHEN,
+    )  # fmt: skip
+    item_path = out / "conv.json"
+    model_file = out / Path(json.loads(item_path.read_text())["assets"]["model"]["href"]).name
+    marker = tmp_path / "MARKER"
+    payload = {"state_dict": {"weight": torch.zeros(2, 3, 1, 1)}, "hyper_parameters": {"x": _Evil(marker)}}
+    torch.save(payload, model_file, _use_new_zipfile_serialization=zipped)
+    _restamp(item_path)
+    checks = {c.name: c for c in verify_item(item_path, model="torch.nn:Conv2d", init_args={"in_channels": 3,
+              "out_channels": 2, "kernel_size": 1})}  # fmt: skip
+    assert checks["files"].ok and not checks["load model"].ok
+    assert "system" in checks["load model"].detail
+    assert not marker.exists()
+
+
+def test_a_zip_bomb_model_file_is_refused_from_its_bytes(tmp_path):
+    out = tmp_path / "model"
+    export_mlm(
+        nn.Conv2d(3, 2, 1), example_input=torch.randn(2, 3, 8, 8), out_dir=out, name="Conv", artifacts="checkpoint",
+        tasks=["semantic-segmentation"], **WHEN,
+    )  # fmt: skip
+    item_path = out / "conv.json"
+    model_file = out / Path(json.loads(item_path.read_text())["assets"]["model"]["href"]).name
+    with zipfile.ZipFile(model_file, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\0" * (300 << 20))  # 300 MB of zeros in a few hundred KB
+    _restamp(item_path)
+    checks = {c.name: c for c in verify_item(item_path, model="torch.nn:Conv2d")}
+    assert checks["files"].ok and not checks["load model"].ok
+    assert "zip bomb" in checks["load model"].detail
