@@ -493,3 +493,13 @@ def test_a_zip_bomb_model_file_is_refused_from_its_bytes(tmp_path):
     checks = {c.name: c for c in verify_item(item_path, model="torch.nn:Conv2d")}
     assert checks["files"].ok and not checks["load model"].ok
     assert "zip bomb" in checks["load model"].detail
+
+
+def test_verify_of_assets_of_the_wrong_shape_says_so_in_one_check(tmp_path):
+    item_path, item = _export(tmp_path, "pt2")
+    item["assets"]["junk"] = "not an object"
+    item["assets"]["model"]["roles"] = 7
+    item_path.write_text(json.dumps(item))
+    checks = {c.name: c for c in verify_item(item_path)}
+    assert not checks["schema"].ok
+    assert not checks["consistency"].ok and "cannot check: AttributeError" in checks["consistency"].detail

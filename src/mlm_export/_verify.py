@@ -89,9 +89,9 @@ def verify_item(
     checks = [Check("schema", not schema, _join(schema) or "valid")]
     if not (isinstance(item.get("properties"), dict) and isinstance(item.get("assets"), dict)):
         return [*checks, Check("load model", False, "not loaded: the file has no properties and assets to read")]
-    files_read = read_runnable(item, path.parent, allow_outside=allow_outside)  # each model file read once
-    read = {k: v if isinstance(v, MLMExportError) else (v.size, v.checksum) for k, v in files_read.items()}
     try:
+        files_read = read_runnable(item, path.parent, allow_outside=allow_outside)  # each model file read once
+        read = {k: v if isinstance(v, MLMExportError) else (v.size, v.checksum) for k, v in files_read.items()}
         problems = consistency_problems(item, path.parent, allow_outside=allow_outside, contents=read)
     except (AttributeError, KeyError, TypeError, ValueError) as e:  # a structure the schema check rejects
         detail = f"cannot check: {type(e).__name__}: {e} (see 'schema')"
