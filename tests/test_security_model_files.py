@@ -503,3 +503,42 @@ def test_verify_of_assets_of_the_wrong_shape_says_so_in_one_check(tmp_path):
     checks = {c.name: c for c in verify_item(item_path)}
     assert not checks["schema"].ok
     assert not checks["consistency"].ok and "cannot check: AttributeError" in checks["consistency"].detail
+
+
+_SWAP = """
+import sys, os, json
+sys.path.insert(0, {src!r})
+state = {{"seen": 0, "busy": False}}
+def hook(event, args):
+    if state["busy"] or state["seen"] > {after}:
+        return
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        if os.path.basename(os.fsdecode(args[0])) == {name!r}:
+            state["seen"] += 1
+            if state["seen"] == {after}:  # the next open of that name (if any) finds a link to the other archive
+                state["busy"] = True
+                os.replace({link!r}, {model!r})
+                state["busy"] = False
+sys.addaudithook(hook)
+from mlm_export.cli import main
+main({argv!r})
+"""
+
+
+@pytest.mark.parametrize("after", [1, 2, 3])
+def test_a_model_file_swapped_for_a_link_after_it_was_read_is_not_loaded(tmp_path, after):
+    """The race, made deterministic: right after verify's k-th open of the .pt2 by name, the file becomes a link
+    to a hostile archive outside. Reading once and loading those bytes leaves nothing to swap."""
+    item_path, _ = _export(tmp_path, "pt2")
+    pt2 = item_path.parent / "small-unet.pt2"
+    evil = tmp_path / "evil.pt2"
+    evil.write_bytes(pt2.read_bytes())
+    marker = tmp_path / "MARKER"
+    _edit_model_json(evil, lambda doc: _first_expr(doc).update(expr_str=f"__import__('os').system('touch {marker}')+2"))
+    link = item_path.parent / "staged-link"
+    link.symlink_to(evil)
+    script = _SWAP.format(src=str(SRC), after=after, name=pt2.name, link=str(link), model=str(pt2),
+                          argv=["verify", str(item_path)])  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(SRC), "MLM_EXPORT_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert not marker.exists(), done.stdout + done.stderr
