@@ -75,7 +75,7 @@ def consistency_problems(
     problems = structure_problems(item)
     props = item.get("properties", {})
     defined = _defined_bands(item)
-    for i, inp in enumerate(_objects(props.get(mlm.INPUT))):
+    for i, inp in enumerate(props.get(mlm.INPUT, []) or []):  # a structure the schema rejects raises here
         where = f"$.properties['{mlm.INPUT}'][{i}]"
         bands = [b if isinstance(b, str) else b.get("name") for b in _list(inp.get("bands")) if _is_band(b)]
         if bands and defined is not None:
