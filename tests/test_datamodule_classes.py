@@ -68,8 +68,8 @@ def _colour_count(cls: type) -> int | None:
         value = getattr(cls, n, None)
         if isinstance(value, Mapping):
             return len(value)
-        value = getattr(value, "colors", value)
-        if isinstance(value, Sequence) and not isinstance(value, str):
+        value = getattr(value, "colors", value)  # a matplotlib ListedColormap holds a list or an array
+        if value is not None and not isinstance(value, str) and hasattr(value, "__len__"):
             return len(value)
     return None
 

@@ -17,6 +17,7 @@ import pytest
 from mlm_export import SchemaStore, validate_item, validation_problems
 from mlm_export._schema_cache import quick_check
 from mlm_export._validate import BUNDLED_DIR, WRITTEN_AS, schema_path, schema_urls
+from mlm_export.cli import main
 from mlm_export.errors import ItemValidationError, MLMExportWarning
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +73,21 @@ def test_each_official_example_read_by_pystac_validates_offline(path: Path, bund
     item = pystac.Item.from_file(str(path))  # migrates: file v1.0.0 -> v2.1.0 and the like
     problems = validation_problems(item, bundled_only)
     assert [p.message for p in problems] == KNOWN_MISTAKES.get(_key(path), [])
+
+
+@pytest.mark.parametrize("release", sorted({p.parent.name for p in EXAMPLES}))
+def test_publish_takes_the_official_examples_offline(
+    release: str, bundled_only, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``publish`` validates before it adds: each release's example Items go into a catalog with no network."""
+    items = [p for p in EXAMPLES if p.parent.name == release and p.name.startswith("item_")]
+    valid = [p for p in items if _key(p) not in KNOWN_MISTAKES]
+    assert valid
+    for path in valid:  # one catalog each: several examples share an id
+        code = main(["publish", str(path), "--to", str(tmp_path / path.stem)])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert "1 added" in out and "SchemaNotFound" not in err
 
 
 def test_an_item_pystac_rewrote_to_classification_v2_is_checked_as_written_and_says_so(
