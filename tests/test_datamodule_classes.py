@@ -240,3 +240,44 @@ def test_a_colour_list_of_another_length_is_not_matched_to_the_classes() -> None
     assert facts.classes is not None
     assert [c.color_hint for c in facts.classes] == [None, None, None]
     assert "class_colors" not in facts.sources
+
+
+# ------------------------------------------------------------------- class mappings either way, as libraries keep them
+
+
+class _ImageFolderLike(torch.utils.data.Dataset[Any]):
+    """Only ``class_to_idx`` (name -> value), as a torchvision folder dataset keeps it beside its list."""
+
+    def __init__(self) -> None:
+        self.class_to_idx = {"forest": 0, "river": 2, "crop": 1}
+
+
+class _HFConfigured:
+    """A datamodule whose hyperparameters carry a Hugging Face style ``id2label`` read from JSON (string keys)."""
+
+    def __init__(self) -> None:
+        self.hparams = {"id2label": {"0": "background", "1": "building"}, "batch_size": 2}
+
+
+@pytest.mark.parametrize(
+    ("dm", "expected", "where"),
+    [
+        (
+            type("DM", (), {"train_dataset": _ImageFolderLike()})(),
+            [(0, "forest"), (2, "river"), (1, "crop")],
+            "class_to_idx",
+        ),
+        (_HFConfigured(), [(0, "background"), (1, "building")], "hparams['id2label']"),
+    ],
+    ids=["class_to_idx", "id2label"],
+)
+def test_class_mappings_either_way_give_values_and_names(dm: Any, expected: list[tuple[int, str]], where: str) -> None:
+    facts = datamodule_facts(dm, load_batch=False)
+    assert facts.classes is not None
+    assert [(c.value, c.name) for c in facts.classes] == expected
+    assert facts.sources["classes"].endswith(where)
+
+
+def test_a_mapping_of_names_to_repeated_values_is_not_a_class_list() -> None:
+    dm = type("DM", (), {"hparams": {"class_to_idx": {"forest": 0, "woods": 0}}})()
+    assert datamodule_facts(dm, load_batch=False).classes is None

@@ -211,11 +211,16 @@ def _is_name_list(value: Any) -> bool:
     )
 
 
+#: Attributes that hold the class names: a list by class value, or a mapping either way ({value: name}, as
+#: Hugging Face's ``id2label``; {name: value}, as torchvision's ``class_to_idx`` and ``label2id``).
+CLASS_ATTRS = ("classes", "class_names", "labels", "id2label", "class_to_idx", "label2id")
+
+
 def _class_candidates(dm: Any, hparams: Mapping[str, Any], datasets: Sequence[Any]) -> Iterator[tuple[str, Any]]:
     """Where a datamodule's classes may be, best first: attributes named like a class list, the class set a
     dataset picks by its class count (``class_sets[num_classes]``), then the class list a folder-per-class
     dataset documents (read without its data)."""
-    yield from _candidates(dm, hparams, datasets, ("classes", "class_names", "labels"))
+    yield from _candidates(dm, hparams, datasets, CLASS_ATTRS)
     for ds in datasets:
         label = ds.__name__ if isinstance(ds, type) else type(ds).__name__
         sets = getattr(ds, "class_sets", None)
@@ -238,9 +243,10 @@ def _default(ds: Any, name: str) -> Any:
 
 
 def _by_value(value: Any) -> Any:
-    """A ``{name: {"id": value, ...}}`` mapping (FAIR1M's) as ``{value: name}``; anything else unchanged."""
+    """A ``{name: value}`` or ``{name: {"id": value, ...}}`` mapping (torchvision's ``class_to_idx``, FAIR1M's
+    classes) as ``{value: name}`` when its values are distinct integers; anything else unchanged."""
     if isinstance(value, Mapping) and value and all(isinstance(k, str) for k in value):
-        ids = {k: v.get("id", v.get("value")) if isinstance(v, Mapping) else None for k, v in value.items()}
+        ids = {k: v.get("id", v.get("value")) if isinstance(v, Mapping) else v for k, v in value.items()}
         if all(isinstance(i, int) and not isinstance(i, bool) for i in ids.values()) and len(set(ids.values())) == len(
             ids
         ):
