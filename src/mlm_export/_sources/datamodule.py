@@ -59,7 +59,8 @@ def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
     batch_size = _first_int(dm, hparams, ("batch_size",), sources, "batch_size")
 
     bands = None
-    band_attrs = ("bands", "band_names", "channels", "all_bands", "all_band_names")
+    # TerraTorch's generic datamodules: output_bands (fed to the model) of dataset_bands (in the files)
+    band_attrs = ("output_bands", "bands", "band_names", "channels", "all_bands", "all_band_names", "dataset_bands")
     for where, value in _candidates(dm, hparams, datasets, band_attrs):
         if _is_name_list(value):
             bands = coerce_bands(value, what=where)
