@@ -375,3 +375,21 @@ def test_deep_item_given_to_the_library_is_refused_as_invalid(tmp_path):
     deep["properties"]["deep"] = _deep(300)
     with pytest.raises(catalog.RefusedItemsError, match="deep"):
         catalog.open(tmp_path / "cat").add([deep])
+
+
+def test_match_on_deep_data_and_a_bad_part_is_one_line_each(tmp_path, capsys):
+    from mlm_export.cli import main
+
+    cat = published(tmp_path / "cat", [item("first")], [item("second")])
+    tampered = part_files(cat, ".parquet")[0]
+    _tamper(tampered, "SELECT 1 AS id")
+    data = tmp_path / "scene.json"
+    data.write_text('{"type": "Feature", "id": "s", "properties": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}")
+    assert main(["match", str(data), str(cat)]) == 2
+    err = capsys.readouterr().err
+    assert "too deeply" in err and "unexpected" not in err
+    scene = write_item(tmp_path / "scene2.json", item("scene"))
+    main(["match", str(scene), str(cat), "--json"])
+    captured = capsys.readouterr()
+    assert [r["id"] for r in json.loads(captured.out)["results"]] == ["second"]
+    assert f"warning: {tampered}" in captured.err and "columns" in captured.err

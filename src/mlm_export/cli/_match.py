@@ -46,6 +46,8 @@ def run(args: argparse.Namespace, out: Output) -> int:
         data = read_json(path)
     except NotJSONError as e:
         raise UsageError(str(e)) from e
+    except RecursionError as e:
+        raise UsageError(f"{args.data} nests lists and objects too deeply to be read") from e
     if not isinstance(data, dict) or data.get("type") not in ("Feature", "Collection"):
         raise UsageError(f"{args.data} is not a STAC Item or Collection")
     with catalog.open(require_catalog(args.catalog)) as source, warnings.catch_warnings(record=True) as caught:
