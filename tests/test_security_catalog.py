@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from mlm_export import catalog
+from mlm_export.errors import MLMExportWarning
 
 from .catalog_data import naip_model
 
@@ -393,3 +394,16 @@ def test_match_on_deep_data_and_a_bad_part_is_one_line_each(tmp_path, capsys):
     captured = capsys.readouterr()
     assert [r["id"] for r in json.loads(captured.out)["results"]] == ["second"]
     assert f"warning: {tampered}" in captured.err and "columns" in captured.err
+
+
+def test_a_skipped_part_warns_on_search_and_stops_an_add_through_the_same_object(tmp_path):
+    path = published(tmp_path / "cat", [item("first")], [item("second")])
+    tampered = part_files(path, ".parquet")[0]
+    _tamper(tampered, "SELECT 1 AS id")
+    before = snapshot(path)
+    cat = catalog.open(path)
+    with pytest.warns(MLMExportWarning, match=f"{tampered.name} has columns id, not those of a catalog part"):
+        assert [i["id"] for i in cat.search()] == ["second"]
+    with pytest.raises(catalog.CatalogFormatError, match=f"{tampered.name} has columns id"):
+        cat.add([item("third")])
+    assert snapshot(path) == before

@@ -132,6 +132,8 @@ class _Folder:
     def is_link(self, name: str, *, part: bool = True) -> bool:
         """Whether the name is a symbolic link (looked at, not followed)."""
         folder = self.parts if part else self.root
+        if folder is None:
+            return False
         try:
             return stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
         except OSError:
@@ -162,6 +164,7 @@ class FolderCatalog(CatalogBase):
         self._con: Any = None
         self._loaded: tuple[list[str], int] = ([], 0)  # parts in the in-memory table, superseded count
         self._rows = 0  # rows loaded into it
+        self._skipped: list[CatalogFormatError] = []  # why parts were left out of it
 
     def __repr__(self) -> str:
         return f"FolderCatalog({str(self.path)!r})"
@@ -271,8 +274,11 @@ class FolderCatalog(CatalogBase):
 
         state = ([p["file"] for p in manifest["parts"]], int(manifest.get("superseded", 0)))
         if self._con is not None and self._loaded == state:
+            if strict and self._skipped:
+                raise self._skipped[0]
             return self._con
         tables = []
+        skipped: list[CatalogFormatError] = []
         budget = MAX_ROWS
         for index, entry in enumerate(manifest["parts"]):
             for name in (entry["file"], _items_name(entry["file"])):
@@ -284,6 +290,7 @@ class FolderCatalog(CatalogBase):
                 if strict:
                     raise
                 warnings.warn(f"{e}; searching the other parts", MLMExportWarning, stacklevel=4)
+                skipped.append(e)
                 continue
             budget -= table.num_rows
             tables.append(table)
@@ -298,7 +305,7 @@ class FolderCatalog(CatalogBase):
             con.unregister("loaded_parts")
         if state[1]:
             con.execute("DELETE FROM models WHERE (id, seq) NOT IN (SELECT id, max(seq) FROM models GROUP BY id)")
-        self._con, self._loaded, self._rows = con, state, loaded.num_rows
+        self._con, self._loaded, self._rows, self._skipped = con, state, loaded.num_rows, skipped
         return con
 
     def search(self, query: Query | None = None) -> list[dict[str, Any]]:
