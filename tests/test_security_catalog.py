@@ -326,6 +326,31 @@ def test_deeply_nested_filter_is_refused_before_parsing(tmp_path, depth):
     one_line(proc, "--filter")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "NOT " * 4990 + "id = 'a'",  # 20,000 characters without a parenthesis: cql2 crashed (exit 139)
+        "-" * 6000 + "1 = 1",  # unary minus, the same
+        "NOT " * 3000 + "id = 'a'",  # parsed, then too deep to walk (RecursionError)
+        "mlm:total_parameters" + " + 1" * 4000 + " > 1",  # arithmetic nests left: 8,000 levels once parsed
+    ],
+    ids=["not-4990", "minus-6000", "not-3000", "plus-4000"],
+)
+def test_filter_nested_without_parentheses_is_refused_before_parsing(tmp_path, text):
+    cat = published(tmp_path / "cat", [item("first")])
+    proc = cli("search", cat, "--filter", text, timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-500:])
+    one_line(proc, "--filter", "nest")
+
+
+def test_a_fifo_named_as_the_catalog_folder_is_one_line(tmp_path):
+    cat = tmp_path / "cat"
+    os.mkfifo(cat)
+    proc = cli("publish", write_item(tmp_path / "m.json", item()), "--to", cat, timeout=60)
+    assert proc.returncode == 1
+    one_line(proc, str(cat), "not a catalog folder")
+
+
 @pytest.mark.parametrize("limit", ["1e20", "100000000000000000000"])
 def test_huge_limit_is_a_clear_error_or_a_correct_answer(tmp_path, limit):
     cat = published(tmp_path / "cat", [item("first")])
@@ -407,3 +432,28 @@ def test_a_skipped_part_warns_on_search_and_stops_an_add_through_the_same_object
     with pytest.raises(catalog.CatalogFormatError, match=f"{tampered.name} has columns id"):
         cat.add([item("third")])
     assert snapshot(path) == before
+
+
+@pytest.mark.parametrize(("key", "value"), [("seq", "abc"), ("seq", []), ("seq", 1e308), ("superseded", {"a": 1})])
+def test_manifest_with_junk_counters_is_one_line_naming_it(tmp_path, key, value):
+    cat = published(tmp_path / "cat", [item("first")])
+    manifest = json.loads((cat / "catalog.json").read_text())
+    manifest[key] = value
+    (cat / "catalog.json").write_text(json.dumps(manifest))
+    before = snapshot(cat)
+    for argv in (("search", cat), ("publish", write_item(tmp_path / "m.json", item("second")), "--to", cat)):
+        proc = cli(*argv, timeout=60)
+        assert proc.returncode == 1
+        one_line(proc, "catalog.json", key)
+    assert snapshot(cat) == before
+
+
+def test_a_folder_named_like_a_part_is_left_alone_by_orphan_removal(tmp_path):
+    cat = published(tmp_path / "cat", [item("first")])
+    (cat / "parts" / "part-00000009-deadbeef.parquet").mkdir()
+    keep = cat / "parts" / "part-00000009-deadbeef.parquet" / "keep"
+    keep.write_text("keep")
+    proc = cli("publish", write_item(tmp_path / "m.json", item("second")), "--to", cat, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert keep.read_text() == "keep"
+    assert catalog.open(cat).ids() == {"first", "second"}

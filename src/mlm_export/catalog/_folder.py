@@ -59,6 +59,8 @@ MAX_ROWS = 5_000_000
 MAX_PART_BYTES = 1 << 30
 #: Largest manifest read (it lists the parts and holds the Collections).
 MAX_MANIFEST_BYTES = 64 << 20
+#: Highest commit number (it names the parts with 8 digits), and most superseded rows, a manifest may hold.
+MAX_SEQ = 99_999_999
 _PART = re.compile(r"^part-\d{8}-[0-9a-f]{8}\.parquet$")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -174,7 +176,10 @@ class FolderCatalog(CatalogBase):
     def _opened(self, *, create: bool = False) -> Iterator[_Folder | None]:
         """The folder's descriptors (None when it does not exist and ``create`` is False)."""
         if create:
-            self.path.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError) as e:  # a file, FIFO or device where the folder would be
+                raise CatalogFormatError(f"{self.path} is a file, not a catalog folder; name a folder") from e
         try:
             # the folder the user named may itself be a link (their choice); nothing inside it is followed
             root = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -224,6 +229,13 @@ class FolderCatalog(CatalogBase):
                 raise CatalogFormatError(f"{file} lists a part named {name!r}, which is not allowed")
         if not isinstance(data.get("collections", {}), dict):
             raise CatalogFormatError(f"{file} is not an mlm-export catalog manifest; name another folder")
+        for key in ("seq", "superseded"):
+            value = data.get(key, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQ:
+                raise CatalogFormatError(
+                    f"{file} holds {key} = {str(value)[:40]!r}, not a whole number from 0 to {MAX_SEQ:,}; "
+                    "the catalog is damaged: name another folder"
+                )
         return data
 
     def _part(self, folder: _Folder, index: int, entry: Mapping[str, Any], budget: int) -> Any:
@@ -421,6 +433,8 @@ class FolderCatalog(CatalogBase):
             existing = self._ids(folder, manifest, strict=True)
             loaded = self._rows if existing else 0
             seq = int(manifest.get("seq", 0)) + 1
+            if seq > MAX_SEQ:
+                raise CatalogError(f"{self.path} holds {MAX_SEQ:,} commits, the most a folder catalog takes")
             result = AddResult()
             name = f"part-{seq:08d}-{secrets.token_hex(4)}.parquet"
             rows = 0
@@ -490,6 +504,8 @@ class FolderCatalog(CatalogBase):
         for name in os.listdir(folder.parts):
             if name not in listed and name.startswith((".part-", "part-")):
                 with suppress(FileNotFoundError):
+                    if stat.S_ISDIR(os.stat(name, dir_fd=folder.parts, follow_symlinks=False).st_mode):
+                        continue  # no writer makes folders: not an orphan, left alone
                     os.unlink(name, dir_fd=folder.parts)
 
 

@@ -9,6 +9,7 @@ the same everywhere and a typo is an error rather than an empty result.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ MAX_LIMIT = 2**31 - 1
 #: about 2,000 nested parentheses, so both are checked before the text reaches it.
 MAX_FILTER_CHARS = 20_000
 MAX_FILTER_DEPTH = 64
+#: What nests in CQL2 text besides parentheses: NOT, and arithmetic (a number's sign counts as well).
+_NESTING = re.compile(r"\bnot\b|\bdiv\b|[-+*/%^]", re.IGNORECASE)
 _COMPARISONS = {"=", "<>", "!=", "<", "<=", ">", ">=", "like", "in", "between"}
 
 
@@ -107,12 +110,17 @@ def parse_filter(text: str | Mapping[str, Any]) -> dict[str, Any]:
         raise QueryError(f"malformed CQL2 filter {text!r}: {where} (--filter)") from e
     if not isinstance(out, dict):
         raise QueryError(f"the CQL2 filter {text!r} is not an expression (--filter)")
+    from ._base import nested_too_deep
+
+    if nested_too_deep(out, 4 * MAX_FILTER_DEPTH):  # what the checks below walk by recursion
+        raise QueryError(f"the CQL2 filter nests deeper than {MAX_FILTER_DEPTH} levels; simplify it (--filter)")
     return out
 
 
 def check_size(text: str | Mapping[str, Any]) -> None:
     """Refuse a filter longer than :data:`MAX_FILTER_CHARS` or nested deeper than :data:`MAX_FILTER_DEPTH`,
-    before any parser sees it."""
+    before any parser sees it. In text, parentheses and brackets nest, and so does each ``NOT`` and arithmetic
+    operator (``cql2`` parses them recursively too): their count is added to the deepest parenthesis."""
     if isinstance(text, Mapping):
         from ._base import nested_too_deep
 
@@ -122,18 +130,28 @@ def check_size(text: str | Mapping[str, Any]) -> None:
     if len(text) > MAX_FILTER_CHARS:
         raise QueryError(f"the CQL2 filter is {len(text):,} characters, over {MAX_FILTER_CHARS:,} (--filter)")
     depth = deepest = 0
-    quoted = False
+    unquoted = []
+    quote = ""
     for char in text:
-        if char == "'":
-            quoted = not quoted  # '' inside a string toggles twice: still inside
-        elif not quoted and char in "([":
+        if quote:
+            if char == quote:
+                quote = ""  # '' inside a string closes and reopens it: still inside
+            continue
+        if char in "'\"":
+            quote = char
+            unquoted.append(" ")
+            continue
+        unquoted.append(char)
+        if char in "([":
             depth += 1
             deepest = max(deepest, depth)
-        elif not quoted and char in ")]":
+        elif char in ")]":
             depth -= 1
-    if deepest > MAX_FILTER_DEPTH:
+    operators = len(_NESTING.findall("".join(unquoted)))
+    if deepest + operators > MAX_FILTER_DEPTH:
         raise QueryError(
-            f"the CQL2 filter nests parentheses {deepest} deep, over {MAX_FILTER_DEPTH}; simplify it (--filter)"
+            f"the CQL2 filter nests {deepest + operators} levels ({deepest} of parentheses, {operators} NOT or "
+            f"arithmetic operators), over {MAX_FILTER_DEPTH}; simplify it (--filter)"
         )
 
 
