@@ -225,6 +225,9 @@ def api():
         ("line\nbreak", None),
         ("fine-id", "../../victim-collection"),
         ("fine-id", "a/b"),
+        (".", None),  # a dot segment: a server normalising the path would act on the Collection
+        ("fine-id", "."),
+        ("a\u202eb", None),  # a format character: not a letter or digit
     ],
 )
 def test_api_ids_that_would_change_the_url_are_refused_before_any_request(tmp_path, api, item_id, collection):

@@ -27,17 +27,17 @@ from ._query import Query
 TIMEOUT_S = 30
 TRANSACTIONS = "ogcapi-features/extensions/transaction"
 #: What an id sent to a STAC API may be made of: letters and digits of any script, and ``_ - . ~ : @ + , = ! $ &
-#: ' ( ) * ;`` and spaces, at most 1024 of them, not containing ``..``.
+#: ' ( ) * ;`` and spaces, at most 1024 of them, not containing ``..`` and not ``.`` alone (dot segments).
 ID_CHARS = re.compile(r"[\w\-.~:@+,=!$&'()*; ]{1,1024}")
 
 
 def checked_id(value: Any, what: str) -> str:
     """An id that can be one URL path segment of a STAC API, or a one-line :class:`CatalogFormatError`."""
     text = str(value)
-    if not ID_CHARS.fullmatch(text) or ".." in text or text.strip(" ") != text:
+    if not ID_CHARS.fullmatch(text) or ".." in text or text == "." or text.strip(" ") != text:
         raise CatalogFormatError(
             f"{what} {text!r} cannot be sent to a STAC API: ids there may hold letters, digits, spaces and "
-            "_-.~:@+,=!$&'()*; only (no '/', '..', '#', '?', '%' or control characters); rename it"
+            "_-.~:@+,=!$&'()*; only (no '/', '..', '#', '?', '%' or control characters, not '.' alone); rename it"
         )
     return text
 
