@@ -50,10 +50,12 @@ def regular_size(path: Path) -> int:
     return st.st_size
 
 
-def _open_regular(path: Path, limit: int) -> BinaryIO:
+def _open_regular(path: Path, limit: int, *, dir_fd: int | None = None) -> BinaryIO:
     """``path`` opened for reading without blocking (a FIFO cannot hang the open), refused unless the open
-    descriptor is a regular file of at most ``limit`` bytes."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    descriptor is a regular file of at most ``limit`` bytes. With ``dir_fd`` the name is opened in that folder
+    and a final symlink is refused (``ELOOP``), never followed."""
+    nofollow = os.O_NOFOLLOW if dir_fd is not None else 0
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | nofollow, dir_fd=dir_fd)
     f = os.fdopen(fd, "rb")
     st = os.fstat(f.fileno())
     if not stat.S_ISREG(st.st_mode):
@@ -65,16 +67,16 @@ def _open_regular(path: Path, limit: int) -> BinaryIO:
     return f
 
 
-def read_regular(path: Path, limit: int | None = None) -> bytes:
+def read_regular(path: Path, limit: int | None = None, *, dir_fd: int | None = None) -> bytes:
     """The bytes of a file from strangers (an Item, a Collection): a regular file of bounded size, never a FIFO
-    or device (:class:`UnsafeHrefError`, an ``OSError``, when it is not one)."""
-    with _open_regular(path, MAX_READ if limit is None else limit) as f:
+    or device (:class:`UnsafeHrefError`, an ``OSError``, when it is not one); ``dir_fd`` as in ``_open_regular``."""
+    with _open_regular(path, MAX_READ if limit is None else limit, dir_fd=dir_fd) as f:
         return f.read()
 
 
-def read_json(path: Path, limit: int | None = None) -> Any:
+def read_json(path: Path, limit: int | None = None, *, dir_fd: int | None = None) -> Any:
     """The JSON in a file from strangers, read by :func:`read_regular`; ``ValueError`` when it is not JSON."""
-    return json.loads(read_regular(path, limit).decode("utf-8"))
+    return json.loads(read_regular(path, limit, dir_fd=dir_fd).decode("utf-8"))
 
 
 def bounded_checksum(path: Path, limit: int | None = None) -> str:
