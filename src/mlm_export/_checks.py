@@ -9,7 +9,7 @@ from typing import Any
 from . import mlm
 from ._hrefs import UnsafeHrefError, bounded_checksum, local_path, regular_size
 from ._write import SHA256_MULTIHASH_PREFIX
-from .errors import Problem
+from .errors import InputTooLargeError, Problem
 
 
 def consistency_problems(
@@ -92,7 +92,7 @@ def asset_problems(item: Mapping[str, Any], base_dir: Path, *, allow_outside: bo
                 continue  # another hash function: not checked
             try:
                 actual = bounded_checksum(path, actual_size)
-            except (UnsafeHrefError, OSError) as e:
+            except (UnsafeHrefError, OSError, InputTooLargeError) as e:
                 problems.append(Problem(where, str(e), "asset-checksum"))
                 continue
             if actual != checksum:

@@ -20,7 +20,7 @@ from ._sources.checkpoint import load, load_weights
 from ._sources.model import observe_outputs
 from ._validate import validation_problems
 from ._verify_artifacts import RUNNABLE, format_of, load_checked, local_file, parity_checks
-from .errors import ItemValidationError, MLMExportError, NotJSONError, Problem
+from .errors import InputTooLargeError, ItemValidationError, MLMExportError, NotJSONError, Problem
 
 #: Size given to dynamic (-1) non-batch dims of the synthetic batch; a multiple of 32 suits common encoders.
 DYNAMIC_SIZE = 64
@@ -71,6 +71,8 @@ def verify_item(
     path = Path(path)
     try:
         item = read_json(path)  # a regular file only: a FIFO named like an Item would block the read
+    except InputTooLargeError:
+        raise  # over a cap of _limits (size, nesting): says which, not "not JSON"
     except ValueError as e:
         raise NotJSONError(path, e) from e
     if not isinstance(item, dict):

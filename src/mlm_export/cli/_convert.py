@@ -18,6 +18,7 @@ from .._convert import Converter, ConvertSettings, Result, parse_shape
 from .._pipeline import ExportOptions
 from .._sources.checkpoint import find_checkpoints
 from ..errors import InvalidOptionError, MLMExportError, MLMExportWarning, UsageError, first_line
+from ._offline import add_offline_flag
 from ._output import Output, add_output_flags
 from ._paths import require_existing
 
@@ -92,6 +93,7 @@ def add_parser(sub: Any) -> None:
         help="allow full unpickling and building any class a checkpoint names (only for trusted files)",
     )
     add_trust_flags(p)
+    add_offline_flag(p)
     add_output_flags(p)
     p.set_defaults(run=run)
 

@@ -8,7 +8,9 @@ from typing import Any
 
 from .. import validation_problems
 from .._checks import consistency_problems
-from ..errors import ItemValidationError, MLMExportError, NotJSONError, Problem
+from .._validate import default_store, schema_urls
+from ..errors import InputTooLargeError, ItemValidationError, MLMExportError, NotJSONError, Problem
+from ._offline import add_offline_flag
 from ._output import Output, add_output_flags
 from ._paths import read_json, require_files
 
@@ -26,26 +28,32 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("paths", nargs="+", type=Path, help="Item or Collection JSON files")
     p.add_argument("--allow-outside", action="store_true", help="follow hrefs out of each Item's folder tree")
+    add_offline_flag(p)
     add_output_flags(p)
     p.set_defaults(run=run)
 
 
-def check_file(path: Path, *, allow_outside: bool = False) -> list[Problem]:
-    """Schema problems, then cross-field problems of an MLM Item."""
+def check_file(path: Path, *, allow_outside: bool = False, fetched: list[str] | None = None) -> list[Problem]:
+    """Schema problems, then cross-field problems of an MLM Item; the schemas fetched from the network to check
+    it (neither shipped, cached nor in an override directory) are added to ``fetched``."""
     try:
         data = read_json(path)
-    except NotJSONError as e:
+    except (NotJSONError, InputTooLargeError) as e:
         return [Problem("$", str(e), "file")]
     except OSError as e:
         return [Problem("$", f"cannot read: {e.strerror or e}", "file")]
     if not isinstance(data, dict):
         return [Problem("$", f"holds a JSON {type(data).__name__}, not a STAC Item or Collection", "file")]
     try:
-        problems = validation_problems(data)
+        store = default_store()
+        remote = [url for url in schema_urls(data) if not store.is_local(url)]
+        problems = validation_problems(data, store)
     except ItemValidationError as e:  # not a STAC object at all
         return e.problems
     except MLMExportError as e:
         return [Problem("$", f"cannot check: {e}", "schema")]
+    if fetched is not None:
+        fetched += remote
     if data.get("type") == "Feature" and any("/mlm/" in str(u) for u in data.get("stac_extensions") or []):
         try:
             problems += consistency_problems(data, path.parent, allow_outside=allow_outside)
@@ -56,14 +64,17 @@ def check_file(path: Path, *, allow_outside: bool = False) -> list[Problem]:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     for path in require_files(args.paths):
-        problems = check_file(path, allow_outside=args.allow_outside)
-        out.result({"path": str(path), "valid": not problems, "problems": [p.__dict__ for p in problems]})
+        fetched: list[str] = []
+        problems = check_file(path, allow_outside=args.allow_outside, fetched=fetched)
+        result = {"path": str(path), "valid": not problems, "problems": [p.__dict__ for p in problems]}
+        out.result({**result, "fetched": fetched})
+        note = f" (fetched {', '.join(fetched)})" if fetched else ""
         if problems:
-            out.error(f"{path}: {len(problems)} problem(s)")
+            out.error(f"{path}: {len(problems)} problem(s){note}")
             for p in problems:
                 out.error(f"  {p.json_path}: {p.message} [{p.schema}]")
         else:
-            out.line(f"{path}: valid")
+            out.line(f"{path}: valid{note}")
     ok = all(r["valid"] for r in out.results)
     out.finish(ok)
     return 0 if ok else 1

@@ -1,0 +1,421 @@
+"""Caps on what strangers' files may make mlm-export read, expand or hash; one-line errors; no hidden network.
+
+Each test builds the hostile input itself. Those that could hang or eat memory on a regression run the command
+in a child process with a timeout and an address-space limit (``RLIMIT_AS``), so a failure is a failed test, not
+a stuck or killed test run.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mlm_export import _limits as limits
+
+from .form.helpers import allow_loopback_only
+from .test_security import minimal_item, run
+
+#: Address space a child may grow by after importing torch and mlm-export (the attacks grow past 2 GB).
+EXTRA_MEMORY = 1536 << 20
+
+CHILD = """
+import json, resource, sys
+import torch
+from mlm_export.cli import main
+with open("/proc/self/status") as f:
+    size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+extra = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (size + extra, size + extra))
+codes = [main(argv) for argv in json.loads(sys.argv[2])]
+print("CODES", json.dumps(codes))
+"""
+
+
+def child(*argvs: list[Any], timeout: float = 240, env: dict[str, str] | None = None) -> tuple[list[int], str, str]:
+    """Run ``mlm-export`` commands, one after the other, in a limited child; their exit codes, stdout, stderr."""
+    root = Path(__file__).parents[1]
+    path = os.pathsep.join([str(root / "src"), str(root), *sys.path])
+    full_env = {**os.environ, "PYTHONPATH": path, "MLM_EXPORT_OFFLINE": "1", **(env or {})}
+    commands = json.dumps([[str(a) for a in argv] for argv in argvs])
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(EXTRA_MEMORY), commands],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+    codes_line = [line for line in proc.stdout.splitlines() if line.startswith("CODES ")]
+    assert codes_line, f"the child died (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    return json.loads(codes_line[-1][6:]), proc.stdout, proc.stderr
+
+
+def good_checkpoint(path: Path) -> Path:
+    """A small checkpoint convert can describe (with ``--tasks semantic-segmentation``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conv = torch.nn.Conv2d(3, 2, 1)
+    hparams = {"_class_path": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 2, "kernel_size": 1}
+    torch.save({"state_dict": conv.state_dict(), "hyper_parameters": hparams, "epoch": 0, "global_step": 1}, path)
+    return path
+
+
+CONVERT = ("convert", "--tasks", "semantic-segmentation")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Overrides the suite's: the form server listens on 127.0.0.1; everything else stays unreachable."""
+    allow_loopback_only(monkeypatch)
+
+
+def deep_json(depth: int = 100_000) -> str:
+    return "[" * depth + "]" * depth
+
+
+def one_line_errors(text: str) -> None:
+    """No traceback and no 'unexpected' error in a command's output."""
+    assert "Traceback" not in text and "unexpected" not in text, text[-2000:]
+
+
+# ------------------------------------------------------------------------------------------ one place for caps
+
+
+def test_every_cap_is_in_one_module_and_the_readme_lists_it():
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    security = readme.split("## Security", 1)[1].split("\n## ", 1)[0]
+    for name in limits.__all__:
+        assert isinstance(getattr(limits, name), int | float)
+        assert f"`{name}`" in security, f"README Security does not list {name}"
+
+
+# ------------------------------------------------------------------------------------------ hangs and memory
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_special_file_named_like_an_item_in_a_converted_folder(tmp_path, kind):
+    """convert adopts the Items already in a folder: a FIFO or a link to /dev/zero named ``*.mlm.json`` there
+    is passed over (never opened for a blocking or endless read), and the good checkpoint is converted."""
+    folder = tmp_path / "run"
+    good_checkpoint(folder / "good.ckpt")
+    if kind == "fifo":
+        os.mkfifo(folder / "planted.mlm.json")
+    else:
+        (folder / "planted.mlm.json").symlink_to("/dev/zero")
+    codes, out, err = child([*CONVERT, folder, "--quiet"], timeout=240)
+    assert codes == [0], err
+    one_line_errors(out + err)
+    assert (folder / "good.mlm.json").is_file()
+    collection = json.loads((folder / "collection.json").read_text())
+    assert [link["href"] for link in collection["links"] if link["rel"] == "item"] == ["./good.mlm.json"]
+
+
+def _shared_nested_list(levels: int) -> list[Any]:
+    node: list[Any] = []
+    for _ in range(levels):
+        node = [node, node]  # each level points twice at the one below: 2**levels leaves once expanded
+    return node
+
+
+@pytest.mark.parametrize("where", ["embedded-item", "hyper-parameters"])
+def test_a_shared_nested_structure_in_a_checkpoint_is_not_expanded(tmp_path, where):
+    """A 2 KB checkpoint whose embedded Item (or hyperparameters) is ``L = [L, L]`` 32 levels deep expands to
+    4 billion values: convert refuses it in one line, within a memory bound, instead of hanging."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    conv = torch.nn.Conv2d(3, 2, 1)
+    bomb = _shared_nested_list(32)
+    hparams: dict[str, Any] = {"_class_path": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 2}
+    ckpt: dict[str, Any] = {"state_dict": conv.state_dict(), "epoch": 0, "global_step": 1}
+    if where == "embedded-item":
+        ckpt["mlm_export"] = {"item": {**minimal_item("./bomb.ckpt"), "properties": {"x": bomb}}}
+    else:
+        hparams["kernel_size"] = bomb
+    ckpt["hyper_parameters"] = hparams
+    torch.save(ckpt, folder / "bomb.ckpt")
+    assert (folder / "bomb.ckpt").stat().st_size < 8 << 10
+    codes, out, err = child([*CONVERT, folder / "bomb.ckpt", "--json"], timeout=240)
+    assert codes == [1]
+    one_line_errors(out + err)
+    assert "values" in json.loads(out.split("CODES")[0])["results"][0]["error"]
+    assert not (folder / "bomb.mlm.json").exists()
+
+
+def _many_keys_checkpoint(path: Path, keys: int) -> None:
+    """A zip checkpoint whose state dict maps ``keys`` names to the integer 0 (about 12 bytes of pickle each)."""
+    parts = [b"\x80\x02}q\x00X\n\x00\x00\x00state_dict}q\x01("]
+    parts += [b"X\x08\x00\x00\x00" + b"%08d" % i + b"K\x00" for i in range(keys)]
+    parts.append(b"uX\x0b\x00\x00\x00global_stepK\x01s.")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", b"".join(parts))
+        z.writestr("archive/version", "3\n")
+        z.writestr("archive/byteorder", "little")
+
+
+def test_ten_million_state_dict_keys_are_refused_before_loading(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    _many_keys_checkpoint(folder / "keys.ckpt", 10_000_000)
+    codes, out, err = child([*CONVERT, folder / "keys.ckpt", "--json"], timeout=240)
+    assert codes == [1]
+    one_line_errors(out + err)
+    error = json.loads(out.split("CODES")[0])["results"][0]["error"]
+    assert "pickle" in error and f"{limits.PICKLE_BYTES:,}" in error
+
+
+def test_state_dict_key_count_is_capped(tmp_path):
+    from mlm_export._sources.checkpoint import load
+    from mlm_export.errors import InputTooLargeError
+
+    path = tmp_path / "keys.ckpt"
+    _many_keys_checkpoint(path, limits.STATE_KEYS + 1)
+    with pytest.raises(InputTooLargeError, match=f"over the {limits.STATE_KEYS:,}"):
+        load(path)
+
+
+def _safetensors_of_empty_tensors(path: Path, count: int) -> None:
+    entries = ",".join(f'"t{i}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}' for i in range(count))
+    header = ("{" + entries + "}").encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+
+
+def test_safetensors_header_of_many_empty_tensors_is_refused(tmp_path):
+    """1.5M zero-size tensors: a 70 MB header that safetensors turns into 2.7 GB of tensors."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    _safetensors_of_empty_tensors(folder / "w.safetensors", 1_500_000)
+    codes, out, err = child([*CONVERT, folder / "w.safetensors", "--json"], timeout=240)
+    assert codes == [1]
+    one_line_errors(out + err)
+    assert "header" in json.loads(out.split("CODES")[0])["results"][0]["error"]
+
+
+def test_safetensors_tensor_count_is_capped(tmp_path):
+    from mlm_export._sources.checkpoint import load
+    from mlm_export.errors import InputTooLargeError
+
+    path = tmp_path / "w.safetensors"
+    _safetensors_of_empty_tensors(path, limits.STATE_KEYS + 1)
+    with pytest.raises(InputTooLargeError, match=f"over the {limits.STATE_KEYS:,}"):
+        load(path)
+
+
+def test_a_499_mb_item_is_refused_by_every_reader(tmp_path):
+    """Items are read with the same cap in every command; the size is checked before a byte is read."""
+    folder = tmp_path / "items"
+    folder.mkdir()
+    big = folder / "item.json"
+    with big.open("wb") as f:
+        f.write(b'{"type": "Feature", "id": "')
+        f.truncate(499 << 20)  # sparse: cheap to make, 499 MB to read
+    argvs = [
+        ["validate", big],
+        ["verify", big],
+        ["hf-card", big],
+        ["match", big, tmp_path / "catalog"],
+        ["publish", big, "--to", tmp_path / "catalog"],
+        ["publish", folder, "--to", tmp_path / "catalog"],
+    ]
+    (tmp_path / "catalog").mkdir()
+    codes, out, err = child(*argvs, timeout=300)
+    assert codes == [1, 1, 1, 1, 2, 2], (out, err)  # publish: nothing to publish
+    one_line_errors(out + err)
+    assert (out + err).count(f"over the {limits.ITEM_BYTES:,}") >= len(argvs)
+
+
+def _sparse_asset_item(folder: Path, size: int) -> Path:
+    folder.mkdir()
+    with (folder / "model.ckpt").open("wb") as f:
+        f.truncate(size)
+    item = folder / "item.json"
+    asset = {"file:size": size, "file:checksum": "1220" + "0" * 64}
+    item.write_text(json.dumps(minimal_item("./model.ckpt", **asset)))
+    return item
+
+
+def test_a_200_gb_sparse_asset_is_not_hashed(tmp_path):
+    item = _sparse_asset_item(tmp_path / "item", 200 << 30)
+    codes, out, err = child(["validate", item, "--json"], timeout=120)
+    assert codes == [1]
+    one_line_errors(out + err)
+    problems = json.loads(out.split("CODES")[0])["results"][0]["problems"]
+    hashing = [p for p in problems if p["schema"] == "asset-checksum"]
+    assert len(hashing) == 1 and "MLM_EXPORT_HASH_BYTES" in hashing[0]["message"]
+
+
+def test_hashing_stops_at_its_deadline(tmp_path):
+    item = _sparse_asset_item(tmp_path / "item", 40 << 30)  # under the size cap: the deadline stops it
+    codes, out, err = child(["validate", item, "--json"], timeout=120, env={"MLM_EXPORT_HASH_SECONDS": "1"})
+    assert codes == [1]
+    one_line_errors(out + err)
+    problems = json.loads(out.split("CODES")[0])["results"][0]["problems"]
+    hashing = [p for p in problems if p["schema"] == "asset-checksum"]
+    assert len(hashing) == 1 and "MLM_EXPORT_HASH_SECONDS" in hashing[0]["message"], hashing
+
+
+# ------------------------------------------------------------------------------------------ clear errors
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("validate", "{deep}"),
+        ("verify", "{deep}"),
+        ("hf-card", "{deep}"),
+        ("match", "{deep}", "{catalog}"),
+        ("publish", "{deep}", "--to", "{catalog}"),
+        ("publish", "{folder}", "--to", "{catalog}"),
+    ],
+    ids=["validate", "verify", "hf-card", "match", "publish", "publish-folder"],
+)
+def test_deep_json_gets_one_line_in_every_command(tmp_path, capsys, argv):
+    folder = tmp_path / "items"
+    folder.mkdir()
+    (folder / "deep.json").write_text(deep_json())
+    (tmp_path / "catalog").mkdir()
+    names = {"deep": folder / "deep.json", "folder": folder, "catalog": tmp_path / "catalog"}
+    code, out, err = run(capsys, *(a.format(**names) for a in argv))
+    assert code == (2 if argv[0] == "publish" else 1)  # publish: nothing to publish
+    one_line_errors(out + err)
+    assert f"nested deeper than {limits.JSON_DEPTH}" in out + err
+
+
+def test_json_nested_just_past_the_cap_is_refused_and_at_the_cap_read(tmp_path):
+    from mlm_export._hrefs import read_json
+
+    nested: Any = 0
+    for _ in range(limits.JSON_DEPTH):
+        nested = {"a": nested}
+    (tmp_path / "ok.json").write_text(json.dumps(nested))
+    assert read_json(tmp_path / "ok.json") == nested
+    (tmp_path / "deep.json").write_text(json.dumps([nested]))
+    with pytest.raises(ValueError, match=f"nested deeper than {limits.JSON_DEPTH}"):
+        read_json(tmp_path / "deep.json")
+
+
+def test_deep_json_in_the_form_session_is_one_line(tmp_path):
+    from mlm_export._form.session import FormSession
+
+    (tmp_path / "item.json").write_text(deep_json())
+    with pytest.raises(ValueError, match=f"nested deeper than {limits.JSON_DEPTH}"):
+        FormSession(tmp_path / "item.json")
+
+
+@pytest.mark.parametrize("junk", ["deep", "list", "not-json", "deep-item"])
+def test_a_junk_collection_or_item_does_not_stop_convert(tmp_path, capsys, junk):
+    """A folder from strangers may hold a junk ``collection.json`` (or a junk Item of another name): the good
+    checkpoint is converted all the same, and its Collection written anew."""
+    folder = tmp_path / "run"
+    good_checkpoint(folder / "good.ckpt")
+    if junk == "deep-item":
+        (folder / "other.mlm.json").write_text(deep_json())
+    else:
+        text = {"deep": deep_json(), "list": "[1, 2]", "not-json": "{junk"}[junk]
+        (folder / "collection.json").write_text(text)
+    code, out, err = run(capsys, *CONVERT, folder, "--quiet")
+    assert code == 0, err
+    one_line_errors(out + err)
+    assert (folder / "good.mlm.json").is_file()
+    collection = json.loads((folder / "collection.json").read_text())
+    assert collection["type"] == "Collection"
+
+
+def test_form_server_answers_a_deep_body_with_one_line_400(tmp_path):
+    from mlm_export._form.server import TOKEN_HEADER, FormServer
+    from mlm_export._form.session import FormSession
+
+    server = FormServer(FormSession(tmp_path / "new.json"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        conn = http.client.HTTPConnection(str(host), int(port), timeout=30)
+        body = ('{"item": ' + deep_json() + "}").encode()
+        headers = {"Content-Type": "application/json", TOKEN_HEADER: server.token, "Host": f"{host}:{port}"}
+        conn.request("POST", "/api/validate", body=body, headers=headers)
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 400
+        assert f"nested deeper than {limits.JSON_DEPTH}" in answer["error"] and "\n" not in answer["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# ------------------------------------------------------------------------------------------ network
+
+UNKNOWN = "https://stac-extensions.github.io/not-shipped/v1.0.0/schema.json"
+
+NO_SOCKETS = """
+import sys
+def refuse(event, args):
+    if event in ("socket.connect", "socket.getaddrinfo"):
+        print("CONNECTED", args, flush=True)
+        raise ConnectionRefusedError("no network in this test")
+sys.addaudithook(refuse)
+from mlm_export.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _no_sockets(*argv: Any, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).parents[1]
+    path = os.pathsep.join([str(root / "src"), str(root), *sys.path])
+    clean = {k: v for k, v in os.environ.items() if k != "MLM_EXPORT_OFFLINE"}
+    return subprocess.run(
+        [sys.executable, "-c", NO_SOCKETS, *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env={**clean, "PYTHONPATH": path, **env},
+        timeout=240,
+    )
+
+
+@pytest.fixture
+def unknown_extension_item(tmp_path: Path) -> Path:
+    item = minimal_item("https://example.com/model.pt")
+    item["stac_extensions"].append(UNKNOWN)
+    path = tmp_path / "item.json"
+    path.write_text(json.dumps(item))
+    return path
+
+
+def test_validate_offline_flag_never_connects_and_names_the_schema(tmp_path, unknown_extension_item):
+    proc = _no_sockets("validate", "--offline", unknown_extension_item, env={"MLM_EXPORT_CACHE_DIR": str(tmp_path)})
+    assert proc.returncode == 1
+    assert "CONNECTED" not in proc.stdout
+    one_line_errors(proc.stdout + proc.stderr)
+    assert f"{UNKNOWN} not fetched (--offline" in proc.stderr
+
+
+def test_validate_says_which_schema_it_could_not_fetch(tmp_path, unknown_extension_item):
+    """Without --offline the fetch is tried (here refused by the test before any packet leaves) and the one-line
+    result names the schema that could not be fetched."""
+    proc = _no_sockets("validate", unknown_extension_item, env={"MLM_EXPORT_CACHE_DIR": str(tmp_path)})
+    assert proc.returncode == 1
+    assert "CONNECTED" in proc.stdout  # the ability is kept
+    one_line_errors(proc.stderr)
+    assert f"{UNKNOWN} could not be fetched" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["convert", "validate", "verify", "publish", "form"])
+def test_offline_is_a_flag_of_every_command_that_may_fetch_schemas(command):
+    from mlm_export.cli import parser
+
+    sub = next(a for a in parser()._actions if a.dest == "command")
+    assert "--offline" in sub.choices[command].format_help()  # type: ignore[union-attr]
+
+
+def test_offline_flag_leaves_the_environment_as_it_was(tmp_path, capsys, monkeypatch, unknown_extension_item):
+    monkeypatch.delenv("MLM_EXPORT_OFFLINE", raising=False)
+    code, _, err = run(capsys, "validate", "--offline", unknown_extension_item)
+    assert code == 1 and "not fetched (--offline" in err
+    assert "MLM_EXPORT_OFFLINE" not in os.environ
