@@ -36,10 +36,11 @@ def check_declared_sizes(path: Path, limit: int = MAX_INFLATE) -> None:
     reads only the central directory."""
     size = path.stat().st_size
     inflated = 0
+    pickle = 0
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
-            if info.filename.endswith(".pkl") and info.file_size > limits.PICKLE_BYTES:
-                raise pickle_too_large(path.name, info.file_size)
+            if info.filename.endswith(".pkl"):
+                pickle = max(pickle, info.file_size)
             if info.compress_type == zipfile.ZIP_STORED:
                 if info.file_size > size:
                     raise ArchiveBombError(
@@ -54,6 +55,8 @@ def check_declared_sizes(path: Path, limit: int = MAX_INFLATE) -> None:
                     f"file (a zip bomb?); it is not read. torch.save never compresses: re-save the checkpoint with "
                     f"torch.save, or raise MLM_EXPORT_MAX_INFLATE (now {limit:,} bytes) if you trust it"
                 )
+    if pickle > limits.PICKLE_BYTES:  # after the bomb checks: a deflated pickle is first of all a zip bomb
+        raise pickle_too_large(path.name, pickle)
 
 
 def check_safetensors_header(path: Path) -> None:
