@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -419,3 +420,48 @@ def test_offline_flag_leaves_the_environment_as_it_was(tmp_path, capsys, monkeyp
     code, _, err = run(capsys, "validate", "--offline", unknown_extension_item)
     assert code == 1 and "not fetched (--offline" in err
     assert "MLM_EXPORT_OFFLINE" not in os.environ
+
+
+def test_deep_training_data_stac_file_is_one_line(tmp_path):
+    """``training_data=`` names a STAC file from anywhere: deep JSON there is an InvalidOptionError naming it."""
+    from mlm_export import export_mlm
+    from mlm_export.errors import InvalidOptionError
+
+    (tmp_path / "collection.json").write_text(deep_json())
+    with pytest.raises(InvalidOptionError, match=f"training_data= .* nested deeper than {limits.JSON_DEPTH}"):
+        export_mlm(
+            torch.nn.Conv2d(3, 2, 1), example_input=torch.zeros(1, 3, 8, 8), training_data=tmp_path / "collection.json"
+        )
+
+
+def test_form_save_never_blocks_on_an_item_swapped_for_a_fifo(tmp_path):
+    """The form reads its Item again before saving (changed on disk?): a FIFO swapped in for it is refused in
+    one line, never a read that blocks the server thread forever."""
+    from mlm_export._form.session import FormSession
+    from mlm_export.errors import MLMExportError
+
+    from .form.helpers import copy_item, make_derived_item
+
+    item_path = copy_item(make_derived_item(tmp_path / "derived"), tmp_path / "form")
+    session = FormSession(item_path)
+    item = json.loads(item_path.read_text())
+    item_path.unlink()
+    os.mkfifo(item_path)
+    outcome: list[BaseException | None] = []
+
+    def save() -> None:
+        try:
+            session.save(item)
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(e)
+
+    thread = threading.Thread(target=save, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():
+        with open(item_path, "wb"):  # unblock the reader so the thread ends
+            pass
+        pytest.fail("save blocked on a FIFO")
+    assert isinstance(outcome[0], MLMExportError) and "not a regular file" in str(outcome[0]), outcome
+    assert stat.S_ISFIFO(item_path.lstat().st_mode)  # left as it was: nothing saved over it

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from .. import mlm
 from .._checks import asset_problems, consistency_problems
-from .._hrefs import loads, read_regular
+from .._hrefs import UnsafeHrefError, loads, read_regular
 from .._validate import validation_problems
 from .._write import atomic_write_bytes
 from ..errors import InputTooLargeError, ItemChangedError, ItemFileError, ItemValidationError, MLMExportError, Problem
@@ -256,7 +256,10 @@ class FormSession:
         if problems:
             raise ItemValidationError(problems)
         with self._lock:
-            current = self.path.read_bytes() if self.path.exists() else None
+            try:  # a regular file of bounded size only: a FIFO swapped in since the form opened cannot block
+                current = read_regular(self.path) if self.path.exists() else None
+            except UnsafeHrefError as e:
+                raise ItemChangedError(f"{e}: it changed on disk since the form opened it; not saved") from e
             digest = hashlib.sha256(current).hexdigest() if current is not None else None
             if digest != self.digest:
                 raise ItemChangedError(
