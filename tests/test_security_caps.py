@@ -7,9 +7,11 @@ a stuck or killed test run.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -356,8 +358,13 @@ def test_form_server_answers_a_deep_body_with_one_line_400(tmp_path):
 UNKNOWN = "https://stac-extensions.github.io/not-shipped/v1.0.0/schema.json"
 
 NO_SOCKETS = """
-import sys
+import os, sys
+ALLOWED = ("127.0.0.1", int(os.environ.get("MLM_TEST_ALLOW", "0")))
 def refuse(event, args):
+    if event == "socket.connect" and tuple(args[1][:2]) == ALLOWED:
+        return
+    if event == "socket.getaddrinfo" and (args[0], args[1]) == ALLOWED:
+        return
     if event in ("socket.connect", "socket.getaddrinfo"):
         print("CONNECTED", args, flush=True)
         raise ConnectionRefusedError("no network in this test")
@@ -465,3 +472,130 @@ def test_form_save_never_blocks_on_an_item_swapped_for_a_fifo(tmp_path):
         pytest.fail("save blocked on a FIFO")
     assert isinstance(outcome[0], MLMExportError) and "not a regular file" in str(outcome[0]), outcome
     assert stat.S_ISFIFO(item_path.lstat().st_mode)  # left as it was: nothing saved over it
+
+
+class _SchemaHost:
+    """A local stand-in for the schema host: an https server with a throwaway certificate for the real host
+    name, reached through a local CONNECT proxy (``https_proxy``) so no packet leaves the machine."""
+
+    def __init__(self, folder: Path, host: str, files: dict[str, bytes]) -> None:
+        import http.server
+        import socketserver
+        import ssl
+
+        self.cert = folder / "cert.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={host}",
+             "-addext", f"subjectAltName=DNS:{host}", "-keyout", folder / "key.pem", "-out", self.cert],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        self.requests: list[str] = []
+        self.tunnels: list[str] = []
+        outer = self
+
+        class Files(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server hook
+                outer.requests.append(self.path)
+                body = files.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, folder / "key.pem")
+        self.https = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
+        self.https.socket = context.wrap_socket(self.https.socket, server_side=True)
+        https_port = self.https.server_address[1]
+
+        class Proxy(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                line = self.rfile.readline().decode()
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                outer.tunnels.append(line.split()[1])
+                if not line.startswith(f"CONNECT {host}:443 "):
+                    self.wfile.write(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+                    return
+                upstream = socket.create_connection(("127.0.0.1", https_port))
+                self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                self.wfile.flush()
+                pump = threading.Thread(target=_pump, args=(upstream, self.connection), daemon=True)
+                pump.start()
+                _pump(self.connection, upstream)
+                pump.join(10)
+
+        self.proxy = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Proxy)
+        self.proxy.daemon_threads = True
+        for server in (self.https, self.proxy):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def env(self, cache: Path) -> dict[str, str]:
+        return {
+            "https_proxy": f"http://127.0.0.1:{self.proxy.server_address[1]}",
+            "no_proxy": "",
+            "SSL_CERT_FILE": str(self.cert),
+            "MLM_EXPORT_CACHE_DIR": str(cache),
+        }
+
+    def close(self) -> None:
+        for server in (self.https, self.proxy):
+            server.shutdown()
+            server.server_close()
+
+
+def _pump(source: Any, target: Any) -> None:
+    """Copy bytes one way until either side closes."""
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)
+    for s in (source, target):
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def schema_host(tmp_path: Path) -> Any:
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a throwaway certificate")
+    path = UNKNOWN.removeprefix("https://stac-extensions.github.io")
+    files = {path: json.dumps({"$schema": "http://json-schema.org/draft-07/schema#", "type": "object"}).encode()}
+    (tmp_path / "host").mkdir()
+    host = _SchemaHost(tmp_path / "host", "stac-extensions.github.io", files)
+    yield host
+    host.close()
+
+
+def test_validate_names_the_schema_it_fetched_and_offline_fetches_none(tmp_path, unknown_extension_item, schema_host):
+    """The ability to fetch a schema the package does not ship is kept (here from a local stand-in for its
+    host): the result says which schema was fetched; the next run uses the cache; ``--offline`` connects to
+    nothing."""
+    cache = tmp_path / "cache"
+    env = schema_host.env(cache)
+    offline = _no_sockets_allowed_proxy("validate", "--offline", unknown_extension_item, env=env)
+    assert offline.returncode == 1 and schema_host.tunnels == [], offline.stderr
+    assert f"{UNKNOWN} not fetched (--offline" in offline.stderr
+
+    first = _no_sockets_allowed_proxy("validate", unknown_extension_item, "--json", env=env)
+    result = json.loads(first.stdout)["results"][0]
+    assert result["fetched"] == [UNKNOWN], first.stderr
+    assert all(p["schema"] not in ("file", "schema") for p in result["problems"])  # checked, not "cannot check"
+    assert f"(fetched {UNKNOWN})" in first.stderr  # the minimal Item lacks MLM fields: its problems are listed
+    assert schema_host.tunnels == ["stac-extensions.github.io:443"]
+    assert schema_host.requests == [UNKNOWN.removeprefix("https://stac-extensions.github.io")]
+    assert (cache / UNKNOWN.removeprefix("https://")).is_file()
+
+    again = _no_sockets_allowed_proxy("validate", unknown_extension_item, env=env)
+    assert "fetched" not in again.stdout + again.stderr and "CONNECTED" not in again.stdout, again.stderr
+    assert f"{unknown_extension_item}: {len(result['problems'])} problem(s)\n" in again.stderr
+    assert len(schema_host.tunnels) == 1  # from the cache
+
+
+def _no_sockets_allowed_proxy(*argv: Any, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The CLI in a child whose only reachable address is the local proxy (any other connection fails)."""
+    return _no_sockets(*argv, env={**env, "MLM_TEST_ALLOW": env["https_proxy"].rsplit(":", 1)[1]})
