@@ -599,3 +599,15 @@ def test_validate_names_the_schema_it_fetched_and_offline_fetches_none(tmp_path,
 def _no_sockets_allowed_proxy(*argv: Any, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The CLI in a child whose only reachable address is the local proxy (any other connection fails)."""
     return _no_sockets(*argv, env={**env, "MLM_TEST_ALLOW": env["https_proxy"].rsplit(":", 1)[1]})
+
+
+@pytest.mark.parametrize("flag", ["--init-args", "--defaults"])
+@pytest.mark.parametrize("text", [deep_json(), "a: " + "[" * 100_000], ids=["json", "yaml"])
+def test_deep_json_or_yaml_in_convert_options_is_one_line(tmp_path, capsys, flag, text):
+    good = good_checkpoint(tmp_path / "run" / "good.ckpt")
+    (tmp_path / "deep.txt").write_text(text)
+    value = f"@{tmp_path / 'deep.txt'}" if flag == "--init-args" else tmp_path / "deep.txt"
+    code, out, err = run(capsys, *CONVERT, good, flag, value)
+    assert code == 2, err
+    one_line_errors(out + err)
+    assert "nested" in err and not (good.parent / "good.mlm.json").exists()
