@@ -611,3 +611,22 @@ def test_deep_json_or_yaml_in_convert_options_is_one_line(tmp_path, capsys, flag
     assert code == 2, err
     one_line_errors(out + err)
     assert "nested" in err and not (good.parent / "good.mlm.json").exists()
+
+
+def test_yaml_anchors_shared_at_every_level_are_refused(tmp_path, capsys):
+    """YAML anchors share one list at every level (40 levels: 2**40 values once expanded): one line, at once."""
+    good = good_checkpoint(tmp_path / "run" / "good.ckpt")
+    lines = ["l0: &l0 [x, x]"] + [f"l{i}: &l{i} [*l{i - 1}, *l{i - 1}]" for i in range(1, 40)]
+    (tmp_path / "laughs.yaml").write_text("\n".join(lines) + "\n")
+    code, out, err = run(capsys, *CONVERT, good, "--defaults", tmp_path / "laughs.yaml")
+    assert code == 2, err
+    one_line_errors(out + err)
+    assert f"over {limits.JSON_VALUES:,} values" in err
+
+
+def test_a_json_file_of_many_plain_values_is_read(tmp_path):
+    """JSON parsed from bytes cannot share a list: its size cap bounds it, and many values are not refused."""
+    from mlm_export._hrefs import read_json
+
+    (tmp_path / "many.json").write_text(json.dumps({"coordinates": [0] * (limits.JSON_VALUES + 1)}))
+    assert len(read_json(tmp_path / "many.json")["coordinates"]) == limits.JSON_VALUES + 1

@@ -79,7 +79,7 @@ def loads(data: bytes | str, what: str) -> Any:
         value = json.loads(data)
     except RecursionError:
         raise InputTooLargeError(f"{what} is nested deeper than {limits.JSON_DEPTH} levels; it is not read") from None
-    limits.check_structure(value, what)
+    limits.check_structure(value, what, values=None)  # parsed from bytes: their size bounds the values
     return value
 
 

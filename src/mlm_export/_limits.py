@@ -71,10 +71,11 @@ SCHEMA_BYTES = 5 << 20
 CFF_BYTES = 256 << 10
 
 
-def check_structure(value: Any, what: str) -> None:
+def check_structure(value: Any, what: str, *, values: int | None = JSON_VALUES) -> None:
     """Refuse a structure from a stranger nested deeper than :data:`JSON_DEPTH` or holding (once expanded: a
-    list shared at every level counts each time) more than :data:`JSON_VALUES` values; walked without
-    recursion, so the walk itself can neither recurse too deep nor expand what it counts."""
+    list shared at every level counts each time) more than ``values`` values (None: JSON parsed from bytes,
+    whose size already bounds it); walked without recursion, so the walk can neither recurse too deep nor
+    expand what it counts."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     count = 1
     while stack:
@@ -88,8 +89,8 @@ def check_structure(value: Any, what: str) -> None:
         if depth >= JSON_DEPTH:
             raise InputTooLargeError(f"{what} is nested deeper than {JSON_DEPTH} levels; it is not read")
         count += len(children)
-        if count > JSON_VALUES:
+        if values is not None and count > values:
             raise InputTooLargeError(
-                f"{what} expands to over {JSON_VALUES:,} values (a structure shared with itself?); it is not read"
+                f"{what} expands to over {values:,} values (a structure shared with itself?); it is not read"
             )
         stack.extend((child, depth + 1) for child in children)

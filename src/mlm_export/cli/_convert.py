@@ -152,7 +152,7 @@ def _parse_mapping(text: str) -> Any:
     except RecursionError:
         raise argparse.ArgumentTypeError(f"the value is nested deeper than {JSON_DEPTH} levels") from None
     try:
-        check_structure(value, "the value")
+        check_structure(value, "the value")  # YAML anchors can share a list at every level
     except InputTooLargeError as e:
         raise argparse.ArgumentTypeError(first_line(e)) from e
     return value
