@@ -630,3 +630,23 @@ def test_a_json_file_of_many_plain_values_is_read(tmp_path):
 
     (tmp_path / "many.json").write_text(json.dumps({"coordinates": [0] * (limits.JSON_VALUES + 1)}))
     assert len(read_json(tmp_path / "many.json")["coordinates"]) == limits.JSON_VALUES + 1
+
+
+def test_a_legacy_checkpoint_with_millions_of_keys_is_refused_before_loading(tmp_path):
+    """The pre-zip ``torch.save`` format: its object pickle is scanned (not run) and refused past the cap."""
+    import pickle
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    keys = limits.PICKLE_BYTES // 12 + 100_000  # about 12 bytes of pickle per key: just past the cap
+    body = [b"\x80\x02}q\x00X\n\x00\x00\x00state_dict}q\x01("]
+    body += [b"X\x08\x00\x00\x00" + b"%08d" % i + b"K\x00" for i in range(keys)]
+    body.append(b"uX\x0b\x00\x00\x00global_stepK\x01s.")
+    sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    head = [pickle.dumps(0x1950A86A20F9469CFC6C, 2), pickle.dumps(1001, 2), pickle.dumps(sys_info, 2)]
+    (folder / "legacy.pt").write_bytes(b"".join([*head, *body, pickle.dumps([], 2)]))
+    codes, out, err = child([*CONVERT, folder / "legacy.pt", "--json"], timeout=240)
+    assert codes == [1]
+    one_line_errors(out + err)
+    error = json.loads(out.split("CODES")[0])["results"][0]["error"]
+    assert "pickle" in error and f"{limits.PICKLE_BYTES:,}" in error, error
