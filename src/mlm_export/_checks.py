@@ -10,7 +10,7 @@ from typing import Any
 from . import mlm
 from ._hrefs import UnsafeHrefError, hash_open, local_path, open_confined
 from ._write import SHA256_MULTIHASH_PREFIX
-from .errors import MLMExportError, Problem
+from .errors import InputTooLargeError, MLMExportError, Problem
 
 #: Dim names that hold one entry per band (``bands`` is what MLM's examples and this library write).
 BAND_DIMS = ("bands", "band", "channel", "channels")
@@ -179,6 +179,9 @@ def asset_problems(
                 Problem(where, str(e), "asset-outside" if isinstance(e, UnsafeHrefError) else "asset-exists")
             )
             continue
+        except InputTooLargeError as e:  # over the bytes or seconds a checksum may take
+            problems.append(Problem(where, str(e), "asset-checksum"))
+            continue
         except MLMExportError as e:  # a model file verify could not read
             problems.append(Problem(where, str(e), "asset-exists"))
             continue
@@ -198,7 +201,7 @@ def _size_and_checksum(base_dir: Path, href: str, allow_outside: bool, hashed: b
         raise UnsafeHrefError(f"href {href!r} is not a local file")
     f, size = opened
     with f:
-        return size, hash_open(f, size) if hashed else ""
+        return size, hash_open(f, size, href) if hashed else ""
 
 
 def _defined_bands(item: Mapping[str, Any]) -> set[str] | None:

@@ -30,7 +30,7 @@ from ._verify_artifacts import (
     read_once,
     read_runnable,
 )
-from .errors import ItemValidationError, MLMExportError, NotJSONError, Problem
+from .errors import InputTooLargeError, ItemValidationError, MLMExportError, NotJSONError, Problem
 
 #: Size given to dynamic (-1) non-batch dims of the synthetic batch; a multiple of 32 suits common encoders.
 DYNAMIC_SIZE = 64
@@ -81,6 +81,8 @@ def verify_item(
     path = Path(path)
     try:
         item = read_json(path)  # a regular file only: a FIFO named like an Item would block the read
+    except InputTooLargeError:
+        raise  # over a cap of _limits (size, nesting): says which, not "not JSON"
     except ValueError as e:
         raise NotJSONError(path, e) from e
     if not isinstance(item, dict):
