@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import _limits as limits
 from . import mlm
 from ._hrefs import UnsafeHrefError, hash_open, local_path, open_confined
 from ._write import SHA256_MULTIHASH_PREFIX
@@ -196,11 +198,16 @@ def asset_problems(
 
 def _size_and_checksum(base_dir: Path, href: str, allow_outside: bool, hashed: bool) -> tuple[int, str]:
     """Size and (when ``hashed``) sha256 multihash of one local asset, from a single open of the file."""
-    opened = open_confined(base_dir, href, allow_outside=allow_outside, links=True)
+    opened = open_confined(base_dir, href, allow_outside=allow_outside, links=True, limit=sys.maxsize)
     if opened is None:
         raise UnsafeHrefError(f"href {href!r} is not a local file")
     f, size = opened
     with f:
+        if hashed and size > limits.HASH_BYTES:  # its size is still checked; its checksum is not
+            raise InputTooLargeError(
+                f"{href} is {size:,} bytes, over the {limits.HASH_BYTES:,} hashed to check a checksum: not checked "
+                "(set MLM_EXPORT_HASH_BYTES to hash larger files)"
+            )
         return size, hash_open(f, size, href) if hashed else ""
 
 

@@ -61,10 +61,11 @@ def check_declared_sizes(path: Path, limit: int = MAX_INFLATE, *, data: bytes | 
         raise pickle_too_large(path.name, pickle)
 
 
-def check_safetensors_header(path: Path) -> None:
+def check_safetensors_header(path: Path, *, data: bytes | None = None) -> None:
     """Refuse a safetensors file whose header is over ``_limits.SAFETENSORS_HEADER_BYTES`` or lists more than
-    ``_limits.STATE_KEYS`` tensors, reading only the header (zero-size tensors cost no data bytes)."""
-    with path.open("rb") as f:
+    ``_limits.STATE_KEYS`` tensors, reading only the header (zero-size tensors cost no data bytes); of ``data``,
+    the file's bytes already read, when given (``path`` then only names it)."""
+    with path.open("rb") if data is None else io.BytesIO(data) as f:
         length = int.from_bytes(f.read(8), "little")
         if length > limits.SAFETENSORS_HEADER_BYTES:
             raise InputTooLargeError(

@@ -63,7 +63,7 @@ def load(path: str | Path, *, trust: bool = False, data: bytes | None = None) ->
     if kind == "safetensors":
         import safetensors.torch
 
-        check_safetensors_header(path)  # before safetensors builds a tensor per entry
+        check_safetensors_header(path, data=data)  # before safetensors builds a tensor per entry
         try:
             tensors = safetensors.torch.load_file(path, device="cpu") if data is None else safetensors.torch.load(data)
             return LoadedCheckpoint(path, tensors, "safetensors")
