@@ -8,18 +8,19 @@ import json
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
 from .. import mlm
-from .._convert import Converter, ConvertSettings, Result, parse_shape
-from .._pipeline import ExportOptions
-from .._sources.checkpoint import find_checkpoints
 from ..errors import InvalidOptionError, MLMExportError, MLMExportWarning, UsageError, first_line
 from ._output import Output, add_output_flags
 from ._paths import require_existing
+
+if TYPE_CHECKING:  # torch comes with these: imported when convert runs, not when the command line starts
+    from .._convert import Result
+    from .._options import ExportOptions
 
 EPILOG = """examples:
   mlm-export convert lightning_logs/version_0/checkpoints/
@@ -113,6 +114,8 @@ def add_trust_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _shape(text: str) -> tuple[int, ...]:
+    from .._convert import parse_shape
+
     try:
         return parse_shape(text)
     except ValueError as e:
@@ -163,6 +166,8 @@ def _unknown_tasks(tasks: list[str]) -> str:
 
 def options_from(args: argparse.Namespace) -> ExportOptions:
     """The defaults file, then the flags over it."""
+    from .._options import ExportOptions
+
     values: dict[str, Any] = {}
     if args.defaults:
         try:
@@ -194,6 +199,9 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    from .._convert import Converter, ConvertSettings, Result
+    from .._sources.checkpoint import find_checkpoints
+
     options = options_from(args)
     settings = ConvertSettings(
         model=args.model or args.factory,

@@ -9,7 +9,6 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from .. import verify_item
 from ._convert import add_trust_flags, init_args_value
 from ._output import Output, add_output_flags
 from ._paths import require_files
@@ -44,6 +43,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    from .. import verify_item
+
     (item,) = require_files([args.item], what="an Item JSON file")
     checks = verify_item(
         item,
