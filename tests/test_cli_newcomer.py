@@ -369,7 +369,9 @@ def test_one_json_envelope_for_every_command(honest: Path, tmp_path: Path, capsy
     for argv in (["validate", honest], ["verify", honest], ["hf-card", honest, "-o", tmp_path / "card.md"],
                  ["publish", honest, "--to", tmp_path / "models"], ["search", tmp_path / "models"],
                  ["match", honest, tmp_path / "models"], ["convert", tmp_path / "nothing.pt"]):  # fmt: skip
-        code, out, _ = run(capsys, *argv, "--json")
+        # search and match print their Items as an ItemCollection with --json; the envelope on request
+        flag = "--json-envelope" if argv[0] in ("search", "match") else "--json"
+        code, out, _ = run(capsys, *argv, flag)
         envelope = json.loads(out)
         assert envelope["command"] == argv[0]
         assert envelope["ok"] is (code == 0)

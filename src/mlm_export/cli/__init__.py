@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help and --version
         return int(e.code or 0)
     except ArgumentError as e:
-        if "--json" in argv:  # the envelope still comes, holding the line argparse printed
+        if "--json" in argv or "--json-envelope" in argv:  # the envelope still comes, holding the line argparse printed
             out = Output(next((a for a in argv if not a.startswith("-")), ""), as_json=True)
             out.errors.append(e.line)
             out.finish(False)
