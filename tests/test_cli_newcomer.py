@@ -341,11 +341,19 @@ def test_demo_json_quiet_and_a_summary_without_output_output(tmp_path: Path, cap
     assert code == 0, err
     rows = [line for line in out.splitlines() if "float32 [batch=any" in line]
     assert any(" output " in row for row in rows) and not any("output output" in row for row in rows)
-    code, out, err = run(capsys, "demo", tmp_path, "--epochs", "1", "--json")
+    item = tmp_path / "tinyunet-water-segmentation.json"
+    before = item.read_bytes()
+    code, out, err = run(capsys, "demo", tmp_path, "--epochs", "1")  # the one overwrite rule: kept, before training
+    assert (code, out) == (1, "") and err.strip() == (
+        f"error: {item} exists; pass --overwrite to replace the demo's Item and model files (the one rule of "
+        "every command)"
+    )
+    assert item.read_bytes() == before
+    code, out, err = run(capsys, "demo", tmp_path, "--epochs", "1", "--json", "--overwrite")
     envelope = json.loads(out)
     assert (code, envelope["command"], envelope["ok"], envelope["errors"]) == (0, "demo", True, [])
     assert envelope["results"][0]["item"] == str(tmp_path.resolve() / "tinyunet-water-segmentation.json")
-    assert run(capsys, "demo", tmp_path, "--epochs", "1", "--quiet")[1:] == ("", "")
+    assert run(capsys, "demo", tmp_path, "--epochs", "1", "--quiet", "--overwrite")[1:] == ("", "")
     code, out, _ = run(capsys, "demo", "--help")
     assert code == 0 and "training epochs" in out
 
