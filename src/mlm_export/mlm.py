@@ -347,6 +347,9 @@ ML_AOI_PREFIX = "ml-aoi:"
 ML_AOI_SPLIT = ML_AOI_PREFIX + "split"
 
 # -- Fields of data Items (match's example scenes) and of match results (the command line's ItemCollection) ----
+#: The STAC core schema of the Item's ``license`` (an SPDX identifier, or "other").
+LICENSING_SCHEMA = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/licensing.json"
+LICENSE = "license"
 #: raster v2 is the raster extension for STAC 1.1 ``bands`` (``raster:scale``, ``raster:offset``).
 RASTER_V2_SCHEMA = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
 #: STAC 1.1 band definitions (properties and assets) and their common fields.
