@@ -48,9 +48,16 @@ class Check:
     name: str
     ok: bool
     detail: str
+    #: It holds, but not everywhere: some case did not run (the detail says which and why). Shown as "limited".
+    limited: bool = False
+
+    @property
+    def status(self) -> str:
+        """What the check found, in one word: ``ok``, ``limited`` (holds where it ran) or ``FAIL``."""
+        return "FAIL" if not self.ok else "limited" if self.limited else "ok"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "ok": self.ok, "detail": self.detail}
+        return {"check": self.name, "ok": self.ok, "status": self.status, "detail": self.detail}
 
 
 def verify_item(
@@ -124,8 +131,8 @@ def verify_item(
         return m(**dict(zip(names, tensors, strict=True))) if kwargs else m(*tensors)
 
     eager = module if isinstance(module, nn.Module) and not _is_exported(module) else None
-    for name, ok, detail in parity_checks(item, path.parent, examples, call, trust=trust, eager=eager):
-        checks.append(Check(name, ok, detail))
+    for name, ok, detail, limited in parity_checks(item, path.parent, examples, call, trust=trust, eager=eager):
+        checks.append(Check(name, ok, detail, limited))
     return checks
 
 
@@ -240,7 +247,7 @@ def _other_files(item: Mapping[str, Any], base: Path, trust: bool) -> list[Check
     def call(m: Any, tensors: Any) -> Any:
         return m(**dict(zip(names, tensors, strict=True))) if kwargs else m(*tensors)
 
-    return [Check(n, ok, d) for n, ok, d in parity_checks(item, base, examples, call, trust=trust)]
+    return [Check(n, ok, d, limited) for n, ok, d, limited in parity_checks(item, base, examples, call, trust=trust)]
 
 
 def _is_exported(module: nn.Module) -> bool:

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     table.add_column("result")
     table.add_column("detail", overflow="fold")
     for c in checks:
-        result = Text("ok", style="green") if c.ok else Text("FAIL", style="red")
+        result = Text(c.status, style={"ok": "green", "limited": "yellow"}.get(c.status, "red"))
         table.add_row(Text(c.name), result, Text(c.detail))  # Text: paths and messages are not markup
         out.result(c.as_dict())
     out.table(table)
