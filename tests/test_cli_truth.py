@@ -180,3 +180,32 @@ def test_match_example_scene_runs_from_the_command_line(capsys, models: Path) ->
     assert code == 2 and "either DATA.json or --example-scene" in err
     assert main(["match", "--help"]) == 0
     assert "sentinel-2-l2a" in capsys.readouterr().out
+
+
+# -- 7. --version is the program's; list flags repeat or comma-separate in every command ------------------------------
+
+
+def test_convert_item_version_and_list_flags_either_way(capsys) -> None:
+    from mlm_export.cli import parser
+    from mlm_export.cli._convert import options_from
+
+    def options(*flags: str):
+        return options_from(parser().parse_args(["convert", "ckpts/", *flags]))
+
+    given = options("--item-version", "2.1.0", "--tasks", "semantic-segmentation", "--bands", "red,nir")
+    same = options("--item-version", "2.1.0", "--task", "semantic-segmentation", "--band", "red", "--band", "nir")
+    assert given == same
+    assert (given.version, given.tasks, list(given.bands or [])) == ("2.1.0", ["semantic-segmentation"], ["red", "nir"])
+    assert options("--classes", "land,water", "--class", "cloud").classes == ["land", "water", "cloud"]
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("mlm-export ")
+    code, out, _ = run(capsys, "convert", "--help")
+    assert "--item-version" in out and "--version" not in out.replace("--item-version", "")
+
+
+def test_convert_old_version_flag_still_sets_the_item_version_with_a_warning(capsys, tmp_path: Path) -> None:
+    code, _, err = run(capsys, "convert", tmp_path, "--version", "v3")  # no checkpoint: exit 2 after the warning
+    assert code == 2
+    assert "warning: convert --version VALUE is now --item-version VALUE" in err
+    code, _, err = run(capsys, "convert", tmp_path, "--version", "v3", "--item-version", "v4")
+    assert code == 2 and "pass --item-version alone" in err

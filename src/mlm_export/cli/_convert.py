@@ -28,6 +28,7 @@ EPILOG = """examples:
   mlm-export convert weights.pth --factory torchvision.models:resnet18 --init-args '{num_classes: 10}' \\
       --input-shape 1,3,224,224 --tasks classification
   mlm-export convert ckpts/ --defaults mlm.yaml      # name, license, bands, classes, ... as YAML or JSON
+  mlm-export convert ckpts/ --item-version 2.1.0 --band red --band nir   # = --bands red,nir
   mlm-export convert resnet50_s2_moco.pth --weights ResNet50_Weights.SENTINEL2_ALL_MOCO --tasks similarity-search
 
 Models are rebuilt from, in order: the Item embedded by MLMExportCallback; the class LightningCLI recorded;
@@ -68,10 +69,22 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--input-shape", type=_shape, help="example input shape to trace with, e.g. 1,3,224,224")
     p.add_argument("--defaults", type=Path, help="YAML or JSON file of export_mlm options (name, license, bands, ...)")
     for name in TEXT_OPTIONS:
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"the Item's {name.replace('_', ' ')}")
+        flag = "--item-version" if name == "version" else f"--{name.replace('_', '-')}"
+        p.add_argument(flag, dest=name, help=f"the Item's {name.replace('_', ' ')}")
+    # --version is the program's version in every command; convert's old --version VALUE still sets the Item's
+    p.add_argument("--version", dest="legacy_version", help=argparse.SUPPRESS)
     for name in LIST_OPTIONS:
         kind = _tasks if name == "tasks" else _csv
-        p.add_argument(f"--{name}", type=kind, help=f"comma-separated {name}")
+        singular = {"tasks": "--task", "bands": "--band", "classes": "--class", "artifacts": "--artifact"}[name]
+        p.add_argument(
+            f"--{name}",
+            singular,
+            dest=name,
+            type=kind,
+            action="extend",
+            metavar=name.upper().rstrip("S"),
+            help=f"{name}: a comma-separated list, or repeat the flag",
+        )
     p.add_argument(
         "--profile",
         choices=("default", "openeo"),
@@ -201,6 +214,12 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
 def run(args: argparse.Namespace, out: Output) -> int:
     from .._convert import Converter, ConvertSettings, Result
     from .._sources.checkpoint import find_checkpoints
+
+    if args.legacy_version is not None:
+        if args.version is not None:
+            raise UsageError("--version VALUE is the old spelling of --item-version; pass --item-version alone")
+        out.note("warning: convert --version VALUE is now --item-version VALUE (--version is the program's version)")
+        args.version = args.legacy_version
 
     options = options_from(args)
     settings = ConvertSettings(
