@@ -224,7 +224,7 @@ def test_a_typo_in_tasks_is_one_usage_error_before_any_file_is_read(tmp_path: Pa
     (tmp_path / "b.pt").write_text("not read")
     code, out, err = run(capsys, "convert", tmp_path, "--tasks", "segmentaton")
     assert (code, out) == (2, "")
-    assert "argument --tasks: unknown task(s) segmentaton; MLM tasks: regression, classification" in err
+    assert "argument --tasks/--task: unknown task(s) segmentaton; MLM tasks: regression, classification" in err
     assert "a.pt" not in err and "b.pt" not in err
 
 
@@ -387,7 +387,8 @@ def test_one_json_envelope_for_every_command(honest: Path, tmp_path: Path, capsy
     assert set(shapes.values()) == {(list, list)}
     code, out, err = run(capsys, "convert", tmp_path, "--tasks", "segmentaton", "--json")  # argparse refuses it
     line = err.strip().splitlines()[-1]
-    assert code == 2 and line.startswith("mlm-export convert: error: argument --tasks: unknown task(s) segmentaton")
+    assert code == 2
+    assert line.startswith("mlm-export convert: error: argument --tasks/--task: unknown task(s) segmentaton")
     assert json.loads(out) == {"command": "convert", "ok": False, "results": [], "errors": [line]}
 
 

@@ -180,6 +180,8 @@ def test_match_example_scene_runs_from_the_command_line(capsys, models: Path) ->
     assert code == 2 and "either DATA.json or --example-scene" in err
     assert main(["match", "--help"]) == 0
     assert "sentinel-2-l2a" in capsys.readouterr().out
+    code, out, err = run(capsys, "match", "--example-scene", "sentinel-2-l2a", models, "--max-items", "1", "--json")
+    assert code in (0, 1) and len(json.loads(out)["features"]) == 1, err  # --max-items = --limit, as in search
 
 
 # -- 7. --version is the program's; list flags repeat or comma-separate in every command ------------------------------

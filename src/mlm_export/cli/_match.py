@@ -51,8 +51,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--print-example-scene", action="store_true", help="print the --example-scene data Item as JSON and exit"
     )
-    p.add_argument("--limit", type=int, default=10_000, metavar="N", help="judge at most N models (default 10000)")
-    add_output_flags(p, items=True)
+    p.add_argument(
+        "--limit", "--max-items", dest="limit", type=int, default=10_000, metavar="N",
+        help="judge at most N models (default 10000)",
+    )  # fmt: skip
+    add_output_flags(p, items=True, quiet="print the ids of the models that fit only, one a line")
     p.set_defaults(run=run)
 
 

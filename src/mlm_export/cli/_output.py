@@ -136,8 +136,9 @@ class Output:
             yield advance
 
 
-def add_output_flags(parser: argparse.ArgumentParser, *, items: bool = False) -> None:
-    """``--json`` and ``--quiet``; for commands whose results are Items (``items``), also ``--json-envelope``."""
+def add_output_flags(parser: argparse.ArgumentParser, *, items: bool = False, quiet: str = "") -> None:
+    """``--json`` and ``--quiet``; for commands whose results are Items (``items``), also ``--json-envelope``
+    (``quiet``: what ``--quiet`` prints, when not every Item's id)."""
     if items:
         parser.add_argument(
             "--json",
@@ -148,7 +149,7 @@ def add_output_flags(parser: argparse.ArgumentParser, *, items: bool = False) ->
         parser.add_argument(
             "--json-envelope", action="store_true", help="print the JSON envelope of every command, Items as results"
         )
-        parser.add_argument("--quiet", "-q", action="store_true", help="print the Items' ids only, one a line")
+        parser.add_argument("--quiet", "-q", action="store_true", help=quiet or "print the Items' ids only, one a line")
         return
     parser.add_argument("--json", action="store_true", help="print one JSON envelope on stdout (see the README)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
