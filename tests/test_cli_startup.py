@@ -91,6 +91,17 @@ def test_commands_that_touch_no_model_do_not_import_torch(tmp_path: Path, models
     assert not [m for m in HEAVY if m in modules], f"mlm-export {' '.join(argv)} imported {HEAVY}"
 
 
+def test_help_and_version_import_neither_the_validator_nor_the_package_metadata(tmp_path: Path) -> None:
+    """--help builds the parser only: the JSON Schema validator and pystac wait for a command that checks an Item,
+    the distribution metadata (a scan of every installed package) for --version."""
+    for argv in (["--help"], ["search", "--help"], ["validate", "--help"]):
+        code, modules, output = _command(tmp_path, *argv)
+        assert code == 0, output
+        assert not {"jsonschema", "pystac", "importlib.metadata"} & modules, argv
+    code, modules, output = _command(tmp_path, "--version")
+    assert code == 0 and output.startswith("mlm-export ") and "importlib.metadata" in modules
+
+
 def test_a_command_that_touches_a_model_still_imports_torch(tmp_path: Path) -> None:
     """The check above can fail: convert (which rebuilds models) imports torch in the same wrapper."""
     (tmp_path / "none").mkdir()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._about import __version__
 from .errors import (
     InputRequiredError,
     InvalidOptionError,
@@ -24,6 +23,7 @@ from .errors import (
 from .mlm import MLM_SCHEMA, MLM_VERSION
 
 if TYPE_CHECKING:
+    from ._about import __version__
     from ._api import export_mlm
     from ._callback import MLMExportCallback
     from ._facts import ModelFacts, ParameterFacts, TensorFacts
@@ -58,6 +58,10 @@ def __getattr__(name: str) -> object:
         except ModuleNotFoundError as e:
             raise ImportError("MLMExportCallback needs Lightning: pip install 'mlm-export[lightning]'") from e
         return MLMExportCallback
+    if name == "__version__":  # read from the package's metadata on first use
+        from ._about import package_version
+
+        return package_version()
     if name in _LAZY:
         module, attribute = _LAZY[name]
         value = getattr(importlib.import_module(module, __name__), attribute)

@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .. import validation_problems
-from .._checks import consistency_problems
 from ..errors import ItemValidationError, MLMExportError, NotJSONError, Problem
 from ._output import Output, add_output_flags
 from ._paths import read_json, require_files
@@ -32,6 +30,9 @@ def add_parser(sub: Any) -> None:
 
 def check_file(path: Path, *, allow_outside: bool = False) -> list[Problem]:
     """Schema problems, then cross-field problems of an MLM Item."""
+    from .. import validation_problems
+    from .._checks import consistency_problems  # the validator, imported when a file is checked (not for --help)
+
     try:
         data = read_json(path)
     except NotJSONError as e:
