@@ -139,6 +139,8 @@ def check_schema_fields(options: ExportOptions) -> None:
                 t for v in value.values() for t in ([v] if isinstance(v, str) else v)
             ]  # fmt: skip
             value = list(dict.fromkeys(value))
+            if not value or any(t not in mlm.TASK_NAMES for t in value):  # the message export_mlm gives later
+                raise InvalidOptionError(f"tasks= must list MLM tasks ({', '.join(mlm.TASK_NAMES)}); got {value}")
         if problem := field_problem(url, pointer, value):
             hint = _HINTS.get(name, "")
             field = pointer.rsplit("/", 1)[-1]
