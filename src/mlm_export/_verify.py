@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from . import mlm
-from ._checks import consistency_problems
+from ._checks import STRUCTURE_RULES, consistency_problems
 from ._guard import SAFE, Policy
 from ._hrefs import read_json
 from ._rebuild import checkpoint_spec
@@ -96,6 +96,10 @@ def verify_item(
     rules = [p for p in problems if p.schema not in file_rules]
     checks.append(Check("files", not files, _join(files) or "every local asset has its stated size and checksum"))
     checks.append(Check("consistency", not rules, _join(rules) or "bands, classes and model assets agree"))
+    broken = [p for p in rules if p.schema in STRUCTURE_RULES]
+    if broken:  # a batch built from such an Item, or outputs compared with it, would mean nothing
+        detail = f"not run: mlm:input/mlm:output contradict themselves: {_join(broken)}"
+        return [*checks, Check("load model", False, detail)]
     if any(p.schema == "asset-outside" for p in files):  # nothing is loaded from outside the Item's folder
         return [*checks, Check("load model", False, "not loaded: an href leads outside the Item's folder")]
     if files:  # a file that is not the one the Item describes is never loaded
@@ -264,8 +268,8 @@ def _forward_params(module: Any) -> list[str]:
 
 def _schema_problems(item: Mapping[str, Any]) -> list[Problem]:
     """The schema problems of a STAC object; one problem when it is no STAC object at all."""
-    try:
-        return validation_problems(item)
+    try:  # the rules inside mlm:input/mlm:output are reported once, by the consistency check
+        return [p for p in validation_problems(item) if p.schema not in STRUCTURE_RULES]
     except ItemValidationError as e:
         return e.problems
     except MLMExportError as e:

@@ -19,7 +19,7 @@ from typing import Any, TypeGuard
 from urllib.parse import urlparse
 
 from .. import mlm
-from .._checks import asset_problems, consistency_problems
+from .._checks import STRUCTURE_RULES, asset_problems, consistency_problems
 from .._hrefs import read_regular
 from .._validate import validation_problems
 from .._write import atomic_write_bytes
@@ -229,7 +229,7 @@ class FormSession:
             found = validation_problems(data)
         except MLMExportError as e:  # an extension schema that cannot be found, say
             return [Problem("$.stac_extensions", str(e), "schema")]
-        found += consistency_problems(data)
+        found += [p for p in consistency_problems(data) if p.schema not in STRUCTURE_RULES]  # already found
         if check_files and self.path is not None:
             found += asset_problems(self._local_assets_only(data), self.path.parent)
         return found

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import ItemValidationError, MLMExportError, NotJSONError, Problem
+from ..errors import ItemValidationError, MLMExportError, MLMExportWarning, NotJSONError, Problem
 from ._output import Output, add_output_flags
 from ._paths import read_json, require_files
 
@@ -16,8 +17,9 @@ def add_parser(sub: Any) -> None:
         "validate",
         help="check Items and Collections against STAC, MLM and every declared extension (offline)",
         description="Validate STAC Items and Collections against the JSON Schemas they declare (resolved through "
-        "$MLM_EXPORT_SCHEMA_DIR and the cache) and, for MLM Items, the rules a schema cannot express: bands vs "
-        "channels, classes vs output size, one mlm:model asset, and the size and checksum of local assets. "
+        "$MLM_EXPORT_SCHEMA_DIR and the cache) and, for MLM Items, the rules a schema cannot express: shape vs "
+        "dim_order, bands and value scalings vs the band dim, classes vs the class dim, one mlm:model asset, and "
+        "the size and checksum of local assets. "
         "Exit 1 if any file fails, 2 if a path is missing or a directory.",
         epilog="example:\n  mlm-export validate demo-output/tinyunet-water-segmentation.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -28,10 +30,12 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def check_file(path: Path, *, allow_outside: bool = False) -> list[Problem]:
-    """Schema problems, then cross-field problems of an MLM Item."""
-    from .. import validation_problems
-    from .._checks import consistency_problems  # the validator, imported when a file is checked (not for --help)
+def check_file(path: Path, *, allow_outside: bool = False, notes: list[str] | None = None) -> list[Problem]:
+    """Schema problems, then cross-field problems of an MLM Item; the check's notes (a schema checked in place
+    of another) are appended to ``notes`` when given."""
+    from .. import validation_problems  # the validator, imported when a file is checked (not for --help)
+    from .._checks import STRUCTURE_RULES, consistency_problems
+    from .._validate import is_mlm_item
 
     try:
         data = read_json(path)
@@ -41,24 +45,33 @@ def check_file(path: Path, *, allow_outside: bool = False) -> list[Problem]:
         return [Problem("$", f"cannot read: {e.strerror or e}", "file")]
     if not isinstance(data, dict):
         return [Problem("$", f"holds a JSON {type(data).__name__}, not a STAC Item or Collection", "file")]
-    try:
-        problems = validation_problems(data)
-    except ItemValidationError as e:  # not a STAC object at all
-        return e.problems
-    except MLMExportError as e:
-        return [Problem("$", f"cannot check: {e}", "schema")]
-    if data.get("type") == "Feature" and any("/mlm/" in str(u) for u in data.get("stac_extensions") or []):
+    with warnings.catch_warnings(record=True) as caught:  # the command owns its process: notes go to the user
+        warnings.simplefilter("always", MLMExportWarning)
         try:
-            problems += consistency_problems(data, path.parent, allow_outside=allow_outside)
+            problems = validation_problems(data)
+        except ItemValidationError as e:  # not a STAC object at all
+            return e.problems
+        except MLMExportError as e:
+            return [Problem("$", f"cannot check: {e}", "schema")]
+    if notes is not None:
+        notes += [str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)]
+    if is_mlm_item(data):
+        try:
+            found = consistency_problems(data, path.parent, allow_outside=allow_outside)
         except (AttributeError, KeyError, TypeError, ValueError) as e:  # a structure the schemas reject
-            problems.append(Problem("$", f"cross-field rules not checked: {type(e).__name__}: {e}", "consistency"))
+            found = [Problem("$", f"cross-field rules not checked: {type(e).__name__}: {e}", "consistency")]
+        problems += [p for p in found if p.schema not in STRUCTURE_RULES]  # those are in validation_problems
     return problems
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
     for path in require_files(args.paths):
-        problems = check_file(path, allow_outside=args.allow_outside)
-        out.result({"path": str(path), "valid": not problems, "problems": [p.__dict__ for p in problems]})
+        notes: list[str] = []
+        problems = check_file(path, allow_outside=args.allow_outside, notes=notes)
+        result = {"path": str(path), "valid": not problems, "problems": [p.__dict__ for p in problems]}
+        out.result({**result, "notes": notes} if notes else result)
+        for note in notes:
+            out.note(f"{path}: {note}")
         if problems:
             out.error(f"{path}: {len(problems)} problem(s)")
             for p in problems:
