@@ -152,6 +152,10 @@ def test_example_scenes_are_valid_stac_built_from_the_band_tables() -> None:
     assert names == ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]  # no B10
     assert s2["assets"]["B08"]["bands"][0]["eo:common_name"] == "nir"
     assert s2["properties"]["gsd"] == 10
+    from mlm_export.demo import SCENE_BBOX  # the README's walk: the demo's model fits the Sentinel-2 example scene
+
+    w, s, e, n = s2["bbox"]
+    assert SCENE_BBOX[0] <= w < e <= SCENE_BBOX[2] and SCENE_BBOX[1] <= s < n <= SCENE_BBOX[3]
     landsat = example_scene("landsat-c2-l2")
     assert landsat["assets"]["nir08"]["bands"][0]["name"] == "SR_B5"
     naip = example_scene("naip")

@@ -87,14 +87,14 @@ _NAIP = (
 #: The scenes ``--example-scene`` offers, by name.
 SCENES: dict[str, Scene] = {
     "sentinel-2-l2a": Scene(
-        id="S2B_MSIL2A_20230612T103629_R008_T31UFS",
+        id="S2B_MSIL2A_20230616T102609_R065_T32TMS",
         title="Sentinel-2 Level-2A (12 bands, uint16, 10-60 m)",
         bands=_S2,
         data_type="uint16",
-        bbox=(4.3648, 50.4315, 5.9278, 51.4381),
-        datetime="2023-06-12T10:46:21Z",
+        bbox=(7.686, 45.9584, 9.1283, 46.9538),  # tile 32TMS (central Switzerland): inside the demo's extent
+        datetime="2023-06-16T10:36:18Z",
         properties=(("platform", "sentinel-2b"), ("constellation", "sentinel-2"), ("instruments", ["msi"])),
-        href="https://example.com/sentinel-2-l2a/31UFS/{key}.tif",
+        href="https://example.com/sentinel-2-l2a/32TMS/{key}.tif",
         scale=0.0001,
         offset=-0.1,
         nodata=0,
