@@ -98,6 +98,10 @@ def test_help_and_version_import_neither_the_validator_nor_the_package_metadata(
         code, modules, output = _command(tmp_path, *argv)
         assert code == 0, output
         assert not {"jsonschema", "pystac", "importlib.metadata"} & modules, argv
+    from mlm_export import _validate
+    from mlm_export.cli import _offline
+
+    assert _offline.OFFLINE_ENV == _validate.OFFLINE_ENV  # --offline sets the variable the validator reads
     code, modules, output = _command(tmp_path, "--version")
     assert code == 0 and output.startswith("mlm-export ") and "importlib.metadata" in modules
 

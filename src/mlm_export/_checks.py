@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import mlm
-from ._hrefs import UnsafeHrefError, bounded_checksum, local_path, regular_size
+from ._hrefs import UnsafeHrefError, hash_open, local_path, open_confined
 from ._write import SHA256_MULTIHASH_PREFIX
-from .errors import Problem
+from .errors import InputTooLargeError, MLMExportError, Problem
 
 #: Dim names that hold one entry per band (``bands`` is what MLM's examples and this library write).
 BAND_DIMS = ("bands", "band", "channel", "channels")
@@ -67,11 +68,15 @@ def structure_problems(item: Mapping[str, Any]) -> list[Problem]:
 
 
 def consistency_problems(
-    item: Mapping[str, Any], base_dir: Path | None = None, *, allow_outside: bool = False
+    item: Mapping[str, Any],
+    base_dir: Path | None = None,
+    *,
+    allow_outside: bool = False,
+    contents: Mapping[str, tuple[int, str] | Exception] | None = None,
 ) -> list[Problem]:
     """Cross-field problems of an MLM Item (:func:`structure_problems`, band names defined, one model asset);
     local assets are checked relative to ``base_dir`` when given (only inside its folder tree unless
-    ``allow_outside``)."""
+    ``allow_outside``; ``contents`` as in :func:`asset_problems`)."""
     problems = structure_problems(item)
     props = item.get("properties", {})
     defined = _defined_bands(item)
@@ -88,7 +93,7 @@ def consistency_problems(
             Problem("$.assets", f"has {len(models)} '{mlm.ROLE_MODEL}' assets; readers expect exactly one", "one-model")
         )
     if base_dir is not None:
-        problems += asset_problems(item, base_dir, allow_outside=allow_outside)
+        problems += asset_problems(item, base_dir, allow_outside=allow_outside, contents=contents)
     return problems
 
 
@@ -135,47 +140,68 @@ def _is_band(b: Any) -> bool:
     return isinstance(b, str) or (isinstance(b, Mapping) and isinstance(b.get("name"), str))
 
 
-def asset_problems(item: Mapping[str, Any], base_dir: Path, *, allow_outside: bool = False) -> list[Problem]:
+def asset_problems(
+    item: Mapping[str, Any],
+    base_dir: Path,
+    *,
+    allow_outside: bool = False,
+    contents: Mapping[str, tuple[int, str] | Exception] | None = None,
+) -> list[Problem]:
     """Each local asset must exist with the ``file:size`` and ``file:checksum`` the Item states.
 
-    Hrefs are followed only inside ``base_dir``'s tree (unless ``allow_outside``), only to regular files, and
-    no more bytes are read than the stated size.
+    Hrefs are followed only inside ``base_dir``'s tree (unless ``allow_outside``), only to regular files, each
+    opened once without following links (one link level inside the folder is read, for Lightning's
+    ``last.ckpt``), and no more bytes are read than the file's size. ``contents``: (size, checksum) of assets
+    already read by their key (verify's model files), or why they could not be read; these are not opened again.
     """
     problems = []
     for key, asset in item.get("assets", {}).items():
         where = f"$.assets['{key}']"
         href = str(asset.get("href", ""))
+        checksum = asset.get(mlm.FILE_CHECKSUM)
+        hashed = isinstance(checksum, str) and checksum.startswith(SHA256_MULTIHASH_PREFIX)
         try:
             path = local_path(href, base_dir, allow_outside=allow_outside)
             if path is None:
                 continue  # remote: not checked here
-            if not path.exists():
+            if not os.path.lexists(path) and not os.path.lexists(base_dir / href):
                 problems.append(Problem(where, f"file {href} does not exist", "asset-exists"))
                 continue
-            actual_size = regular_size(path)
+            if contents is not None and key in contents:
+                known = contents[key]
+                if isinstance(known, Exception):
+                    raise known
+                actual_size, actual = known
+            else:
+                actual_size, actual = _size_and_checksum(base_dir, href, allow_outside, hashed)
         except (UnsafeHrefError, OSError) as e:
             problems.append(
                 Problem(where, str(e), "asset-outside" if isinstance(e, UnsafeHrefError) else "asset-exists")
             )
             continue
+        except InputTooLargeError as e:  # over the bytes or seconds a checksum may take
+            problems.append(Problem(where, str(e), "asset-checksum"))
+            continue
+        except MLMExportError as e:  # a model file verify could not read
+            problems.append(Problem(where, str(e), "asset-exists"))
+            continue
         size = asset.get(mlm.FILE_SIZE)
         if isinstance(size, int) and size != actual_size:
             problems.append(Problem(where, f"file:size {size} but {href} has {actual_size} bytes", "asset-size"))
             continue
-        checksum = asset.get(mlm.FILE_CHECKSUM)
-        if isinstance(checksum, str):
-            if not checksum.startswith(SHA256_MULTIHASH_PREFIX):
-                continue  # another hash function: not checked
-            try:
-                actual = bounded_checksum(path, actual_size)
-            except (UnsafeHrefError, OSError) as e:
-                problems.append(Problem(where, str(e), "asset-checksum"))
-                continue
-            if actual != checksum:
-                problems.append(
-                    Problem(where, f"file:checksum does not match {href} (it is {actual})", "asset-checksum")
-                )
+        if hashed and actual != checksum:
+            problems.append(Problem(where, f"file:checksum does not match {href} (it is {actual})", "asset-checksum"))
     return problems
+
+
+def _size_and_checksum(base_dir: Path, href: str, allow_outside: bool, hashed: bool) -> tuple[int, str]:
+    """Size and (when ``hashed``) sha256 multihash of one local asset, from a single open of the file."""
+    opened = open_confined(base_dir, href, allow_outside=allow_outside, links=True)
+    if opened is None:
+        raise UnsafeHrefError(f"href {href!r} is not a local file")
+    f, size = opened
+    with f:
+        return size, hash_open(f, size, href) if hashed else ""
 
 
 def _defined_bands(item: Mapping[str, Any]) -> set[str] | None:

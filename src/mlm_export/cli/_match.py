@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from rich.table import Table
 
 from .. import mlm
-from ..errors import NotJSONError, UsageError
+from ..errors import MLMExportWarning, NotJSONError, UsageError
 from ._output import Output, add_output_flags
 from ._paths import read_json, require_catalog, require_files
 
@@ -75,6 +76,8 @@ def _data(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
         data = read_json(path)
     except NotJSONError as e:
         raise UsageError(str(e)) from e
+    except RecursionError as e:
+        raise UsageError(f"{args.data} nests lists and objects too deeply to be read") from e
     if not isinstance(data, dict) or data.get("type") not in ("Feature", "Collection"):
         raise UsageError(f"{args.data} is not a STAC Item or Collection")
     return data, args.catalog
@@ -92,8 +95,11 @@ def run(args: argparse.Namespace, out: Output) -> int:
     data, target = _data(args)
     if target is None:
         raise UsageError("name the CATALOG to search for models")
-    with catalog.open(require_catalog(target)) as source:
+    with catalog.open(require_catalog(target)) as source, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MLMExportWarning)
         models = source.search(catalog.Query(limit=max(1, args.limit)))
+    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)):
+        out.note(f"warning: {message}")  # a part of a folder catalog that could not be used, and was skipped
     results = match_models(data, models)
     table = Table(title=f"models for {data.get('id')} ({sum(m.fits for m in results)} of {len(results)} fit)")
     for column in ("id", "fits", "overlap", "why not / notes"):
