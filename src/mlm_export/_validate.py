@@ -285,6 +285,21 @@ def default_store() -> SchemaStore:
     return _default_store(key)
 
 
+def field_problem(url: str, pointer: str, value: Any, store: SchemaStore | None = None) -> str | None:
+    """Why ``value`` does not fit the schema at ``url#pointer`` (one field's definition), or None when it fits."""
+    store = store or default_store()
+    validator = jsonschema.Draft7Validator({"$ref": f"{url}#{pointer}"}, registry=store._registry)
+    error = best_match(validator.iter_errors(value))
+    return None if error is None else " ".join(error.message.split())
+
+
+def schema_definitions(url: str, store: SchemaStore | None = None) -> frozenset[str]:
+    """The names under ``$defs`` of the schema at ``url`` (the MLM schema defines each field there by name)."""
+    schema = (store or default_store()).load(url)
+    defs = schema.get("$defs") if isinstance(schema, Mapping) else None
+    return frozenset(defs) if isinstance(defs, Mapping) else frozenset()
+
+
 def schema_urls(obj: Mapping[str, Any]) -> list[str]:
     """The core STAC schema for the object's type and version, then each declared extension."""
     kind = obj.get("type")

@@ -167,6 +167,14 @@ class ItemChangedError(MLMExportError, FileExistsError):
     """The Item file changed on disk since it was opened for editing; saving would overwrite someone's work."""
 
 
+class OutputExistsError(MLMExportError, FileExistsError):
+    """A command would replace a file that exists; every command keeps it unless ``--overwrite`` is given."""
+
+    def __init__(self, path: Path | str, what: str = "file") -> None:
+        self.path = Path(path)
+        super().__init__(f"{path} exists; pass --overwrite to replace the {what} (the one rule of every command)")
+
+
 class ItemFileError(MLMExportError, ValueError):
     """A file given to edit is not a STAC Item, or there is no file to save the edited Item to."""
 
@@ -320,3 +328,4 @@ __all__ = [
     "UntrustedCheckpointError", "UntrustedModelError", "UsageError", "WriteFailedError",
 ]
 # fmt: on
+__all__ += ["OutputExistsError"]

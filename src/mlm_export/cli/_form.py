@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ._errors import INTERRUPTED
 from ._offline import add_offline_flag
 from ._output import Output
 
@@ -57,8 +58,10 @@ def run(args: argparse.Namespace, out: Output) -> int:  # noqa: ARG001 - every c
         webbrowser.open(server.url)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # the way to stop the form: exit 130 as every interrupted command does
+        if not args.quiet:
+            print("stopped", file=sys.stderr, flush=True)
+        return INTERRUPTED
     finally:
         server.server_close()
     return 0

@@ -12,7 +12,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from .._validate import OFFLINE_ENV
+#: The variable ``--offline`` sets: the validator's ``OFFLINE_ENV`` (a test holds them equal), spelled here so that
+#: building the parser for ``--help`` does not import the validator.
+OFFLINE_ENV = "MLM_EXPORT_OFFLINE"
 
 
 def add_offline_flag(parser: argparse.ArgumentParser) -> None:

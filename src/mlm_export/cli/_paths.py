@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .._hrefs import read_json as regular_json
-from ..errors import InputTooLargeError, NotJSONError, UsageError
+from ..errors import CatalogFormatError, InputTooLargeError, NotJSONError, UsageError
 
 GLOB_CHARS = "*?["
 
@@ -41,7 +41,18 @@ def read_json(path: Path) -> Any:
 
 
 def require_catalog(target: str) -> str:
-    """A catalog to read from: a URL (``postgresql://``, ``http(s)://``), or a folder that exists."""
+    """A catalog to read from: a URL (``postgresql://``, ``http(s)://``), or a catalog folder that exists.
+
+    A missing path is a usage error (exit 2); a folder that is not a catalog (no manifest) is a
+    ``CatalogFormatError`` (exit 1) naming it, never an empty answer ("0 models") that looks like one.
+    """
     if "://" not in target:
         require_existing([target])
+        from ..catalog._folder import MANIFEST
+
+        if Path(target).is_dir() and not (Path(target) / MANIFEST).is_file():
+            raise CatalogFormatError(
+                f"{target} is not a model catalog (it has no {MANIFEST}); to search Items in it, publish them "
+                f"first: mlm-export publish {target} --to CATALOG, then name CATALOG"
+            )
     return target

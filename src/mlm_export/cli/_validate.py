@@ -7,9 +7,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .. import validation_problems
-from .._checks import STRUCTURE_RULES, consistency_problems
-from .._validate import default_store, is_mlm_item, schema_urls
 from ..errors import InputTooLargeError, ItemValidationError, MLMExportError, MLMExportWarning, NotJSONError, Problem
 from ._offline import add_offline_flag
 from ._output import Output, add_output_flags
@@ -41,6 +38,10 @@ def check_file(
     """Schema problems, then cross-field problems of an MLM Item; the check's notes (a schema checked in place
     of another) are appended to ``notes``, and the schemas fetched from the network to check it (neither
     shipped, cached nor in an override directory) to ``fetched``, when given."""
+    from .. import validation_problems  # the validator, imported when a file is checked (not for --help)
+    from .._checks import STRUCTURE_RULES, consistency_problems
+    from .._validate import default_store, is_mlm_item, schema_urls
+
     try:
         data = read_json(path)
     except (NotJSONError, InputTooLargeError) as e:
