@@ -39,7 +39,8 @@ def test_folder_is_what_save_pretrained_writes_and_loads_back(tmp_path: Path, as
         hyperparameters={"in_channels": 4, "num_classes": 3}, **KW,
     )  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "README.md", "config.json", "mlm.json", "model.pt2", "model.safetensors",
+        "README.md", "config.json", "mlm.json", "model.environment.txt", "model.pt2", "model.requirements.txt",
+        "model.safetensors",
     ]  # fmt: skip
     data = json.loads((tmp_path / "mlm.json").read_text())
     assert data == item.to_dict(include_self_link=False, transform_hrefs=False)

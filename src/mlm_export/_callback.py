@@ -37,9 +37,10 @@ from ._runs import ITEM_SUFFIX, RunCatalog, checkpoint_stem, item_path_for
 from ._sources.checkpoint import EMBED_KEY
 from ._sources.datamodule import model_input
 from ._sources.runtime import cli_config
+from ._sources.targets import batch_target
 from ._validate import check
 from ._write import json_bytes
-from .errors import InputRequiredError, MLMExportWarning
+from .errors import InputRequiredError, MLMExportWarning, TaskInferenceError
 
 
 class MLMExportCallback(Callback):
@@ -129,6 +130,8 @@ class MLMExportCallback(Callback):
         self._lock = threading.Lock()
         self._versions = Versions()
         self._failed = False
+        #: The task no evidence told, said at the end of fit (:meth:`_say_no_task`).
+        self._no_task: TaskInferenceError | None = None
         self._warned: set[str] = set()
         #: Runtime files per set of artifact types: the same bytes for every checkpoint, computed once.
         self._runtime: dict[tuple[str | None, ...], Prepared] = {}
@@ -140,7 +143,9 @@ class MLMExportCallback(Callback):
     def __getstate__(self) -> dict[str, Any]:
         """Picklable for ``ddp_spawn``: threads, locks and the CheckpointIO wrapper are made again in ``setup``."""
         state = self.__dict__.copy()
-        state.update(_worker=None, _lock=None, _catalogs={}, _events=None, _gathered=None, _versions=Versions())
+        state.update(
+            _worker=None, _lock=None, _catalogs={}, _events=None, _gathered=None, _versions=Versions(), _no_task=None
+        )
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -153,6 +158,7 @@ class MLMExportCallback(Callback):
         if stage != "fit":
             return
         self._failed = False
+        self._no_task = None
         self._events = CheckpointEvents(
             trainer, plan=lambda: self._plan, catalog=self._catalog, describe=self._describe, submit=self._submit,
             fail=self._fail, lock=self._lock, versions=self._versions,
@@ -185,6 +191,7 @@ class MLMExportCallback(Callback):
         if self._events is not None:
             self._events.scan_links()  # the last.ckpt link made at the last epoch's end
         self._finish()
+        self._say_no_task(trainer)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         with contextlib.suppress(Exception):
@@ -200,20 +207,34 @@ class MLMExportCallback(Callback):
     # ------------------------------------------------------------------------------------------ preparation
 
     def _prepare(self, trainer: Trainer, pl_module: LightningModule, *, from_loader: bool) -> None:
-        """Trace the model once and plan the run's Item; returns quietly when no batch is available yet."""
+        """Trace the model once and plan the run's Item; returns quietly when no batch is available yet.
+
+        In ``setup`` a task nobody states and the datamodule's batch does not show waits for ``on_train_start``,
+        where one training batch's targets are evidence too."""
         if not from_loader and not any(True for _ in pl_module.parameters()):
             return  # layers made in configure_model do not exist yet: trace at on_train_start
         example = self.example_input
         if example is None:
             example = getattr(pl_module, "example_input_array", None)
-        if example is None and from_loader:
-            example = _loader_batch(trainer)
+        batch = _loader_batch(trainer) if from_loader else None
+        target = batch_target(batch) if batch is not None else None
+        if example is None and batch is not None:
+            example = model_input(batch)
         try:
-            self._gathered = gather(pl_module, _datamodule(trainer), example, self.options)
+            self._gathered = gather(pl_module, _datamodule(trainer), example, self.options, target=target)
+            self._plan_run(trainer, pl_module)
         except InputRequiredError:
             if from_loader:
                 raise
             return  # try again at on_train_start, when the training dataloader exists
+        except TaskInferenceError:
+            if from_loader:
+                raise
+            self._gathered = None
+            return  # a training batch's targets may tell: try again at on_train_start
+
+    def _plan_run(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        assert self._gathered is not None
         self._runtime, self._runtime_copies = {}, {}  # a new model may need other pins
         self._provenance = provenance_facts(
             pl_module, doi=self.options.doi, citation=self.options.citation, datamodule=_datamodule(trainer)
@@ -367,9 +388,18 @@ class MLMExportCallback(Callback):
     # ------------------------------------------------------------------------------------------ failure
 
     def _guard(self, fn: Callable[[], None]) -> None:
-        """Run a preparation step; on failure warn once, and write no Items this run."""
+        """Run a preparation step; on failure warn once, and write no Items this run.
+
+        A task no evidence tells is said once, at the end of ``fit`` (:meth:`_say_no_task`), where the count
+        of checkpoints left without an Item is known."""
         try:
             fn()
+        except TaskInferenceError as e:
+            self._failed = True
+            self._plan = None
+            if self.strict:
+                raise
+            self._no_task = e
         except Exception as e:  # noqa: BLE001 - export never crashes training; warned
             self._failed = True
             self._plan = None
@@ -379,8 +409,29 @@ class MLMExportCallback(Callback):
         if self.strict:
             raise error
         warnings.warn(
-            f"MLM export failed, training goes on: {type(error).__name__}: {error}. Pass strict=True to "
-            "MLMExportCallback to make this an error.",
+            f"MLM export failed, training goes on: {type(error).__name__}: {str(error).rstrip('.')}. Pass "
+            "strict=True to MLMExportCallback to make this an error.",
+            MLMExportWarning,
+            stacklevel=2,
+        )
+
+    def _say_no_task(self, trainer: Trainer) -> None:
+        """One line, once per fit and on rank zero: how many checkpoints got no Item, and ``tasks=``."""
+        error, self._no_task = self._no_task, None
+        if error is None or not trainer.is_global_zero:
+            return
+        kept = {
+            Path(p).absolute()
+            for cb in trainer.checkpoint_callbacks
+            if isinstance(cb, ModelCheckpoint)
+            for p in (*cb.best_k_models, cb.last_model_path)
+            if p and Path(p).exists()
+        }
+        n = sum(1 for p in kept if not item_path_for(p).exists())
+        what = (error.what or str(error)).rstrip(".")
+        warnings.warn(
+            f"MLMExportCallback wrote no Item for {n} checkpoint{'s' if n != 1 else ''}: {what}. Pass tasks= to "
+            "MLMExportCallback (e.g. tasks=['semantic-segmentation']) to describe them.",
             MLMExportWarning,
             stacklevel=2,
         )
@@ -416,10 +467,11 @@ def _cli_config(trainer: Trainer) -> bytes | None:
 
 
 def _loader_batch(trainer: Trainer) -> Any:
+    """One whole batch (inputs and targets) of the training dataloader, or None."""
     with contextlib.suppress(Exception):
         loader = trainer.train_dataloader
         if loader is not None:
-            return model_input(next(iter(loader)))
+            return next(iter(loader))
     return None
 
 

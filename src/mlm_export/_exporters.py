@@ -121,9 +121,11 @@ def _quiet_warnings() -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------- writers
 
 
-def write_pt2(model: nn.Module, spec: CallSpec, inputs: Sequence[TensorFacts], path: Path) -> tuple[WrittenFile, Any]:
+def write_pt2(
+    model: nn.Module, spec: CallSpec, inputs: Sequence[TensorFacts], path: Path, *, size_oblivious: bool = False
+) -> tuple[WrittenFile, Any]:
     """``torch.export`` with the traced dynamic dims and save; also the input shapes the program accepts."""
-    program, accepted = export_program(model, spec, inputs)
+    program, accepted = export_program(model, spec, inputs, size_oblivious=size_oblivious)
     return save_program(program, path), accepted
 
 

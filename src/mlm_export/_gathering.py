@@ -37,8 +37,14 @@ class Gathered:
     notes: tuple[str, ...] = ()
 
 
-def gather(model: nn.Module, datamodule: Any, example_input: Any, options: ExportOptions) -> Gathered:
-    """Facts from the user, the datamodule, the weights enum and a trace of the model (in that precedence)."""
+def gather(
+    model: nn.Module, datamodule: Any, example_input: Any, options: ExportOptions, *, target: Any = None
+) -> Gathered:
+    """Facts from the user, the datamodule, the weights enum and a trace of the model (in that precedence).
+
+    ``target`` is the training target of a batch the caller saw, with where it was found
+    (:func:`._sources.targets.batch_target`): evidence of the task when the datamodule gives none.
+    """
     from ._sources.libraries import inference_module
 
     given = model
@@ -52,6 +58,8 @@ def gather(model: nn.Module, datamodule: Any, example_input: Any, options: Expor
 
         wfacts = weights_facts(options.weights)
         data = data.merged_over(wfacts.data)
+    if target is not None and data.example_target is None:
+        data = replace(data, example_target=target)
     names = classes_from_config(model)  # a Hugging Face classifier's config.id2label
     if names and data.classes is None:
         data = replace(data, classes=coerce_classes(names), sources={**data.sources, "classes": "config.id2label"})

@@ -25,12 +25,16 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ._item import ItemPlan
-    from ._pipeline import Gathered, Validate
+    from ._options import ExportOptions
+    from ._pipeline import Gathered
+    from ._provenance import ProvenanceFacts
 
 LAYOUTS = ("flat", "huggingface")
 ITEM_FILE = "mlm.json"
 CARD_FILE = "README.md"
 CONFIG_FILE = "config.json"
+#: The stem of every model file in the folder (``model.safetensors``, ``model.pt2``, ``model.onnx``, ...).
+MODEL_STEM = "model"
 #: MLM tasks -> the Hub's pipeline tags, where one fits.
 PIPELINE_TAGS = {
     "semantic-segmentation": "image-segmentation",
@@ -65,14 +69,30 @@ def check_layout(layout: str, profile: str, base_url: str | None = None) -> None
 
 
 def write_folder(
-    model: nn.Module, gathered: Gathered, item_plan: ItemPlan, out: Path, *, export_program: bool, validate: Validate
+    model: nn.Module,
+    gathered: Gathered,
+    item_plan: ItemPlan,
+    out: Path,
+    *,
+    options: ExportOptions,
+    provenance: ProvenanceFacts,
+    export_program: bool,
 ) -> pystac.Item:
-    """Write the weights (and ``model.pt2``), ``config.json``, ``README.md``, and last ``mlm.json``."""
+    """Write the model files (``model.<suffix>``: the same ``artifacts=``, ``primary=`` and
+    ``artifact_timeout=`` as the flat layout) and their runtime files, ``config.json``, ``README.md``, and last
+    ``mlm.json``. The layout changes where files go and what surrounds them, never which model files are written.
+    """
     from ._item import json_safe_hyperparameters
     from ._pipeline import build_checked, write_model_files
+    from ._provenance import with_runtime_files
 
     _hub()  # fail before writing anything when huggingface_hub is missing
-    item_plan = write_model_files(model, gathered, item_plan, out, "model", export_program=export_program)
+    item_plan = write_model_files(
+        model, gathered, item_plan, out, MODEL_STEM, export_program=export_program, artifacts=options.artifacts,
+        primary=options.primary, timeout=options.artifact_timeout,
+    )  # fmt: skip
+    item_plan = with_runtime_files(item_plan, provenance, out, MODEL_STEM, training=True)
+    validate = options.validate
     config = json_safe_hyperparameters(item_plan.hyperparameters or {})
     atomic_write_json(out / CONFIG_FILE, config)
     item = build_checked(_with_files(item_plan, out, (CONFIG_FILE,)), validate)

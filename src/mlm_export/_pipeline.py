@@ -29,6 +29,7 @@ from ._options import ExportOptions, Validate
 from ._sources.constants import forward_constants
 from ._sources.evidence import task_evidence
 from ._sources.model import call_spec
+from ._sources.targets import run_evidence
 from ._times import parse_iso
 from ._validate import validation_problems
 from .errors import ItemValidationError, MLMExportWarning
@@ -58,6 +59,8 @@ def plan(
     if consts.bands and data.bands is None:  # wavelengths passed to forward: the bands, with eo:center_wavelength
         data = replace(data, bands=consts.bands, sources={**data.sources, "bands": consts.bands_source or ""})
     evidence = task_evidence(model, facts, gathered.weights)
+    for output, e in run_evidence(given, facts, data.example_target).items():  # the run's targets, loss, hparams
+        evidence.setdefault(output, e)  # (not ``name``: that is the Item's mlm:name, used below)
     tasks_by_output = resolve.resolve_tasks(facts, data, options.tasks, {k: e.tasks for k, e in evidence.items()})
     inputs = resolve.input_specs(facts, data)
     inputs = _with_provenance(inputs, data.sources.get("example_input"), consts.description)
@@ -162,7 +165,7 @@ def _described(
         parts = [o.description] if o.description else []
         if e.embedding:
             parts.append("Embeddings (features) of the input, for similarity search and downstream heads")
-        parts += [f"Task from evidence: {e.reason}", *notes]
+        parts += [f"Task from {e.source}: {e.reason}", *notes]
         out.append(replace(o, description=". ".join(parts) + "."))
     return tuple(out)
 

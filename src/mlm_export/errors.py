@@ -124,6 +124,9 @@ class UnsupportedOutputError(MLMExportError, TypeError):
 class TaskInferenceError(MLMExportError, ValueError):
     """The task of an output cannot be told from its shape alone."""
 
+    #: What could not be told, without the remedy (the callback's end-of-fit line says its own).
+    what: str | None = None
+
 
 class InvalidOptionError(MLMExportError, ValueError):
     """An option passed to export_mlm (or the CLI) cannot be used."""

@@ -18,6 +18,7 @@ from .. import mlm
 from .._facts import DataFacts
 from .._times import data_time
 from ..errors import MLMExportError
+from .targets import batch_target
 from .values import coerce_bands, coerce_classes, compose_zscores, normalizer_params, walk_transforms
 
 #: Attributes that hold the transforms applied at inference, best first (train-time augmentation last).
@@ -48,9 +49,9 @@ LOADER_STAGES = (("predict", "predict"), ("test", "test"), ("val", "validate"), 
 def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
     """Read batch size, bands, classes, normalization and (when it can give one) a real batch from ``dm``."""
     sources: dict[str, str] = {}
-    example = None
+    example = target = None
     if load_batch:  # first: asking for a batch may set the datamodule up, and so make its datasets
-        example, where = example_batch(dm)
+        example, where, target = example_batch(dm)
         if example is not None:
             sources["example_input"] = where
     hparams = _hparams(dm)
@@ -104,12 +105,14 @@ def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
         end_datetime=end,
         links=tuple(links) or None,
         example_input=example,
+        example_target=target,
         sources=sources,
     )
 
 
-def example_batch(dm: Any) -> tuple[Any, str]:
-    """The model input of one real batch from the datamodule's loaders, or (None, "") if none gives one."""
+def example_batch(dm: Any) -> tuple[Any, str, tuple[str, torch.Tensor] | None]:
+    """The model input of one real batch from the datamodule's loaders, where it came from and the batch's
+    training target (:func:`.targets.batch_target`), or (None, "", None) if no loader gives one."""
     for name, stage in LOADER_STAGES:
         loader_fn = getattr(dm, f"{name}_dataloader", None)
         if not callable(loader_fn):
@@ -121,8 +124,8 @@ def example_batch(dm: Any) -> tuple[Any, str]:
         if batch is not None:
             found = model_input(batch)
             if found is not None:
-                return found, f"datamodule.{name}_dataloader()"
-    return None, ""
+                return found, f"datamodule.{name}_dataloader()", batch_target(batch)
+    return None, "", None
 
 
 def model_input(batch: Any) -> Any:
