@@ -265,7 +265,8 @@ ATEN_OPS = _names(
     _upsample_nearest_exact2d _upsample_nearest_exact3d upsample_linear1d upsample_trilinear3d bernoulli bernoulli_
     _unique2 unique_dim as_tensor scalar_tensor binary_cross_entropy_with_logits cross_entropy_loss l1_loss
     mse_loss nll_loss randperm rand rand_like randn randn_like randint uniform_ round_ update warn tolist
-    _assert_scalar _assert_tensor_metadata sym_constrain_range sym_constrain_range_for_size
+    _assert_scalar _assert_tensor_metadata sym_constrain_range sym_constrain_range_for_size resize abs_
+    is_grad_enabled set_grad_enabled
     """
 )
 #: ``prim`` operators: control flow, constants, lists, tuples, shapes and raising an error.
@@ -418,14 +419,14 @@ _ROOTS = frozenset({"torch", "ops"})
 
 
 def _is_operator(name: str) -> bool:
-    """Whether ``aten::name`` exists (a method of that name on a tensor would call it)."""
+    """Whether ``aten::name`` or ``prim::name`` is a registered operator (a method of that name on a tensor
+    would call it). Asked of torch's operator registry: Python attributes such as ``__init__`` are not operators."""
     import torch
 
-    try:
-        getattr(torch.ops.aten, name)
-    except (AttributeError, RuntimeError):
-        return False
-    return True
+    schemas = getattr(torch._C, "_jit_get_schemas_for_operator", None)
+    if schemas is None:  # no registry to ask: every name may be an operator
+        return True
+    return bool(schemas(f"aten::{name}") or schemas(f"prim::{name}"))
 
 
 def _reference_problem(name: str, defined: set[str]) -> str | None:
