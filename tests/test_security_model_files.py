@@ -573,3 +573,13 @@ def test_torchvision_detection_torchscript_passes_the_check(builder):
     buf = io.BytesIO()
     torch.jit.save(torch.jit.script(model.eval()), buf)
     check_torchscript(buf.getvalue())
+
+
+@pytest.mark.parametrize("arch", ["Unet", "FPN", "PSPNet", "DeepLabV3Plus", "Segformer"])
+def test_segmentation_models_torchscript_passes_the_check(arch):
+    """segmentation_models_pytorch decoders script with in-place feature dropout; their code passes."""
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    model = getattr(smp, arch)("resnet18", encoder_weights=None, classes=3).eval()
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(model), buf)
+    check_torchscript(buf.getvalue())

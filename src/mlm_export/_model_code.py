@@ -266,7 +266,8 @@ ATEN_OPS = _names(
     _unique2 unique_dim as_tensor scalar_tensor binary_cross_entropy_with_logits cross_entropy_loss l1_loss
     mse_loss nll_loss randperm rand rand_like randn randn_like randint uniform_ round_ update warn tolist
     _assert_scalar _assert_tensor_metadata sym_constrain_range sym_constrain_range_for_size resize abs_
-    is_grad_enabled set_grad_enabled
+    is_grad_enabled set_grad_enabled feature_dropout_ alpha_dropout alpha_dropout_ feature_alpha_dropout
+    feature_alpha_dropout_
     """
 )
 #: ``prim`` operators: control flow, constants, lists, tuples, shapes and raising an error.
