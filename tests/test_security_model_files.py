@@ -583,3 +583,26 @@ def test_segmentation_models_torchscript_passes_the_check(arch):
     buf = io.BytesIO()
     torch.jit.save(torch.jit.script(model), buf)
     check_torchscript(buf.getvalue())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["swin_v2_t", "vit_b_16", "transformer"])
+def test_transformer_models_pass_both_checks(arch):
+    """Attention models call norms, fused attention, nested tensors and autocast queries: scripted and
+    exported, their files pass."""
+    import torchvision
+
+    if arch == "transformer":
+        layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
+        model: nn.Module = nn.Sequential(nn.Flatten(2), nn.TransformerEncoder(layer, 2, enable_nested_tensor=True))
+        x = torch.randn(2, 3, 4, 8)
+    else:
+        model = getattr(torchvision.models, arch)(**({"image_size": 64} if arch == "vit_b_16" else {}))
+        x = torch.randn(2, 3, 64, 64)
+    model.eval()
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(model), buf)
+    check_torchscript(buf.getvalue())
+    buf = io.BytesIO()
+    torch.export.save(torch.export.export(model, (x,)), buf)
+    check_pt2(buf.getvalue())

@@ -267,7 +267,9 @@ ATEN_OPS = _names(
     mse_loss nll_loss randperm rand rand_like randn randn_like randint uniform_ round_ update warn tolist
     _assert_scalar _assert_tensor_metadata sym_constrain_range sym_constrain_range_for_size resize abs_
     is_grad_enabled set_grad_enabled feature_dropout_ alpha_dropout alpha_dropout_ feature_alpha_dropout
-    feature_alpha_dropout_
+    feature_alpha_dropout_ lift_fresh lift_fresh_copy linalg_vector_norm linalg_norm linalg_matrix_norm copy
+    _native_multi_head_attention _transformer_encoder_layer_fwd is_autocast_enabled is_autocast_cpu_enabled
+    _nested_tensor_from_mask _nested_tensor_from_mask_left_aligned to_padded_tensor
     """
 )
 #: ``prim`` operators: control flow, constants, lists, tuples, shapes and raising an error.
