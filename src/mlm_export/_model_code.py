@@ -230,8 +230,9 @@ def _names(words: str) -> frozenset[str]:
 
 
 #: Operators a model file may call: ones that compute on tensors, shapes, lists and numbers, grown from the
-#: models this project exports (ResNet, U-Net, ViT, Swin, MobileViT, ConvNeXt, EfficientNet, DeepLab, Faster
-#: R-CNN, scripted and traced). Nothing that touches files, the network, threads, the process or Python.
+#: models this project exports (ResNet, U-Net, ViT, Swin and Swin V2, MobileViT, ConvNeXt, EfficientNet, DeepLab,
+#: smp decoders, nn.TransformerEncoder, torchvision's detectors; scripted, traced and exported). Nothing that
+#: touches files, the network, threads, the process or Python.
 ATEN_OPS = _names(
     """
     abs absolute adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d
