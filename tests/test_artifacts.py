@@ -326,6 +326,27 @@ def test_demo_unet_item_states_the_odd_size_neither_runs(tmp_path, assert_valid)
     assert checks["parity model (pt2)"].ok and "odd size (1x6x63x63)" in checks["parity model (pt2)"].detail
 
 
+def test_verify_rows_say_what_they_found(tmp_path, capsys, monkeypatch):
+    """A row never says "ok" beside a failure: a check that holds only where it ran says "limited", and why.
+    The file is this test's own, so it is trusted: the point here is the row, not the archive checks."""
+    from mlm_export.cli import main
+    from mlm_export.demo import TinyUNet
+
+    monkeypatch.setenv("COLUMNS", "400")
+    export_mlm(TinyUNet(6, 3), example_input=torch.randn(2, 6, 64, 64), out_dir=tmp_path, artifacts="pt2", **WHEN)
+    checks = {c.name: c for c in verify_item(tmp_path / "tinyunet.json", trust=True)}
+    parity = checks["parity model (pt2)"]
+    assert (parity.ok, parity.status, parity.limited) == (True, "limited", True)
+    assert parity.detail.startswith("the reference; refuses the sizes its description says it refuses: odd size")
+    assert {c.status for n, c in checks.items() if n != "parity model (pt2)"} == {"ok"}
+    assert main(["verify", str(tmp_path / "tinyunet.json"), "--trust-checkpoint"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "parity model (pt2)" in line]
+    assert len(rows) == 1 and " limited " in rows[0] and " ok " not in rows[0] and "Guard failed" in rows[0]
+    assert main(["verify", str(tmp_path / "tinyunet.json"), "--json", "--trust-checkpoint"]) == 0
+    results = {c["check"]: c for c in json.loads(capsys.readouterr().out)["results"]}
+    assert results["parity model (pt2)"]["status"] == "limited" and results["schema"]["status"] == "ok"
+
+
 def test_default_files_need_neither_onnx_nor_integrations(tmp_path):
     import subprocess
     import sys

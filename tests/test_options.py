@@ -95,3 +95,60 @@ def test_a_class_without_description_is_written_with_its_name(assert_valid) -> N
 def test_value_scaling_out_of_the_vocabulary_names_the_option(scaling: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidOptionError, match=message):
         ExportOptions(value_scaling=[scaling])
+
+
+# -- every option that becomes an Item field is checked against the schema when the options are made -------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"name": "A (B)"},
+            r"^name='A \(B\)' is not a valid mlm:name: an mlm:name must start with a letter"
+            r".*\(no '=', '/', ':' or brackets\)$",
+        ),
+        ({"name": "epoch=3-step=40"}, r"^name='epoch=3-step=40' is not a valid mlm:name"),
+        ({"license": "MIT License"}, r"^license='MIT License' is not a valid license: give an SPDX license identifier"),
+        ({"tasks": ["classifcation"]}, r"^tasks= must list MLM tasks \(regression, .*\); got \['classifcation'\]$"),
+        ({"tasks": {"logits": "segmentaton"}}, r"^tasks= must list MLM tasks \(.*\); got \['segmentaton'\]$"),
+        ({"pretrained": "yes"}, r"^pretrained='yes' is not a valid mlm:pretrained: 'yes' is not of type 'boolean'"),
+        ({"properties": {"mlm:accelerator": "cpu"}}, r"mlm:accelerator: 'cpu' is not one of .*no 'cpu'"),
+        ({"properties": {"mlm:batch_size_suggestion": -1}}, r"not a valid mlm:batch_size_suggestion: -1 is less"),
+        ({"properties": {"license": "two words"}}, r"^properties=\{'license': 'two words'\} is not a valid license"),
+    ],
+)
+def test_options_the_schema_refuses_are_refused_when_made(options: dict, message: str) -> None:
+    with pytest.raises(InvalidOptionError, match=message):
+        ExportOptions(**options)
+
+
+def test_options_the_schema_accepts_pass() -> None:
+    ExportOptions(
+        name="ResNet-18 v2.1 fine-tuned",
+        license="CC-BY-4.0",
+        tasks={"logits": ["semantic-segmentation"]},
+        pretrained=True,
+        pretrained_source=None,
+        properties={"mlm:accelerator": "amd64", "mlm:accelerator_constrained": False, "custom:key": "(anything)"},
+    )
+
+
+def test_the_callback_and_export_mlm_refuse_a_name_the_schema_refuses_at_once() -> None:
+    from mlm_export import MLMExportCallback
+
+    with pytest.raises(InvalidOptionError, match=r"^name='A \(B\)' is not a valid mlm:name"):
+        MLMExportCallback(name="A (B)")
+    with pytest.raises(InvalidOptionError, match=r"^license='MIT License' is not a valid license"):
+        export_mlm(object(), license="MIT License")  # refused before the model is looked at
+
+
+def test_convert_flags_the_schema_refuses_are_usage_errors_naming_the_flag(tmp_path, capsys) -> None:
+    from mlm_export.cli import main
+
+    (tmp_path / "w.pt").write_bytes(b"not read")
+    for argv, flag in ((["--name", "A (B)"], "--name 'A (B)'"), (["--license", "MIT License"], "--license")):
+        assert main(["convert", str(tmp_path / "w.pt"), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {flag}"), err
+        assert "=" not in err.split(" is not a valid")[0]  # the flag, not the keyword

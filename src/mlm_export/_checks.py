@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import _limits as limits
 from . import mlm
 from ._hrefs import UnsafeHrefError, hash_open, local_path, open_confined
 from ._write import SHA256_MULTIHASH_PREFIX
-from .errors import MLMExportError, Problem
+from .errors import InputTooLargeError, MLMExportError, Problem
 
 #: Dim names that hold one entry per band (``bands`` is what MLM's examples and this library write).
 BAND_DIMS = ("bands", "band", "channel", "channels")
@@ -179,6 +181,9 @@ def asset_problems(
                 Problem(where, str(e), "asset-outside" if isinstance(e, UnsafeHrefError) else "asset-exists")
             )
             continue
+        except InputTooLargeError as e:  # over the bytes or seconds a checksum may take
+            problems.append(Problem(where, str(e), "asset-checksum"))
+            continue
         except MLMExportError as e:  # a model file verify could not read
             problems.append(Problem(where, str(e), "asset-exists"))
             continue
@@ -193,12 +198,17 @@ def asset_problems(
 
 def _size_and_checksum(base_dir: Path, href: str, allow_outside: bool, hashed: bool) -> tuple[int, str]:
     """Size and (when ``hashed``) sha256 multihash of one local asset, from a single open of the file."""
-    opened = open_confined(base_dir, href, allow_outside=allow_outside, links=True)
+    opened = open_confined(base_dir, href, allow_outside=allow_outside, links=True, limit=sys.maxsize)
     if opened is None:
         raise UnsafeHrefError(f"href {href!r} is not a local file")
     f, size = opened
     with f:
-        return size, hash_open(f, size) if hashed else ""
+        if hashed and size > limits.HASH_BYTES:  # its size is still checked; its checksum is not
+            raise InputTooLargeError(
+                f"{href} is {size:,} bytes, over the {limits.HASH_BYTES:,} hashed to check a checksum: not checked "
+                "(set MLM_EXPORT_HASH_BYTES to hash larger files)"
+            )
+        return size, hash_open(f, size, href) if hashed else ""
 
 
 def _defined_bands(item: Mapping[str, Any]) -> set[str] | None:

@@ -12,15 +12,15 @@ import hashlib
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
+from . import _limits as limits
 from ._write import READ_CHUNK, multihash
+from .errors import InputTooLargeError
 from .errors import UnsafeHrefError as UnsafeHrefError
-
-#: Largest file a check reads when the Item states no size (bytes); a stated ``file:size`` bounds it otherwise.
-MAX_READ = int(os.environ.get("MLM_EXPORT_MAX_READ", str(64 << 30)))
 
 
 def local_path(href: str, base: Path, *, allow_outside: bool = False) -> Path | None:
@@ -50,10 +50,12 @@ def regular_size(path: Path) -> int:
     return st.st_size
 
 
-def _open_regular(path: Path, limit: int) -> BinaryIO:
+def _open_regular(path: Path, limit: int, what: str = "a check reads", *, dir_fd: int | None = None) -> BinaryIO:
     """``path`` opened for reading without blocking (a FIFO cannot hang the open), refused unless the open
-    descriptor is a regular file of at most ``limit`` bytes."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    descriptor is a regular file of at most ``limit`` bytes (``what`` names the cap in the message). With
+    ``dir_fd`` the name is opened in that folder and a final symlink is refused (``ELOOP``), never followed."""
+    nofollow = os.O_NOFOLLOW if dir_fd is not None else 0
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | nofollow, dir_fd=dir_fd)
     f = os.fdopen(fd, "rb")
     st = os.fstat(f.fileno())
     if not stat.S_ISREG(st.st_mode):
@@ -61,35 +63,61 @@ def _open_regular(path: Path, limit: int) -> BinaryIO:
         raise UnsafeHrefError(f"{path} is not a regular file; it is not read")
     if st.st_size > limit:
         f.close()
-        raise UnsafeHrefError(f"{path} is {st.st_size:,} bytes, over the {limit:,} a check reads")
+        raise UnsafeHrefError(f"{path} is {st.st_size:,} bytes, over the {limit:,} {what}; it is not read")
     return f
 
 
-def read_regular(path: Path, limit: int | None = None) -> bytes:
-    """The bytes of a file from strangers (an Item, a Collection): a regular file of bounded size, never a FIFO
-    or device (:class:`UnsafeHrefError`, an ``OSError``, when it is not one)."""
-    with _open_regular(path, MAX_READ if limit is None else limit) as f:
+def read_regular(path: Path, limit: int | None = None, *, dir_fd: int | None = None) -> bytes:
+    """The bytes of a file from strangers (an Item, a Collection): a regular file of at most ``limit`` bytes
+    (default ``_limits.ITEM_BYTES``), never a FIFO or device (:class:`UnsafeHrefError`, an ``OSError``, when
+    it is not one or is larger); ``dir_fd`` as in ``_open_regular``."""
+    cap = limits.ITEM_BYTES if limit is None else limit
+    with _open_regular(path, cap, "bytes an Item may have", dir_fd=dir_fd) as f:
         return f.read()
 
 
-def read_json(path: Path, limit: int | None = None) -> Any:
-    """The JSON in a file from strangers, read by :func:`read_regular`; ``ValueError`` when it is not JSON."""
-    return json.loads(read_regular(path, limit).decode("utf-8"))
+def loads(data: bytes | str, what: str) -> Any:
+    """JSON from a stranger, nested at most ``_limits.JSON_DEPTH`` levels: a deeper document is an
+    :class:`InputTooLargeError` (a ``ValueError``) naming ``what``, never a ``RecursionError``."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise InputTooLargeError(f"{what} is nested deeper than {limits.JSON_DEPTH} levels; it is not read") from None
+    limits.check_structure(value, what, values=None)  # parsed from bytes: their size bounds the values
+    return value
+
+
+def read_json(path: Path, limit: int | None = None, *, dir_fd: int | None = None) -> Any:
+    """The JSON in a file from strangers, read by :func:`read_regular` and :func:`loads`; ``ValueError`` when
+    it is not JSON or over a cap."""
+    return loads(read_regular(path, limit, dir_fd=dir_fd).decode("utf-8"), str(path))
 
 
 def bounded_checksum(path: Path, limit: int | None = None) -> str:
-    """sha256 multihash of a regular file, reading at most ``limit`` bytes (default :data:`MAX_READ`).
+    """sha256 multihash of a regular file, reading at most ``limit`` bytes, never more than
+    ``_limits.HASH_BYTES`` nor for longer than ``_limits.HASH_SECONDS`` (:class:`InputTooLargeError`).
 
     Opened without blocking (a FIFO swapped in after the size check cannot hang the read) and checked again on
     the open descriptor.
     """
-    limit = MAX_READ if limit is None else limit
-    with _open_regular(path, limit) as f:
+    if limit is not None and limit > limits.HASH_BYTES:
+        raise InputTooLargeError(
+            f"{path} is {limit:,} bytes, over the {limits.HASH_BYTES:,} hashed to check a checksum: not checked "
+            "(set MLM_EXPORT_HASH_BYTES to hash larger files)"
+        )
+    limit = limits.HASH_BYTES if limit is None else limit
+    deadline = time.monotonic() + limits.HASH_SECONDS
+    with _open_regular(path, limit, "hashed to check a checksum (MLM_EXPORT_HASH_BYTES)") as f:
         h = hashlib.sha256()
         left = limit
         while left > 0 and (chunk := f.read(min(READ_CHUNK, left))):
             h.update(chunk)
             left -= len(chunk)
+            if left > 0 and time.monotonic() > deadline:
+                raise InputTooLargeError(
+                    f"hashing {path} stopped after {limits.HASH_SECONDS:g} s ({limit - left:,} of {limit:,} bytes): "
+                    "checksum not checked (set MLM_EXPORT_HASH_SECONDS to allow longer)"
+                )
     return multihash(h.digest())
 
 
@@ -107,7 +135,7 @@ def open_confined(
     path = local_path(href, base, allow_outside=allow_outside)
     if path is None:
         return None
-    limit = MAX_READ if limit is None else limit
+    limit = limits.HASH_BYTES if limit is None else limit
     if allow_outside:
         return _checked(os.open(path, os.O_RDONLY | _NONBLOCK), href, limit)
     rel = os.path.normpath(unquote(urlparse(href).path))
@@ -163,15 +191,24 @@ def _checked(fd: int, href: str, limit: int) -> tuple[BinaryIO, int]:
         raise UnsafeHrefError(f"{href} is not a regular file (a device, FIFO or directory); it is not read")
     if st.st_size > limit:
         os.close(fd)
-        raise UnsafeHrefError(f"{href} is {st.st_size:,} bytes, over the {limit:,} a check reads")
+        raise UnsafeHrefError(
+            f"{href} is {st.st_size:,} bytes, over the {limit:,} a check reads (MLM_EXPORT_HASH_BYTES raises it)"
+        )
     return os.fdopen(fd, "rb"), st.st_size
 
 
-def hash_open(f: BinaryIO, size: int) -> str:
-    """sha256 multihash of the first ``size`` bytes of an open file (never more: it may be growing)."""
+def hash_open(f: BinaryIO, size: int, name: str = "the file") -> str:
+    """sha256 multihash of the first ``size`` bytes of an open file (never more: it may be growing), for at
+    most ``_limits.HASH_SECONDS`` (:class:`InputTooLargeError` after that: a slow disk cannot hang a check)."""
+    deadline = time.monotonic() + limits.HASH_SECONDS
     h = hashlib.sha256()
     left = size
     while left > 0 and (chunk := f.read(min(READ_CHUNK, left))):
         h.update(chunk)
         left -= len(chunk)
+        if left > 0 and time.monotonic() > deadline:
+            raise InputTooLargeError(
+                f"hashing {name} stopped after {limits.HASH_SECONDS:g} s ({size - left:,} of {size:,} bytes): "
+                "checksum not checked (set MLM_EXPORT_HASH_SECONDS to allow longer)"
+            )
     return multihash(h.digest())

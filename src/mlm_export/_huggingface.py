@@ -131,9 +131,14 @@ def card_metadata(item: Mapping[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def render_card(item: Mapping[str, Any]) -> str:
-    """A model card for an MLM Item: YAML metadata, then inputs, bands, outputs, classes, extent and loading."""
+def render_card(item: Mapping[str, Any], item_href: str = f"./{ITEM_FILE}") -> str:
+    """A model card for an MLM Item: YAML metadata, then inputs, bands, outputs, classes, extent and loading.
+
+    ``item_href`` is where the card links the Item, relative to the card (``./mlm.json`` in the Hugging Face
+    folder; the Item's own file name when ``hf-card`` writes the card beside another Item).
+    """
     hub = _hub()
+    link = _item_link(item_href)
     props = item.get("properties", {})
     data = hub.ModelCardData(**card_metadata(item))
     name = _text(props.get(mlm.NAME) or item.get("id") or "Model")
@@ -141,8 +146,7 @@ def render_card(item: Mapping[str, Any]) -> str:
     if props.get("description"):
         lines += [_text(props["description"]), ""]
     lines += [
-        f"Described by a STAC Item with the Machine Learning Model extension: [`{ITEM_FILE}`](./{ITEM_FILE}) "
-        "(written by mlm-export).",
+        f"Described by a STAC Item with the Machine Learning Model extension: {link} (written by mlm-export).",
         "",
         "| | |",
         "|---|---|",
@@ -161,7 +165,7 @@ def render_card(item: Mapping[str, Any]) -> str:
     lines += ["## Outputs", ""]
     for spec in props.get(mlm.OUTPUT, []):
         lines += _tensor_lines(spec, "result")
-    lines += ["## Training data extent", "", *_extent_lines(item), "", "## How to load", "", *_load_lines(item)]
+    lines += ["## Training data extent", "", *_extent_lines(item), "", "## How to load", "", *_load_lines(item, link)]
     card = hub.ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
     return str(card)
 
@@ -206,7 +210,7 @@ def _extent_lines(item: Mapping[str, Any]) -> list[str]:
     return [f"- Area: {where}", f"- Time: {when}"]
 
 
-def _load_lines(item: Mapping[str, Any]) -> list[str]:
+def _load_lines(item: Mapping[str, Any], link: str) -> list[str]:
     """How to run the model asset, by its ``mlm:artifact_type``; plain torch, no training code."""
     assets = item.get("assets", {})
     model = next((a for a in assets.values() if isinstance(a, dict) and mlm.ROLE_MODEL in (a.get("roles") or [])), {})
@@ -233,7 +237,15 @@ def _load_lines(item: Mapping[str, Any]) -> list[str]:
             + "; -1 in the Item: any size",
             "prediction = model(x)",
         ]
-    return ["```python", *code, "```", "", f"Every file's size and sha256 are in [`{ITEM_FILE}`](./{ITEM_FILE})."]
+    return ["```python", *code, "```", "", f"Every file's size and sha256 are in {link}."]
+
+
+def _item_link(href: str) -> str:
+    """A Markdown link to the Item file: the name shown as code, the target percent-encoded (inert)."""
+    from urllib.parse import quote
+
+    name = href.removeprefix("./")
+    return f"[`{_text(name).replace('`', '')}`]({quote(href)})"
 
 
 def _beside(href: str) -> str:

@@ -4,10 +4,10 @@ Schemas are found by URL, in this order: override directories laid out as ``HOST
 several joined with ``os.pathsep``), the schemas bundled with the package (STAC 1.1.0, MLM v1.5.2 and every
 extension mlm-export declares), the cache directory (``$MLM_EXPORT_CACHE_DIR``, default
 ``~/.cache/mlm-export/schemas``), then the network (short timeout, size bound, result cached) unless
-``$MLM_EXPORT_OFFLINE`` is set. Only ``https`` URLs on the hosts the STAC community publishes schemas on are
-downloaded (more with ``$MLM_EXPORT_SCHEMA_HOSTS``); a URL whose path could leave a directory is refused.
-An MLM Item is also checked against the rules inside ``mlm:input``/``mlm:output`` that no schema states
-(:func:`mlm_export._checks.structure_problems`).
+``$MLM_EXPORT_OFFLINE`` is set (the commands' ``--offline``). Only ``https`` URLs on the hosts the STAC
+community publishes schemas on are downloaded (more with ``$MLM_EXPORT_SCHEMA_HOSTS``); a URL whose path could
+leave a directory is refused. An MLM Item is also checked against the rules inside ``mlm:input``/``mlm:output``
+that no schema states (:func:`mlm_export._checks.structure_problems`).
 """
 
 from __future__ import annotations
@@ -29,17 +29,25 @@ import referencing
 import referencing.jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
+from . import _limits as limits
 from ._checks import structure_problems
 from ._write import atomic_write_bytes
-from .errors import ItemValidationError, MLMExportWarning, Problem, SchemaNotFoundError, SchemaURLRefusedError
+from .errors import (
+    ItemValidationError,
+    MLMExportWarning,
+    Problem,
+    SchemaNotFoundError,
+    SchemaURLRefusedError,
+    first_line,
+)
 
 SCHEMA_DIR_ENV = "MLM_EXPORT_SCHEMA_DIR"
 CACHE_DIR_ENV = "MLM_EXPORT_CACHE_DIR"
 OFFLINE_ENV = "MLM_EXPORT_OFFLINE"
 HOSTS_ENV = "MLM_EXPORT_SCHEMA_HOSTS"
 NETWORK_TIMEOUT_S = 10.0
-#: The largest schema downloaded; the biggest published STAC schema is under 100 kB.
-MAX_SCHEMA_BYTES = 5 * 1024 * 1024
+#: The largest schema downloaded (``_limits.SCHEMA_BYTES``).
+MAX_SCHEMA_BYTES = limits.SCHEMA_BYTES
 #: The schemas shipped inside the package, laid out as ``HOST/PATH``.
 BUNDLED_DIR = Path(__file__).with_name("schemas")
 #: Hosts the STAC community publishes JSON Schemas on (and hosts those schemas reference).
@@ -88,6 +96,16 @@ class SchemaStore:
         self.hosts = tuple(dict.fromkeys([*SCHEMA_HOSTS, *(h.strip().lower() for h in extra if h.strip())]))
         self._registry = referencing.Registry(retrieve=self._retrieve)  # type: ignore[call-arg]
 
+    def is_local(self, url: str) -> bool:
+        """Whether the schema at ``url`` is found without the network (override dirs, bundled set, cache): if
+        not, checking an object that names it fetches it (or, offline, fails saying so)."""
+        try:
+            rel = schema_path(urldefrag(url).url)
+        except SchemaURLRefusedError:
+            return False
+        local, cache_dir = self._key()[:2]
+        return any((path := _inside(Path(base), rel)) is not None and path.is_file() for base in (*local, cache_dir))
+
     def load(self, url: str) -> Any:
         """The schema at ``url`` (fragment ignored), as parsed JSON."""
         return _cached_load(self._key(), urldefrag(url).url)
@@ -121,7 +139,7 @@ def _cached_load(key: tuple[tuple[str, ...], str, bool, tuple[str, ...]], url: s
     overrides = [d for d in local if d != str(BUNDLED_DIR)]
     if offline:
         raise SchemaNotFoundError(
-            f"JSON Schema {url} is not in {_where(overrides, cache_dir)} and ${OFFLINE_ENV} forbids downloading it. "
+            f"JSON Schema {url} not fetched (--offline, ${OFFLINE_ENV}): it is not in {_where(overrides, cache_dir)}. "
             f"Point ${SCHEMA_DIR_ENV} at a directory that holds it as {rel}."
         )
     host = urlsplit(url).hostname or ""
@@ -141,8 +159,9 @@ def _cached_load(key: tuple[tuple[str, ...], str, bool, tuple[str, ...]], url: s
         raise
     except Exception as e:
         raise SchemaNotFoundError(
-            f"JSON Schema {url} is not in {_where(overrides, cache_dir)} and could not be downloaded ({e}). "
-            f"Point ${SCHEMA_DIR_ENV} at a directory that holds it as {rel}."
+            f"JSON Schema {url} could not be fetched ({first_line(e, 160)}); it is not in "
+            f"{_where(overrides, cache_dir)}. Point ${SCHEMA_DIR_ENV} at a directory that holds it as {rel}, or "
+            "pass --offline to never try."
         ) from e
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(target, data)
@@ -225,6 +244,21 @@ def default_store() -> SchemaStore:
     names = (SCHEMA_DIR_ENV, CACHE_DIR_ENV, OFFLINE_ENV, HOSTS_ENV, "XDG_CACHE_HOME", "HOME")
     key = tuple(os.environ.get(n, "") for n in names)
     return _default_store(key)
+
+
+def field_problem(url: str, pointer: str, value: Any, store: SchemaStore | None = None) -> str | None:
+    """Why ``value`` does not fit the schema at ``url#pointer`` (one field's definition), or None when it fits."""
+    store = store or default_store()
+    validator = jsonschema.Draft7Validator({"$ref": f"{url}#{pointer}"}, registry=store._registry)
+    error = best_match(validator.iter_errors(value))
+    return None if error is None else " ".join(error.message.split())
+
+
+def schema_definitions(url: str, store: SchemaStore | None = None) -> frozenset[str]:
+    """The names under ``$defs`` of the schema at ``url`` (the MLM schema defines each field there by name)."""
+    schema = (store or default_store()).load(url)
+    defs = schema.get("$defs") if isinstance(schema, Mapping) else None
+    return frozenset(defs) if isinstance(defs, Mapping) else frozenset()
 
 
 def schema_urls(obj: Mapping[str, Any]) -> list[str]:

@@ -30,7 +30,7 @@ from ._verify_artifacts import (
     read_once,
     read_runnable,
 )
-from .errors import ItemValidationError, MLMExportError, NotJSONError, Problem
+from .errors import InputTooLargeError, ItemValidationError, MLMExportError, NotJSONError, Problem
 
 #: Size given to dynamic (-1) non-batch dims of the synthetic batch; a multiple of 32 suits common encoders.
 DYNAMIC_SIZE = 64
@@ -58,9 +58,16 @@ class Check:
     name: str
     ok: bool
     detail: str
+    #: It holds, but not everywhere: some case did not run (the detail says which and why). Shown as "limited".
+    limited: bool = False
+
+    @property
+    def status(self) -> str:
+        """What the check found, in one word: ``ok``, ``limited`` (holds where it ran) or ``FAIL``."""
+        return "FAIL" if not self.ok else "limited" if self.limited else "ok"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "ok": self.ok, "detail": self.detail}
+        return {"check": self.name, "ok": self.ok, "status": self.status, "detail": self.detail}
 
 
 def verify_item(
@@ -81,6 +88,8 @@ def verify_item(
     path = Path(path)
     try:
         item = read_json(path)  # a regular file only: a FIFO named like an Item would block the read
+    except InputTooLargeError:
+        raise  # over a cap of _limits (size, nesting): says which, not "not JSON"
     except ValueError as e:
         raise NotJSONError(path, e) from e
     if not isinstance(item, dict):
@@ -142,10 +151,10 @@ def verify_item(
         return m(**dict(zip(names, tensors, strict=True))) if kwargs else m(*tensors)
 
     eager = module if isinstance(module, nn.Module) and not _is_exported(module) else None
-    for name, ok, detail in parity_checks(
+    for name, ok, detail, limited in parity_checks(
         item, path.parent, examples, call, trust=trust, eager=eager, contents=files_read
     ):
-        checks.append(Check(name, ok, detail))
+        checks.append(Check(name, ok, detail, limited))
     return checks
 
 
@@ -271,7 +280,7 @@ def _other_files(
         return m(**dict(zip(names, tensors, strict=True))) if kwargs else m(*tensors)
 
     found = parity_checks(item, base, examples, call, trust=trust, contents=contents)
-    return [Check(n, ok, d) for n, ok, d in found]
+    return [Check(n, ok, d, limited) for n, ok, d, limited in found]
 
 
 def _is_exported(module: nn.Module) -> bool:

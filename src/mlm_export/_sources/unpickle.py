@@ -20,7 +20,9 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ..errors import CheckpointError, UntrustedCheckpointError, first_line
+from .. import _limits as limits
+from ..errors import CheckpointError, InputTooLargeError, UntrustedCheckpointError, first_line
+from .archive_limits import pickle_too_large
 
 
 def safe_types() -> list[Any]:
@@ -135,29 +137,40 @@ def _legacy_culprit(path: Path, allowed: list[Any], data: bytes | None = None) -
 
 
 def _file_globals(path: Path, data: bytes | None = None) -> list[str]:
-    """:func:`legacy_globals` of a file, read as a stream: only its head pickles, not the storage bytes."""
-    if data is not None:
-        return legacy_globals(data)
-    with path.open("rb") as stream:
-        return legacy_globals(stream)
+    """:func:`legacy_globals` of a file (or of ``data``, its bytes already read), as a stream: only its head
+    pickles, not the storage bytes; a head over ``_limits.PICKLE_BYTES`` is refused (:class:`InputTooLargeError`)
+    as soon as the scan passes it."""
+    stream = io.BytesIO(data) if data is not None else path.open("rb")
+    with stream:
+        try:
+            return legacy_globals(stream, limit=limits.PICKLE_BYTES)
+        except InputTooLargeError:
+            raise pickle_too_large(path.name, stream.tell()) from None
 
 
-def legacy_globals(data: bytes | BinaryIO) -> list[str]:
+def legacy_globals(data: bytes | BinaryIO, *, limit: int | None = None) -> list[str]:
     """Globals named by the pickles at the head of a legacy ``torch.save`` file (magic, protocol, system
-    info, object, storage keys), read from their opcodes without running them."""
+    info, object, storage keys), read from their opcodes without running them, up to byte ``limit``."""
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
     found: list[str] = []
-    with contextlib.suppress(Exception):  # the raw storage bytes that follow are not a pickle
+    try:
         for _ in range(5):
-            found += opcode_globals(pickletools.genops(stream))
+            found += opcode_globals(pickletools.genops(stream), limit=limit)
+    except InputTooLargeError:
+        raise
+    except Exception:  # noqa: S110 - the raw storage bytes that follow are not a pickle
+        pass
     return found
 
 
-def opcode_globals(ops: Any) -> list[str]:
-    """``module.name`` of every global that pickle opcodes (from :func:`pickletools.genops`) import."""
+def opcode_globals(ops: Any, *, limit: int | None = None) -> list[str]:
+    """``module.name`` of every global that pickle opcodes (from :func:`pickletools.genops`) import; opcodes
+    past byte ``limit`` of the stream are an :class:`InputTooLargeError`."""
     found: list[str] = []
     strings: list[str] = []
-    for op, arg, _ in ops:
+    for op, arg, pos in ops:
+        if limit is not None and pos is not None and pos > limit:
+            raise InputTooLargeError(f"pickle over {limit:,} bytes")
         if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING"):
             strings.append(str(arg))
         elif op.name in ("GLOBAL", "INST"):

@@ -7,10 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .. import validation_problems
-from .._checks import STRUCTURE_RULES, consistency_problems
-from .._validate import is_mlm_item
-from ..errors import ItemValidationError, MLMExportError, MLMExportWarning, NotJSONError, Problem
+from ..errors import InputTooLargeError, ItemValidationError, MLMExportError, MLMExportWarning, NotJSONError, Problem
+from ._offline import add_offline_flag
 from ._output import Output, add_output_flags
 from ._paths import read_json, require_files
 
@@ -29,16 +27,24 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("paths", nargs="+", type=Path, help="Item or Collection JSON files")
     p.add_argument("--allow-outside", action="store_true", help="follow hrefs out of each Item's folder tree")
+    add_offline_flag(p)
     add_output_flags(p)
     p.set_defaults(run=run)
 
 
-def check_file(path: Path, *, allow_outside: bool = False, notes: list[str] | None = None) -> list[Problem]:
+def check_file(
+    path: Path, *, allow_outside: bool = False, notes: list[str] | None = None, fetched: list[str] | None = None
+) -> list[Problem]:
     """Schema problems, then cross-field problems of an MLM Item; the check's notes (a schema checked in place
-    of another) are appended to ``notes`` when given."""
+    of another) are appended to ``notes``, and the schemas fetched from the network to check it (neither
+    shipped, cached nor in an override directory) to ``fetched``, when given."""
+    from .. import validation_problems  # the validator, imported when a file is checked (not for --help)
+    from .._checks import STRUCTURE_RULES, consistency_problems
+    from .._validate import default_store, is_mlm_item, schema_urls
+
     try:
         data = read_json(path)
-    except NotJSONError as e:
+    except (NotJSONError, InputTooLargeError) as e:
         return [Problem("$", str(e), "file")]
     except OSError as e:
         return [Problem("$", f"cannot read: {e.strerror or e}", "file")]
@@ -47,11 +53,15 @@ def check_file(path: Path, *, allow_outside: bool = False, notes: list[str] | No
     with warnings.catch_warnings(record=True) as caught:  # the command owns its process: notes go to the user
         warnings.simplefilter("always", MLMExportWarning)
         try:
-            problems = validation_problems(data)
+            store = default_store()
+            remote = [url for url in schema_urls(data) if not store.is_local(url)]
+            problems = validation_problems(data, store)
         except ItemValidationError as e:  # not a STAC object at all
             return e.problems
         except MLMExportError as e:
             return [Problem("$", f"cannot check: {e}", "schema")]
+    if fetched is not None:
+        fetched += remote
     if notes is not None:
         notes += [str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)]
     if is_mlm_item(data):
@@ -66,17 +76,19 @@ def check_file(path: Path, *, allow_outside: bool = False, notes: list[str] | No
 def run(args: argparse.Namespace, out: Output) -> int:
     for path in require_files(args.paths):
         notes: list[str] = []
-        problems = check_file(path, allow_outside=args.allow_outside, notes=notes)
+        fetched: list[str] = []
+        problems = check_file(path, allow_outside=args.allow_outside, notes=notes, fetched=fetched)
         result = {"path": str(path), "valid": not problems, "problems": [p.__dict__ for p in problems]}
-        out.result({**result, "notes": notes} if notes else result)
-        for note in notes:
-            out.note(f"{path}: {note}")
+        out.result({**result, "fetched": fetched, **({"notes": notes} if notes else {})})
+        for text in notes:
+            out.note(f"{path}: {text}")
+        note = f" (fetched {', '.join(fetched)})" if fetched else ""
         if problems:
-            out.error(f"{path}: {len(problems)} problem(s)")
+            out.error(f"{path}: {len(problems)} problem(s){note}")
             for p in problems:
                 out.error(f"  {p.json_path}: {p.message} [{p.schema}]")
         else:
-            out.line(f"{path}: valid")
+            out.line(f"{path}: valid{note}")
     ok = all(r["valid"] for r in out.results)
     out.finish(ok)
     return 0 if ok else 1
