@@ -26,6 +26,9 @@ SIZE_FUNCTIONS = frozenset(
     {"Symbol", "Integer", "Add", "Mul", "FloorDiv", "Mod", "PythonMod", "Min", "Max", "CeilDiv", "CleanDiv"}
     | {"Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not"}
 )
+#: ``torch.X`` functions a guard may call: the symbolic-size helpers torch.export writes in guards, e.g.
+#: ``torch.sym_max(1, L['x'].size()[3] // 2)`` (pure arithmetic on sizes).
+GUARD_TORCH_FUNCTIONS = frozenset({"sym_max", "sym_min", "sym_not", "sym_int", "sym_float", "sym_sqrt"})
 #: Keyword arguments of ``Symbol(...)``: its assumptions, each True or False.
 SYMBOL_ASSUMPTIONS = frozenset({"positive", "integer", "nonnegative", "real", "finite", "negative", "zero"})
 #: Accessors of an input a guard may read: ``L['x'].size()[2]``, ``L['x'].stride()[0]``.
@@ -152,6 +155,13 @@ class _Parser:
             self.input_read()
         elif t.kind == "name" and t.text in SIZE_FUNCTIONS:
             self.call(self.take().text)
+        elif t.kind == "name" and self.guard and t.text == "torch":
+            self.take()
+            self.take(".")
+            function = self.take(kind="name").text
+            if function not in GUARD_TORCH_FUNCTIONS:
+                raise GrammarError(f"torch.{function}, which is not an allowed function")
+            self.call(function)
         elif t.kind == "name" and not self.guard and SYMBOL.match(t.text):
             self.take()
         else:
