@@ -173,6 +173,29 @@ def test_publishing_a_folder_does_not_follow_a_link_out_of_it(tmp_path):
     assert {i["id"] for i in catalog.open(cat).search()} == {"inside"}
 
 
+def test_a_collection_item_link_to_a_link_leading_out_is_not_read(tmp_path):
+    outside = write_item(tmp_path / "private" / "secret.json", item("outside-secret"))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "secret.json").symlink_to(outside)
+    collection = {
+        "type": "Collection",
+        "id": "models",
+        "stac_version": "1.1.0",
+        "description": "models",
+        "license": "MIT",
+        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
+        "links": [{"rel": "item", "href": "./secret.json"}],
+    }
+    named = write_item(folder / "collection.json", collection)
+    cat = tmp_path / "cat"
+    proc = cli("publish", named, "--to", cat)
+    assert proc.returncode == 0, proc.stderr
+    assert "./secret.json" in proc.stderr and "not read" in proc.stderr
+    assert catalog.open(cat).ids() == set()
+    assert list(catalog.open(cat).collections()) == ["models"]
+
+
 # -- STAC API path injection -----------------------------------------------------------------------------------
 class Recorder(BaseHTTPRequestHandler):
     """A STAC API with Transactions that records every request and says yes to all of them."""
