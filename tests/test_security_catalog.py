@@ -483,3 +483,15 @@ def test_a_folder_named_like_a_part_is_left_alone_by_orphan_removal(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert keep.read_text() == "keep"
     assert catalog.open(cat).ids() == {"first", "second"}
+
+
+def test_search_and_match_print_a_strangers_fields_literally(tmp_path):
+    hostile = item("[/bold]\x1b]0;pwned\x07\x1b[2J", **{"mlm:architecture": "[link=https://evil.example]x[/link]"})
+    cat = published(tmp_path / "cat", [hostile])
+    scene = write_item(tmp_path / "scene.json", item("[/red]scene\x1b[2J"))
+    for argv in (("search", cat), ("match", scene, cat)):
+        proc = cli(*argv, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert "\x1b" not in proc.stdout + proc.stderr and "\x07" not in proc.stdout
+        assert "[/bold]" in proc.stdout and "\\x1b]0;pwned" in proc.stdout
+    assert "[link=https://evil.example]x[/link]" in cli("search", cat).stdout
