@@ -495,3 +495,16 @@ def test_search_and_match_print_a_strangers_fields_literally(tmp_path):
         assert "\x1b" not in proc.stdout + proc.stderr and "\x07" not in proc.stdout
         assert "[/bold]" in proc.stdout and "\\x1b]0;pwned" in proc.stdout
     assert "[link=https://evil.example]x[/link]" in cli("search", cat).stdout
+
+
+def test_publish_prints_a_strangers_file_names_and_ids_literally(tmp_path):
+    folder = tmp_path / "export"
+    write_item(folder / "good.json", item("good"))
+    (folder / "bad\x1b]0;pwned\x07\x1b[2J.json").write_text("not JSON")
+    invalid = item("invalid\x1b[2J")
+    del invalid["properties"]["mlm:name"]
+    write_item(folder / "invalid.json", invalid)
+    proc = cli("publish", folder, "--to", tmp_path / "cat", "--skip-invalid", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout + proc.stderr and "\x07" not in proc.stderr
+    assert "bad\\x1b]0;pwned\\x07\\x1b[2J.json" in proc.stderr and "invalid\\x1b[2J" in proc.stderr

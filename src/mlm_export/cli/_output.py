@@ -34,13 +34,19 @@ def console(file: TextIO) -> Console:
     return Console(file=file, soft_wrap=not interactive, width=width)
 
 
-def plain(value: Any) -> Text:
-    """A table cell or title from strangers' data, shown as written: no rich markup (``[/bold]`` stopped the
-    command, ``[link=...]`` made a link) and control characters escaped (``\\x1b`` drove the terminal)."""
+def printable(value: Any) -> str:
+    """Text from strangers' data (an id, a file name) with its control characters escaped: ``\\x1b`` in a file
+    name drove the terminal."""
     text = str(value)
     if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text):
         text = "".join(c.encode("unicode_escape").decode() if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text)
-    return Text(text)
+    return text
+
+
+def plain(value: Any) -> Text:
+    """A table cell or title from strangers' data, shown as written: no rich markup (``[/bold]`` stopped the
+    command, ``[link=...]`` made a link) and control characters escaped."""
+    return Text(printable(value))
 
 
 class Output:
