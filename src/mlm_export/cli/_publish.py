@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, first_line
-from ._output import Output, add_output_flags, printable
+from ._output import Output, add_output_flags
 from ._paths import require_existing
 
 EPILOG = """examples:
@@ -45,6 +45,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace, out: Output) -> int:
     from .. import catalog
     from ..catalog._sources import gather
+    from ._output import printable
 
     require_existing(args.paths)
     found = gather(args.paths, base_url=args.base_url)
