@@ -97,7 +97,7 @@ def test_cli_publish_search_json_and_table(capsys, tmp_path, export_dir, monkeyp
     code, out, err = run(capsys, "publish", export_dir, "--to", models, "--on-conflict", "skip")
     assert code == 0 and "0 added, 0 updated, 1 skipped" in out
 
-    code, out, err = run(capsys, "search", models, "--band", "nir,red", "--framework", "pytorch", "--json")
+    code, out, err = run(capsys, "search", models, "--band", "nir,red", "--framework", "pytorch", "--json-envelope")
     assert code == 0, err
     envelope = json.loads(out)
     assert (envelope["command"], envelope["ok"], envelope["numberReturned"]) == ("search", True, 1)
@@ -105,7 +105,9 @@ def test_cli_publish_search_json_and_table(capsys, tmp_path, export_dir, monkeyp
     code, out, err = run(capsys, "search", models, "--task", "semantic-segmentation")
     assert code == 0 and "naip-rgbn-segmenter" in out and "1,900,000" in out
     code, out, err = run(capsys, "search", models, "--task", "object-detection", "--quiet")
-    assert (code, out) == (0, "")
+    assert (code, out) == (0, "")  # nothing found: nothing printed
+    code, out, err = run(capsys, "search", models, "--task", "semantic-segmentation", "--quiet")
+    assert (code, out, err) == (0, "naip-rgbn-segmenter\n", "")  # quiet drops the table, not the results
 
 
 def test_cli_publish_refuses_invalid_items_with_their_problems(capsys, tmp_path):
@@ -208,7 +210,7 @@ def test_cli_match(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     models = tmp_path / "models"
     catalog.open(models).add(model_items())
-    code, out, err = run(capsys, "match", DATA / "naip.json", models, "--json")
+    code, out, err = run(capsys, "match", DATA / "naip.json", models, "--json-envelope")
     assert code == 0, err
     report = json.loads(out)
     assert report["results"][0] == {

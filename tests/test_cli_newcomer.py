@@ -224,7 +224,7 @@ def test_a_typo_in_tasks_is_one_usage_error_before_any_file_is_read(tmp_path: Pa
     (tmp_path / "b.pt").write_text("not read")
     code, out, err = run(capsys, "convert", tmp_path, "--tasks", "segmentaton")
     assert (code, out) == (2, "")
-    assert "argument --tasks: unknown task(s) segmentaton; MLM tasks: regression, classification" in err
+    assert "argument --tasks/--task: unknown task(s) segmentaton; MLM tasks: regression, classification" in err
     assert "a.pt" not in err and "b.pt" not in err
 
 
@@ -341,11 +341,19 @@ def test_demo_json_quiet_and_a_summary_without_output_output(tmp_path: Path, cap
     assert code == 0, err
     rows = [line for line in out.splitlines() if "float32 [batch=any" in line]
     assert any(" output " in row for row in rows) and not any("output output" in row for row in rows)
-    code, out, err = run(capsys, "demo", tmp_path, "--epochs", "1", "--json")
+    item = tmp_path / "tinyunet-water-segmentation.json"
+    before = item.read_bytes()
+    code, out, err = run(capsys, "demo", tmp_path, "--epochs", "1")  # the one overwrite rule: kept, before training
+    assert (code, out) == (1, "") and err.strip() == (
+        f"error: {item} exists; pass --overwrite to replace the demo's Item and model files (the one rule of "
+        "every command)"
+    )
+    assert item.read_bytes() == before
+    code, out, err = run(capsys, "demo", tmp_path, "--epochs", "1", "--json", "--overwrite")
     envelope = json.loads(out)
     assert (code, envelope["command"], envelope["ok"], envelope["errors"]) == (0, "demo", True, [])
     assert envelope["results"][0]["item"] == str(tmp_path.resolve() / "tinyunet-water-segmentation.json")
-    assert run(capsys, "demo", tmp_path, "--epochs", "1", "--quiet")[1:] == ("", "")
+    assert run(capsys, "demo", tmp_path, "--epochs", "1", "--quiet", "--overwrite")[1:] == ("", "")
     code, out, _ = run(capsys, "demo", "--help")
     assert code == 0 and "training epochs" in out
 
@@ -369,7 +377,9 @@ def test_one_json_envelope_for_every_command(honest: Path, tmp_path: Path, capsy
     for argv in (["validate", honest], ["verify", honest], ["hf-card", honest, "-o", tmp_path / "card.md"],
                  ["publish", honest, "--to", tmp_path / "models"], ["search", tmp_path / "models"],
                  ["match", honest, tmp_path / "models"], ["convert", tmp_path / "nothing.pt"]):  # fmt: skip
-        code, out, _ = run(capsys, *argv, "--json")
+        # search and match print their Items as an ItemCollection with --json; the envelope on request
+        flag = "--json-envelope" if argv[0] in ("search", "match") else "--json"
+        code, out, _ = run(capsys, *argv, flag)
         envelope = json.loads(out)
         assert envelope["command"] == argv[0]
         assert envelope["ok"] is (code == 0)
@@ -377,7 +387,8 @@ def test_one_json_envelope_for_every_command(honest: Path, tmp_path: Path, capsy
     assert set(shapes.values()) == {(list, list)}
     code, out, err = run(capsys, "convert", tmp_path, "--tasks", "segmentaton", "--json")  # argparse refuses it
     line = err.strip().splitlines()[-1]
-    assert code == 2 and line.startswith("mlm-export convert: error: argument --tasks: unknown task(s) segmentaton")
+    assert code == 2
+    assert line.startswith("mlm-export convert: error: argument --tasks/--task: unknown task(s) segmentaton")
     assert json.loads(out) == {"command": "convert", "ok": False, "results": [], "errors": [line]}
 
 

@@ -39,7 +39,8 @@ def test_folder_is_what_save_pretrained_writes_and_loads_back(tmp_path: Path, as
         hyperparameters={"in_channels": 4, "num_classes": 3}, **KW,
     )  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "README.md", "config.json", "mlm.json", "model.pt2", "model.safetensors",
+        "README.md", "config.json", "mlm.json", "model.environment.txt", "model.pt2", "model.requirements.txt",
+        "model.safetensors",
     ]  # fmt: skip
     data = json.loads((tmp_path / "mlm.json").read_text())
     assert data == item.to_dict(include_self_link=False, transform_hrefs=False)
@@ -141,3 +142,36 @@ def test_card_of_an_openeo_item_loads_the_torchscript_after_download(tmp_path: P
     scope: dict = {}
     exec(code, scope)  # our own generated snippet
     assert scope["prediction"].shape == (1, 3, 32, 32)
+
+
+def test_hf_card_keeps_an_existing_readme_unless_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """One overwrite rule for every command: a README.md beside the Item is the user's until --overwrite."""
+    export_mlm(SmallUNet(4, 3).eval(), example_input=torch.randn(2, 4, 32, 32), out_dir=tmp_path,
+               export_program=False, **KW)  # fmt: skip
+    mine = "# My project\n\nNotes I wrote by hand.\n"
+    (tmp_path / "README.md").write_text(mine)
+    assert main(["hf-card", str(tmp_path / "smallunet.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {tmp_path / 'README.md'} exists; pass --overwrite to replace the model card " \
+        "(the one rule of every command)"  # fmt: skip
+    assert (tmp_path / "README.md").read_text() == mine
+    assert main(["hf-card", str(tmp_path / "smallunet.json"), "-o", str(tmp_path / "README.md"), "-q"]) == 1
+    assert (tmp_path / "README.md").read_text() == mine
+    assert main(["hf-card", str(tmp_path / "smallunet.json"), "--overwrite", "-q"]) == 0
+    assert "stac-mlm" in ModelCard.load(tmp_path / "README.md").data.tags
+
+
+def test_hf_card_links_the_items_real_file_name(tmp_path: Path):
+    export_mlm(SmallUNet(4, 3).eval(), example_input=torch.randn(2, 4, 32, 32), out_dir=tmp_path,
+               export_program=False, **KW)  # fmt: skip
+    assert not (tmp_path / "mlm.json").exists()
+    assert main(["hf-card", str(tmp_path / "smallunet.json"), "-q"]) == 0
+    text = (tmp_path / "README.md").read_text()
+    links = re.findall(r"\]\((\S+?\.json)\)", text)
+    assert links and set(links) == {"./smallunet.json"}
+    assert all((tmp_path / link).is_file() for link in links)
+    (tmp_path / "cards").mkdir()
+    assert main(["hf-card", str(tmp_path / "smallunet.json"), "-o", str(tmp_path / "cards" / "card.md"), "-q"]) == 0
+    links = re.findall(r"\]\((\S+?\.json)\)", (tmp_path / "cards" / "card.md").read_text())
+    assert set(links) == {"../smallunet.json"}
+    assert all((tmp_path / "cards" / link).resolve().is_file() for link in links)

@@ -395,7 +395,7 @@ def test_convert_keeps_training_provenance_and_links_versions(project, tmp_path,
         model=module.FairClassifier())  # fmt: skip
     for path in [*directory.glob("*.mlm.json"), *directory.glob("*.txt"), directory / "collection.json"]:
         path.unlink()
-    argv = ["convert", str(directory), "--quiet", "--version", "v3", "--doi", "10.5281/zenodo.999999"]
+    argv = ["convert", str(directory), "--quiet", "--item-version", "v3", "--doi", "10.5281/zenodo.999999"]
     assert main([*argv, "--deprecate-superseded"]) == 0, capsys.readouterr().err
     chain = assert_chain(directory, deprecated=True, base="v3")
     assert len(chain) == 3

@@ -444,7 +444,7 @@ def test_match_on_deep_data_and_a_bad_part_is_one_line_each(tmp_path, capsys):
     scene = write_item(tmp_path / "scene2.json", item("scene"))
     main(["match", str(scene), str(cat), "--json"])
     captured = capsys.readouterr()
-    assert [r["id"] for r in json.loads(captured.out)["results"]] == ["second"]
+    assert [r["id"] for r in json.loads(captured.out)["features"]] == ["second"]  # an ItemCollection
     assert f"warning: {tampered}" in captured.err and "columns" in captured.err
 
 

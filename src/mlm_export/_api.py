@@ -42,9 +42,9 @@ def export_mlm(
     pretrained_source: str | None = None,
     hyperparameters: Mapping[str, Any] | None = None,
     bbox: Sequence[float] | None = None,
-    datetime: dt.datetime | None = None,
-    start_datetime: dt.datetime | None = None,
-    end_datetime: dt.datetime | None = None,
+    datetime: dt.datetime | str | None = None,
+    start_datetime: dt.datetime | str | None = None,
+    end_datetime: dt.datetime | str | None = None,
     properties: Mapping[str, Any] | None = None,
     weights: Any = None,
     export_program: bool = True,
@@ -111,9 +111,13 @@ def export_mlm(
     suffixes = {f.suffix for f in FORMATS.values()} | set(MODEL_FILE_SUFFIXES)
     outputs = [out / f"{item_plan.id}{suffix}" for suffix in sorted(suffixes)] + [path]
     if options.layout == "huggingface":
-        from ._huggingface import write_folder
+        from ._huggingface import CARD_FILE, CONFIG_FILE, ITEM_FILE, MODEL_STEM, write_folder
 
-        return write_folder(model, gathered, item_plan, out, export_program=export_program, validate=options.validate)
+        names = [f"{MODEL_STEM}{suffix}" for suffix in sorted(suffixes)] + [CONFIG_FILE, CARD_FILE, ITEM_FILE]
+        with all_or_nothing(out, [out / n for n in names]):
+            return write_folder(
+                model, gathered, item_plan, out, options=options, provenance=prov, export_program=export_program
+            )
     existed = {p for p in outputs if p.exists()}
     with all_or_nothing(out, outputs):  # a full disk or read-only folder: one line, no half Item left
         if options.profile == "openeo":

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,9 +141,15 @@ def _tensor_bytes(t: torch.Tensor) -> memoryview:
 
 
 def export_program(
-    model: nn.Module, spec: CallSpec, inputs: Sequence[TensorFacts]
+    model: nn.Module, spec: CallSpec, inputs: Sequence[TensorFacts], *, size_oblivious: bool = False
 ) -> tuple[torch.export.ExportedProgram, dict[str, tuple[int, ...]]]:
-    """``torch.export`` the model with its dynamic dims; also the input shapes the program really accepts."""
+    """``torch.export`` the model with its dynamic dims; also the input shapes the program really accepts.
+
+    ``size_oblivious``: export under torch's ``backed_size_oblivious`` option, so a dim that reaches size 1 inside
+    the model (a ResNet's last feature map at 32 px) is not specialised and the program runs at that size too.
+    The option is torch's configuration, set through its own ``patch`` context manager only while this export
+    runs (the training loop's thread, which is waiting for it) and restored when it ends or fails.
+    """
     device = next((t.device for t in model.state_dict().values()), torch.device("cpu"))
     examples = []
     dims = []
@@ -156,9 +162,19 @@ def export_program(
     args, kwargs = spec.call_args(examples)
     dyn_args, dyn_kwargs = spec.call_args(dims, constants=False)
     dynamic: Any = dyn_kwargs if spec.as_kwargs and spec.structure == "mapping" else dyn_args
-    with eval_mode(model), _quiet_torch_logs():
+    with eval_mode(model), _quiet_torch_logs(), _size_oblivious(size_oblivious):
         program = torch.export.export(model, args, kwargs or None, dynamic_shapes=dynamic, strict=False)
     return program, _accepted_shapes(program, spec, inputs)
+
+
+def _size_oblivious(on: bool) -> contextlib.AbstractContextManager[Any]:
+    """torch's ``backed_size_oblivious`` export option for the duration of a ``with`` block (or nothing)."""
+    if not on:
+        return contextlib.nullcontext()
+    from torch.fx.experimental import _config as fx_config
+
+    patch: Callable[..., contextlib.AbstractContextManager[Any]] = fx_config.patch  # type: ignore[attr-defined]
+    return patch(backed_size_oblivious=True)  # restores the earlier value on exit, also on an error
 
 
 @contextlib.contextmanager

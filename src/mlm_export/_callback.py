@@ -10,9 +10,10 @@ export error never stops training (it is a warning) unless ``strict=True``.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from ._background import Versions, Worker
 from ._checkpoint_events import CheckpointEvents, Snapshot
 from ._checkpoint_facts import is_model_file, plain, remove_runtime_files, saved_facts
 from ._item import ItemPlan, build_item, checkpoint_item
+from ._options import Validate
 from ._pipeline import ExportOptions, Gathered, gather, plan, write_model_files
 from ._provenance import Prepared, provenance_facts, runtime_files, with_trainer, write_prepared
 from ._run_flush import commit, flush
@@ -35,8 +37,10 @@ from ._runs import ITEM_SUFFIX, RunCatalog, checkpoint_stem, item_path_for
 from ._schema_cache import quick_check
 from ._sources.checkpoint import EMBED_KEY
 from ._sources.datamodule import model_input
+from ._sources.runtime import cli_config
+from ._sources.targets import batch_target
 from ._write import json_bytes
-from .errors import InputRequiredError, InvalidOptionError, MLMExportWarning
+from .errors import InputRequiredError, MLMExportWarning, TaskInferenceError
 
 
 class MLMExportCallback(Callback):
@@ -57,8 +61,9 @@ class MLMExportCallback(Callback):
             ``"checkpoint"`` is the checkpoint itself) and ``primary=`` the ``mlm:model`` one.
         strict: raise export errors instead of warning (training stops).
         collection_id: id of the run Collection (default: ``<model id>-checkpoints``).
-        **options: what cannot be observed, as for :func:`mlm_export.export_mlm` (``name``, ``license``,
-            ``tasks``, ``bands``, ``classes``, ``description``, ...).
+        name, license, tasks, ...: what cannot be observed, as for :func:`mlm_export.export_mlm` (every option
+            of it, with the same name, type and default), and ``deprecate_superseded`` (mark every Item of the run
+            but the latest ``deprecated: true``). Checked here, so that a bad option fails before training.
 
     .. versionadded:: 0.1
     """
@@ -71,16 +76,42 @@ class MLMExportCallback(Callback):
         export_program: bool = False,
         strict: bool = False,
         collection_id: str | None = None,
-        **options: Any,
+        # The options of ExportOptions, each by name, type and default (a test compares them): LightningCLI and
+        # jsonargparse read these hints to check a YAML config's init_args.
+        name: str | None = None,
+        item_id: str | None = None,
+        description: str | None = None,
+        architecture: str | None = None,
+        tasks: str | Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        bands: Sequence[Any] | None = None,
+        classes: Sequence[Any] | Mapping[int, str] | None = None,
+        value_scaling: Any = None,
+        batch_size: int | None = None,
+        license: str | None = None,  # noqa: A002 - the STAC field's name
+        pretrained: bool | None = None,
+        pretrained_source: str | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        bbox: Sequence[float] | None = None,
+        datetime: dt.datetime | str | None = None,
+        start_datetime: dt.datetime | str | None = None,
+        end_datetime: dt.datetime | str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        weights: Any = None,
+        validate: Validate = "raise",
+        profile: str = "default",
+        base_url: str | None = None,
+        layout: str = "flat",
+        version: str | None = None,
+        doi: str | None = None,
+        citation: str | None = None,
+        deprecate_superseded: bool = False,
+        training_data: Any = None,
+        artifacts: str | Sequence[str] | None = None,
+        primary: str | None = None,
+        artifact_timeout: float | None = None,
     ) -> None:
-        unknown = set(options) - set(ExportOptions.__dataclass_fields__)
-        if unknown:
-            raise InvalidOptionError(
-                f"MLMExportCallback got unknown option(s) {sorted(unknown)}; it takes example_input, write_weights, "
-                f"export_program, strict, collection_id and the options of export_mlm: "
-                f"{', '.join(sorted(ExportOptions.__dataclass_fields__))}"
-            )
-        self.options = ExportOptions(**options)
+        given = locals()
+        self.options = ExportOptions.from_keywords(given)
         self.example_input = example_input
         self.write_weights = write_weights
         self.export_program = export_program
@@ -99,16 +130,22 @@ class MLMExportCallback(Callback):
         self._lock = threading.Lock()
         self._versions = Versions()
         self._failed = False
+        #: The task no evidence told, said at the end of fit (:meth:`_say_no_task`).
+        self._no_task: TaskInferenceError | None = None
         self._warned: set[str] = set()
         #: Runtime files per set of artifact types: the same bytes for every checkpoint, computed once.
         self._runtime: dict[tuple[str | None, ...], Prepared] = {}
         #: The runtime files last written per directory and set of types: the next ones are hard links to them.
         self._runtime_copies: dict[tuple[Path, tuple[str | None, ...]], dict[str, Path]] = {}
+        #: The YAML of the LightningCLI that built the Trainer, kept beside every checkpoint (None without one).
+        self._config: bytes | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable for ``ddp_spawn``: threads, locks and the CheckpointIO wrapper are made again in ``setup``."""
         state = self.__dict__.copy()
-        state.update(_worker=None, _lock=None, _catalogs={}, _events=None, _gathered=None, _versions=Versions())
+        state.update(
+            _worker=None, _lock=None, _catalogs={}, _events=None, _gathered=None, _versions=Versions(), _no_task=None
+        )
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -125,6 +162,7 @@ class MLMExportCallback(Callback):
         if stage != "fit":
             return
         self._failed = False
+        self._no_task = None
         self._events = CheckpointEvents(
             trainer, plan=lambda: self._plan, catalog=self._catalog, describe=self._describe, submit=self._submit,
             fail=self._fail, lock=self._lock, versions=self._versions,
@@ -157,6 +195,7 @@ class MLMExportCallback(Callback):
         if self._events is not None:
             self._events.scan_links()  # the last.ckpt link made at the last epoch's end
         self._finish()
+        self._say_no_task(trainer)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         with contextlib.suppress(Exception):
@@ -172,24 +211,39 @@ class MLMExportCallback(Callback):
     # ------------------------------------------------------------------------------------------ preparation
 
     def _prepare(self, trainer: Trainer, pl_module: LightningModule, *, from_loader: bool) -> None:
-        """Trace the model once and plan the run's Item; returns quietly when no batch is available yet."""
+        """Trace the model once and plan the run's Item; returns quietly when no batch is available yet.
+
+        In ``setup`` a task nobody states and the datamodule's batch does not show waits for ``on_train_start``,
+        where one training batch's targets are evidence too."""
         if not from_loader and not any(True for _ in pl_module.parameters()):
             return  # layers made in configure_model do not exist yet: trace at on_train_start
         example = self.example_input
         if example is None:
             example = getattr(pl_module, "example_input_array", None)
-        if example is None and from_loader:
-            example = _loader_batch(trainer)
+        batch = _loader_batch(trainer) if from_loader else None
+        target = batch_target(batch) if batch is not None else None
+        if example is None and batch is not None:
+            example = model_input(batch)
         try:
-            self._gathered = gather(pl_module, _datamodule(trainer), example, self.options)
+            self._gathered = gather(pl_module, _datamodule(trainer), example, self.options, target=target)
+            self._plan_run(trainer, pl_module)
         except InputRequiredError:
             if from_loader:
                 raise
             return  # try again at on_train_start, when the training dataloader exists
+        except TaskInferenceError:
+            if from_loader:
+                raise
+            self._gathered = None
+            return  # a training batch's targets may tell: try again at on_train_start
+
+    def _plan_run(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        assert self._gathered is not None
         self._runtime, self._runtime_copies = {}, {}  # a new model may need other pins
         self._provenance = provenance_facts(
             pl_module, doi=self.options.doi, citation=self.options.citation, datamodule=_datamodule(trainer)
         )
+        self._config = _cli_config(trainer)
         self._plan = with_trainer(plan(pl_module, self._gathered, self.options, provenance=self._provenance), trainer)
         if self.options.profile == "openeo":
             self._plan = openeo.adapt(self._plan, self._gathered, str(self.options.base_url))
@@ -297,7 +351,7 @@ class MLMExportCallback(Callback):
         files = {k: a for k, a in assets.items() if snap.artifacts or not is_model_file(a)}
         types = [a.get(mlm.ARTIFACT_TYPE) for a in files.values()] + [mlm.ARTIFACT_TORCH_SAVE]
         if tuple(types) not in self._runtime:
-            self._runtime[tuple(types)] = runtime_files(self._provenance, types, training=True)
+            self._runtime[tuple(types)] = runtime_files(self._provenance, types, training=True, config=self._config)
         copies = self._runtime_copies.setdefault((snap.path.parent, tuple(types)), {})
         files.update(write_prepared(snap.path.parent, checkpoint_stem(snap.path), self._runtime[tuple(types)], copies))
         facts = saved_facts(
@@ -338,9 +392,18 @@ class MLMExportCallback(Callback):
     # ------------------------------------------------------------------------------------------ failure
 
     def _guard(self, fn: Callable[[], None]) -> None:
-        """Run a preparation step; on failure warn once, and write no Items this run."""
+        """Run a preparation step; on failure warn once, and write no Items this run.
+
+        A task no evidence tells is said once, at the end of ``fit`` (:meth:`_say_no_task`), where the count
+        of checkpoints left without an Item is known."""
         try:
             fn()
+        except TaskInferenceError as e:
+            self._failed = True
+            self._plan = None
+            if self.strict:
+                raise
+            self._no_task = e
         except Exception as e:
             self._failed = True
             self._plan = None
@@ -350,8 +413,29 @@ class MLMExportCallback(Callback):
         if self.strict:
             raise error
         warnings.warn(
-            f"MLM export failed, training goes on: {type(error).__name__}: {error}. Pass strict=True to "
-            "MLMExportCallback to make this an error.",
+            f"MLM export failed, training goes on: {type(error).__name__}: {str(error).rstrip('.')}. Pass "
+            "strict=True to MLMExportCallback to make this an error.",
+            MLMExportWarning,
+            stacklevel=2,
+        )
+
+    def _say_no_task(self, trainer: Trainer) -> None:
+        """One line, once per fit and on rank zero: how many checkpoints got no Item, and ``tasks=``."""
+        error, self._no_task = self._no_task, None
+        if error is None or not trainer.is_global_zero:
+            return
+        kept = {
+            Path(p).absolute()
+            for cb in trainer.checkpoint_callbacks
+            if isinstance(cb, ModelCheckpoint)
+            for p in (*cb.best_k_models, cb.last_model_path)
+            if p and Path(p).exists()
+        }
+        n = sum(1 for p in kept if not item_path_for(p).exists())
+        what = (error.what or str(error)).rstrip(".")
+        warnings.warn(
+            f"MLMExportCallback wrote no Item for {n} checkpoint{'s' if n != 1 else ''}: {what}. Pass tasks= to "
+            "MLMExportCallback (e.g. tasks=['semantic-segmentation']) to describe them.",
             MLMExportWarning,
             stacklevel=2,
         )
@@ -372,11 +456,26 @@ def _datamodule(trainer: Trainer) -> LightningDataModule | None:
     return datamodule if isinstance(datamodule, LightningDataModule) else None
 
 
+def _cli_config(trainer: Trainer) -> bytes | None:
+    """The LightningCLI configuration of the run; a configuration that cannot be written out costs only its file."""
+    try:
+        return cli_config(trainer)
+    except Exception as e:  # noqa: BLE001 - a user's config may hold anything; the Item is worth more than it
+        warnings.warn(
+            f"The LightningCLI configuration could not be written out ({type(e).__name__}: {e}); the Items do not "
+            "include it.",
+            MLMExportWarning,
+            stacklevel=2,
+        )
+        return None
+
+
 def _loader_batch(trainer: Trainer) -> Any:
+    """One whole batch (inputs and targets) of the training dataloader, or None."""
     with contextlib.suppress(Exception):
         loader = trainer.train_dataloader
         if loader is not None:
-            return model_input(next(iter(loader)))
+            return next(iter(loader))
     return None
 
 

@@ -82,6 +82,8 @@ class DataFacts:
     #: Links to the data the model was trained, validated and tested on (``derived_from``).
     links: tuple[dict[str, Any], ...] | None = None
     example_input: Any = field(default=None, compare=False, repr=False)
+    #: The training target of the batch the example came from, with where it was found (``batch['mask']``).
+    example_target: Any = field(default=None, compare=False, repr=False)
     #: Where each fact came from, for messages: {"bands": "datamodule.bands", ...}.
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 

@@ -25,12 +25,16 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ._item import ItemPlan
-    from ._pipeline import Gathered, Validate
+    from ._options import ExportOptions
+    from ._pipeline import Gathered
+    from ._provenance import ProvenanceFacts
 
 LAYOUTS = ("flat", "huggingface")
 ITEM_FILE = "mlm.json"
 CARD_FILE = "README.md"
 CONFIG_FILE = "config.json"
+#: The stem of every model file in the folder (``model.safetensors``, ``model.pt2``, ``model.onnx``, ...).
+MODEL_STEM = "model"
 #: MLM tasks -> the Hub's pipeline tags, where one fits.
 PIPELINE_TAGS = {
     "semantic-segmentation": "image-segmentation",
@@ -65,14 +69,30 @@ def check_layout(layout: str, profile: str, base_url: str | None = None) -> None
 
 
 def write_folder(
-    model: nn.Module, gathered: Gathered, item_plan: ItemPlan, out: Path, *, export_program: bool, validate: Validate
+    model: nn.Module,
+    gathered: Gathered,
+    item_plan: ItemPlan,
+    out: Path,
+    *,
+    options: ExportOptions,
+    provenance: ProvenanceFacts,
+    export_program: bool,
 ) -> pystac.Item:
-    """Write the weights (and ``model.pt2``), ``config.json``, ``README.md``, and last ``mlm.json``."""
+    """Write the model files (``model.<suffix>``: the same ``artifacts=``, ``primary=`` and
+    ``artifact_timeout=`` as the flat layout) and their runtime files, ``config.json``, ``README.md``, and last
+    ``mlm.json``. The layout changes where files go and what surrounds them, never which model files are written.
+    """
     from ._item import json_safe_hyperparameters
     from ._pipeline import build_checked, write_model_files
+    from ._provenance import with_runtime_files
 
     _hub()  # fail before writing anything when huggingface_hub is missing
-    item_plan = write_model_files(model, gathered, item_plan, out, "model", export_program=export_program)
+    item_plan = write_model_files(
+        model, gathered, item_plan, out, MODEL_STEM, export_program=export_program, artifacts=options.artifacts,
+        primary=options.primary, timeout=options.artifact_timeout,
+    )  # fmt: skip
+    item_plan = with_runtime_files(item_plan, provenance, out, MODEL_STEM, training=True)
+    validate = options.validate
     config = json_safe_hyperparameters(item_plan.hyperparameters or {})
     atomic_write_json(out / CONFIG_FILE, config)
     item = build_checked(_with_files(item_plan, out, (CONFIG_FILE,)), validate)
@@ -131,9 +151,14 @@ def card_metadata(item: Mapping[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def render_card(item: Mapping[str, Any]) -> str:
-    """A model card for an MLM Item: YAML metadata, then inputs, bands, outputs, classes, extent and loading."""
+def render_card(item: Mapping[str, Any], item_href: str = f"./{ITEM_FILE}") -> str:
+    """A model card for an MLM Item: YAML metadata, then inputs, bands, outputs, classes, extent and loading.
+
+    ``item_href`` is where the card links the Item, relative to the card (``./mlm.json`` in the Hugging Face
+    folder; the Item's own file name when ``hf-card`` writes the card beside another Item).
+    """
     hub = _hub()
+    link = _item_link(item_href)
     props = item.get("properties", {})
     data = hub.ModelCardData(**card_metadata(item))
     name = _text(props.get(mlm.NAME) or item.get("id") or "Model")
@@ -141,8 +166,7 @@ def render_card(item: Mapping[str, Any]) -> str:
     if props.get("description"):
         lines += [_text(props["description"]), ""]
     lines += [
-        f"Described by a STAC Item with the Machine Learning Model extension: [`{ITEM_FILE}`](./{ITEM_FILE}) "
-        "(written by mlm-export).",
+        f"Described by a STAC Item with the Machine Learning Model extension: {link} (written by mlm-export).",
         "",
         "| | |",
         "|---|---|",
@@ -161,7 +185,7 @@ def render_card(item: Mapping[str, Any]) -> str:
     lines += ["## Outputs", ""]
     for spec in props.get(mlm.OUTPUT, []):
         lines += _tensor_lines(spec, "result")
-    lines += ["## Training data extent", "", *_extent_lines(item), "", "## How to load", "", *_load_lines(item)]
+    lines += ["## Training data extent", "", *_extent_lines(item), "", "## How to load", "", *_load_lines(item, link)]
     card = hub.ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
     return str(card)
 
@@ -206,7 +230,7 @@ def _extent_lines(item: Mapping[str, Any]) -> list[str]:
     return [f"- Area: {where}", f"- Time: {when}"]
 
 
-def _load_lines(item: Mapping[str, Any]) -> list[str]:
+def _load_lines(item: Mapping[str, Any], link: str) -> list[str]:
     """How to run the model asset, by its ``mlm:artifact_type``; plain torch, no training code."""
     assets = item.get("assets", {})
     model = next((a for a in assets.values() if isinstance(a, dict) and mlm.ROLE_MODEL in (a.get("roles") or [])), {})
@@ -233,7 +257,15 @@ def _load_lines(item: Mapping[str, Any]) -> list[str]:
             + "; -1 in the Item: any size",
             "prediction = model(x)",
         ]
-    return ["```python", *code, "```", "", f"Every file's size and sha256 are in [`{ITEM_FILE}`](./{ITEM_FILE})."]
+    return ["```python", *code, "```", "", f"Every file's size and sha256 are in {link}."]
+
+
+def _item_link(href: str) -> str:
+    """A Markdown link to the Item file: the name shown as code, the target percent-encoded (inert)."""
+    from urllib.parse import quote
+
+    name = href.removeprefix("./")
+    return f"[`{_text(name).replace('`', '')}`]({quote(href)})"
 
 
 def _beside(href: str) -> str:

@@ -1,7 +1,8 @@
 """Write the model files ``artifacts=`` asks for, prove each one, and choose the ``mlm:model`` asset.
 
 Every runnable file (``.pt2``, TorchScript, ONNX) is loaded back once and run against the eager model on the
-parity cases (example size at batch 1 and 3, a larger and a smaller size where the Item allows any size). A
+parity cases (example size at batch 1 and 3; where the Item allows any size a larger and a smaller size, the
+architecture's smallest, sizes no multiple of its stride and 512). A ``.pt2`` is exported size-oblivious there. A
 file that does not load or differs at the example's size is removed and cannot be the ``mlm:model``; sizes
 the eager model runs but the file refuses are stated in the asset's description. A format that cannot be
 written is one warning naming the format and the reason; the others are still written. When the requested
@@ -30,6 +31,7 @@ from ._facts import ArtifactFacts
 from ._item import ItemPlan
 from ._model_asset import file_href
 from ._sources.model import call_spec
+from ._sources.torchgeo import runnable_network
 from .errors import MLMExportError, MLMExportWarning, first_line
 
 
@@ -176,6 +178,9 @@ class _Writer:
         self, module: nn.Module, gathered: Any, out_dir: Path, stem: str, bound: float | None, stacklevel: int
     ) -> None:
         self.module = module
+        #: What the runnable files hold: a TorchGeo task's network, as its forward calls it (weights files
+        #: keep the module's own state dict, loadable into the task).
+        self.network = runnable_network(module)
         self.gathered = gathered
         self.out_dir = out_dir
         self.stem = stem
@@ -187,21 +192,45 @@ class _Writer:
         self.tried: set[str] = set()
         self.written: list[Path] = []
         self.failures: list[str] = []
+        self._stride: int | None = None
 
     def write(self, fmt: str) -> _Written | None:
-        """Write and prove one format; None (with one warning naming it and why) when it cannot be done."""
+        """Write and prove one format; None (with one warning naming it and why) when it cannot be done.
+
+        A ``.pt2`` of a model whose Item allows any size is exported size-oblivious first (no dim fixed because
+        a feature map reaches 1x1 at the example's size), and the usual way when that fails or runs fewer of the
+        probed sizes; its asset description says which it is.
+        """
         self.tried.add(fmt)
         path = self.out_dir / f"{self.stem}{art.FORMATS[fmt].suffix}"
-        try:
-            with exporters.time_bound(self.bound, f"writing the {fmt} file of {self.class_name}"):
-                w = self._write(fmt, path)
-            if fmt in art.RUNNABLE:
-                w.note = " ".join(filter(None, [w.note, self._prove(fmt, path, w.accepted)]))
-        except Exception as e:
-            path.unlink(missing_ok=True)
-            if isinstance(e, OSError) and not isinstance(e, MLMExportError):
-                raise  # the disk refused (full, read-only): another format would fare no better
-            reason = f"{type(e).__name__}: {first_line(e, 300)}"
+        best: tuple[_Written, list[parity.CaseResult]] | None = None
+        error: Exception | None = None
+        for oblivious in (True, False) if fmt == "pt2" and self._dynamic else (False,):
+            try:
+                with exporters.time_bound(self.bound, f"writing the {fmt} file of {self.class_name}"):
+                    w = self._write(fmt, path, size_oblivious=oblivious)
+                refused: list[parity.CaseResult] = []
+                if fmt in art.RUNNABLE:
+                    note, refused = self._prove(fmt, path, w.accepted)
+                    w.note = " ".join(filter(None, [w.note, _OBLIVIOUS if oblivious else "", note]))
+            except Exception as e:
+                path.unlink(missing_ok=True)
+                if isinstance(e, OSError) and not isinstance(e, MLMExportError):
+                    raise  # the disk refused (full, read-only): another format would fare no better
+                error = error or e
+                continue
+            if best is None or len(refused) < len(best[1]):
+                best = (w, refused)
+            if not refused:
+                break
+            if oblivious:  # the usual export may run more sizes: keep this file's bytes aside meanwhile
+                kept = path.with_name(f".{path.name}.size-oblivious")
+                path.replace(kept)
+                self.written.append(kept)
+                best = (replace(w, path=kept), refused)
+        if best is None:
+            assert error is not None
+            reason = f"{type(error).__name__}: {first_line(error, 300)}"
             self.failures.append(f"{fmt}: {reason}")
             warnings.warn(
                 f"{_TOOLS[fmt]} could not export {self.class_name} ({reason}); the other model files are still "
@@ -210,29 +239,49 @@ class _Writer:
                 stacklevel=self.stacklevel,
             )
             return None
+        w, refused = best
+        if w.path != path:  # the size-oblivious file ran more sizes than the usual one
+            w.path.replace(path)
+            w = replace(w, path=path)
+        elif path.with_name(f".{path.name}.size-oblivious").exists():
+            path.with_name(f".{path.name}.size-oblivious").unlink()
+        if refused:
+            warnings.warn(
+                f"the {fmt} file of {self.class_name} matches the model at the example's size but not at every size "
+                f"the Item allows ({parity.summary(refused)}); its asset description says so.",
+                MLMExportWarning,
+                stacklevel=self.stacklevel,
+            )
         return w
 
-    def _write(self, fmt: str, path: Path) -> _Written:
+    @property
+    def _dynamic(self) -> bool:
+        return any(s == -1 and r != "batch" for f in self.inputs for s, r in zip(f.shape, f.roles, strict=False))
+
+    def _write(self, fmt: str, path: Path, *, size_oblivious: bool = False) -> _Written:
         self.written.append(path)  # before writing: a failure half-way removes it
         if fmt == "pt2":
-            file, accepted = exporters.write_pt2(self.module, self.spec, self.inputs, path)
+            file, accepted = exporters.write_pt2(
+                self.network, self.spec, self.inputs, path, size_oblivious=size_oblivious
+            )
             return _Written(fmt, path, file, accepted=accepted)
         if fmt == "torchscript":
-            file, how = exporters.write_torchscript(self.module, self.spec, path)
+            file, how = exporters.write_torchscript(self.network, self.spec, path)
             return _Written(fmt, path, file, note=f"TorchScript ({how})")
         if fmt == "onnx":
             facts = self.gathered.model
             names = [o.name for o in facts.outputs] if facts.output_structure != "list_of_mappings" else []
-            return _Written(fmt, path, exporters.write_onnx(self.module, self.spec, self.inputs, path, names))
+            return _Written(fmt, path, exporters.write_onnx(self.network, self.spec, self.inputs, path, names))
         tensors, aliases = art.weights(self.module)
         if fmt == "safetensors":
             return _Written(fmt, path, art.write_safetensors(tensors, path, art.safetensors_metadata(aliases)))
         return _Written(fmt, path, exporters.write_checkpoint(tensors, path))
 
-    def _prove(self, fmt: str, path: Path, accepted: Any = None) -> str:
+    def _prove(self, fmt: str, path: Path, accepted: Any = None) -> tuple[str, list[parity.CaseResult]]:
         """Load the file back and run it on the parity cases; raise if it fails at the example's size.
 
         ``accepted``: the input shapes a ``.pt2`` really takes (dims torch.export fixed), which the cases keep.
+        Returns the asset's note and the cases the model runs but the file refuses.
         """
         try:
             runner = exporters.load_runner(fmt, path, input_names=self.spec.names)
@@ -251,21 +300,26 @@ class _Writer:
         def candidate(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
             return [t.cpu() for t in runner(*self.spec.call_args([t.to(device) for t in tensors]))]
 
-        results = parity.compare(self._eager, candidate, parity.cases(self.spec.tensors, inputs))
+        all_cases = parity.cases(self.spec.tensors, inputs, stride=self.stride)
+        results = parity.compare(self._eager, candidate, all_cases)
         at_example = [r for r in results if r.at_example and not r.ok]
         if at_example:
             raise MLMExportError(f"the {fmt} file does not match the model: {parity.summary(at_example)}")
         refused = parity.refused(results)
-        if refused:
-            warnings.warn(
-                f"the {fmt} file of {self.class_name} matches the model at the example's size but not at every size "
-                f"the Item allows ({parity.summary(refused)}); its asset description says so.",
-                MLMExportWarning,
-                stacklevel=self.stacklevel + 1,
-            )
         both = [r for r in results if r.skipped]  # the Item allows these, but neither model nor file runs them
         notes = [f"{r.label}: {r.error}" for r in refused] + [f"{r.label}: the model itself fails too" for r in both]
-        return f"{fixed} Refuses sizes the Item allows: {'; '.join(notes)}".strip() if notes else fixed
+        note = f"{fixed} Refuses sizes the Item allows: {'; '.join(notes)}.".strip() if notes else fixed
+        ran = [r.label for r in results if r.ok and not r.skipped]
+        return " ".join(filter(None, [f"Runs {', '.join(ran)}.", note])), refused
+
+    @property
+    def stride(self) -> int | None:
+        """The architecture's total stride, measured once (None where the Item fixes every size)."""
+        if not self._dynamic:
+            return None
+        if self._stride is None:
+            self._stride = _measured_stride(self.module, self.spec) or 1
+        return self._stride
 
     def _eager(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         device = _device(self.module)
@@ -276,6 +330,56 @@ class _Writer:
     def remove_all(self) -> None:
         for path in self.written:
             path.unlink(missing_ok=True)
+
+
+#: The size (px) the total stride is measured at: no stride's feature map is 1x1 there.
+PROBE_SIZE = 256
+#: What the asset description of a ``.pt2`` exported size-oblivious says.
+_OBLIVIOUS = (
+    "Exported size-oblivious (torch.export with backed_size_oblivious): no input size is fixed because a feature "
+    "map reaches 1x1 at it."
+)
+
+
+def _measured_stride(module: nn.Module, spec: Any) -> int | None:
+    """The total stride of the model's first image input: its height over the smallest feature map height any
+    layer returns on one example (a forward with hooks, removed after)."""
+    first = next((i for i, t in enumerate(spec.tensors) if isinstance(t, torch.Tensor) and t.ndim >= 3), None)
+    if first is None:
+        return None
+    ndim = spec.tensors[first].ndim
+    smallest: list[int] = []
+
+    def hook(_m: nn.Module, _args: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor) and output.ndim == ndim and min(output.shape[-2:]) > 1:
+            smallest.append(min(int(output.shape[-2]), int(output.shape[-1])))  # 1x1: a global pool, not a stride
+
+    device = _device(module)
+    tensors = [t[:1].to(device) for t in spec.tensors]
+    # at 256 px (or the example's size where the model takes no other), no stride's map is 1x1 yet
+    probe = torch.zeros((1, *tensors[first].shape[1:-2], PROBE_SIZE, PROBE_SIZE), dtype=tensors[first].dtype)
+    handles = [m.register_forward_hook(hook) for m in module.modules() if m is not module]
+    try:
+        for size, inputs in ((PROBE_SIZE, [*tensors[:first], probe.to(device), *tensors[first + 1 :]]),
+                             (min(tensors[first].shape[-2:]), tensors)):  # fmt: skip
+            smallest.clear()
+            if _runs(module, spec, inputs):
+                return parity.total_stride(int(size), min(smallest)) if smallest else None
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _runs(module: nn.Module, spec: Any, inputs: Sequence[torch.Tensor]) -> bool:
+    """Whether the model runs on these inputs (eval mode, no gradients)."""
+    try:
+        args, kwargs = spec.call_args(inputs)
+        with exporters._eval(module), torch.no_grad():
+            module(*args, **kwargs)
+    except Exception:
+        return False
+    return True
 
 
 def _device(module: nn.Module) -> torch.device:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from . import _artifacts as art
+from . import mlm
 from ._facts import DataFacts
 from ._sources.values import coerce_bands, coerce_classes, coerce_scaling
-from ._times import iso_utc
-from .errors import InvalidOptionError
+from ._times import iso_utc, parse_iso
+from .errors import InvalidOptionError, option
 
 #: How a schema violation ends an export: an error, or a warning and the Item as built.
 Validate = Literal["raise", "warn"]
@@ -48,9 +49,9 @@ class ExportOptions:
     pretrained_source: str | None = None
     hyperparameters: Mapping[str, Any] | None = None
     bbox: Sequence[float] | None = None
-    datetime: dt.datetime | None = None
-    start_datetime: dt.datetime | None = None
-    end_datetime: dt.datetime | None = None
+    datetime: dt.datetime | str | None = None
+    start_datetime: dt.datetime | str | None = None
+    end_datetime: dt.datetime | str | None = None
     #: Item properties to set as given (they override what was observed).
     properties: Mapping[str, Any] | None = None
     weights: Any = None
@@ -78,8 +79,11 @@ class ExportOptions:
     artifact_timeout: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("datetime", "start_datetime", "end_datetime"):  # ISO 8601 text (a YAML config's) as a datetime
+            object.__setattr__(self, name, _datetime(name, getattr(self, name)))
         if self.validate not in ("raise", "warn"):
             raise InvalidOptionError(f"validate= must be 'raise' or 'warn', not {self.validate!r}")
+        check_schema_fields(self)  # name, license, tasks, ..., and the mlm: fields of properties=
         from ._huggingface import check_layout
         from ._openeo import check_options
         from ._provenance import user_doi
@@ -100,6 +104,61 @@ class ExportOptions:
     def from_keywords(cls, values: Mapping[str, Any]) -> ExportOptions:
         """The options among ``values`` (an entry point's keyword arguments by name); other names are ignored."""
         return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
+#: Options that become one Item field, and the schema definition (URL, JSON pointer) each is checked against
+#: when the options are made, so that an option the Item's schema refuses is an error naming it at once.
+SCHEMA_FIELDS: dict[str, tuple[str, str]] = {
+    "name": (mlm.MLM_SCHEMA, f"/$defs/{mlm.NAME}"),
+    "architecture": (mlm.MLM_SCHEMA, f"/$defs/{mlm.ARCHITECTURE}"),
+    "tasks": (mlm.MLM_SCHEMA, f"/$defs/{mlm.TASKS}"),
+    "pretrained": (mlm.MLM_SCHEMA, f"/$defs/{mlm.PRETRAINED}"),
+    "pretrained_source": (mlm.MLM_SCHEMA, f"/$defs/{mlm.PRETRAINED_SOURCE}"),
+    "batch_size": (mlm.MLM_SCHEMA, f"/$defs/{mlm.BATCH_SIZE_SUGGESTION}"),
+    "license": (mlm.LICENSING_SCHEMA, f"/properties/{mlm.LICENSE}"),
+}
+
+#: What to write instead, for the options people most often get wrong.
+_HINTS = {
+    "name": "an mlm:name must start with a letter, end with a letter or digit, be 3+ characters and hold only letters, "
+    "digits, spaces, '_', '.' or '-' (no '=', '/', ':' or brackets)",
+    "license": "give an SPDX license identifier such as 'MIT', 'Apache-2.0' or 'CC-BY-4.0' (or 'other')",
+    mlm.ACCELERATOR: "a CPU is 'amd64' (or None: any accelerator); the schema has no 'cpu'",
+}
+
+
+def check_schema_fields(options: ExportOptions) -> None:
+    """Every option that becomes an Item field, and every ``mlm:`` field of ``properties=``, against the schema
+    the Item is validated with (the bundled MLM v1.5.2 and STAC 1.1 schemas): an InvalidOptionError naming it."""
+    from ._validate import field_problem, schema_definitions
+
+    for name, (url, pointer) in SCHEMA_FIELDS.items():
+        value = getattr(options, name)
+        if value is None:
+            continue
+        if name == "tasks":  # one task, a list, or a list per output name
+            value = list(value) if not isinstance(value, str | Mapping) else [value] if isinstance(value, str) else [
+                t for v in value.values() for t in ([v] if isinstance(v, str) else v)
+            ]  # fmt: skip
+            value = list(dict.fromkeys(value))
+            if not value or any(t not in mlm.TASK_NAMES for t in value):  # the message export_mlm gives later
+                raise InvalidOptionError(f"tasks= must list MLM tasks ({', '.join(mlm.TASK_NAMES)}); got {value}")
+        if problem := field_problem(url, pointer, value):
+            hint = _HINTS.get(name, "")
+            field = pointer.rsplit("/", 1)[-1]
+            given = repr(getattr(options, name))
+            raise InvalidOptionError(f"{option(name, given, given)} is not a valid {field}: {hint or problem}")
+    defined = schema_definitions(mlm.MLM_SCHEMA)
+    for key, value in (options.properties or {}).items():
+        if key in defined:
+            where = (mlm.MLM_SCHEMA, f"/$defs/{key}")
+        elif key == mlm.LICENSE:
+            where = SCHEMA_FIELDS["license"]
+        else:
+            continue
+        if problem := field_problem(*where, value):
+            hint = f" ({_HINTS[key]})" if key in _HINTS else ""
+            raise InvalidOptionError(f"properties={{{key!r}: {value!r}}} is not a valid {key}: {problem}{hint}")
 
 
 def user_facts(options: ExportOptions) -> DataFacts:
@@ -132,6 +191,18 @@ def user_facts(options: ExportOptions) -> DataFacts:
         end_datetime=_iso(options.end_datetime),
         sources=sources,
     )
+
+
+def _datetime(name: str, value: Any) -> dt.datetime | None:
+    """An option's time: a datetime as it is, ISO 8601 text parsed; anything else names the option."""
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_iso(value)
+        except ValueError:
+            pass
+    raise InvalidOptionError(f"{name}= must be a datetime or ISO 8601 text (2024-06-01T00:00:00Z), got {value!r}")
 
 
 def _iso(t: Any) -> str | None:

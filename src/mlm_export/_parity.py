@@ -1,11 +1,14 @@
 """Parity of a model file with a reference (the eager model): the same outputs within 1e-4 on the sizes that matter.
 
 The cases: the example's size at batch 1 and 3, a second (larger) size where the Item allows any size, and a
-smaller one. A size the reference itself refuses is no fault of the file and is skipped.
+smaller one; with the architecture's total stride known, also that smallest size (a 1x1 last feature map, where
+torch.export specialises), sizes that are not multiples of it (33x47 for a stride of 32) and 512x512. A size
+the reference itself refuses is no fault of the file and is skipped.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -46,27 +49,43 @@ class CaseResult:
 
 
 def cases(
-    examples: Sequence[torch.Tensor], inputs: Sequence[TensorFacts], *, smaller: bool = True, base: int | None = None
+    examples: Sequence[torch.Tensor],
+    inputs: Sequence[TensorFacts],
+    *,
+    smaller: bool = True,
+    base: int | None = None,
+    stride: int | None = None,
 ) -> list[Case]:
     """Batch 1 and 3 at the example's size; batch 3 at +32 px, batch 1 at half size and at one px less (an odd
     size, where the example's is even) on dynamic dims.
 
     ``base`` replaces the size of every dynamic non-batch dim (verify has no example, only the Item).
+    ``stride`` (the architecture's total stride, :func:`total_stride`) adds batch 1 at that smallest size, at
+    sizes that are no multiple of it (``stride + 1`` by ``stride * 1.5 - 1``: 33x47 for 32) and at 512.
     """
     gen = torch.Generator().manual_seed(0)
     out: list[Case] = []
 
-    def make(batch: int, size: Callable[[int], int], label: str, at_example: bool) -> None:
+    def make(batch: int, size: Callable[[int], int], label: str, at_example: bool, nth: Sequence[int] = ()) -> None:
         tensors = []
         for t, facts in zip(examples, inputs, strict=True):
             shape = list(t.shape)
             if shape:  # a batch size the file fixed stays fixed
                 shape[0] = batch if facts.shape[:1] in ((-1,), ()) else facts.shape[0]
+            k = 0
             for d, (s, role) in enumerate(zip(facts.shape, facts.roles, strict=False)):
                 if s == -1 and role != "batch" and d > 0:
-                    shape[d] = size(t.shape[d])
+                    spatial = nth and role in ("height", "width")  # a stride's sizes are for height and width
+                    shape[d] = nth[min(k, len(nth) - 1)] if spatial else size(t.shape[d])
+                    k += 1 if spatial else 0
             tensors.append(_values(t, tuple(shape), gen, reuse=at_example and base is None))
+        shapes = [tuple(x.shape) for x in tensors]
         dims = "x".join(str(s) for s in tensors[0].shape) if tensors else ""
+        for i, c in enumerate(out):
+            if [tuple(x.shape) for x in c.tensors] == shapes:  # the smaller size may be the smallest: run it once
+                if not c.at_example:
+                    out[i] = Case(f"{label} ({dims})", c.tensors, False)  # named by the later, more telling label
+                return
         out.append(Case(f"{label} ({dims})", tuple(tensors), at_example))
 
     start = (lambda s: base) if base else (lambda s: s)
@@ -78,7 +97,22 @@ def cases(
         if smaller:
             make(1, lambda s: max(start(s) // 2, 1), "smaller size", False)
         make(1, lambda s: start(s) - 1 if start(s) > 2 else start(s) + 1, "odd size", False)
+    if dynamic and stride is not None and stride > 1:
+        make(1, start, "smallest size", False, nth=(stride,))
+        make(1, start, "size no multiple of the stride", False, nth=(stride + 1, max(stride + stride // 2 - 1, 3)))
+        make(1, start, "large size", False, nth=(LARGE,))
     return out
+
+
+#: The large size every file of a model whose Item allows any size is run at.
+LARGE = 512
+
+
+def total_stride(input_size: int, smallest_map: int) -> int:
+    """The architecture's total stride: the input size over its smallest feature map, as a power of two."""
+    if smallest_map <= 0 or input_size <= smallest_map:
+        return 1
+    return int(2 ** round(math.log2(input_size / smallest_map)))
 
 
 def _values(t: torch.Tensor, shape: tuple[int, ...], gen: torch.Generator, *, reuse: bool) -> torch.Tensor:

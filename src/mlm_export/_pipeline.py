@@ -29,6 +29,7 @@ from ._options import ExportOptions, Validate
 from ._sources.constants import forward_constants
 from ._sources.evidence import task_evidence
 from ._sources.model import call_spec
+from ._sources.targets import run_evidence
 from ._times import parse_iso
 from ._validate import validation_problems
 from .errors import ItemValidationError, MLMExportWarning
@@ -45,7 +46,7 @@ def plan(
     ``provenance`` (:class:`~mlm_export._provenance.ProvenanceFacts`) is gathered from ``model`` when not given.
     """
     from ._provenance import export_lineage, provenance_facts, with_provenance, with_training_data
-    from ._sources.torchgeo import architecture as task_architecture
+    from ._sources.libraries import architecture as task_architecture
     from ._sources.training_data import stac_training_data
 
     given = model
@@ -58,6 +59,8 @@ def plan(
     if consts.bands and data.bands is None:  # wavelengths passed to forward: the bands, with eo:center_wavelength
         data = replace(data, bands=consts.bands, sources={**data.sources, "bands": consts.bands_source or ""})
     evidence = task_evidence(model, facts, gathered.weights)
+    for name, e in run_evidence(given, facts, data.example_target).items():  # the run's targets, loss, hparams
+        evidence.setdefault(name, e)
     tasks_by_output = resolve.resolve_tasks(facts, data, options.tasks, {k: e.tasks for k, e in evidence.items()})
     inputs = resolve.input_specs(facts, data)
     inputs = _with_provenance(inputs, data.sources.get("example_input"), consts.description)
@@ -162,7 +165,7 @@ def _described(
         parts = [o.description] if o.description else []
         if e.embedding:
             parts.append("Embeddings (features) of the input, for similarity search and downstream heads")
-        parts += [f"Task from evidence: {e.reason}", *notes]
+        parts += [f"Task from {e.source}: {e.reason}", *notes]
         out.append(replace(o, description=". ".join(parts) + "."))
     return tuple(out)
 
@@ -245,7 +248,9 @@ def build_checked(item_plan: ItemPlan, mode: Validate) -> pystac.Item:
     return item
 
 
-def _when(datetime: dt.datetime | None, data: DataFacts, warn: bool) -> dt.datetime | None:
+def _when(datetime: dt.datetime | str | None, data: DataFacts, warn: bool) -> dt.datetime | None:
+    if isinstance(datetime, str):  # ExportOptions parses text; a str here is ISO 8601 already checked
+        return parse_iso(datetime)
     if datetime is not None or (data.start_datetime and data.end_datetime):
         return datetime
     if warn:

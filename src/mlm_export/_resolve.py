@@ -30,9 +30,9 @@ def resolve_tasks(
     library or weights state (``evidence``), else inferred where the outputs leave no doubt."""
     given = _given_tasks(model, tasks)
     if not given:
-        from ._sources.torchgeo import mlm_tasks
+        from ._sources.libraries import mlm_tasks
 
-        known = mlm_tasks(model.qualified_name)  # a TorchGeo task says what it does
+        known = mlm_tasks(model.qualified_name)  # a TorchGeo or TerraTorch task says what it does
         given = {o.name: known for o in model.outputs} if known else dict(evidence or {})
     result: dict[str, tuple[Task, ...]] = {}
     detection = _detection_tasks(model)
@@ -43,12 +43,14 @@ def resolve_tasks(
         inferred = detection or _infer(out, model, data)
         if inferred is None:
             tasks_option = option("tasks", "['classification']", "classification")
-            raise TaskInferenceError(
-                f"cannot tell the task of output '{out.name}' (shape {list(out.shape)}, {out.dtype}) from the model "
-                f"alone: {_why(out)}. Pass {tasks_option} (or 'regression', "
+            what = f"cannot tell the task of output '{out.name}' (shape {list(out.shape)}, {out.dtype}): {_why(out)}"
+            error = TaskInferenceError(
+                f"{what}. Pass {tasks_option} (or 'regression', "
                 f"'semantic-segmentation', 'similarity-search', ...: one of {', '.join(mlm.TASK_NAMES)}), or "
                 f"{option('classes', '[...]', 'NAME,NAME,...')} for a classifier."
             )
+            error.what = what
+            raise error
         result[out.name] = inferred
     return result
 
@@ -110,7 +112,8 @@ def _why(out: TensorFacts) -> str:
     if len(out.observed) == 4 and out.roles[-2:] == ("height", "width"):
         return (
             f"a per-pixel map of {out.observed[1]} channels may be class scores, an image (a denoiser, "
-            "super-resolution) or features, and no class count, segmentation library or task says which"
+            "super-resolution) or features, and no class count, segmentation library, training target or loss "
+            "says which"
         )
     return "its shape matches no task unambiguously"
 

@@ -124,6 +124,9 @@ class UnsupportedOutputError(MLMExportError, TypeError):
 class TaskInferenceError(MLMExportError, ValueError):
     """The task of an output cannot be told from its shape alone."""
 
+    #: What could not be told, without the remedy (the callback's end-of-fit line says its own).
+    what: str | None = None
+
 
 class InvalidOptionError(MLMExportError, ValueError):
     """An option passed to export_mlm (or the CLI) cannot be used."""
@@ -167,6 +170,14 @@ class ItemChangedError(MLMExportError, FileExistsError):
     """The Item file changed on disk since it was opened for editing; saving would overwrite someone's work."""
 
 
+class OutputExistsError(MLMExportError, FileExistsError):
+    """A command would replace a file that exists; every command keeps it unless ``--overwrite`` is given."""
+
+    def __init__(self, path: Path | str, what: str = "file") -> None:
+        self.path = Path(path)
+        super().__init__(f"{path} exists; pass --overwrite to replace the {what} (the one rule of every command)")
+
+
 class ItemFileError(MLMExportError, ValueError):
     """A file given to edit is not a STAC Item, or there is no file to save the edited Item to."""
 
@@ -195,6 +206,10 @@ class ArchitectureError(MLMExportError, ValueError):
 
 class ArchiveBombError(MLMExportError, ValueError):
     """A zip checkpoint declares more data than it can hold or than is safe to inflate."""
+
+
+class InputTooLargeError(MLMExportError, ValueError):
+    """A stranger's input is over one of the caps of ``mlm_export._limits`` (size, nesting, values, time)."""
 
 
 class UntrustedModelError(MLMExportError, PermissionError):
@@ -309,10 +324,11 @@ class ItemNotFoundError(CatalogError, KeyError):
 __all__ = [
     "ArchitectureError", "ArchiveBombError", "ArtifactTimeoutError", "CatalogError", "CatalogFormatError",
     "CatalogUnreachableError", "CheckpointError", "ConflictError", "DownloadRefusedError", "first_line",
-    "InputRequiredError", "InvalidOptionError", "ItemChangedError", "ItemFileError", "ItemNotFoundError",
-    "ItemValidationError", "MLMExportError", "MLMExportWarning", "NotJSONError", "Problem", "QueryError",
-    "RefusedItemsError", "SchemaNotFoundError", "SchemaURLRefusedError", "TaskInferenceError",
+    "InputRequiredError", "InputTooLargeError", "InvalidOptionError", "ItemChangedError", "ItemFileError",
+    "ItemNotFoundError", "ItemValidationError", "MLMExportError", "MLMExportWarning", "NotJSONError", "Problem",
+    "QueryError", "RefusedItemsError", "SchemaNotFoundError", "SchemaURLRefusedError", "TaskInferenceError",
     "TorchScriptError", "TraceError", "UnsafeArtifactError", "UnsafeHrefError", "UnsupportedOutputError",
     "UntrustedCheckpointError", "UntrustedModelError", "UsageError", "WriteFailedError",
 ]
 # fmt: on
+__all__ += ["OutputExistsError"]

@@ -104,6 +104,7 @@ MEDIA_GEOJSON = "application/geo+json"
 MEDIA_HTML = "text/html"
 MEDIA_MARKDOWN = "text/markdown"
 MEDIA_TEXT = "text/plain"
+MEDIA_YAML = "application/yaml"
 
 FRAMEWORK_PYTORCH = "PyTorch"
 
@@ -240,7 +241,7 @@ def _adapter(kind: type[Any]) -> TypeAdapter[Any]:
     return _ADAPTERS[kind]
 
 
-_CONFIG = ConfigDict(extra="forbid")
+_CONFIG = ConfigDict(extra="forbid", defer_build=True)
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -346,6 +347,29 @@ SCI_PUBLICATIONS = SCI_PREFIX + "publications"
 ML_AOI_PREFIX = "ml-aoi:"
 ML_AOI_SPLIT = ML_AOI_PREFIX + "split"
 
+# -- Fields of data Items (match's example scenes) and of match results (the command line's ItemCollection) ----
+#: The STAC core schema of the Item's ``license`` (an SPDX identifier, or "other").
+LICENSING_SCHEMA = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/licensing.json"
+LICENSE = "license"
+#: raster v2 is the raster extension for STAC 1.1 ``bands`` (``raster:scale``, ``raster:offset``).
+RASTER_V2_SCHEMA = "https://stac-extensions.github.io/raster/v2.0.0/schema.json"
+#: STAC 1.1 band definitions (properties and assets) and their common fields.
+BANDS = "bands"
+DATA_TYPE = "data_type"
+NODATA = "nodata"
+GSD = "gsd"
+EO_FWHM = "eo:full_width_half_max"
+RASTER_SCALE = "raster:scale"
+RASTER_OFFSET = "raster:offset"
+RASTER_SPATIAL_RESOLUTION = "raster:spatial_resolution"
+#: Properties ``mlm-export match --json`` adds to each model Item: why it fits the data or does not.
+MATCH_PREFIX = "mlm_export:"
+MATCH_FITS = MATCH_PREFIX + "fits"
+MATCH_REASONS = MATCH_PREFIX + "reasons"
+MATCH_NOTES = MATCH_PREFIX + "notes"
+MATCH_OVERLAP = MATCH_PREFIX + "overlap"
+MATCH_BANDS = MATCH_PREFIX + "band_mapping"
+
 # fmt: off
 __all__ = [
     "ACCELERATOR", "Accelerator", "accelerator", "ACCELERATOR_CONSTRAINED", "ACCELERATOR_COUNT",
@@ -358,9 +382,9 @@ __all__ = [
     "is_task", "LIGHTNING_DATAMODULE", "LIGHTNING_EPOCH", "LIGHTNING_GLOBAL_STEP", "LIGHTNING_METRICS",
     "LIGHTNING_MODE", "LIGHTNING_MONITOR", "LIGHTNING_PREFIX", "LIGHTNING_SCORE", "LIGHTNING_WEIGHTS_ONLY",
     "MEDIA_GEOJSON", "MEDIA_HTML", "MEDIA_JSON", "MEDIA_MARKDOWN", "MEDIA_ONNX", "MEDIA_PT2", "MEDIA_PYTORCH",
-    "MEDIA_SAFETENSORS", "MEDIA_TEXT", "MEDIA_TORCHSCRIPT", "MEMORY_SIZE", "ML_AOI_PREFIX", "ML_AOI_SCHEMA",
-    "ML_AOI_SPLIT", "MLM_SCHEMA", "MLM_VERSION", "ModelInput", "ModelOutput", "NAME", "NAME_PATTERN", "OUTPUT",
-    "PREFIX", "PRETRAINED", "PRETRAINED_SOURCE", "PROCESSING_DATETIME", "PROCESSING_LINEAGE",
+    "MEDIA_SAFETENSORS", "MEDIA_TEXT", "MEDIA_TORCHSCRIPT", "MEDIA_YAML", "MEMORY_SIZE", "ML_AOI_PREFIX",
+    "ML_AOI_SCHEMA", "ML_AOI_SPLIT", "MLM_SCHEMA", "MLM_VERSION", "ModelInput", "ModelOutput", "NAME",
+    "NAME_PATTERN", "OUTPUT", "PREFIX", "PRETRAINED", "PRETRAINED_SOURCE", "PROCESSING_DATETIME", "PROCESSING_LINEAGE",
     "PROCESSING_PREFIX", "PROCESSING_SCHEMA", "PROCESSING_SOFTWARE", "ProcessingExpression", "RASTER_BANDS",
     "RESIZE_TYPES", "ResizeType", "ROLE_CHECKPOINT", "ROLE_CODE", "ROLE_DATA", "ROLE_INFERENCE_RUNTIME",
     "ROLE_METADATA", "ROLE_MODEL", "ROLE_SOURCE_CODE", "ROLE_TRAINING_RUNTIME", "ROLE_WEIGHTS", "SCALING_TYPES",
@@ -369,3 +393,20 @@ __all__ = [
     "TOTAL_PARAMETERS", "ValueScaling", "VERSION_SCHEMA",
 ]
 # fmt: on
+__all__ += [
+    "BANDS",
+    "DATA_TYPE",
+    "EO_FWHM",
+    "GSD",
+    "MATCH_BANDS",
+    "MATCH_FITS",
+    "MATCH_NOTES",
+    "MATCH_OVERLAP",
+    "MATCH_PREFIX",
+    "MATCH_REASONS",
+    "NODATA",
+    "RASTER_OFFSET",
+    "RASTER_SCALE",
+    "RASTER_SPATIAL_RESOLUTION",
+    "RASTER_V2_SCHEMA",
+]  # fmt: skip

@@ -134,15 +134,15 @@ def test_cli_prints_the_url_first_and_opens_the_browser_unless_told_not(item_pat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(FormServer, "serve_forever", stop)
-    assert main(["form", str(item_path)]) == 0
+    assert main(["form", str(item_path)]) == 130  # Ctrl-C: 130, as every interrupted command
     url = capsys.readouterr().out.splitlines()[0]
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[A-Za-z0-9_-]{40,}", url)
     assert opened == [url]
     opened.clear()
-    assert main(["form", str(item_path), "--no-browser"]) == 0
+    assert main(["form", str(item_path), "--no-browser"]) == 130
     assert opened == []
     capsys.readouterr()
-    assert main(["form", str(item_path), "--no-browser", "--json", "-q"]) == 0
+    assert main(["form", str(item_path), "--no-browser", "--json", "-q"]) == 130
     out, err = capsys.readouterr()
     envelope = json.loads(out.splitlines()[0])
     assert (envelope["command"], envelope["ok"]) == ("form", True)
@@ -191,7 +191,7 @@ def test_cli_serves_until_interrupted(item_path):
         assert json.loads(response.read())["item"] == json.loads(item_path.read_text())
         conn.close()
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=30) == 130
         err = proc.stderr.read()
         assert "Traceback" not in err
         assert "imported: []" in err  # the form needs no optional package (license_expression only regenerates)

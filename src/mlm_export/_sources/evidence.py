@@ -42,6 +42,8 @@ class Evidence:
     reason: str
     #: The output is features/embeddings (a name and description for it).
     embedding: bool = False
+    #: What the reason is read from, for the description ("Task from the training targets: ...").
+    source: str = "evidence"
 
 
 def task_evidence(model: nn.Module, facts: ModelFacts, weights: Any = None) -> dict[str, Evidence]:

@@ -103,6 +103,20 @@ def inference_module(model: Any) -> Any:
     return model
 
 
+def runnable_network(model: nn.Module) -> nn.Module:
+    """The network a TorchGeo task's own ``forward`` calls (``self.model(*args, **kwargs)``), to export as a
+    runnable file: the task's ``forward(*args, **kwargs)`` binds no dynamic dims in ``torch.export`` and its
+    Lightning hooks need a Trainer to trace. Any other model (or a task with its own ``forward``) as it is."""
+    from .model import qualified_name
+
+    network = getattr(model, "model", None)
+    forward = getattr(type(model), "forward", None)
+    delegates = getattr(forward, "__qualname__", "") == "BaseTask.forward"
+    if task_name(qualified_name(model)) is None or not delegates or not isinstance(network, nn.Module):
+        return model
+    return network
+
+
 def architecture(hparams: Mapping[str, Any] | None) -> str | None:
     """A TorchGeo task's architecture from its hyperparameters: ``model`` and, where set, ``(backbone)``."""
     if not hparams or not isinstance(hparams.get("model"), str):

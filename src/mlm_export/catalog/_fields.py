@@ -1,13 +1,17 @@
 """The searchable fields of an MLM Item, derived the same way for every backend.
 
-The queryables are the names a CQL2 filter may use in every catalog. ``mlm:input.bands`` is derived: the band
-names listed in ``mlm:input`` (strings or objects with ``name``) plus every ``common_name`` / ``eo:common_name``
-of the band definitions (STAC 1.1 ``bands``, ``eo:bands``, ``raster:bands``) in the properties and the assets,
-so that ``--band red`` finds a model whose input lists ``B04`` defined as red.
+The queryables are the names a CQL2 filter may use in every catalog. ``mlm:input.bands`` is derived by one rule:
+the bands a model reads are those ``mlm:input`` lists (strings or objects with ``name``) and those named inside
+an input band's ``expression`` (``NDVI = (B08 - B04) / (B08 + B04)`` reads B08 and B04); each is found by its
+name and by the ``common_name`` / ``eo:common_name`` its definition gives (STAC 1.1 ``bands``, ``eo:bands``,
+``raster:bands``, in the properties and the assets), so that ``--band red`` finds a model whose input lists
+``B04`` defined as red, and ``--band B08`` and ``--band nir`` both find the NDVI model. An Item whose inputs
+list no band names is found by the common names of all its band definitions.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -15,6 +19,9 @@ from typing import Any
 from .. import mlm
 
 BANDS = mlm.INPUT + ".bands"
+
+#: A name inside a band's ``expression``: the bands it reads.
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: name -> JSON Schema of the value, as the STAC API Filter extension's queryables list them.
 QUERYABLES: dict[str, dict[str, Any]] = {
@@ -36,14 +43,23 @@ QUERYABLES: dict[str, dict[str, Any]] = {
 
 
 def input_band_names(item: Mapping[str, Any]) -> list[str]:
-    """The band names every ``mlm:input`` lists, in order, without repeats."""
+    """The bands every ``mlm:input`` reads, in order, without repeats: those it lists, and after each band
+    given by an ``expression`` the bands that expression names."""
     names: list[str] = []
     for inp in item.get("properties", {}).get(mlm.INPUT) or []:
         for band in (inp.get("bands") or []) if isinstance(inp, Mapping) else []:
             name = band if isinstance(band, str) else band.get("name") if isinstance(band, Mapping) else None
-            if isinstance(name, str) and name not in names:
-                names.append(name)
+            used = [name, *expression_bands(band)] if isinstance(band, Mapping) else [name]
+            names += [n for n in dict.fromkeys(used) if isinstance(n, str) and n not in names]
     return names
+
+
+def expression_bands(band: Mapping[str, Any]) -> list[str]:
+    """The names an input band's ``expression`` reads (none when it has no text expression)."""
+    expression = band.get("expression")
+    if isinstance(expression, Mapping):  # MLM's expression object: {"format": ..., "expression": "..."}
+        expression = expression.get("expression")
+    return list(dict.fromkeys(_IDENT.findall(expression))) if isinstance(expression, str) else []
 
 
 def band_definitions(item: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -64,11 +80,12 @@ def common_name(band: Mapping[str, Any]) -> str | None:
 
 
 def searchable_bands(item: Mapping[str, Any]) -> list[str]:
-    """What ``--band`` matches: input band names, then the common names of the Item's band definitions."""
+    """What ``--band`` matches: the bands the inputs read (see the module's rule), then their common names."""
     names = input_band_names(item)
+    read = set(names)
     for band in band_definitions(item):
         value = common_name(band)
-        if value and value not in names:
+        if value and value not in names and (not read or band.get("name") in read):
             names.append(value)
     return names
 

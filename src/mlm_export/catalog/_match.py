@@ -9,16 +9,14 @@ training extent (its bbox); the overlap is reported. An unknown extent or data t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import mlm
-from ._fields import band_definitions, common_name
+from ._fields import band_definitions, common_name, expression_bands
 
 SCALING_TYPES = {*mlm.SCALING_TYPES, "processing"}  # MLM's value scaling types, and a processing expression
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -109,7 +107,7 @@ def _check_input(data: DataBands, inp: Mapping[str, Any], synonyms: dict[str, se
     missing: list[str] = []
     for band in bands:
         if isinstance(band, Mapping) and band.get("expression") is not None:
-            needed = set(_IDENT.findall(str(band["expression"]))) if isinstance(band["expression"], str) else set()
+            needed = set(expression_bands(band))
             lost = sorted(n for n in needed if not _find(data, n, synonyms))
             if lost:
                 missing.append(f"{band.get('name')} (needs {', '.join(lost)})")

@@ -48,9 +48,14 @@ class Query:
     filter: str | Mapping[str, Any] | None = None
     ids: tuple[str, ...] = ()
     limit: int = DEFAULT_LIMIT
+    #: More tasks every model must have, beside ``task`` (``--task`` repeated or comma-separated).
+    tasks: tuple[str, ...] = ()
     _interval: tuple[dt.datetime | None, dt.datetime | None] = field(default=(None, None), init=False, repr=False)
 
     def __post_init__(self) -> None:
+        unknown = [t for t in (*([self.task] if self.task else []), *self.tasks) if t not in mlm.TASK_NAMES]
+        if unknown:  # a typo would find nothing and look like an answer
+            raise QueryError(f"unknown task(s) {', '.join(unknown)}; MLM tasks: {', '.join(mlm.TASK_NAMES)} (--task)")
         if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
             raise QueryError(f"limit must be a whole number, 1 or more, got {self.limit!r} (--limit)")
         object.__setattr__(self, "limit", min(self.limit, MAX_LIMIT))
@@ -77,8 +82,9 @@ class Query:
         args: list[dict[str, Any]] = []
         if self.ids:
             args.append({"op": "in", "args": [{"property": "id"}, list(self.ids)]})
-        if self.task:
-            args.append({"op": "a_contains", "args": [{"property": mlm.TASKS}, [self.task]]})
+        tasks = list(dict.fromkeys([*([self.task] if self.task else []), *self.tasks]))
+        if tasks:
+            args.append({"op": "a_contains", "args": [{"property": mlm.TASKS}, tasks]})
         if self.bands:
             args.append({"op": "a_contains", "args": [{"property": BANDS}, list(self.bands)]})
         for prop, value in ((mlm.ARCHITECTURE, self.architecture), (mlm.FRAMEWORK, self.framework)):

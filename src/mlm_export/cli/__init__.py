@@ -23,6 +23,7 @@ from . import _validate as validate
 from . import _verify as verify
 from ._errors import FLAGS, USAGE, debugging, describe
 from ._imports import user_modules_from_cwd
+from ._offline import offline_schemas
 from ._output import Output
 
 EPILOG = """examples:
@@ -56,17 +57,25 @@ class _Parser(argparse.ArgumentParser):
         raise ArgumentError(self.prog, message)
 
 
+class _Version(argparse.Action):
+    """``--version``: the version is read from the package's metadata only when asked (not to build the parser)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> NoReturn:
+        from .._about import package_version
+
+        print(f"mlm-export {package_version()}")
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     """The ``mlm-export`` argument parser with every subcommand."""
-    from .. import __version__
-
     p = _Parser(
         prog="mlm-export",
         description="Write, check and verify STAC Items with the Machine Learning Model (MLM) extension.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--version", action="version", version=f"mlm-export {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0, help="print the program's version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (convert, validate, verify, publish, search, match, form, hf_card, demo):
         module.add_parser(sub)
@@ -81,14 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help and --version
         return int(e.code or 0)
     except ArgumentError as e:
-        if "--json" in argv:  # the envelope still comes, holding the line argparse printed
+        if "--json" in argv or "--json-envelope" in argv:  # the envelope still comes, holding the line argparse printed
             out = Output(next((a for a in argv if not a.startswith("-")), ""), as_json=True)
             out.errors.append(e.line)
             out.finish(False)
         return USAGE
     out = Output.for_args(args)
     try:
-        with flag_spelling(FLAGS), user_modules_from_cwd(args):
+        with flag_spelling(FLAGS), user_modules_from_cwd(args), offline_schemas(args):
             return int(args.run(args, out))
     except (Exception, KeyboardInterrupt) as e:
         if debugging() and not isinstance(e, KeyboardInterrupt):

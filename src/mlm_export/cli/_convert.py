@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
 
 from .. import mlm
-from .._convert import Converter, ConvertSettings, Result, parse_shape
-from .._pipeline import ExportOptions
-from .._sources.checkpoint import find_checkpoints
-from ..errors import InvalidOptionError, MLMExportError, MLMExportWarning, UsageError, first_line
+from .._hrefs import loads
+from .._limits import JSON_DEPTH, check_structure
+from ..errors import InputTooLargeError, InvalidOptionError, MLMExportError, MLMExportWarning, UsageError, first_line
+from ._offline import add_offline_flag
 from ._output import Output, add_output_flags
 from ._paths import require_existing
+
+if TYPE_CHECKING:  # torch comes with these: imported when convert runs, not when the command line starts
+    from .._convert import Result
+    from .._options import ExportOptions
 
 EPILOG = """examples:
   mlm-export convert lightning_logs/version_0/checkpoints/
@@ -27,6 +30,7 @@ EPILOG = """examples:
   mlm-export convert weights.pth --factory torchvision.models:resnet18 --init-args '{num_classes: 10}' \\
       --input-shape 1,3,224,224 --tasks classification
   mlm-export convert ckpts/ --defaults mlm.yaml      # name, license, bands, classes, ... as YAML or JSON
+  mlm-export convert ckpts/ --item-version 2.1.0 --band red --band nir   # = --bands red,nir
   mlm-export convert resnet50_s2_moco.pth --weights ResNet50_Weights.SENTINEL2_ALL_MOCO --tasks similarity-search
 
 Models are rebuilt from, in order: the Item embedded by MLMExportCallback; the class LightningCLI recorded;
@@ -67,10 +71,22 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--input-shape", type=_shape, help="example input shape to trace with, e.g. 1,3,224,224")
     p.add_argument("--defaults", type=Path, help="YAML or JSON file of export_mlm options (name, license, bands, ...)")
     for name in TEXT_OPTIONS:
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"the Item's {name.replace('_', ' ')}")
+        flag = "--item-version" if name == "version" else f"--{name.replace('_', '-')}"
+        p.add_argument(flag, dest=name, help=f"the Item's {name.replace('_', ' ')}")
+    # --version is the program's version in every command; convert's old --version VALUE still sets the Item's
+    p.add_argument("--version", dest="legacy_version", help=argparse.SUPPRESS)
     for name in LIST_OPTIONS:
         kind = _tasks if name == "tasks" else _csv
-        p.add_argument(f"--{name}", type=kind, help=f"comma-separated {name}")
+        singular = {"tasks": "--task", "bands": "--band", "classes": "--class", "artifacts": "--artifact"}[name]
+        p.add_argument(
+            f"--{name}",
+            singular,
+            dest=name,
+            type=kind,
+            action="extend",
+            metavar=name.upper().rstrip("S"),
+            help=f"{name}: a comma-separated list, or repeat the flag",
+        )
     p.add_argument(
         "--profile",
         choices=("default", "openeo"),
@@ -92,6 +108,7 @@ def add_parser(sub: Any) -> None:
         help="allow full unpickling and building any class a checkpoint names (only for trusted files)",
     )
     add_trust_flags(p)
+    add_offline_flag(p)
     add_output_flags(p)
     p.set_defaults(run=run)
 
@@ -113,6 +130,8 @@ def add_trust_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _shape(text: str) -> tuple[int, ...]:
+    from .._convert import parse_shape
+
     try:
         return parse_shape(text)
     except ValueError as e:
@@ -130,8 +149,12 @@ def init_args_value(text: str) -> dict[str, Any]:
 
 
 def _parse_mapping(text: str) -> Any:
+    """JSON, else YAML; nested deeper than ``_limits.JSON_DEPTH`` is a one-line usage error, never a
+    ``RecursionError``."""
     try:
-        return json.loads(text)
+        return loads(text, "the value")
+    except InputTooLargeError as e:
+        raise argparse.ArgumentTypeError(first_line(e)) from e
     except ValueError:
         pass
     try:
@@ -139,9 +162,16 @@ def _parse_mapping(text: str) -> Any:
     except ImportError as e:
         raise argparse.ArgumentTypeError("not valid JSON (install PyYAML to pass YAML)") from e
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise argparse.ArgumentTypeError(f"neither JSON nor YAML: {e}") from e
+    except RecursionError:
+        raise argparse.ArgumentTypeError(f"the value is nested deeper than {JSON_DEPTH} levels") from None
+    try:
+        check_structure(value, "the value")  # YAML anchors can share a list at every level
+    except InputTooLargeError as e:
+        raise argparse.ArgumentTypeError(first_line(e)) from e
+    return value
 
 
 def _csv(text: str) -> list[str]:
@@ -163,6 +193,8 @@ def _unknown_tasks(tasks: list[str]) -> str:
 
 def options_from(args: argparse.Namespace) -> ExportOptions:
     """The defaults file, then the flags over it."""
+    from .._options import ExportOptions
+
     values: dict[str, Any] = {}
     if args.defaults:
         try:
@@ -194,6 +226,15 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    from .._convert import Converter, ConvertSettings, Result
+    from .._sources.checkpoint import find_checkpoints
+
+    if args.legacy_version is not None:
+        if args.version is not None:
+            raise UsageError("--version VALUE is the old spelling of --item-version; pass --item-version alone")
+        out.note("warning: convert --version VALUE is now --item-version VALUE (--version is the program's version)")
+        args.version = args.legacy_version
+
     options = options_from(args)
     settings = ConvertSettings(
         model=args.model or args.factory,

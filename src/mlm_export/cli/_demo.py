@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
+from ..errors import OutputExistsError
 from ._output import Output, add_output_flags
+
+#: The id of the demo's Item (from its name, "TinyUNet water segmentation"): its files are ``<id>.*``.
+ITEM_ID = "tinyunet-water-segmentation"
 
 
 def add_parser(sub: Any) -> None:
@@ -14,13 +19,15 @@ def add_parser(sub: Any) -> None:
         help="train a small model on synthetic data and export its Item",
         description="Train a small U-Net on synthetic 6-band scenes for a few seconds, export its MLM Item and "
         "print a summary. Exit 1 if the Item does not validate.",
-        epilog="examples:\n  mlm-export demo demo-output\n  mlm-export demo /tmp/demo --epochs 1 --json",
+        epilog="examples:\n  mlm-export demo demo-output\n  mlm-export demo /tmp/demo --epochs 1 --json\n"
+        "  mlm-export demo demo-output --overwrite     run it again over the files of an earlier run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("out_dir", nargs="?", default="demo-output", help="where to write (default: demo-output)")
     p.add_argument(
         "--epochs", type=_positive, default=2, metavar="N", help="training epochs, about a second each (default: 2)"
     )
+    p.add_argument("--overwrite", action="store_true", help="replace the demo's files from an earlier run")
     add_output_flags(p)
     p.set_defaults(run=run)
 
@@ -35,6 +42,10 @@ def _positive(text: str) -> int:
 def run(args: argparse.Namespace, out: Output) -> int:
     from .._summary import item_table
     from ..demo import run as run_demo
+
+    earlier = Path(args.out_dir) / f"{ITEM_ID}.json"
+    if earlier.exists() and not args.overwrite:  # checked before training: the one overwrite rule
+        raise OutputExistsError(earlier, "demo's Item and model files")
 
     demo = run_demo(args.out_dir, args.epochs)
     out.line(f"trained TinyUNet for {args.epochs} epoch(s) on synthetic 6-band scenes (loss {demo.loss:.3f})")

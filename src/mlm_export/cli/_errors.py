@@ -34,7 +34,7 @@ FLAGS: Mapping[str, str] = {
     "on_conflict": "--on-conflict",
     "skip_invalid": "--skip-invalid",
     "doi": "--doi",
-    "version": "--version",
+    "version": "--item-version",
     "citation": "--citation",
     "architecture": "--architecture",
 }

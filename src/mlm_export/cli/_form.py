@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ._errors import INTERRUPTED
+from ._offline import add_offline_flag
 from ._output import Output
 
 
@@ -33,6 +35,7 @@ def add_parser(sub: Any) -> None:
         "--json", action="store_true", help='first stdout line: the JSON envelope, results [{"url": ..., "item": ...}]'
     )
     p.add_argument("--quiet", "-q", action="store_true", help="print the URL only (no notice on stderr)")
+    add_offline_flag(p)
     p.set_defaults(run=run)
 
 
@@ -55,8 +58,10 @@ def run(args: argparse.Namespace, out: Output) -> int:
         webbrowser.open(server.url)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # the way to stop the form: exit 130 as every interrupted command does
+        if not args.quiet:
+            print("stopped", file=sys.stderr, flush=True)
+        return INTERRUPTED
     finally:
         server.server_close()
     return 0

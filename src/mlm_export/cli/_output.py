@@ -6,6 +6,11 @@ With ``--json`` every command prints one envelope on stdout::
 
 ``results`` holds one object per file, check or model (the command's own shape, see the README); ``errors`` the
 one-line messages also printed on stderr; a few commands add keys of their own (``collections``, ``item``).
+``search`` and ``match`` answer with Items: their ``--json`` prints a STAC ItemCollection (a GeoJSON
+FeatureCollection STAC tools read), and the envelope only when the command fails (or with ``--json-envelope``).
+
+``--quiet`` drops tables, notes and progress, never results: commands whose results are Items print their ids,
+one a line; the others print only errors (their result is the exit code and the files they write).
 """
 
 from __future__ import annotations
@@ -50,12 +55,17 @@ def plain(value: Any) -> Text:
 
 
 class Output:
-    """Human (rich tables), ``--json`` (one envelope on stdout) or ``--quiet`` (errors only)."""
+    """Human (rich tables), ``--json`` (one envelope, or an ItemCollection, on stdout) or ``--quiet`` (errors, and
+    the ids of the Items a command found)."""
 
-    def __init__(self, command: str = "", *, as_json: bool = False, quiet: bool = False) -> None:
+    def __init__(
+        self, command: str = "", *, as_json: bool = False, quiet: bool = False, envelope: bool = False
+    ) -> None:
         self.command = command
-        self.as_json = as_json
+        self.as_json = as_json or envelope
         self.quiet = quiet
+        #: ``--json-envelope``: the envelope even where ``--json`` prints an ItemCollection.
+        self.envelope = envelope
         self.out = console(sys.stdout)
         self.err = console(sys.stderr)
         self.results: list[Any] = []
@@ -64,7 +74,12 @@ class Output:
 
     @classmethod
     def for_args(cls, args: argparse.Namespace) -> Output:
-        return cls(args.command, as_json=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
+        return cls(
+            args.command,
+            as_json=getattr(args, "json", False),
+            quiet=getattr(args, "quiet", False),
+            envelope=getattr(args, "json_envelope", False),
+        )
 
     def table(self, table: Table) -> None:
         if not (self.as_json or self.quiet):
@@ -74,6 +89,11 @@ class Output:
         """A result line for a person (not in ``--json`` or ``--quiet``)."""
         if not (self.as_json or self.quiet):
             self.out.print(text, markup=False, highlight=False)
+
+    def quiet_line(self, text: str) -> None:
+        """A result in ``--quiet`` form (one line each, e.g. an Item id): only when quiet (a table shows it else)."""
+        if self.quiet and not self.as_json:
+            print(text, flush=False)
 
     def note(self, text: str) -> None:
         """Something a person should know that is not an error (a warning, a skip): stderr, not when quiet."""
@@ -98,6 +118,17 @@ class Output:
             envelope = {"command": self.command, "ok": ok, "results": self.results, "errors": self.errors, **extra}
             print(json.dumps(envelope, indent=2))
 
+    def finish_items(self, features: list[Any], ok: bool, **extra: Any) -> None:
+        """End a command whose results are Items: ``--json`` prints them as a STAC ItemCollection (GeoJSON
+        FeatureCollection with ``numberReturned``), ``--json-envelope`` as the envelope's ``results``."""
+        if self.as_json and not self.envelope and not self.finished:
+            self.finished = True
+            collection = {"type": "FeatureCollection", "features": features, "numberReturned": len(features)}
+            print(json.dumps({**collection, "links": []}, indent=2))
+            return
+        self.results.extend(features)
+        self.finish(ok, **extra)
+
     @contextmanager
     def progress(self, total_bytes: int, files: int) -> Iterator[Callable[[int], None]]:
         """A bar over files and bytes, shown only to a person at a terminal."""
@@ -121,6 +152,20 @@ class Output:
             yield advance
 
 
-def add_output_flags(parser: argparse.ArgumentParser) -> None:
+def add_output_flags(parser: argparse.ArgumentParser, *, items: bool = False, quiet: str = "") -> None:
+    """``--json`` and ``--quiet``; for commands whose results are Items (``items``), also ``--json-envelope``
+    (``quiet``: what ``--quiet`` prints, when not every Item's id)."""
+    if items:
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="print the Items as a STAC ItemCollection (GeoJSON FeatureCollection) on stdout; on failure the "
+            "JSON envelope",
+        )
+        parser.add_argument(
+            "--json-envelope", action="store_true", help="print the JSON envelope of every command, Items as results"
+        )
+        parser.add_argument("--quiet", "-q", action="store_true", help=quiet or "print the Items' ids only, one a line")
+        return
     parser.add_argument("--json", action="store_true", help="print one JSON envelope on stdout (see the README)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .._hrefs import read_json as regular_json
-from ..errors import NotJSONError, UsageError
+from ..errors import CatalogFormatError, InputTooLargeError, NotJSONError, UsageError
 
 GLOB_CHARS = "*?["
 
@@ -30,15 +30,29 @@ def require_files(paths: Sequence[Path], *, what: str = "an Item or Collection J
 
 def read_json(path: Path) -> Any:
     """The JSON in a file; a file that is not JSON is a :class:`NotJSONError` saying so (one that is not a regular
-    file, an ``UnsafeHrefError``: it is never opened for a blocking read)."""
+    file, an ``UnsafeHrefError``: it is never opened for a blocking read; one over a cap of ``_limits``, an
+    ``InputTooLargeError``)."""
     try:
         return regular_json(path)
+    except InputTooLargeError:
+        raise  # says what cap it is over: not "not JSON"
     except ValueError as e:
         raise NotJSONError(path, e) from e
 
 
 def require_catalog(target: str) -> str:
-    """A catalog to read from: a URL (``postgresql://``, ``http(s)://``), or a folder that exists."""
+    """A catalog to read from: a URL (``postgresql://``, ``http(s)://``), or a catalog folder that exists.
+
+    A missing path is a usage error (exit 2); a folder that is not a catalog (no manifest) is a
+    ``CatalogFormatError`` (exit 1) naming it, never an empty answer ("0 models") that looks like one.
+    """
     if "://" not in target:
         require_existing([target])
+        from ..catalog._folder import MANIFEST
+
+        if Path(target).is_dir() and not (Path(target) / MANIFEST).is_file():
+            raise CatalogFormatError(
+                f"{target} is not a model catalog (it has no {MANIFEST}); to search Items in it, publish them "
+                f"first: mlm-export publish {target} --to CATALOG, then name CATALOG"
+            )
     return target

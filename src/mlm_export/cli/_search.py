@@ -10,16 +10,23 @@ from rich.table import Table
 
 from .. import mlm
 from ..errors import MLMExportWarning, UsageError, first_line
-from ._output import Output, add_output_flags, plain
+from ._output import Output, add_output_flags, plain, printable
 from ._paths import require_catalog
 
 EPILOG = """examples:
   mlm-export search models/ --task semantic-segmentation --band red --band nir
   mlm-export search models/ --framework pytorch --max-parameters 30000000 --bbox 4,50,6,52
   mlm-export search postgresql://user@host/db --filter "\\"mlm:architecture\\" LIKE 'ResNet%'" --json
+bands: --band X finds a model when X is the name or the common name of a band its inputs read: a band listed
+  in mlm:input, or a band named inside an input band's expression (NDVI = (B08 - B04) / (B08 + B04) reads B08
+  and B04, found as B08 or nir); names compare exactly, common names through the Item's band definitions.
+list flags: --task and --band take a comma-separated list or repeat (--band red --band nir = --band red,nir);
+  every value must match (AND).
 queryables for --filter: id, collection, datetime, mlm:name, mlm:architecture, mlm:framework, mlm:accelerator,
-  mlm:total_parameters, mlm:tasks, mlm:input.bands (band names and common names)
-exit codes: 0 searched (also when nothing matched), 1 catalog error, 2 usage error (bad option or CQL2)
+  mlm:total_parameters, mlm:tasks, mlm:input.bands (the band names and common names above)
+output: a table; --json a STAC ItemCollection (GeoJSON FeatureCollection) of the Items found; --quiet their ids
+exit codes: 0 searched (also when nothing matched), 1 catalog error (unreachable, or a folder that is not a
+  catalog), 2 usage error (bad option, unknown task, malformed CQL2)
 """
 
 
@@ -28,18 +35,28 @@ def add_parser(sub: Any) -> None:
         "search",
         help="find models in a catalog (folder, pgstac or STAC API)",
         description="Search a catalog; options combine with AND. A table by default; with --json the "
-        "matching Items are the envelope's results.",
+        "matching Items as a STAC ItemCollection.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("catalog", metavar="CATALOG", help="folder, postgresql://... or http(s)://...")
-    p.add_argument("--task", help="an mlm:tasks value, e.g. classification, semantic-segmentation")
+    p.add_argument(
+        "--task",
+        "--tasks",
+        dest="task",
+        action="append",
+        default=[],
+        metavar="TASK",
+        help=f"an mlm:tasks value every model must have (repeat, or comma-separate): {', '.join(mlm.TASK_NAMES)}",
+    )
     p.add_argument(
         "--band",
+        "--bands",
+        dest="band",
         action="append",
         default=[],
         metavar="NAME",
-        help="a band name or common name every input must include (repeat, or comma-separate)",
+        help="a band name or common name the model's inputs read (repeat, or comma-separate; see bands below)",
     )
     p.add_argument("--architecture", help="mlm:architecture (case-insensitive)")
     p.add_argument("--framework", help="mlm:framework (case-insensitive: pytorch = PyTorch)")
@@ -47,8 +64,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--bbox", metavar="W,S,E,N", help="training extent intersecting this box (degrees)")
     p.add_argument("--datetime", metavar="A/B", help="an instant or an interval (.. for open), RFC 3339")
     p.add_argument("--filter", metavar="CQL2", help="a CQL2 text filter over the queryables listed below")
-    p.add_argument("--limit", type=int, default=100, metavar="N", help="at most N Items (default 100)")
-    add_output_flags(p)
+    p.add_argument(
+        "--limit", "--max-items", dest="limit", type=int, default=100, metavar="N", help="at most N Items (default 100)"
+    )
+    add_output_flags(p, items=True)
     p.set_defaults(run=run)
 
 
@@ -65,8 +84,10 @@ def query_from(args: argparse.Namespace) -> Any:
             raise QueryError(f"--bbox {args.bbox!r} is not four numbers W,S,E,N") from e
         if len(bbox) != 4:
             raise QueryError(f"--bbox {args.bbox!r} is not four numbers W,S,E,N")
+    tasks = bands_arg(args.task)  # the same list syntax as --band: repeated, comma-separated
     return Query(
-        task=args.task,
+        task=tasks[0] if tasks else None,
+        tasks=tasks[1:],
         bands=bands_arg(args.band),
         architecture=args.architecture,
         framework=args.framework,
@@ -111,6 +132,6 @@ def run(args: argparse.Namespace, out: Output) -> int:
         )
     out.table(table)
     for item in items:
-        out.result(item)
-    out.finish(True, numberReturned=len(items))
+        out.quiet_line(printable(item["id"]))
+    out.finish_items(list(items), True, numberReturned=len(items))
     return 0

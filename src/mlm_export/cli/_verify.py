@@ -9,8 +9,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from .. import verify_item
 from ._convert import add_trust_flags, init_args_value
+from ._offline import add_offline_flag
 from ._output import Output, add_output_flags
 from ._paths import require_files
 
@@ -39,11 +39,14 @@ def add_parser(sub: Any) -> None:
     )
     add_trust_flags(p)
     p.add_argument("--allow-outside", action="store_true", help="follow hrefs out of the Item's folder tree")
+    add_offline_flag(p)
     add_output_flags(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
+    from .. import verify_item
+
     (item,) = require_files([args.item], what="an Item JSON file")
     checks = verify_item(
         item,
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
     table.add_column("result")
     table.add_column("detail", overflow="fold")
     for c in checks:
-        result = Text("ok", style="green") if c.ok else Text("FAIL", style="red")
+        result = Text(c.status, style={"ok": "green", "limited": "yellow"}.get(c.status, "red"))
         table.add_row(Text(c.name), result, Text(c.detail))  # Text: paths and messages are not markup
         out.result(c.as_dict())
     out.table(table)
