@@ -287,7 +287,7 @@ def test_fifo_part_file_does_not_hang_search_and_the_other_parts_answer(tmp_path
         os.mkfifo(first)
     proc = cli("search", cat, "--json", timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert [r["id"] for r in json.loads(proc.stdout)["results"]] == ["second"]
+    assert [r["id"] for r in json.loads(proc.stdout)["features"]] == ["second"]
     assert "warning" in proc.stderr and part_files(cat, ".parquet")[0].name in proc.stderr
     proc = cli("publish", write_item(tmp_path / "m.json", item("third")), "--to", cat, timeout=60)
     assert proc.returncode == 1
@@ -329,7 +329,7 @@ def test_tampered_part_of_20m_rows_is_skipped_within_bounds(tmp_path):
     # the imports alone reserve ~3.5 GB of address space; loading the 20M rows took more than 2.5 GB more
     proc = cli("search", cat, "--limit", 1, "--json", timeout=60, memory=6 << 30)
     assert proc.returncode == 0, proc.stderr
-    assert [r["id"] for r in json.loads(proc.stdout)["results"]] == ["second"]
+    assert [r["id"] for r in json.loads(proc.stdout)["features"]] == ["second"]
     assert tampered.name in proc.stderr and "rows" in proc.stderr
 
 
@@ -339,7 +339,7 @@ def test_wrong_schema_part_is_one_line_naming_it(tmp_path):
     _tamper(tampered, "SELECT 1 AS id, 'x' AS other")
     proc = cli("search", cat, "--json", timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert [r["id"] for r in json.loads(proc.stdout)["results"]] == ["second"]
+    assert [r["id"] for r in json.loads(proc.stdout)["features"]] == ["second"]
     assert tampered.name in proc.stderr and "columns" in proc.stderr
     assert "BinderException" not in proc.stderr
 
@@ -382,7 +382,7 @@ def test_huge_limit_is_a_clear_error_or_a_correct_answer(tmp_path, limit):
     cat = published(tmp_path / "cat", [item("first")])
     proc = cli("search", cat, "--limit", limit, "--json", timeout=60)
     if proc.returncode == 0:
-        assert [r["id"] for r in json.loads(proc.stdout)["results"]] == ["first"]
+        assert [r["id"] for r in json.loads(proc.stdout)["features"]] == ["first"]
     else:
         assert proc.returncode == 2
         assert "--limit" in proc.stderr and "unexpected" not in proc.stderr
