@@ -173,6 +173,29 @@ def test_publishing_a_folder_does_not_follow_a_link_out_of_it(tmp_path):
     assert {i["id"] for i in catalog.open(cat).search()} == {"inside"}
 
 
+def test_a_collection_item_link_to_a_link_leading_out_is_not_read(tmp_path):
+    outside = write_item(tmp_path / "private" / "secret.json", item("outside-secret"))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "secret.json").symlink_to(outside)
+    collection = {
+        "type": "Collection",
+        "id": "models",
+        "stac_version": "1.1.0",
+        "description": "models",
+        "license": "MIT",
+        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
+        "links": [{"rel": "item", "href": "./secret.json"}],
+    }
+    named = write_item(folder / "collection.json", collection)
+    cat = tmp_path / "cat"
+    proc = cli("publish", named, "--to", cat)
+    assert proc.returncode == 0, proc.stderr
+    assert "./secret.json" in proc.stderr and "not read" in proc.stderr
+    assert catalog.open(cat).ids() == set()
+    assert list(catalog.open(cat).collections()) == ["models"]
+
+
 # -- STAC API path injection -----------------------------------------------------------------------------------
 class Recorder(BaseHTTPRequestHandler):
     """A STAC API with Transactions that records every request and says yes to all of them."""
@@ -264,7 +287,7 @@ def test_fifo_part_file_does_not_hang_search_and_the_other_parts_answer(tmp_path
         os.mkfifo(first)
     proc = cli("search", cat, "--json", timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert [r["id"] for r in json.loads(proc.stdout)["results"]] == ["second"]
+    assert [r["id"] for r in json.loads(proc.stdout)["features"]] == ["second"]
     assert "warning" in proc.stderr and part_files(cat, ".parquet")[0].name in proc.stderr
     proc = cli("publish", write_item(tmp_path / "m.json", item("third")), "--to", cat, timeout=60)
     assert proc.returncode == 1
@@ -306,7 +329,7 @@ def test_tampered_part_of_20m_rows_is_skipped_within_bounds(tmp_path):
     # the imports alone reserve ~3.5 GB of address space; loading the 20M rows took more than 2.5 GB more
     proc = cli("search", cat, "--limit", 1, "--json", timeout=60, memory=6 << 30)
     assert proc.returncode == 0, proc.stderr
-    assert [r["id"] for r in json.loads(proc.stdout)["results"]] == ["second"]
+    assert [r["id"] for r in json.loads(proc.stdout)["features"]] == ["second"]
     assert tampered.name in proc.stderr and "rows" in proc.stderr
 
 
@@ -316,7 +339,7 @@ def test_wrong_schema_part_is_one_line_naming_it(tmp_path):
     _tamper(tampered, "SELECT 1 AS id, 'x' AS other")
     proc = cli("search", cat, "--json", timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert [r["id"] for r in json.loads(proc.stdout)["results"]] == ["second"]
+    assert [r["id"] for r in json.loads(proc.stdout)["features"]] == ["second"]
     assert tampered.name in proc.stderr and "columns" in proc.stderr
     assert "BinderException" not in proc.stderr
 
@@ -359,7 +382,7 @@ def test_huge_limit_is_a_clear_error_or_a_correct_answer(tmp_path, limit):
     cat = published(tmp_path / "cat", [item("first")])
     proc = cli("search", cat, "--limit", limit, "--json", timeout=60)
     if proc.returncode == 0:
-        assert [r["id"] for r in json.loads(proc.stdout)["results"]] == ["first"]
+        assert [r["id"] for r in json.loads(proc.stdout)["features"]] == ["first"]
     else:
         assert proc.returncode == 2
         assert "--limit" in proc.stderr and "unexpected" not in proc.stderr
@@ -414,13 +437,14 @@ def test_match_on_deep_data_and_a_bad_part_is_one_line_each(tmp_path, capsys):
     _tamper(tampered, "SELECT 1 AS id")
     data = tmp_path / "scene.json"
     data.write_text('{"type": "Feature", "id": "s", "properties": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}")
-    assert main(["match", str(data), str(cat)]) == 2
+    assert main(["match", str(data), str(cat)]) in (1, 2)  # a usage error, or the shared reader's refusal
     err = capsys.readouterr().err
-    assert "too deeply" in err and "unexpected" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert str(data) in err and "deep" in err and "unexpected" not in err
     scene = write_item(tmp_path / "scene2.json", item("scene"))
     main(["match", str(scene), str(cat), "--json"])
     captured = capsys.readouterr()
-    assert [r["id"] for r in json.loads(captured.out)["results"]] == ["second"]
+    assert [r["id"] for r in json.loads(captured.out)["features"]] == ["second"]  # an ItemCollection
     assert f"warning: {tampered}" in captured.err and "columns" in captured.err
 
 
@@ -460,3 +484,28 @@ def test_a_folder_named_like_a_part_is_left_alone_by_orphan_removal(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert keep.read_text() == "keep"
     assert catalog.open(cat).ids() == {"first", "second"}
+
+
+def test_search_and_match_print_a_strangers_fields_literally(tmp_path):
+    hostile = item("[/bold]\x1b]0;pwned\x07\x1b[2J", **{"mlm:architecture": "[link=https://evil.example]x[/link]"})
+    cat = published(tmp_path / "cat", [hostile])
+    scene = write_item(tmp_path / "scene.json", item("[/red]scene\x1b[2J"))
+    for argv in (("search", cat), ("match", scene, cat)):
+        proc = cli(*argv, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert "\x1b" not in proc.stdout + proc.stderr and "\x07" not in proc.stdout
+        assert "[/bold]" in proc.stdout and "\\x1b]0;pwned" in proc.stdout
+    assert "[link=https://evil.example]x[/link]" in cli("search", cat).stdout
+
+
+def test_publish_prints_a_strangers_file_names_and_ids_literally(tmp_path):
+    folder = tmp_path / "export"
+    write_item(folder / "good.json", item("good"))
+    (folder / "bad\x1b]0;pwned\x07\x1b[2J.json").write_text("not JSON")
+    invalid = item("invalid\x1b[2J")
+    del invalid["properties"]["mlm:name"]
+    write_item(folder / "invalid.json", invalid)
+    proc = cli("publish", folder, "--to", tmp_path / "cat", "--skip-invalid", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout + proc.stderr and "\x07" not in proc.stderr
+    assert "bad\\x1b]0;pwned\\x07\\x1b[2J.json" in proc.stderr and "invalid\\x1b[2J" in proc.stderr

@@ -88,6 +88,7 @@ def test_readme_snippet_on_a_plain_segmentation_module_writes_true_items(tmp_pat
     for item in items_beside_every_checkpoint(directory, assert_valid):
         props = item["properties"]
         assert props["mlm:tasks"] == ["semantic-segmentation"]
+        assert props["mlm:name"] == "UNet water segmentation"  # the user's name, not an output's
         out = props["mlm:output"][0]
         assert out["result"]["dim_order"] == ["batch", "class", "height", "width"]
         assert "Task from the training targets: int64 mask [B, H, W], values 0..2" in out["description"]

@@ -26,6 +26,9 @@ SIZE_FUNCTIONS = frozenset(
     {"Symbol", "Integer", "Add", "Mul", "FloorDiv", "Mod", "PythonMod", "Min", "Max", "CeilDiv", "CleanDiv"}
     | {"Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not"}
 )
+#: ``torch.X`` functions a guard may call: the symbolic-size helpers torch.export writes in guards, e.g.
+#: ``torch.sym_max(1, L['x'].size()[3] // 2)`` (pure arithmetic on sizes).
+GUARD_TORCH_FUNCTIONS = frozenset({"sym_max", "sym_min", "sym_not", "sym_int", "sym_float", "sym_sqrt"})
 #: Keyword arguments of ``Symbol(...)``: its assumptions, each True or False.
 SYMBOL_ASSUMPTIONS = frozenset({"positive", "integer", "nonnegative", "real", "finite", "negative", "zero"})
 #: Accessors of an input a guard may read: ``L['x'].size()[2]``, ``L['x'].stride()[0]``.
@@ -152,6 +155,13 @@ class _Parser:
             self.input_read()
         elif t.kind == "name" and t.text in SIZE_FUNCTIONS:
             self.call(self.take().text)
+        elif t.kind == "name" and self.guard and t.text == "torch":
+            self.take()
+            self.take(".")
+            function = self.take(kind="name").text
+            if function not in GUARD_TORCH_FUNCTIONS:
+                raise GrammarError(f"torch.{function}, which is not an allowed function")
+            self.call(function)
         elif t.kind == "name" and not self.guard and SYMBOL.match(t.text):
             self.take()
         else:
@@ -230,8 +240,9 @@ def _names(words: str) -> frozenset[str]:
 
 
 #: Operators a model file may call: ones that compute on tensors, shapes, lists and numbers, grown from the
-#: models this project exports (ResNet, U-Net, ViT, Swin, MobileViT, ConvNeXt, EfficientNet, DeepLab, Faster
-#: R-CNN, scripted and traced). Nothing that touches files, the network, threads, the process or Python.
+#: models this project exports (ResNet, U-Net, ViT, Swin and Swin V2, MobileViT, ConvNeXt, EfficientNet, DeepLab,
+#: smp decoders, nn.TransformerEncoder, torchvision's detectors; scripted, traced and exported). Nothing that
+#: touches files, the network, threads, the process or Python.
 ATEN_OPS = _names(
     """
     abs absolute adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d
@@ -265,7 +276,11 @@ ATEN_OPS = _names(
     _upsample_nearest_exact2d _upsample_nearest_exact3d upsample_linear1d upsample_trilinear3d bernoulli bernoulli_
     _unique2 unique_dim as_tensor scalar_tensor binary_cross_entropy_with_logits cross_entropy_loss l1_loss
     mse_loss nll_loss randperm rand rand_like randn randn_like randint uniform_ round_ update warn tolist
-    _assert_scalar _assert_tensor_metadata sym_constrain_range sym_constrain_range_for_size
+    _assert_scalar _assert_tensor_metadata sym_constrain_range sym_constrain_range_for_size resize abs_
+    is_grad_enabled set_grad_enabled feature_dropout_ alpha_dropout alpha_dropout_ feature_alpha_dropout
+    feature_alpha_dropout_ lift_fresh lift_fresh_copy linalg_vector_norm linalg_norm linalg_matrix_norm copy
+    _native_multi_head_attention _transformer_encoder_layer_fwd is_autocast_enabled is_autocast_cpu_enabled
+    _nested_tensor_from_mask _nested_tensor_from_mask_left_aligned to_padded_tensor
     """
 )
 #: ``prim`` operators: control flow, constants, lists, tuples, shapes and raising an error.
@@ -418,14 +433,14 @@ _ROOTS = frozenset({"torch", "ops"})
 
 
 def _is_operator(name: str) -> bool:
-    """Whether ``aten::name`` exists (a method of that name on a tensor would call it)."""
+    """Whether ``aten::name`` or ``prim::name`` is a registered operator (a method of that name on a tensor
+    would call it). Asked of torch's operator registry: Python attributes such as ``__init__`` are not operators."""
     import torch
 
-    try:
-        getattr(torch.ops.aten, name)
-    except (AttributeError, RuntimeError):
-        return False
-    return True
+    schemas = getattr(torch._C, "_jit_get_schemas_for_operator", None)
+    if schemas is None:  # no registry to ask: every name may be an operator
+        return True
+    return bool(schemas(f"aten::{name}") or schemas(f"prim::{name}"))
 
 
 def _reference_problem(name: str, defined: set[str]) -> str | None:

@@ -60,7 +60,7 @@ def plan(
         data = replace(data, bands=consts.bands, sources={**data.sources, "bands": consts.bands_source or ""})
     evidence = task_evidence(model, facts, gathered.weights)
     for output, e in run_evidence(given, facts, data.example_target).items():  # the run's targets, loss, hparams
-        evidence.setdefault(output, e)  # (not ``name``: that is the Item's mlm:name, used below)
+        evidence.setdefault(output, e)
     tasks_by_output = resolve.resolve_tasks(facts, data, options.tasks, {k: e.tasks for k, e in evidence.items()})
     inputs = resolve.input_specs(facts, data)
     inputs = _with_provenance(inputs, data.sources.get("example_input"), consts.description)

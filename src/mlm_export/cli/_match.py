@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .. import mlm
 from ..errors import MLMExportWarning, NotJSONError, UsageError
-from ._output import Output, add_output_flags
+from ._output import Output, add_output_flags, plain, printable
 from ._paths import read_json, require_catalog, require_files
 
 EPILOG = """examples:
@@ -101,14 +101,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
     for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)):
         out.note(f"warning: {message}")  # a part of a folder catalog that could not be used, and was skipped
     results = match_models(data, models)
-    table = Table(title=f"models for {data.get('id')} ({sum(m.fits for m in results)} of {len(results)} fit)")
+    title = f"models for {data.get('id')} ({sum(m.fits for m in results)} of {len(results)} fit)"
+    table = Table(title=plain(title))
     for column in ("id", "fits", "overlap", "why not / notes"):
         table.add_column(column)
     for m in results:
         overlap = "" if m.overlap is None else f"{m.overlap:.0%}"
-        table.add_row(m.id, "yes" if m.fits else "no", overlap, "; ".join(m.reasons or m.notes))
+        table.add_row(plain(m.id), "yes" if m.fits else "no", overlap, plain("; ".join(m.reasons or m.notes)))
         if m.fits:
-            out.quiet_line(m.id)
+            out.quiet_line(printable(m.id))
     out.table(table)
     fits = any(m.fits for m in results)
     if out.as_json and not out.envelope:

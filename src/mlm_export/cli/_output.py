@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 #: Width of tables written to a pipe or file: wide enough that no path or message is wrapped.
 PIPE_WIDTH = 10_000
@@ -36,6 +37,21 @@ def console(file: TextIO) -> Console:
     interactive = file.isatty()
     width = None if interactive or os.environ.get("COLUMNS") else PIPE_WIDTH
     return Console(file=file, soft_wrap=not interactive, width=width)
+
+
+def printable(value: Any) -> str:
+    """Text from strangers' data (an id, a file name) with its control characters escaped: ``\\x1b`` in a file
+    name drove the terminal."""
+    text = str(value)
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text):
+        text = "".join(c.encode("unicode_escape").decode() if ord(c) < 32 or 127 <= ord(c) < 160 else c for c in text)
+    return text
+
+
+def plain(value: Any) -> Text:
+    """A table cell or title from strangers' data, shown as written: no rich markup (``[/bold]`` stopped the
+    command, ``[link=...]`` made a link) and control characters escaped."""
+    return Text(printable(value))
 
 
 class Output:

@@ -47,11 +47,12 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace, out: Output) -> int:
     from .. import catalog
     from ..catalog._sources import gather
+    from ._output import printable
 
     require_existing(args.paths)
     found = gather(args.paths, base_url=args.base_url)
     for problem in found.problems:
-        out.note(f"warning: {problem}")
+        out.note(f"warning: {printable(problem)}")  # file names from strangers' folders
     if not found.items and not found.collections:
         raise UsageError("no STAC Item or Collection found in the paths given")
     try:
@@ -63,14 +64,14 @@ def run(args: argparse.Namespace, out: Output) -> int:
                 skip_invalid=args.skip_invalid,
             )
     except catalog.RefusedItemsError as e:
-        out.error(f"error: {first_line(e)}")
+        out.error(printable(f"error: {first_line(e)}"))
         for item_id, problems in e.refused.items():
             for p in problems:
-                out.error(f"  {item_id}: {p}")
+                out.error(printable(f"  {item_id}: {p}"))
         out.finish(False, refused={k: [str(p) for p in v] for k, v in e.refused.items()})
         return 1
     for item_id, problems in result.refused.items():
-        out.note(f"skipped invalid {item_id}: {problems[0]}")
+        out.note(printable(f"skipped invalid {item_id}: {problems[0]}"))
     out.line(
         f"{args.to}: {len(result.added)} added, {result.updated} updated, {len(result.skipped)} skipped, "
         f"{len(result.refused)} invalid, {len(found.collections)} collection(s)"

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .. import mlm
 from ..errors import MLMExportWarning, UsageError, first_line
-from ._output import Output, add_output_flags
+from ._output import Output, add_output_flags, plain, printable
 from ._paths import require_catalog
 
 EPILOG = """examples:
@@ -115,23 +115,23 @@ def run(args: argparse.Namespace, out: Output) -> int:
             raise UsageError(first_line(e)) from e
     for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)):
         out.note(f"warning: {message}")  # a part of a folder catalog that could not be used, and was skipped
-    table = Table(title=f"{len(items)} model(s) in {args.catalog}")
+    table = Table(title=plain(f"{len(items)} model(s) in {args.catalog}"))
     for column in ("id", "architecture", "tasks", "parameters", "bands", "framework"):
         table.add_column(column, justify="right" if column == "parameters" else "left")
     for item in items:
         props = item.get("properties", {})
         params = props.get(mlm.TOTAL_PARAMETERS)
         bands = searchable_bands(item)
-        table.add_row(
-            item["id"],
-            str(props.get(mlm.ARCHITECTURE, "")),
-            ", ".join(props.get(mlm.TASKS) or []),
+        table.add_row(  # every cell from a stranger's Item: shown as written
+            plain(item["id"]),
+            plain(props.get(mlm.ARCHITECTURE, "")),
+            plain(", ".join(map(str, props.get(mlm.TASKS) or []))),
             f"{params:,}" if isinstance(params, int) else "",
-            ", ".join(bands[:6]) + (" ..." if len(bands) > 6 else ""),
-            str(props.get(mlm.FRAMEWORK, "")),
+            plain(", ".join(bands[:6]) + (" ..." if len(bands) > 6 else "")),
+            plain(props.get(mlm.FRAMEWORK, "")),
         )
     out.table(table)
     for item in items:
-        out.quiet_line(str(item["id"]))
+        out.quiet_line(printable(item["id"]))
     out.finish_items(list(items), True, numberReturned=len(items))
     return 0
