@@ -4,28 +4,32 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from . import _artifact_safety as artifact_safety
 from . import mlm
 from ._checks import consistency_problems
 from ._guard import SAFE, Policy
 from ._hrefs import read_json
+from ._isolate import MAX_MEMORY, TIMEOUT, Child, Limits, out_of_memory
 from ._rebuild import checkpoint_spec
 from ._sources.checkpoint import load, load_weights
 from ._sources.model import observe_outputs
 from ._validate import validation_problems
-from ._verify_artifacts import RUNNABLE, format_of, load_checked, local_file, parity_checks
-from .errors import ItemValidationError, MLMExportError, NotJSONError, Problem
+from ._verify_artifacts import RUNNABLE, format_of, load_checked, local_file, parity_checks, runnable_assets
+from .errors import IsolatedMemoryError, IsolatedRunError, ItemValidationError, MLMExportError, NotJSONError, Problem
 
 #: Size given to dynamic (-1) non-batch dims of the synthetic batch; a multiple of 32 suits common encoders.
 DYNAMIC_SIZE = 64
 #: Batch size of the synthetic batch when the batch dim is dynamic.
 BATCH = 2
+#: The ``run`` row of ``run=False`` (``--no-run``).
+NOT_RUN = "not run (--no-run): the files were checked as data, no model was loaded or run"
 
 _DTYPES = {
     "float16": torch.float16,
@@ -48,9 +52,11 @@ class Check:
     name: str
     ok: bool
     detail: str
+    #: Not done (``run=False``, a trusted file not inspected): neither a pass nor a failure.
+    skipped: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "ok": self.ok, "detail": self.detail}
+        return {"check": self.name, "ok": self.ok, "detail": self.detail, "skipped": self.skipped}
 
 
 def verify_item(
@@ -62,11 +68,16 @@ def verify_item(
     allow_modules: tuple[str, ...] = (),
     allow_outside: bool = False,
     download: bool = False,
+    run: bool = True,
+    max_memory: int = MAX_MEMORY,
+    timeout: float = TIMEOUT,
 ) -> list[Check]:
     """Check an Item's files, schema and cross-field rules, then run its model and compare the outputs.
 
     A file that is not JSON is a :class:`NotJSONError`; an Item the schema rejects is still checked as far as
-    its fields allow, each unusable field a failed check (never an uncaught ``KeyError``).
+    its fields allow, each unusable field a failed check (never an uncaught ``KeyError``). Models run in a
+    limited child process (:mod:`mlm_export._isolate`: ``max_memory`` bytes beyond the runtime, ``timeout``
+    seconds, no network); ``run=False`` reads the model files as data and runs nothing.
     """
     path = Path(path)
     try:
@@ -93,12 +104,72 @@ def verify_item(
         return [*checks, Check("load model", False, "not loaded: an href leads outside the Item's folder")]
     if files:  # a file that is not the one the Item describes is never loaded
         return [*checks, Check("load model", False, "not loaded: the files do not match the Item (see 'files')")]
-    policy = Policy(trust=trust, allow_modules=tuple(allow_modules), download=download)
+    if not run:
+        return [*checks, *static_checks(item, path.parent, trust=trust), Check("run", True, NOT_RUN, skipped=True)]
+    limits = Limits(memory=max_memory, timeout=timeout, network=download)
+    what = f"the model files of {path.name}"
     try:
-        module, how = load_model(item, path.parent, model=model, init_args=init_args, trust=trust, policy=policy)
+        with Child(limits, what=what) as child:
+            rows = child.call(
+                "mlm_export._verify:run_models", item, str(path.parent), model=model, init_args=init_args,
+                trust=trust, allow_modules=tuple(allow_modules), download=download, what=what, max_memory=max_memory,
+            )  # fmt: skip
+    except IsolatedRunError as e:
+        return [*checks, Check("run", False, str(e))]
+    return [*checks, *(Check(str(r["check"]), bool(r["ok"]), str(r["detail"])) for r in rows)]
+
+
+def static_checks(item: Mapping[str, Any], base: Path, *, trust: bool) -> list[Check]:
+    """``run=False``: each runnable model file read as data (what loading it would run), none loaded."""
+    out = []
+    for key, fmt, asset in runnable_assets(item):
+        name = f"file {key} ({fmt})"
+        if trust:
+            out.append(Check(name, True, "not inspected (trusted)", skipped=True))
+            continue
+        try:
+            artifact_safety.check(fmt, local_file(base, str(asset.get("href", ""))), base)
+        except MLMExportError as e:
+            out.append(Check(name, False, str(e)))
+            continue
+        out.append(Check(name, True, "holds nothing that loading it would run"))
+    return out
+
+
+def run_models(
+    item: Mapping[str, Any],
+    base: str,
+    *,
+    model: str | None,
+    init_args: Mapping[str, Any] | None,
+    trust: bool,
+    allow_modules: tuple[str, ...],
+    download: bool,
+    what: str,
+    max_memory: int,
+) -> list[dict[str, Any]]:
+    """In the limited child: load the Item's model, run it, compare its outputs and every model file's."""
+    policy = Policy(trust=trust, allow_modules=tuple(allow_modules), download=download)
+    checks = _run_checks(item, Path(base), model=model, init_args=init_args, trust=trust, policy=policy)
+    memory = str(IsolatedMemoryError(what, max_memory))  # an allocation that failed is the memory limit
+    return [(replace(c, detail=memory) if out_of_memory(c.detail) else c).as_dict() for c in checks]
+
+
+def _run_checks(
+    item: Mapping[str, Any],
+    base: Path,
+    *,
+    model: str | None,
+    init_args: Mapping[str, Any] | None,
+    trust: bool,
+    policy: Policy,
+) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        module, how = load_model(item, base, model=model, init_args=init_args, trust=trust, policy=policy)
     except MLMExportError as e:
         checks.append(Check("load model", False, str(e)))
-        return checks + _other_files(item, path.parent, trust)
+        return checks + _other_files(item, base, trust)
     except (KeyError, TypeError) as e:
         return [*checks, Check("load model", False, _unusable(e, "the mlm:model asset"))]
     checks.append(Check("load model", True, how))
@@ -124,7 +195,7 @@ def verify_item(
         return m(**dict(zip(names, tensors, strict=True))) if kwargs else m(*tensors)
 
     eager = module if isinstance(module, nn.Module) and not _is_exported(module) else None
-    for name, ok, detail in parity_checks(item, path.parent, examples, call, trust=trust, eager=eager):
+    for name, ok, detail in parity_checks(item, base, examples, call, trust=trust, eager=eager):
         checks.append(Check(name, ok, detail))
     return checks
 

@@ -18,7 +18,7 @@ from . import _parity as parity
 from . import mlm
 from ._artifacts import FORMATS, RUNNABLE
 
-__all__ = ["RUNNABLE", "format_of", "load_checked", "local_file", "parity_checks"]
+__all__ = ["RUNNABLE", "format_of", "load_checked", "local_file", "parity_checks", "runnable_assets"]
 from ._exporters import leaves, load_module
 from ._facts import TensorFacts
 from .errors import MLMExportError
@@ -120,9 +120,13 @@ def parity_checks(
         if is_reference:  # its own refusals are the finding: sizes the Item allows that the file does not run
             failed = [r for r in results if r.skipped]
             documented = "Refuses sizes" in str(asset.get("description", ""))
-            detail = "the reference; " + (
-                "; ".join(f"{r.label}: {r.error}" for r in failed) if failed else "runs at every case"
-            )
+            refused = "; ".join(f"{r.label}: {r.error}" for r in failed)
+            if not failed:
+                detail = "the reference; runs at every case"
+            elif documented:  # passes, and says what it found: refusals its description states
+                detail = f"the reference; refuses sizes as its description states: {refused}"
+            else:
+                detail = f"the reference; refuses sizes the Item allows: {refused}"
             out.append((f"parity {key} ({fmt})", not failed or documented, detail))
             continue
         out.append((f"parity {key} ({fmt})", not failed, f"vs {ref_name}: {parity.summary(results)}"))
