@@ -371,16 +371,14 @@ def _child_main(config: dict[str, Any]) -> None:
     _die_with_parent()
     if not config["network"]:
         _network_namespace()
-    resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_size"], config["file_size"]))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (config["open_files"], config["open_files"]))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _lower(resource.RLIMIT_FSIZE, config["file_size"])
+    _lower(resource.RLIMIT_NOFILE, config["open_files"])
+    _lower(resource.RLIMIT_CORE, 0)
     sys.path[:0] = config["path"]
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(name)
-    runtime = _address_space()
-    cap = runtime + int(config["memory"])
-    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    _lower(resource.RLIMIT_AS, _address_space() + int(config["memory"]))
     if not config["network"]:
         sys.addaudithook(_no_network)
     _serve(int(config["read"]), int(config["write"]), int(config["cpu"]))
@@ -425,6 +423,13 @@ def _ready(first: Sequence[Any], last: Sequence[Any]) -> int:
     sys.meta_path[:0] = list(first)
     sys.meta_path.extend(last)
     return os.getpid()
+
+
+def _lower(limit: int, value: int) -> None:
+    """Set a limit (soft and hard) to ``value``, or keep the one inherited where that is lower already."""
+    _, hard = resource.getrlimit(limit)
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(limit, (value, value))
 
 
 def conditions() -> dict[str, Any]:

@@ -310,19 +310,6 @@ class ItemNotFoundError(CatalogError, KeyError):
         return str(self.args[0]) if self.args else "Item not found"
 
 
-# fmt: off
-__all__ = [
-    "ArchitectureError", "ArchiveBombError", "ArtifactTimeoutError", "CatalogError", "CatalogFormatError",
-    "CatalogUnreachableError", "CheckpointError", "ConflictError", "DownloadRefusedError", "first_line",
-    "InputRequiredError", "InvalidOptionError", "ItemChangedError", "ItemFileError", "ItemNotFoundError",
-    "ItemValidationError", "MLMExportError", "MLMExportWarning", "NotJSONError", "Problem", "QueryError",
-    "RefusedItemsError", "SchemaNotFoundError", "SchemaURLRefusedError", "TaskInferenceError",
-    "TorchScriptError", "TraceError", "UnsafeArtifactError", "UnsafeHrefError", "UnsupportedOutputError",
-    "UntrustedCheckpointError", "UntrustedModelError", "UsageError", "WriteFailedError",
-]
-# fmt: on
-
-
 class IsolatedRunError(MLMExportError, ChildProcessError):
     """The child process that runs a stranger's model failed (see :mod:`mlm_export._isolate`)."""
 
@@ -356,3 +343,17 @@ class IsolatedCrashError(IsolatedRunError):
     def __init__(self, what: str, how: str, last_line: str = "") -> None:
         said = f" (its last words: {last_line})" if last_line else ""
         super().__init__(f"{what} crashed: the child process running it died of {how}{said}")
+
+
+# fmt: off
+__all__ = [
+    "ArchitectureError", "ArchiveBombError", "ArtifactTimeoutError", "CatalogError", "CatalogFormatError",
+    "CatalogUnreachableError", "CheckpointError", "ConflictError", "DownloadRefusedError", "first_line",
+    "InputRequiredError", "InvalidOptionError", "ItemChangedError", "ItemFileError", "ItemNotFoundError",
+    "ItemValidationError", "MLMExportError", "MLMExportWarning", "NotJSONError", "Problem", "QueryError",
+    "RefusedItemsError", "SchemaNotFoundError", "SchemaURLRefusedError", "TaskInferenceError",
+    "TorchScriptError", "TraceError", "UnsafeArtifactError", "UnsafeHrefError", "UnsupportedOutputError",
+    "UntrustedCheckpointError", "UntrustedModelError", "UsageError", "WriteFailedError",
+    "IsolatedRunError", "IsolatedMemoryError", "IsolatedTimeoutError", "IsolatedCrashError",
+]
+# fmt: on
