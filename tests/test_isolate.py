@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,54 @@ def test_verify_cli_memory_limit_flag(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "memory limit of 1 GiB" in out and "--max-memory SIZE" in out
 
 
+def _spinner(path: Path) -> None:
+    """Replace an ONNX model's graph by one that loops 10**12 times before it returns its input."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    inp, out = model.graph.input[0], model.graph.output[0]
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c_in"], ["c_out"]), helper.make_node("Add", ["v_in", "one"], ["v_out"])],
+        "spin",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [1]),
+        ],
+        [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])],
+    )
+    nodes = [
+        helper.make_node("Constant", [], ["m"], value=helper.make_tensor("m", TensorProto.INT64, [], [10**12])),
+        helper.make_node("Constant", [], ["t"], value=helper.make_tensor("t", TensorProto.BOOL, [], [True])),
+        helper.make_node("Constant", [], ["z"], value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0])),
+        helper.make_node("Loop", ["m", "t", "z"], ["n"], body=body),
+        helper.make_node("Mul", ["n", "z"], ["nothing"]),
+        helper.make_node("Add", [inp.name, "nothing"], [out.name]),
+    ]
+    graph = helper.make_graph(nodes, "spinner", [inp], [out])
+    spinner = helper.make_model(graph, opset_imports=list(model.opset_import))
+    spinner.ir_version = model.ir_version
+    onnx.save(spinner, str(path))
+
+
+def test_verify_cli_timeout_flag_kills_a_model_that_spins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    item_path, item = _export(tmp_path, "onnx")
+    _spinner(item_path.parent / "small-unet.onnx")
+    _restamp(item_path, item, "model")
+    started = time.monotonic()
+    code = main(["verify", str(item_path), "--timeout", "4"])
+    took = time.monotonic() - started
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "timed out" in out and "time limit of 4 s" in out and "--timeout SECONDS" in out
+    assert took < 200, took  # the child's start (torch imported) and the 4 s, not the 10**12 loop
+
+
 def test_size_flag_values() -> None:
     assert size_of("2G") == 2 * GiB and size_of("512M") == 512 << 20 and size_of("1.5GiB") == int(1.5 * GiB)
     assert size_of("1000") == 1000
@@ -164,6 +213,19 @@ class Phone(nn.Module):
 class Sleeper(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        time.sleep(600)
+
+
+class Liar(nn.Module):
+    """Takes the child over and answers for it: a reply nested deeper than any JSON parser recurses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import json, sys
+
+        fd = json.loads(sys.argv[1])["write"]
+        body = b"[" * 200_000 + b"]" * 200_000
+        os.write(fd, len(body).to_bytes(8, "big") + body)
         time.sleep(600)
 
 
@@ -251,6 +313,13 @@ def test_a_constructor_that_hangs_or_crashes_fails_alone(tmp_path: Path, hostile
     assert crash.status == "failed" and crash.error and "crashed" in crash.error and "SIGSEGV" in crash.error
 
 
+def test_a_child_taken_over_cannot_crash_the_parent_with_its_reply(tmp_path: Path, hostile_package: str) -> None:
+    with _converter("Liar", hostile_package) as converter:
+        lied = converter.convert(_checkpoint(tmp_path / "a"))
+        assert converter._child._proc is None  # a child that lied once is not asked again
+    assert lied.status == "failed" and lied.error and "not JSON" in lied.error and "\n" not in lied.error
+
+
 def _observe(stop: threading.Event, port: int, seen: list[tuple[Any, ...]], log: logging.Logger) -> None:
     """A user's thread: connects to a local server and logs, noting what the process-wide state is."""
     torch_loggers = sorted(n for n in logging.root.manager.loggerDict if n.startswith("torch"))
@@ -274,11 +343,44 @@ def _observe(stop: threading.Event, port: int, seen: list[tuple[Any, ...]], log:
         time.sleep(0.01)
 
 
-def test_a_user_thread_sees_nothing_change_while_verify_rebuilds_a_model(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _verify_rebuilding(tmp_path: Path) -> Callable[[], bool]:
+    """``verify`` rebuilding a model from an Item's weights (the Item is exported before the thread watches)."""
+    item_path, _ = _export(tmp_path, "safetensors")
+
+    def work() -> bool:
+        checks = verify_item(
+            item_path, model="tests.models:SmallUNet", init_args={"in_channels": 3, "num_classes": 2},
+            allow_modules=("tests",),
+        )  # fmt: skip
+        return any(c.name == "load model" and c.ok for c in checks)
+
+    return work
+
+
+def _convert_rebuilding(tmp_path: Path) -> Callable[[], bool]:
+    """``convert`` rebuilding, tracing and writing the model of a state-dict checkpoint."""
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    torch.save(SmallUNet(in_channels=3, num_classes=2).state_dict(), folder / "small.pt")
+    settings = ConvertSettings(
+        model="tests.models:SmallUNet", init_args={"in_channels": 3, "num_classes": 2}, input_shape=(1, 3, 32, 32),
+        allow_modules=("tests",),
+    )  # fmt: skip
+
+    def work() -> bool:
+        with IsolatedConverter(ExportOptions(tasks=["semantic-segmentation"], **WHEN), settings) as converter:
+            result = converter.convert(folder / "small.pt")
+        return result.status == "converted" and (folder / "small.mlm.json").exists()
+
+    return work
+
+
+@pytest.mark.parametrize("prepare", [_verify_rebuilding, _convert_rebuilding], ids=["verify", "convert"])
+def test_a_user_thread_sees_nothing_change_while_a_model_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prepare: Callable[[Path], Callable[[], bool]]
 ) -> None:
     monkeypatch.setattr(socket.socket, "connect", LOOPBACK_CONNECT)
-    item_path, _ = _export(tmp_path, "safetensors")
+    work = prepare(tmp_path)
     server = _Server()
     log = logging.getLogger("user.training")
     log.setLevel(logging.INFO)
@@ -286,14 +388,11 @@ def test_a_user_thread_sees_nothing_change_while_verify_rebuilds_a_model(
     observer = threading.Thread(target=_observe, args=(stop, server.port, seen, log))
     observer.start()
     try:
-        checks = verify_item(
-            item_path, model="tests.models:SmallUNet", init_args={"in_channels": 3, "num_classes": 2},
-            allow_modules=("tests",),
-        )  # fmt: skip
+        rebuilt = work()
     finally:
         stop.set()
         observer.join()
         server.close()
-    assert any(c.name == "load model" and c.ok for c in checks), [c.as_dict() for c in checks]
+    assert rebuilt
     assert len(seen) > 3 and server.accepted >= len(seen)
-    assert len(set(seen)) == 1, "process-wide state changed while verify ran"
+    assert len(set(seen)) == 1, "process-wide state changed while the model was rebuilt"

@@ -235,10 +235,11 @@ class Child:
 
         try:
             data = json.loads(reply)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # a child taken over may send anything: never crash the parent
             self._kill()
             raise IsolatedRunError(f"{self.what}: the child process sent a reply that is not JSON ({e})") from None
         if not isinstance(data, dict):
+            self._kill()
             raise IsolatedRunError(f"{self.what}: the child process sent a malformed reply")
         if data.get("ok"):
             return data.get("value")

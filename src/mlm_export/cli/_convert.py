@@ -128,7 +128,8 @@ def add_limit_flags(p: argparse.ArgumentParser, memory: int = MAX_MEMORY) -> Non
         type=_seconds,
         default=TIMEOUT,
         metavar="SECONDS",
-        help=f"wall-clock seconds one model (or checkpoint) may take before it is killed (default {TIMEOUT:g})",
+        help=f"wall-clock seconds an Item's models (verify) or a checkpoint (convert) may take before they are killed "
+        f"(default {TIMEOUT:g})",
     )
 
 
