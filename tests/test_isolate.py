@@ -10,6 +10,7 @@ import resource
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -161,6 +162,31 @@ def test_verify_cli_timeout_flag_kills_a_model_that_spins(tmp_path: Path, capsys
     assert code == 1
     assert "timed out" in out and "time limit of 4 s" in out and "--timeout SECONDS" in out
     assert took < 200, took  # the child's start (torch imported) and the 4 s, not the 10**12 loop
+
+
+def _children() -> set[int]:
+    """Ids of this process's child processes (every thread's)."""
+    found: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        found.update(int(p) for p in (task / "children").read_text().split())
+    return found
+
+
+def test_a_child_started_early_is_ended_at_once_when_the_files_do_not_match(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    item_path, _ = _export(tmp_path, "onnx")
+    with open(item_path.parent / "small-unet.onnx", "ab") as f:
+        f.write(b"tampered")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the child's scratch folder goes
+    before = _children()
+    started = time.monotonic()
+    checks = verify_item(item_path)
+    took = time.monotonic() - started
+    names = {c.name: c for c in checks}
+    assert not names["files"].ok and "not loaded" in names["load model"].detail
+    assert _children() <= before and not list(tmp_path.glob("mlm-export-child-*"))
+    assert took < 5, took  # killed while it still imports, not awaited
 
 
 def test_size_flag_values() -> None:

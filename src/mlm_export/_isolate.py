@@ -126,6 +126,8 @@ class Child:
         self._scratch: Path | None = None
         self._send = -1
         self._receive = -1
+        self._up = False
+        self._started = 0.0
         #: Seconds the last start took (interpreter, torch and the package imported, limits applied).
         self.startup_seconds = 0.0
 
@@ -138,8 +140,15 @@ class Child:
     def call(self, target: str, *args: Any, **kwargs: Any) -> Any:
         """``module:function`` of this package called in the child; its JSON result, or a one-line error."""
         if self._proc is None:
-            self._start()
+            self.launch()
+        if not self._up:
+            self._handshake()
         return self._call(self.limits.timeout, target, args, kwargs)
+
+    def launch(self) -> None:
+        """Start the child without waiting for it: it imports torch while the caller checks files."""
+        if self._proc is None:
+            self._start()
 
     def _call(self, timeout: float, target: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         from .errors import current_flags
@@ -168,15 +177,17 @@ class Child:
         return self._result(reply)
 
     def close(self) -> None:
-        """End the child (it exits when its request pipe closes; killed if it does not) and remove its folder."""
+        """End the child (it exits when its request pipe closes; killed if it does not, or if it is still
+        starting: launched, never used) and remove its folder."""
         proc, self._proc = self._proc, None
+        up, self._up = self._up, False
         if proc is not None:
             with contextlib.suppress(OSError):
                 os.close(self._send)
             with contextlib.suppress(OSError):
                 os.close(self._receive)
             try:
-                proc.wait(timeout=5)
+                proc.wait(timeout=5 if up else 0)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
         if self._scratch is not None:
@@ -186,7 +197,7 @@ class Child:
     # ------------------------------------------------------------------------------------------ parent side
 
     def _start(self) -> None:
-        started = time.monotonic()
+        self._started = time.monotonic()
         self._scratch = Path(tempfile.mkdtemp(prefix="mlm-export-child-"))
         (self._scratch / "tmp").mkdir()
         to_child_r, to_child_w = os.pipe()
@@ -220,6 +231,9 @@ class Child:
             os.close(to_child_r)
             os.close(from_child_w)
         self._send, self._receive = to_child_w, from_child_r
+
+    def _handshake(self) -> None:
+        """Wait for the child's start and hand it the parent's import finders."""
         finders = [f for f in sys.meta_path if type(f).__module__.startswith("mlm_export.")]
         last = [f for f in finders if sys.meta_path.index(f) > 0]  # the CLI's finders for the cwd's modules
         first = [f for f in finders if f not in last]
@@ -228,7 +242,8 @@ class Child:
         except Exception:
             self._kill()
             raise
-        self.startup_seconds = time.monotonic() - started
+        self._up = True
+        self.startup_seconds = time.monotonic() - self._started
 
     def _result(self, reply: bytes) -> Any:
         from .errors import IsolatedMemoryError, IsolatedRunError

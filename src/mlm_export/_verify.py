@@ -90,33 +90,44 @@ def verify_item(
     checks = [Check("schema", not schema, _join(schema) or "valid")]
     if not (isinstance(item.get("properties"), dict) and isinstance(item.get("assets"), dict)):
         return [*checks, Check("load model", False, "not loaded: the file has no properties and assets to read")]
-    try:
-        problems = consistency_problems(item, path.parent, allow_outside=allow_outside)
-    except (AttributeError, KeyError, TypeError, ValueError) as e:  # a structure the schema check rejects
-        detail = f"cannot check: {type(e).__name__}: {e} (see 'schema')"
-        return [*checks, Check("consistency", False, detail)]
-    file_rules = {"asset-exists", "asset-size", "asset-checksum", "asset-outside"}
-    files = [p for p in problems if p.schema in file_rules]
-    rules = [p for p in problems if p.schema not in file_rules]
-    checks.append(Check("files", not files, _join(files) or "every local asset has its stated size and checksum"))
-    checks.append(Check("consistency", not rules, _join(rules) or "bands, classes and model assets agree"))
-    if any(p.schema == "asset-outside" for p in files):  # nothing is loaded from outside the Item's folder
-        return [*checks, Check("load model", False, "not loaded: an href leads outside the Item's folder")]
-    if files:  # a file that is not the one the Item describes is never loaded
-        return [*checks, Check("load model", False, "not loaded: the files do not match the Item (see 'files')")]
-    if not run:
-        return [*checks, *static_checks(item, path.parent, trust=trust), Check("run", True, NOT_RUN, skipped=True)]
-    limits = Limits(memory=max_memory, timeout=timeout, network=download)
     what = f"the model files of {path.name}"
-    try:
-        with Child(limits, what=what) as child:
+    with Child(Limits(memory=max_memory, timeout=timeout, network=download), what=what) as child:
+        if run:
+            child.launch()  # it imports torch while the files are hashed here; ended unused if they fail
+        found, usable = _file_checks(item, path.parent, allow_outside=allow_outside)
+        checks += found
+        if not usable:
+            return checks
+        if not run:
+            return [*checks, *static_checks(item, path.parent, trust=trust), Check("run", True, NOT_RUN, skipped=True)]
+        try:
             rows = child.call(
                 "mlm_export._verify:run_models", item, str(path.parent), model=model, init_args=init_args,
                 trust=trust, allow_modules=tuple(allow_modules), download=download, what=what, max_memory=max_memory,
             )  # fmt: skip
-    except IsolatedRunError as e:
-        return [*checks, Check("run", False, str(e))]
+        except IsolatedRunError as e:
+            return [*checks, Check("run", False, str(e))]
     return [*checks, *(Check(str(r["check"]), bool(r["ok"]), str(r["detail"])) for r in rows)]
+
+
+def _file_checks(item: Mapping[str, Any], base: Path, *, allow_outside: bool) -> tuple[list[Check], bool]:
+    """The rows for the files (sizes, checksums, confinement) and cross-field rules; whether a model may load."""
+    try:
+        problems = consistency_problems(item, base, allow_outside=allow_outside)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # a structure the schema check rejects
+        return [Check("consistency", False, f"cannot check: {type(e).__name__}: {e} (see 'schema')")], False
+    file_rules = {"asset-exists", "asset-size", "asset-checksum", "asset-outside"}
+    files = [p for p in problems if p.schema in file_rules]
+    rules = [p for p in problems if p.schema not in file_rules]
+    checks = [
+        Check("files", not files, _join(files) or "every local asset has its stated size and checksum"),
+        Check("consistency", not rules, _join(rules) or "bands, classes and model assets agree"),
+    ]
+    if any(p.schema == "asset-outside" for p in files):  # nothing is loaded from outside the Item's folder
+        return [*checks, Check("load model", False, "not loaded: an href leads outside the Item's folder")], False
+    if files:  # a file that is not the one the Item describes is never loaded
+        return [*checks, Check("load model", False, "not loaded: the files do not match the Item (see 'files')")], False
+    return checks, True
 
 
 def static_checks(item: Mapping[str, Any], base: Path, *, trust: bool) -> list[Check]:
