@@ -193,6 +193,6 @@ def test_a_host_the_user_adds_is_fetched(tmp_path, item_dict, monkeypatch):
     data = dict(item_dict, stac_extensions=[*item_dict["stac_extensions"], url])
     store = SchemaStore([], tmp_path / "cache", offline=False)
     assert "schemas.example.org" in store.hosts
-    with pytest.raises(SchemaNotFoundError, match=r"could not be downloaded") as info:
+    with pytest.raises(SchemaNotFoundError, match=r"could not be fetched") as info:
         validation_problems(data, store)
     assert not isinstance(info.value, SchemaURLRefusedError)

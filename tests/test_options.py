@@ -26,6 +26,32 @@ def test_export_mlm_keywords_are_the_option_fields() -> None:
         assert p.annotation == f.type, f"{name}: export_mlm says {p.annotation}, ExportOptions {f.type}"
 
 
+def test_callback_keywords_are_the_option_fields() -> None:
+    """Every option is a typed keyword of the callback: LightningCLI (jsonargparse) checks YAML init_args by them."""
+    pytest.importorskip("lightning")
+    from mlm_export import MLMExportCallback
+
+    params = inspect.signature(MLMExportCallback.__init__).parameters
+    fields = {f.name: f for f in dataclasses.fields(ExportOptions)}
+    own = {"self", "example_input", "write_weights", "export_program", "strict", "collection_id"}
+    assert set(params) - own == set(fields)
+    for name, f in fields.items():
+        p = params[name]
+        assert p.kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert p.default == f.default, f"{name}: callback default {p.default!r}, ExportOptions {f.default!r}"
+        assert p.annotation == f.type, f"{name}: callback says {p.annotation}, ExportOptions {f.type}"
+
+
+def test_datetimes_may_be_iso_text_as_in_a_yaml_config() -> None:
+    import datetime as dt
+
+    options = ExportOptions(datetime="2024-06-01T00:00:00Z", start_datetime="2024-01-01", end_datetime="2024-12-31")
+    assert options.datetime == dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+    assert options.start_datetime == dt.datetime(2024, 1, 1)
+    with pytest.raises(InvalidOptionError, match=r"datetime= must be a datetime or ISO 8601 text"):
+        ExportOptions(datetime="June 2024")
+
+
 def test_from_keywords_takes_the_fields_and_ignores_the_rest() -> None:
     options = ExportOptions.from_keywords({"name": "Tiny net", "tasks": "regression", "model": object()})
     assert options == ExportOptions(name="Tiny net", tasks="regression")

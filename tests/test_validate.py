@@ -121,7 +121,7 @@ def test_download_is_cached_and_reused(tmp_path, item_dict, monkeypatch):
 
 def test_unreachable_network_is_a_clear_error(tmp_path, item_dict):
     store = SchemaStore(override_dirs=[], cache_dir=tmp_path, offline=False, bundled=False)
-    with pytest.raises(SchemaNotFoundError, match="could not be downloaded"):
+    with pytest.raises(SchemaNotFoundError, match="could not be fetched"):
         validation_problems(item_dict, store)
 
 

@@ -10,9 +10,10 @@ export error never stops training (it is a warning) unless ``strict=True``.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from ._background import Versions, Worker
 from ._checkpoint_events import CheckpointEvents, Snapshot
 from ._checkpoint_facts import is_model_file, plain, remove_runtime_files, saved_facts
 from ._item import ItemPlan, build_item, checkpoint_item
+from ._options import Validate
 from ._pipeline import ExportOptions, Gathered, gather, plan, write_model_files
 from ._provenance import Prepared, provenance_facts, runtime_files, with_trainer, write_prepared
 from ._run_flush import commit, flush
@@ -35,8 +37,9 @@ from ._runs import ITEM_SUFFIX, RunCatalog, checkpoint_stem, item_path_for
 from ._schema_cache import quick_check
 from ._sources.checkpoint import EMBED_KEY
 from ._sources.datamodule import model_input
+from ._sources.runtime import cli_config
 from ._write import json_bytes
-from .errors import InputRequiredError, InvalidOptionError, MLMExportWarning
+from .errors import InputRequiredError, MLMExportWarning
 
 
 class MLMExportCallback(Callback):
@@ -57,8 +60,9 @@ class MLMExportCallback(Callback):
             ``"checkpoint"`` is the checkpoint itself) and ``primary=`` the ``mlm:model`` one.
         strict: raise export errors instead of warning (training stops).
         collection_id: id of the run Collection (default: ``<model id>-checkpoints``).
-        **options: what cannot be observed, as for :func:`mlm_export.export_mlm` (``name``, ``license``,
-            ``tasks``, ``bands``, ``classes``, ``description``, ...).
+        name, license, tasks, ...: what cannot be observed, as for :func:`mlm_export.export_mlm` (every option
+            of it, with the same name, type and default), and ``deprecate_superseded`` (mark every Item of the run
+            but the latest ``deprecated: true``). Checked here, so that a bad option fails before training.
 
     .. versionadded:: 0.1
     """
@@ -71,16 +75,42 @@ class MLMExportCallback(Callback):
         export_program: bool = False,
         strict: bool = False,
         collection_id: str | None = None,
-        **options: Any,
+        # The options of ExportOptions, each by name, type and default (a test compares them): LightningCLI and
+        # jsonargparse read these hints to check a YAML config's init_args.
+        name: str | None = None,
+        item_id: str | None = None,
+        description: str | None = None,
+        architecture: str | None = None,
+        tasks: str | Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        bands: Sequence[Any] | None = None,
+        classes: Sequence[Any] | Mapping[int, str] | None = None,
+        value_scaling: Any = None,
+        batch_size: int | None = None,
+        license: str | None = None,  # noqa: A002 - the STAC field's name
+        pretrained: bool | None = None,
+        pretrained_source: str | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        bbox: Sequence[float] | None = None,
+        datetime: dt.datetime | str | None = None,
+        start_datetime: dt.datetime | str | None = None,
+        end_datetime: dt.datetime | str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        weights: Any = None,
+        validate: Validate = "raise",
+        profile: str = "default",
+        base_url: str | None = None,
+        layout: str = "flat",
+        version: str | None = None,
+        doi: str | None = None,
+        citation: str | None = None,
+        deprecate_superseded: bool = False,
+        training_data: Any = None,
+        artifacts: str | Sequence[str] | None = None,
+        primary: str | None = None,
+        artifact_timeout: float | None = None,
     ) -> None:
-        unknown = set(options) - set(ExportOptions.__dataclass_fields__)
-        if unknown:
-            raise InvalidOptionError(
-                f"MLMExportCallback got unknown option(s) {sorted(unknown)}; it takes example_input, write_weights, "
-                f"export_program, strict, collection_id and the options of export_mlm: "
-                f"{', '.join(sorted(ExportOptions.__dataclass_fields__))}"
-            )
-        self.options = ExportOptions(**options)
+        given = locals()
+        self.options = ExportOptions.from_keywords(given)
         self.example_input = example_input
         self.write_weights = write_weights
         self.export_program = export_program
@@ -104,6 +134,8 @@ class MLMExportCallback(Callback):
         self._runtime: dict[tuple[str | None, ...], Prepared] = {}
         #: The runtime files last written per directory and set of types: the next ones are hard links to them.
         self._runtime_copies: dict[tuple[Path, tuple[str | None, ...]], dict[str, Path]] = {}
+        #: The YAML of the LightningCLI that built the Trainer, kept beside every checkpoint (None without one).
+        self._config: bytes | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable for ``ddp_spawn``: threads, locks and the CheckpointIO wrapper are made again in ``setup``."""
@@ -190,6 +222,7 @@ class MLMExportCallback(Callback):
         self._provenance = provenance_facts(
             pl_module, doi=self.options.doi, citation=self.options.citation, datamodule=_datamodule(trainer)
         )
+        self._config = _cli_config(trainer)
         self._plan = with_trainer(plan(pl_module, self._gathered, self.options, provenance=self._provenance), trainer)
         if self.options.profile == "openeo":
             self._plan = openeo.adapt(self._plan, self._gathered, str(self.options.base_url))
@@ -297,7 +330,7 @@ class MLMExportCallback(Callback):
         files = {k: a for k, a in assets.items() if snap.artifacts or not is_model_file(a)}
         types = [a.get(mlm.ARTIFACT_TYPE) for a in files.values()] + [mlm.ARTIFACT_TORCH_SAVE]
         if tuple(types) not in self._runtime:
-            self._runtime[tuple(types)] = runtime_files(self._provenance, types, training=True)
+            self._runtime[tuple(types)] = runtime_files(self._provenance, types, training=True, config=self._config)
         copies = self._runtime_copies.setdefault((snap.path.parent, tuple(types)), {})
         files.update(write_prepared(snap.path.parent, checkpoint_stem(snap.path), self._runtime[tuple(types)], copies))
         facts = saved_facts(
@@ -370,6 +403,20 @@ def _datamodule(trainer: Trainer) -> LightningDataModule | None:
     """The datamodule passed to ``fit`` (Lightning sets ``trainer.datamodule`` at run time, undeclared)."""
     datamodule = getattr(trainer, "datamodule", None)
     return datamodule if isinstance(datamodule, LightningDataModule) else None
+
+
+def _cli_config(trainer: Trainer) -> bytes | None:
+    """The LightningCLI configuration of the run; a configuration that cannot be written out costs only its file."""
+    try:
+        return cli_config(trainer)
+    except Exception as e:  # noqa: BLE001 - a user's config may hold anything; the Item is worth more than it
+        warnings.warn(
+            f"The LightningCLI configuration could not be written out ({type(e).__name__}: {e}); the Items do not "
+            "include it.",
+            MLMExportWarning,
+            stacklevel=2,
+        )
+        return None
 
 
 def _loader_batch(trainer: Trainer) -> Any:

@@ -18,6 +18,7 @@ from . import mlm
 from ._about import __version__
 from ._collection import RunLink
 from ._item import CheckpointFacts
+from ._provenance import CONFIG_KEY
 from ._runs import RunCatalog
 from ._sources.checkpoint import LoadedCheckpoint
 from ._times import file_time
@@ -46,10 +47,13 @@ def saved_facts(
 ) -> CheckpointFacts:
     """A checkpoint ``ModelCheckpoint`` saved during ``fit`` (``hashed``: the file a ``last.ckpt`` link names)."""
     lightning = software.get("lightning") or software.get("pytorch-lightning")
+    config = files.get(CONFIG_KEY)
     lineage = (
         f"Checkpoint of {architecture} saved by Lightning{' ' + lightning if lightning else ''} ModelCheckpoint at "
-        f"epoch {epoch}, global step {global_step}" + (" (weights only)" if weights_only else "") + "; "
-        f"described by mlm-export {__version__}."
+        f"epoch {epoch}, global step {global_step}"
+        + (" (weights only)" if weights_only else "")
+        + (f", trained from the LightningCLI configuration {Path(config['href']).name}" if config else "")
+        + f"; described by mlm-export {__version__}."
     )
     return CheckpointFacts(
         path=path,

@@ -8,6 +8,7 @@ outputs as a flat list of tensors (``torch.utils._pytree`` leaf order, which is 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import signal
@@ -210,8 +211,6 @@ def write_checkpoint(state: dict[str, torch.Tensor], path: Path) -> WrittenFile:
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """The ONNX exporter prints progress and whole graphs on failure; the caller reports it in one line."""
-    import io
-
     from ._artifacts import _quiet_torch_logs
 
     with _quiet_torch_logs(), contextlib.redirect_stdout(io.StringIO()):
@@ -232,18 +231,24 @@ def leaves(out: Any) -> list[torch.Tensor]:
     return [t.detach() for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
 
 
-def load_module(fmt: str, path: Path, *, input_names: Sequence[str] = ()) -> Callable[..., Any]:
+def load_module(
+    fmt: str, path: Path, *, input_names: Sequence[str] = (), data: bytes | None = None
+) -> Callable[..., Any]:
     """Load a runnable model file as a callable taking the model's arguments (no safety checks: see
-    :mod:`mlm_export._artifact_safety`). ONNX returns its outputs by name (one output: the tensor itself)."""
+    :mod:`mlm_export._artifact_safety`). ONNX returns its outputs by name (one output: the tensor itself).
+
+    ``data``: the file's bytes, already read and checked; they are loaded and ``path`` is not opened again.
+    """
+    source: Any = str(path) if data is None else io.BytesIO(data)
     if fmt == "pt2":
-        return torch.export.load(str(path)).module()
+        return torch.export.load(source).module()
     if fmt == "torchscript":
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"`torch\.jit\.")
-            scripted = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]  # untyped
+            scripted = torch.jit.load(source, map_location="cpu")  # type: ignore[no-untyped-call]  # untyped
         return lambda *args, **kwargs: _detections(scripted(*args, **kwargs))
     if fmt == "onnx":
-        return _onnx_module(path, input_names)
+        return _onnx_module(path, input_names, data)
     raise MLMExportError(f"{fmt} files hold weights only: they need the model's code to run")
 
 
@@ -260,14 +265,17 @@ def _detections(out: Any) -> Any:
     return out
 
 
-def _onnx_module(path: Path, input_names: Sequence[str]) -> Callable[..., Any]:
+def _onnx_module(path: Path, input_names: Sequence[str], data: bytes | None = None) -> Callable[..., Any]:
     try:
         import onnxruntime as ort
     except ImportError as e:
         raise MLMExportError("running an ONNX file needs onnxruntime: pip install 'mlm-export[onnx]'") from e
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    if data is not None:  # external data (checked to stay in the folder) is found beside the file, not in cwd
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(path.parent))
+    model: Any = str(path) if data is None else data
+    session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     graph_inputs = [i.name for i in session.get_inputs()]
     graph_outputs = [o.name for o in session.get_outputs()]
 

@@ -13,7 +13,7 @@ from ._sources.datamodule import datamodule_facts
 from ._sources.dummy import DEFAULT_IMAGE_SIZE, fixed_image_size, stated_example
 from ._sources.evidence import classes_from_config, feature_module
 from ._sources.model import hyperparameters_of, inspect_model, qualified_name
-from ._sources.values import coerce_classes
+from ._sources.values import coerce_bands, coerce_classes
 from .errors import InvalidOptionError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class Gathered:
 
 def gather(model: nn.Module, datamodule: Any, example_input: Any, options: ExportOptions) -> Gathered:
     """Facts from the user, the datamodule, the weights enum and a trace of the model (in that precedence)."""
-    from ._sources.torchgeo import inference_module
+    from ._sources.libraries import inference_module
 
     given = model
     model = inference_module(model)
@@ -55,6 +55,7 @@ def gather(model: nn.Module, datamodule: Any, example_input: Any, options: Expor
     names = classes_from_config(model)  # a Hugging Face classifier's config.id2label
     if names and data.classes is None:
         data = replace(data, classes=coerce_classes(names), sources={**data.sources, "classes": "config.id2label"})
+    data = _terratorch_facts(given, data)
     notes: tuple[str, ...] = ()
     if wfacts is not None:
         model, note = feature_module(model, wfacts)
@@ -72,6 +73,21 @@ def gather(model: nn.Module, datamodule: Any, example_input: Any, options: Expor
     if model is not given:  # the task's hyperparameters and MLM task describe its inference network too
         facts = replace(facts, hyperparameters=hparams, qualified_name=qualified_name(given))
     return Gathered(facts, data, example, wfacts, module=model, hyperparameters=hparams, notes=notes)
+
+
+def _terratorch_facts(task: nn.Module, data: DataFacts) -> DataFacts:
+    """Classes (``class_names``) and bands (``model_args``) a TerraTorch task was given, where nothing said them."""
+    from ._sources import terratorch
+
+    if terratorch.task_name(qualified_name(task)) is None:
+        return data
+    hparams = hyperparameters_of(task)
+    names, bands = terratorch.class_names(hparams), terratorch.band_names(hparams)
+    if names and data.classes is None:
+        data = replace(data, classes=coerce_classes(names), sources={**data.sources, "classes": "class_names="})
+    if bands and data.bands is None:
+        data = replace(data, bands=coerce_bands(bands), sources={**data.sources, "bands": "model_args bands"})
+    return data
 
 
 def _weights_example(model: nn.Module, wfacts: WeightsFacts) -> Any:

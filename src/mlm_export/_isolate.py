@@ -8,13 +8,17 @@ interpreter started here gets only what this module gives it. It limits itself b
 training process with threads), and stays up for every call of one ``verify`` or ``convert`` run.
 
 Requests go to the child pickled (the parent trusts its own child); replies come back as JSON, so a model that
-took the child over cannot make the parent run code. This module imports only the standard library at its
-top: the child loads it before torch, before its limits are in place.
+took the child over cannot make the parent run code. Large bytes in a request (a model file verify read once,
+:class:`~mlm_export._model_bytes.ModelBytes`) travel out of band, each in one piece, and the first call raises
+the child's memory cap by their size: the model's own budget is not spent on the bytes it is loaded from.
+This module imports only the standard library at its top: the child loads it before torch, before its limits
+are in place.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -138,25 +142,29 @@ class Child:
         self.close()
 
     def call(self, target: str, *args: Any, **kwargs: Any) -> Any:
-        """``module:function`` of this package called in the child; its JSON result, or a one-line error."""
+        """``module:function`` of this package called in the child; its JSON result, or a one-line error.
+
+        Out-of-band bytes of the first call (see the module's docstring) raise the child's memory cap by their
+        size; those of later calls count against it.
+        """
+        request = _request(target, args, kwargs)
         if self._proc is None:
             self.launch()
         if not self._up:
-            self._handshake()
-        return self._call(self.limits.timeout, target, args, kwargs)
+            self._handshake(extra=sum(b.raw().nbytes for b in request[1]))
+        return self._call(self.limits.timeout, request)
 
     def launch(self) -> None:
         """Start the child without waiting for it: it imports torch while the caller checks files."""
         if self._proc is None:
             self._start()
 
-    def _call(self, timeout: float, target: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-        from .errors import current_flags
-
-        flags = current_flags()  # the child spells options in its messages as the parent would
-        payload = pickle.dumps((target, args, kwargs, dict(flags) if flags is not None else None))
+    def _call(self, timeout: float, request: tuple[bytes, list[pickle.PickleBuffer]]) -> Any:
+        payload, buffers = request
         try:
-            _write_frame(self._send, payload)
+            _write_frame(self._send, len(buffers).to_bytes(8, "big") + payload)
+            for buffer in buffers:
+                _write_frame(self._send, buffer.raw())
         except (BrokenPipeError, OSError):
             raise self._died() from None
         deadline = time.monotonic() + timeout
@@ -232,13 +240,15 @@ class Child:
             os.close(from_child_w)
         self._send, self._receive = to_child_w, from_child_r
 
-    def _handshake(self) -> None:
-        """Wait for the child's start and hand it the parent's import finders."""
+    def _handshake(self, extra: int = 0) -> None:
+        """Wait for the child's start, hand it the parent's import finders and set its memory cap (``extra``
+        bytes above the limits' memory: the out-of-band bytes of the call that follows)."""
         finders = [f for f in sys.meta_path if type(f).__module__.startswith("mlm_export.")]
         last = [f for f in finders if sys.meta_path.index(f) > 0]  # the CLI's finders for the cwd's modules
         first = [f for f in finders if f not in last]
         try:
-            self._call(max(self.limits.timeout, STARTUP_TIMEOUT), "mlm_export._isolate:_ready", (first, last), {})
+            ready = _request("mlm_export._isolate:_ready", (first, last, self.limits.memory + extra), {})
+            self._call(max(self.limits.timeout, STARTUP_TIMEOUT), ready)
         except Exception:
             self._kill()
             raise
@@ -339,11 +349,24 @@ def _environment(scratch: Path, *, network: bool) -> dict[str, str]:
     return env
 
 
-def _write_frame(fd: int, data: bytes) -> None:
-    view = memoryview(len(data).to_bytes(8, "big") + data)
+def _request(target: str, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[bytes, list[pickle.PickleBuffer]]:
+    """A call pickled for the child (protocol 5), and the bytes that travel out of band after it."""
+    from .errors import current_flags
+
+    flags = current_flags()  # the child spells options in its messages as the parent would
+    buffers: list[pickle.PickleBuffer] = []
+    call = (target, tuple(args), kwargs, dict(flags) if flags is not None else None)
+    return pickle.dumps(call, protocol=5, buffer_callback=buffers.append), buffers
+
+
+def _write_frame(fd: int, data: bytes | memoryview) -> None:
+    """A length, then the data (a large buffer is written as it is, never copied)."""
+    view = memoryview(len(data).to_bytes(8, "big"))
     while view:
-        n = os.write(fd, view)
-        view = view[n:]
+        view = view[os.write(fd, view) :]
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view[: 1 << 24]) :]
 
 
 def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
@@ -366,6 +389,24 @@ def _read_frame(fd: int, deadline: float | None = None, limit: int = MAX_REPLY) 
     if size > limit:
         raise ValueError(f"a reply of {size} bytes, more than {limit}")
     return _read_exact(fd, size, deadline)
+
+
+def _read_blob(fd: int) -> bytes:
+    """An out-of-band frame of a request as one ``bytes`` object filled in place: no chunks joined into a second
+    copy, so the memory cap counts it once. A reader of buffer size 1 reads nothing beyond the frame."""
+    size = int.from_bytes(_read_exact(fd, 8, None), "big")
+    data = io.BufferedReader(io.FileIO(fd, "rb", closefd=False), buffer_size=1).read(size)
+    if len(data) != size:
+        raise EOFError
+    return data
+
+
+def _read_request(fd: int) -> Any:
+    """The next call from the parent (its out-of-band bytes read after it); ``EOFError`` when the parent is done."""
+    frame = _read_frame(fd, None, limit=1 << 40)
+    count = int.from_bytes(frame[:8], "big")
+    buffers = [_read_blob(fd) for _ in range(count)]
+    return pickle.loads(memoryview(frame)[8:], buffers=buffers)  # noqa: S301 - written by our parent
 
 
 # ---------------------------------------------------------------------------------------------- child side
@@ -394,19 +435,23 @@ def _child_main(config: dict[str, Any]) -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             __import__(name)
-    _lower(resource.RLIMIT_AS, _address_space() + int(config["memory"]))
+    # the memory cap (RLIMIT_AS) is set by the first call, _ready, before any other: it carries the size of the
+    # bytes the parent hands over with the call that follows. Nothing but this package's imports ran so far.
     if not config["network"]:
         sys.addaudithook(_no_network)
     _serve(int(config["read"]), int(config["write"]), int(config["cpu"]))
 
 
 def _serve(read: int, write: int, cpu: int) -> None:
+    ready = False
     while True:
         try:
-            frame = _read_frame(read, None, limit=1 << 40)
+            target, args, kwargs, flags = _read_request(read)
         except EOFError:
             return
-        target, args, kwargs, flags = pickle.loads(frame)  # noqa: S301 - written by our parent, not a stranger
+        if not ready and target != "mlm_export._isolate:_ready":
+            raise SystemExit("the first call must be _ready (it sets the memory cap)")
+        ready = True
         used = resource.getrusage(resource.RUSAGE_SELF)
         spent = math.ceil(used.ru_utime + used.ru_stime)
         hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
@@ -434,10 +479,12 @@ def _serve(read: int, write: int, cpu: int) -> None:
         _write_frame(write, data)
 
 
-def _ready(first: Sequence[Any], last: Sequence[Any]) -> int:
-    """The first call: the parent's own import finders (the CLI's modules of the current folder) in place."""
+def _ready(first: Sequence[Any], last: Sequence[Any], memory: int) -> int:
+    """The first call: the parent's own import finders (the CLI's modules of the current folder) in place, and
+    the memory cap: ``memory`` bytes above what the runtime (Python, torch, the package) maps now."""
     sys.meta_path[:0] = list(first)
     sys.meta_path.extend(last)
+    _lower(resource.RLIMIT_AS, _address_space() + int(memory))
     return os.getpid()
 
 

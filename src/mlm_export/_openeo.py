@@ -197,7 +197,7 @@ def torchscript_beside(model: nn.Module, item: dict[str, Any], path: Path, base_
     import torch
 
     from ._item import _asset
-    from ._sources.torchgeo import inference_module
+    from ._sources.libraries import inference_module
     from ._torchscript import write_torchscript
 
     spec = item["properties"][mlm.INPUT][0]["input"]

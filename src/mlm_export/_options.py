@@ -15,7 +15,7 @@ from typing import Any, Literal
 from . import _artifacts as art
 from ._facts import DataFacts
 from ._sources.values import coerce_bands, coerce_classes, coerce_scaling
-from ._times import iso_utc
+from ._times import iso_utc, parse_iso
 from .errors import InvalidOptionError
 
 #: How a schema violation ends an export: an error, or a warning and the Item as built.
@@ -48,9 +48,9 @@ class ExportOptions:
     pretrained_source: str | None = None
     hyperparameters: Mapping[str, Any] | None = None
     bbox: Sequence[float] | None = None
-    datetime: dt.datetime | None = None
-    start_datetime: dt.datetime | None = None
-    end_datetime: dt.datetime | None = None
+    datetime: dt.datetime | str | None = None
+    start_datetime: dt.datetime | str | None = None
+    end_datetime: dt.datetime | str | None = None
     #: Item properties to set as given (they override what was observed).
     properties: Mapping[str, Any] | None = None
     weights: Any = None
@@ -78,6 +78,8 @@ class ExportOptions:
     artifact_timeout: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("datetime", "start_datetime", "end_datetime"):  # ISO 8601 text (a YAML config's) as a datetime
+            object.__setattr__(self, name, _datetime(name, getattr(self, name)))
         if self.validate not in ("raise", "warn"):
             raise InvalidOptionError(f"validate= must be 'raise' or 'warn', not {self.validate!r}")
         from ._huggingface import check_layout
@@ -132,6 +134,18 @@ def user_facts(options: ExportOptions) -> DataFacts:
         end_datetime=_iso(options.end_datetime),
         sources=sources,
     )
+
+
+def _datetime(name: str, value: Any) -> dt.datetime | None:
+    """An option's time: a datetime as it is, ISO 8601 text parsed; anything else names the option."""
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_iso(value)
+        except ValueError:
+            pass
+    raise InvalidOptionError(f"{name}= must be a datetime or ISO 8601 text (2024-06-01T00:00:00Z), got {value!r}")
 
 
 def _iso(t: Any) -> str | None:

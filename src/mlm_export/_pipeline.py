@@ -45,7 +45,7 @@ def plan(
     ``provenance`` (:class:`~mlm_export._provenance.ProvenanceFacts`) is gathered from ``model`` when not given.
     """
     from ._provenance import export_lineage, provenance_facts, with_provenance, with_training_data
-    from ._sources.torchgeo import architecture as task_architecture
+    from ._sources.libraries import architecture as task_architecture
     from ._sources.training_data import stac_training_data
 
     given = model
@@ -245,7 +245,9 @@ def build_checked(item_plan: ItemPlan, mode: Validate) -> pystac.Item:
     return item
 
 
-def _when(datetime: dt.datetime | None, data: DataFacts, warn: bool) -> dt.datetime | None:
+def _when(datetime: dt.datetime | str | None, data: DataFacts, warn: bool) -> dt.datetime | None:
+    if isinstance(datetime, str):  # ExportOptions parses text; a str here is ISO 8601 already checked
+        return parse_iso(datetime)
     if datetime is not None or (data.start_datetime and data.end_datetime):
         return datetime
     if warn:

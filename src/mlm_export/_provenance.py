@@ -40,6 +40,10 @@ from .mlm import ClassObject
 
 INFERENCE_SUFFIX = ".requirements.txt"
 TRAINING_SUFFIX = ".environment.txt"
+#: The LightningCLI configuration the run was started from, beside each checkpoint (``config.yaml`` of the run).
+CONFIG_SUFFIX = ".config.yaml"
+#: The asset key of that file.
+CONFIG_KEY = "training_config"
 RUNTIME_MEDIA = mlm.MEDIA_TEXT
 
 
@@ -244,9 +248,12 @@ def write_runtime_files(
 Prepared = dict[str, tuple[str, bytes, dict[str, Any]]]
 
 
-def runtime_files(prov: ProvenanceFacts, artifact_types: list[str | None], *, training: bool) -> Prepared:
+def runtime_files(
+    prov: ProvenanceFacts, artifact_types: list[str | None], *, training: bool, config: bytes | None = None
+) -> Prepared:
     """The runtime files' bytes and assets, hashed once: the same for every checkpoint of a run, so the callback
-    computes them once per set of artifact types (reading package metadata is slow) and writes them per stem."""
+    computes them once per set of artifact types (reading package metadata is slow) and writes them per stem.
+    ``config``: the YAML a LightningCLI started the run from, kept as a training-runtime file too."""
     files = {"inference_runtime": _inference_file(inference_pins(prov.runtime, artifact_types))}
     if training:
         files["training_runtime"] = (
@@ -255,7 +262,13 @@ def runtime_files(prov: ProvenanceFacts, artifact_types: list[str | None], *, tr
             mlm.ROLE_TRAINING_RUNTIME,
             "Training runtime (every installed distribution)",
         )
-    return _prepare(files)
+    out = _prepare(files)
+    if config is not None:
+        asset = {"type": mlm.MEDIA_YAML, "title": "Training configuration (LightningCLI config.yaml)",
+                 "roles": [mlm.ROLE_TRAINING_RUNTIME], mlm.FILE_SIZE: len(config),
+                 mlm.FILE_CHECKSUM: _checksum(config)}  # fmt: skip
+        out[CONFIG_KEY] = (CONFIG_SUFFIX, config, asset)
+    return out
 
 
 def _inference_file(pins: dict[str, str]) -> tuple[str, str, str, str]:

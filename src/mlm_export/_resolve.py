@@ -30,9 +30,9 @@ def resolve_tasks(
     library or weights state (``evidence``), else inferred where the outputs leave no doubt."""
     given = _given_tasks(model, tasks)
     if not given:
-        from ._sources.torchgeo import mlm_tasks
+        from ._sources.libraries import mlm_tasks
 
-        known = mlm_tasks(model.qualified_name)  # a TorchGeo task says what it does
+        known = mlm_tasks(model.qualified_name)  # a TorchGeo or TerraTorch task says what it does
         given = {o.name: known for o in model.outputs} if known else dict(evidence or {})
     result: dict[str, tuple[Task, ...]] = {}
     detection = _detection_tasks(model)

@@ -18,15 +18,14 @@ from . import mlm
 from ._collection import COLLECTION_FILE
 from ._hrefs import read_json as regular_json
 
-#: Largest JSON file read back from a folder (an Item or a Collection); larger ones are ignored.
-MAX_JSON = 16 << 20
 _MODE = re.compile(r"'mode':\s*'(min|max)'")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from a regular file of bounded size, or None (missing, special, too big, not JSON)."""
+    """A JSON object from a regular file of bounded size and depth, or None (missing, special, too big, too deep,
+    not JSON): a folder's old Items and Collection inform a rebuild, never stop it."""
     try:
-        data = regular_json(path, MAX_JSON)
+        data = regular_json(path)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

@@ -10,6 +10,7 @@ from typing import Any
 
 from . import mlm
 from ._collection import COLLECTION_FILE, Member, RunFacts, build_collection, ranking
+from ._hrefs import read_json
 from ._write import atomic_write_bytes, atomic_write_json, file_checksum, file_key
 
 __all__ = [
@@ -123,10 +124,10 @@ class RunCatalog:
     def adopt(self) -> None:
         """Take in the Items already in the directory (a resumed run); drop those whose checkpoint is gone."""
         for path in sorted(self.dirpath.glob(f"*{ITEM_SUFFIX}")):
-            try:
-                item = json.loads(path.read_text(encoding="utf-8"))
-                href = _checkpoint_href(item)
-            except (OSError, ValueError):
+            try:  # a regular file of bounded size and depth: a FIFO or /dev/zero named like an Item is passed over
+                item = read_json(path)
+                href = _checkpoint_href(item) if isinstance(item, dict) else None
+            except (OSError, ValueError, AttributeError, TypeError):  # not an Item: not this directory's
                 continue
             if href is None or not _plain_name(href):
                 continue  # an Item that points elsewhere is not one of this directory's: never adopted
@@ -200,16 +201,22 @@ class RunCatalog:
         self.dirty = True  # extents, summaries, latest and best are brought up to date at the next write
 
 
+def _assets(item: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The assets of an Item read back from a folder, those that are objects (the file may be anyone's)."""
+    assets = item.get("assets")
+    return {k: a for k, a in assets.items() if isinstance(a, dict)} if isinstance(assets, dict) else {}
+
+
 def _checkpoint_href(item: dict[str, Any]) -> str | None:
     for key in ("checkpoint", "model"):
-        asset = item.get("assets", {}).get(key)
-        if asset and mlm.ROLE_CHECKPOINT in asset.get("roles", []):
+        asset = _assets(item).get(key)
+        if asset and mlm.ROLE_CHECKPOINT in (asset.get("roles") or []) and isinstance(asset.get("href"), str):
             return str(asset["href"])
     return None
 
 
 def _size_matches(item: dict[str, Any], checkpoint: Path) -> bool:
-    for asset in item.get("assets", {}).values():
+    for asset in _assets(item).values():
         if asset.get("href") in (checkpoint.name, f"./{checkpoint.name}") and mlm.FILE_SIZE in asset:
             return bool(asset[mlm.FILE_SIZE] == checkpoint.stat().st_size)
     return True

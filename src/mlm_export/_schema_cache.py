@@ -19,7 +19,8 @@ import referencing.exceptions
 import referencing.jsonschema
 from jsonschema_specifications import REGISTRY as META  # type: ignore[import-untyped]
 
-from ._validate import SchemaStore, check, default_store, schema_urls
+from ._checks import structure_problems
+from ._validate import SchemaStore, as_written, check, default_store, is_mlm_item, schema_urls
 
 _validators: dict[tuple[Any, str], Any] = {}
 _lock = threading.Lock()
@@ -40,11 +41,15 @@ def quick_check(data: Mapping[str, Any], *, what: str | None = None, by_shape: b
     signature = shape(data) if by_shape else None
     if signature is not None and signature in _passed.get(id(store), set()):
         return
-    for url in schema_urls(data):
+    written = as_written(data, store)
+    for url in schema_urls(written):
         validator = _validator(store, url)
-        if next(iter(validator.iter_errors(data)), None) is not None:
+        if next(iter(validator.iter_errors(written)), None) is not None:
             check(data, store, what=what)  # the full report, with every problem
             return
+    if is_mlm_item(data) and structure_problems(data):
+        check(data, store, what=what)
+        return
     if signature is not None:
         with _lock:
             _passed.setdefault(id(store), set()).add(signature)

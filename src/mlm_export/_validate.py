@@ -4,8 +4,10 @@ Schemas are found by URL, in this order: override directories laid out as ``HOST
 several joined with ``os.pathsep``), the schemas bundled with the package (STAC 1.1.0, MLM v1.5.2 and every
 extension mlm-export declares), the cache directory (``$MLM_EXPORT_CACHE_DIR``, default
 ``~/.cache/mlm-export/schemas``), then the network (short timeout, size bound, result cached) unless
-``$MLM_EXPORT_OFFLINE`` is set. Only ``https`` URLs on the hosts the STAC community publishes schemas on are
-downloaded (more with ``$MLM_EXPORT_SCHEMA_HOSTS``); a URL whose path could leave a directory is refused.
+``$MLM_EXPORT_OFFLINE`` is set (the commands' ``--offline``). Only ``https`` URLs on the hosts the STAC
+community publishes schemas on are downloaded (more with ``$MLM_EXPORT_SCHEMA_HOSTS``); a URL whose path could
+leave a directory is refused. An MLM Item is also checked against the rules inside ``mlm:input``/``mlm:output``
+that no schema states (:func:`mlm_export._checks.structure_problems`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import urllib.request
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,16 +29,25 @@ import referencing
 import referencing.jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
+from . import _limits as limits
+from ._checks import structure_problems
 from ._write import atomic_write_bytes
-from .errors import ItemValidationError, Problem, SchemaNotFoundError, SchemaURLRefusedError
+from .errors import (
+    ItemValidationError,
+    MLMExportWarning,
+    Problem,
+    SchemaNotFoundError,
+    SchemaURLRefusedError,
+    first_line,
+)
 
 SCHEMA_DIR_ENV = "MLM_EXPORT_SCHEMA_DIR"
 CACHE_DIR_ENV = "MLM_EXPORT_CACHE_DIR"
 OFFLINE_ENV = "MLM_EXPORT_OFFLINE"
 HOSTS_ENV = "MLM_EXPORT_SCHEMA_HOSTS"
 NETWORK_TIMEOUT_S = 10.0
-#: The largest schema downloaded; the biggest published STAC schema is under 100 kB.
-MAX_SCHEMA_BYTES = 5 * 1024 * 1024
+#: The largest schema downloaded (``_limits.SCHEMA_BYTES``).
+MAX_SCHEMA_BYTES = limits.SCHEMA_BYTES
 #: The schemas shipped inside the package, laid out as ``HOST/PATH``.
 BUNDLED_DIR = Path(__file__).with_name("schemas")
 #: Hosts the STAC community publishes JSON Schemas on (and hosts those schemas reference).
@@ -46,6 +58,16 @@ _CORE = {
     "Collection": "collection-spec/json-schema/collection.json",
     "Catalog": "catalog-spec/json-schema/catalog.json",
 }
+#: Schema URLs that Items name although no copy is bundled or published where this library can check, and the
+#: version the Item was written with: pystac's migration rewrites classification v1.0.0 and v1.1.0 as v2.0.0 in
+#: ``stac_extensions`` when it reads an Item (``pystac.Item.from_file``), and keeps the v1.1.0 fields.
+WRITTEN_AS = {
+    "https://stac-extensions.github.io/classification/v2.0.0/schema.json": (
+        "https://stac-extensions.github.io/classification/v1.1.0/schema.json"
+    ),
+}
+#: Path fragments of the MLM schema URLs, old (crim-ca.github.io/mlm-extension) and current.
+MLM_URL_PARTS = ("stac-extensions.github.io/mlm/", "/mlm-extension/")
 _HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~+-]*$")
 
@@ -73,6 +95,16 @@ class SchemaStore:
         extra = hosts if hosts is not None else re.split(r"[\s,]+", os.environ.get(HOSTS_ENV, ""))
         self.hosts = tuple(dict.fromkeys([*SCHEMA_HOSTS, *(h.strip().lower() for h in extra if h.strip())]))
         self._registry = referencing.Registry(retrieve=self._retrieve)  # type: ignore[call-arg]
+
+    def is_local(self, url: str) -> bool:
+        """Whether the schema at ``url`` is found without the network (override dirs, bundled set, cache): if
+        not, checking an object that names it fetches it (or, offline, fails saying so)."""
+        try:
+            rel = schema_path(urldefrag(url).url)
+        except SchemaURLRefusedError:
+            return False
+        local, cache_dir = self._key()[:2]
+        return any((path := _inside(Path(base), rel)) is not None and path.is_file() for base in (*local, cache_dir))
 
     def load(self, url: str) -> Any:
         """The schema at ``url`` (fragment ignored), as parsed JSON."""
@@ -107,7 +139,7 @@ def _cached_load(key: tuple[tuple[str, ...], str, bool, tuple[str, ...]], url: s
     overrides = [d for d in local if d != str(BUNDLED_DIR)]
     if offline:
         raise SchemaNotFoundError(
-            f"JSON Schema {url} is not in {_where(overrides, cache_dir)} and ${OFFLINE_ENV} forbids downloading it. "
+            f"JSON Schema {url} not fetched (--offline, ${OFFLINE_ENV}): it is not in {_where(overrides, cache_dir)}. "
             f"Point ${SCHEMA_DIR_ENV} at a directory that holds it as {rel}."
         )
     host = urlsplit(url).hostname or ""
@@ -127,8 +159,9 @@ def _cached_load(key: tuple[tuple[str, ...], str, bool, tuple[str, ...]], url: s
         raise
     except Exception as e:
         raise SchemaNotFoundError(
-            f"JSON Schema {url} is not in {_where(overrides, cache_dir)} and could not be downloaded ({e}). "
-            f"Point ${SCHEMA_DIR_ENV} at a directory that holds it as {rel}."
+            f"JSON Schema {url} could not be fetched ({first_line(e, 160)}); it is not in "
+            f"{_where(overrides, cache_dir)}. Point ${SCHEMA_DIR_ENV} at a directory that holds it as {rel}, or "
+            "pass --offline to never try."
         ) from e
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(target, data)
@@ -227,15 +260,58 @@ def schema_urls(obj: Mapping[str, Any]) -> list[str]:
 
 
 def validation_problems(obj: pystac.STACObject | Mapping[str, Any], store: SchemaStore | None = None) -> list[Problem]:
-    """Every schema violation of an Item, Collection or Catalog, each with its JSON path; empty when valid."""
+    """Every schema violation of an Item, Collection or Catalog, each with its JSON path, then (for an MLM Item)
+    every broken rule inside ``mlm:input``/``mlm:output``; empty when valid."""
     data = obj.to_dict(include_self_link=False, transform_hrefs=False) if isinstance(obj, pystac.STACObject) else obj
     store = store or default_store()
     problems: list[Problem] = []
+    data = as_written(data, store)
     for url in schema_urls(data):
         validator = store.validator(url)
         for error in validator.iter_errors(data):
             problems.append(_problem(error, url))
+    if is_mlm_item(data):
+        problems += structure_problems(data)
     return _dedupe(problems)
+
+
+def is_mlm_item(data: Mapping[str, Any]) -> bool:
+    """Whether ``data`` is a STAC Item that declares the MLM extension (any version, old URL or new)."""
+    extensions = data.get("stac_extensions")
+    return (
+        data.get("type") == "Feature"
+        and isinstance(extensions, list)
+        and any(isinstance(u, str) and any(part in u for part in MLM_URL_PARTS) for u in extensions)
+    )
+
+
+def as_written(data: Mapping[str, Any], store: SchemaStore) -> Mapping[str, Any]:
+    """``data`` as it is checked: a URL of :data:`WRITTEN_AS` in ``stac_extensions`` that the store cannot find is
+    put back to the version the Item was written with (that schema requires its own URL there), with a warning
+    that says so. ``data`` itself is never changed."""
+    extensions = data.get("stac_extensions")
+    if not isinstance(extensions, list):
+        return data
+    written = []
+    for url in extensions:
+        substitute = WRITTEN_AS.get(url) if isinstance(url, str) else None
+        if substitute is not None:
+            try:
+                store.load(url)
+            except SchemaNotFoundError:
+                warnings.warn(substitution_note(url, substitute), MLMExportWarning, stacklevel=3)
+                url = substitute
+        written.append(url)
+    return data if written == extensions else {**data, "stac_extensions": written}
+
+
+def substitution_note(url: str, substitute: str) -> str:
+    """One line: which schema replaced which, and why."""
+    return (
+        f"JSON Schema {url} has no offline copy; checked against {substitute}, the version the Item was written "
+        f"with (pystac rewrites classification v1.0.0/v1.1.0 as v2.0.0 when it reads an Item). Point "
+        f"${SCHEMA_DIR_ENV} at a folder holding {schema_path(url)} to check against it."
+    )
 
 
 def check(

@@ -13,16 +13,35 @@ from torch import nn
 
 from . import _artifact_safety as artifact_safety
 from . import mlm
-from ._checks import consistency_problems
+from ._checks import STRUCTURE_RULES, consistency_problems
 from ._guard import SAFE, Policy
 from ._hrefs import read_json
 from ._isolate import MAX_MEMORY, TIMEOUT, Child, Limits, out_of_memory
+from ._model_bytes import ModelBytes
 from ._rebuild import checkpoint_spec
 from ._sources.checkpoint import load, load_weights
 from ._sources.model import observe_outputs
 from ._validate import validation_problems
-from ._verify_artifacts import RUNNABLE, format_of, load_checked, local_file, parity_checks, runnable_assets
-from .errors import IsolatedMemoryError, IsolatedRunError, ItemValidationError, MLMExportError, NotJSONError, Problem
+from ._verify_artifacts import (
+    RUNNABLE,
+    WEIGHTS_KINDS,
+    format_of,
+    load_checked,
+    local_file,
+    parity_checks,
+    read_once,
+    read_runnable,
+    runnable_assets,
+)
+from .errors import (
+    InputTooLargeError,
+    IsolatedMemoryError,
+    IsolatedRunError,
+    ItemValidationError,
+    MLMExportError,
+    NotJSONError,
+    Problem,
+)
 
 #: Size given to dynamic (-1) non-batch dims of the synthetic batch; a multiple of 32 suits common encoders.
 DYNAMIC_SIZE = 64
@@ -82,6 +101,8 @@ def verify_item(
     path = Path(path)
     try:
         item = read_json(path)  # a regular file only: a FIFO named like an Item would block the read
+    except InputTooLargeError:
+        raise  # over a cap of _limits (size, nesting): says which, not "not JSON"
     except ValueError as e:
         raise NotJSONError(path, e) from e
     if not isinstance(item, dict):
@@ -94,28 +115,38 @@ def verify_item(
     with Child(Limits(memory=max_memory, timeout=timeout, network=download), what=what) as child:
         if run:
             child.launch()  # it imports torch while the files are hashed here; ended unused if they fail
-        found, usable = _file_checks(item, path.parent, allow_outside=allow_outside)
+        found, files_read = _file_checks(item, path.parent, allow_outside=allow_outside)
         checks += found
-        if not usable:
+        if files_read is None:
             return checks
         if not run:
-            return [*checks, *static_checks(item, path.parent, trust=trust), Check("run", True, NOT_RUN, skipped=True)]
+            static = static_checks(item, path.parent, trust=trust, contents=files_read)
+            return [*checks, *static, Check("run", True, NOT_RUN, skipped=True)]
+        # The child loads and runs the bytes read, hashed and checked here, never a file by name: they travel in
+        # the request, out of band, each file in one piece (ModelBytes' pickle), and the child's address-space
+        # budget is raised by their size when it is set (Child.call), so --max-memory stays the model's own.
         try:
             rows = child.call(
                 "mlm_export._verify:run_models", item, str(path.parent), model=model, init_args=init_args,
                 trust=trust, allow_modules=tuple(allow_modules), download=download, what=what, max_memory=max_memory,
+                contents=files_read,
             )  # fmt: skip
         except IsolatedRunError as e:
             return [*checks, Check("run", False, str(e))]
     return [*checks, *(Check(str(r["check"]), bool(r["ok"]), str(r["detail"])) for r in rows)]
 
 
-def _file_checks(item: Mapping[str, Any], base: Path, *, allow_outside: bool) -> tuple[list[Check], bool]:
-    """The rows for the files (sizes, checksums, confinement) and cross-field rules; whether a model may load."""
+def _file_checks(
+    item: Mapping[str, Any], base: Path, *, allow_outside: bool
+) -> tuple[list[Check], dict[str, ModelBytes] | None]:
+    """The rows for the files (sizes, checksums, confinement) and cross-field rules, and the bytes of each model
+    file, read once (:func:`read_runnable`); ``None`` when no model may load."""
     try:
-        problems = consistency_problems(item, base, allow_outside=allow_outside)
+        files_read = read_runnable(item, base, allow_outside=allow_outside)  # each model file read once
+        read = {k: v if isinstance(v, MLMExportError) else (v.size, v.checksum) for k, v in files_read.items()}
+        problems = consistency_problems(item, base, allow_outside=allow_outside, contents=read)
     except (AttributeError, KeyError, TypeError, ValueError) as e:  # a structure the schema check rejects
-        return [Check("consistency", False, f"cannot check: {type(e).__name__}: {e} (see 'schema')")], False
+        return [Check("consistency", False, f"cannot check: {type(e).__name__}: {e} (see 'schema')")], None
     file_rules = {"asset-exists", "asset-size", "asset-checksum", "asset-outside"}
     files = [p for p in problems if p.schema in file_rules]
     rules = [p for p in problems if p.schema not in file_rules]
@@ -123,15 +154,23 @@ def _file_checks(item: Mapping[str, Any], base: Path, *, allow_outside: bool) ->
         Check("files", not files, _join(files) or "every local asset has its stated size and checksum"),
         Check("consistency", not rules, _join(rules) or "bands, classes and model assets agree"),
     ]
+    broken = [p for p in rules if p.schema in STRUCTURE_RULES]
+    if broken:  # a batch built from such an Item, or outputs compared with it, would mean nothing
+        detail = f"not run: mlm:input/mlm:output contradict themselves: {_join(broken)}"
+        return [*checks, Check("load model", False, detail)], None
     if any(p.schema == "asset-outside" for p in files):  # nothing is loaded from outside the Item's folder
-        return [*checks, Check("load model", False, "not loaded: an href leads outside the Item's folder")], False
+        return [*checks, Check("load model", False, "not loaded: an href leads outside the Item's folder")], None
     if files:  # a file that is not the one the Item describes is never loaded
-        return [*checks, Check("load model", False, "not loaded: the files do not match the Item (see 'files')")], False
-    return checks, True
+        return [*checks, Check("load model", False, "not loaded: the files do not match the Item (see 'files')")], None
+    # every file read matched the Item (a read that failed is a 'files' problem above): only bytes are left
+    return checks, {k: v for k, v in files_read.items() if isinstance(v, ModelBytes)}
 
 
-def static_checks(item: Mapping[str, Any], base: Path, *, trust: bool) -> list[Check]:
-    """``run=False``: each runnable model file read as data (what loading it would run), none loaded."""
+def static_checks(
+    item: Mapping[str, Any], base: Path, *, trust: bool, contents: Mapping[str, ModelBytes] | None = None
+) -> list[Check]:
+    """``run=False``: each runnable model file read as data (what loading it would run), none loaded;
+    ``contents``: the files' bytes as :func:`read_runnable` read them (files not in it are read once here)."""
     out = []
     for key, fmt, asset in runnable_assets(item):
         name = f"file {key} ({fmt})"
@@ -139,7 +178,11 @@ def static_checks(item: Mapping[str, Any], base: Path, *, trust: bool) -> list[C
             out.append(Check(name, True, "not inspected (trusted)", skipped=True))
             continue
         try:
-            artifact_safety.check(fmt, local_file(base, str(asset.get("href", ""))), base)
+            href = str(asset.get("href", ""))
+            read = (contents or {}).get(key) or read_once(base, href)
+            if isinstance(read, MLMExportError):
+                raise read
+            artifact_safety.check(fmt, local_file(base, href), base, read.data)
         except MLMExportError as e:
             out.append(Check(name, False, str(e)))
             continue
@@ -158,10 +201,16 @@ def run_models(
     download: bool,
     what: str,
     max_memory: int,
+    contents: Mapping[str, ModelBytes],
 ) -> list[dict[str, Any]]:
-    """In the limited child: load the Item's model, run it, compare its outputs and every model file's."""
+    """In the limited child: load the Item's model, run it, compare its outputs and every model file's.
+
+    ``contents``: the bytes of each model file the parent read, hashed and checked; loaded from memory here,
+    never reopened by name (a file swapped since cannot be loaded in their place)."""
     policy = Policy(trust=trust, allow_modules=tuple(allow_modules), download=download)
-    checks = _run_checks(item, Path(base), model=model, init_args=init_args, trust=trust, policy=policy)
+    checks = _run_checks(
+        item, Path(base), model=model, init_args=init_args, trust=trust, policy=policy, contents=contents
+    )
     memory = str(IsolatedMemoryError(what, max_memory))  # an allocation that failed is the memory limit
     return [(replace(c, detail=memory) if out_of_memory(c.detail) else c).as_dict() for c in checks]
 
@@ -174,13 +223,16 @@ def _run_checks(
     init_args: Mapping[str, Any] | None,
     trust: bool,
     policy: Policy,
+    contents: Mapping[str, ModelBytes | MLMExportError],
 ) -> list[Check]:
     checks: list[Check] = []
     try:
-        module, how = load_model(item, base, model=model, init_args=init_args, trust=trust, policy=policy)
+        module, how = load_model(
+            item, base, model=model, init_args=init_args, trust=trust, policy=policy, contents=contents
+        )
     except MLMExportError as e:
         checks.append(Check("load model", False, str(e)))
-        return checks + _other_files(item, base, trust)
+        return checks + _other_files(item, base, trust, contents)
     except (KeyError, TypeError) as e:
         return [*checks, Check("load model", False, _unusable(e, "the mlm:model asset"))]
     checks.append(Check("load model", True, how))
@@ -206,7 +258,7 @@ def _run_checks(
         return m(**dict(zip(names, tensors, strict=True))) if kwargs else m(*tensors)
 
     eager = module if isinstance(module, nn.Module) and not _is_exported(module) else None
-    for name, ok, detail in parity_checks(item, base, examples, call, trust=trust, eager=eager):
+    for name, ok, detail in parity_checks(item, base, examples, call, trust=trust, eager=eager, contents=contents):
         checks.append(Check(name, ok, detail))
     return checks
 
@@ -219,8 +271,12 @@ def load_model(
     init_args: Mapping[str, Any] | None,
     trust: bool,
     policy: Policy = SAFE,
+    contents: Mapping[str, ModelBytes | MLMExportError] | None = None,
 ) -> tuple[Any, str]:
-    """The Item's ``mlm:model`` artifact as a runnable module, without the training code where its type allows."""
+    """The Item's ``mlm:model`` artifact as a runnable module, without the training code where its type allows.
+
+    ``contents``: runnable files already read (:func:`read_runnable`), loaded from those bytes.
+    """
     assets = item.get("assets", {})
     key, asset = next(((k, a) for k, a in assets.items() if mlm.ROLE_MODEL in (a.get("roles") or [])), (None, None))
     if asset is None:
@@ -230,10 +286,14 @@ def load_model(
     fmt = format_of(asset)
     if fmt in RUNNABLE:
         names = [i["name"] for i in item.get("properties", {}).get(mlm.INPUT, [])]
-        module = load_checked(str(fmt), base, asset, trust=trust, names=names)
+        data = (contents or {}).get(str(key))
+        module = load_checked(str(fmt), base, asset, trust=trust, names=names, data=data)
         return module, f"{file.name} ({kind}, no training code)"
-    if kind in (mlm.ARTIFACT_SAFETENSORS, mlm.ARTIFACT_TORCH_SAVE):
-        ckpt = load(file, trust=trust)
+    if kind in WEIGHTS_KINDS:
+        read = (contents or {}).get(str(key)) or read_once(base, str(asset["href"]))
+        if isinstance(read, MLMExportError):
+            raise read
+        ckpt = load(file, trust=trust, data=read.data)  # the bytes hashed and checked: the file is not reopened
         spec = checkpoint_spec(ckpt, model=model, init_args=init_args, policy=policy)
         module = load_weights(spec.build(on_meta=False), ckpt.state_dict, spec.target)
         return module.eval(), f"{file.name} ({kind}) into {spec.target}"
@@ -305,7 +365,9 @@ def compare_outputs(outputs: list[dict[str, Any]], out: Any) -> list[Check]:
     return checks
 
 
-def _other_files(item: Mapping[str, Any], base: Path, trust: bool) -> list[Check]:
+def _other_files(
+    item: Mapping[str, Any], base: Path, trust: bool, contents: Mapping[str, ModelBytes | MLMExportError]
+) -> list[Check]:
     """When the mlm:model holds weights only (and no --model was given), still check the runnable files."""
     props = item.get("properties", {})
     assets: Mapping[str, Any] = item.get("assets", {})
@@ -322,7 +384,8 @@ def _other_files(item: Mapping[str, Any], base: Path, trust: bool) -> list[Check
     def call(m: Any, tensors: Any) -> Any:
         return m(**dict(zip(names, tensors, strict=True))) if kwargs else m(*tensors)
 
-    return [Check(n, ok, d) for n, ok, d in parity_checks(item, base, examples, call, trust=trust)]
+    found = parity_checks(item, base, examples, call, trust=trust, contents=contents)
+    return [Check(n, ok, d) for n, ok, d in found]
 
 
 def _is_exported(module: nn.Module) -> bool:
@@ -339,8 +402,8 @@ def _forward_params(module: Any) -> list[str]:
 
 def _schema_problems(item: Mapping[str, Any]) -> list[Problem]:
     """The schema problems of a STAC object; one problem when it is no STAC object at all."""
-    try:
-        return validation_problems(item)
+    try:  # the rules inside mlm:input/mlm:output are reported once, by the consistency check
+        return [p for p in validation_problems(item) if p.schema not in STRUCTURE_RULES]
     except ItemValidationError as e:
         return e.problems
     except MLMExportError as e:

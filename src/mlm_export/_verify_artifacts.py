@@ -18,9 +18,20 @@ from . import _parity as parity
 from . import mlm
 from ._artifacts import FORMATS, RUNNABLE
 
-__all__ = ["RUNNABLE", "format_of", "load_checked", "local_file", "parity_checks", "runnable_assets"]
+__all__ = [
+    "RUNNABLE",
+    "WEIGHTS_KINDS",
+    "format_of",
+    "load_checked",
+    "local_file",
+    "parity_checks",
+    "read_once",
+    "read_runnable",
+    "runnable_assets",
+]
 from ._exporters import leaves, load_module
 from ._facts import TensorFacts
+from ._model_bytes import ModelBytes, read_model_file
 from .errors import MLMExportError
 
 #: Dim names that mean height and width (the spec's and openEO's).
@@ -61,13 +72,67 @@ def local_file(base: Path, href: str) -> Path:
     return path
 
 
-def load_checked(fmt: str, base: Path, asset: Mapping[str, Any], *, trust: bool, names: Sequence[str]) -> Any:
-    """Check the file (unless trusted), then load it as a callable."""
-    path = local_file(base, str(asset.get("href", "")))
-    if not trust:
-        artifact_safety.check(fmt, path, base)
+#: ``mlm:artifact_type`` of weights files verify loads into a rebuilt model (read once, like runnable files).
+WEIGHTS_KINDS = (mlm.ARTIFACT_SAFETENSORS, mlm.ARTIFACT_TORCH_SAVE)
+
+
+def read_runnable(
+    item: Mapping[str, Any], base: Path, *, allow_outside: bool = False
+) -> dict[str, ModelBytes | MLMExportError]:
+    """The bytes of each local model file verify may load (runnable files, and an ``mlm:model`` of weights),
+    read once (or why it could not be read), by key: they are hashed, checked and loaded from memory, never
+    reopened by name."""
+    keys = [key for key, _, _ in runnable_assets(item)]
+    keys += [
+        key
+        for key, asset in (item.get("assets") or {}).items()
+        if isinstance(asset, Mapping)
+        and key not in keys
+        and asset.get(mlm.ARTIFACT_TYPE) in WEIGHTS_KINDS
+        and mlm.ROLE_MODEL in (asset.get("roles") or [])
+    ]
+    out: dict[str, ModelBytes | MLMExportError] = {}
+    for key in keys:
+        href = str(item["assets"][key].get("href", ""))
+        if "://" in href and not href.startswith("file://"):
+            continue  # remote: verify loads only local files
+        out[key] = read_once(base, href, allow_outside=allow_outside)
+    return out
+
+
+def read_once(base: Path, href: str, *, allow_outside: bool = False) -> ModelBytes | MLMExportError:
+    """One model file's bytes (:func:`read_model_file`), or the one-line reason it could not be read."""
     try:
-        return load_module(fmt, path, input_names=names)
+        return read_model_file(base, href, allow_outside=allow_outside)
+    except MLMExportError as e:
+        return e
+    except OSError as e:
+        return MLMExportError(f"cannot read {href}: {e.strerror or e}")
+
+
+def load_checked(
+    fmt: str,
+    base: Path,
+    asset: Mapping[str, Any],
+    *,
+    trust: bool,
+    names: Sequence[str],
+    data: ModelBytes | MLMExportError | None = None,
+) -> Any:
+    """Check the file's bytes (unless trusted), then load the same bytes as a callable.
+
+    ``data``: the bytes :func:`read_runnable` read; without them the file is read here, once.
+    """
+    href = str(asset.get("href", ""))
+    path = local_file(base, href)
+    if data is None:
+        data = read_model_file(base, href)
+    if isinstance(data, MLMExportError):
+        raise data
+    if not trust:
+        artifact_safety.check(fmt, path, base, data.data)
+    try:
+        return load_module(fmt, path, input_names=names, data=data.data)
     except MLMExportError:
         raise
     except Exception as e:
@@ -93,8 +158,12 @@ def parity_checks(
     trust: bool,
     eager: Any = None,
     size: int = 64,
+    contents: Mapping[str, ModelBytes | MLMExportError] | None = None,
 ) -> list[tuple[str, bool, str]]:
-    """(name, ok, detail) per runnable file: its largest difference from the reference over the cases."""
+    """(name, ok, detail) per runnable file: its largest difference from the reference over the cases.
+
+    ``contents``: the files' bytes as :func:`read_runnable` read them (files not in it are read once here).
+    """
     props = item.get("properties", {})
     facts = input_facts(props.get(mlm.INPUT, []))
     names = [f.name for f in facts]
@@ -103,7 +172,8 @@ def parity_checks(
     out: list[tuple[str, bool, str]] = []
     for key, fmt, asset in runnable_assets(item):
         try:
-            loaded.append((key, fmt, asset, load_checked(fmt, base, asset, trust=trust, names=names)))
+            data = (contents or {}).get(key)
+            loaded.append((key, fmt, asset, load_checked(fmt, base, asset, trust=trust, names=names, data=data)))
         except MLMExportError as e:
             out.append((f"parity {key} ({fmt})", False, str(e)))
     if not loaded:

@@ -202,6 +202,10 @@ class ArchiveBombError(MLMExportError, ValueError):
     """A zip checkpoint declares more data than it can hold or than is safe to inflate."""
 
 
+class InputTooLargeError(MLMExportError, ValueError):
+    """A stranger's input is over one of the caps of ``mlm_export._limits`` (size, nesting, values, time)."""
+
+
 class UntrustedModelError(MLMExportError, PermissionError):
     """A checkpoint (or ``--model``) names something that is not a model class of an allowed package."""
 
@@ -349,9 +353,9 @@ class IsolatedCrashError(IsolatedRunError):
 __all__ = [
     "ArchitectureError", "ArchiveBombError", "ArtifactTimeoutError", "CatalogError", "CatalogFormatError",
     "CatalogUnreachableError", "CheckpointError", "ConflictError", "DownloadRefusedError", "first_line",
-    "InputRequiredError", "InvalidOptionError", "ItemChangedError", "ItemFileError", "ItemNotFoundError",
-    "ItemValidationError", "MLMExportError", "MLMExportWarning", "NotJSONError", "Problem", "QueryError",
-    "RefusedItemsError", "SchemaNotFoundError", "SchemaURLRefusedError", "TaskInferenceError",
+    "InputRequiredError", "InputTooLargeError", "InvalidOptionError", "ItemChangedError", "ItemFileError",
+    "ItemNotFoundError", "ItemValidationError", "MLMExportError", "MLMExportWarning", "NotJSONError", "Problem",
+    "QueryError", "RefusedItemsError", "SchemaNotFoundError", "SchemaURLRefusedError", "TaskInferenceError",
     "TorchScriptError", "TraceError", "UnsafeArtifactError", "UnsafeHrefError", "UnsupportedOutputError",
     "UntrustedCheckpointError", "UntrustedModelError", "UsageError", "WriteFailedError",
     "IsolatedRunError", "IsolatedMemoryError", "IsolatedTimeoutError", "IsolatedCrashError",

@@ -3,7 +3,8 @@
 Every request must carry the token (``?token=`` in the page's URL, the ``X-MLM-Form-Token`` header on API
 calls) and a ``Host`` of this server (DNS rebinding: a page on another name resolving to 127.0.0.1 is
 refused); a request with an ``Origin`` must come from the page itself. Static files are served from a fixed
-list shipped in the package, never by path. Request bodies are JSON, at most :data:`MAX_BODY` bytes.
+list shipped in the package, never by path. Request bodies are JSON, at most :data:`MAX_BODY` bytes nested at
+most ``_limits.JSON_DEPTH`` levels: anything else is a 4xx with one line, never a dropped connection.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .. import _limits as limits
 from .. import mlm
-from ..errors import ItemChangedError, ItemFileError, ItemValidationError
+from .._hrefs import loads
+from ..errors import InputTooLargeError, ItemChangedError, ItemFileError, ItemValidationError
 from .schema_form import form_spec
 from .session import FormSession, problem_json
 
 HOST = "127.0.0.1"
 TOKEN_HEADER = "X-MLM-Form-Token"  # noqa: S105 - a header name, not a secret
 #: Largest request body accepted (an Item with long class and band lists is a few hundred kB).
-MAX_BODY = 8 << 20
+MAX_BODY = limits.FORM_BODY_BYTES
 #: The only files served, by URL path: (package file, content type).
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -145,7 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0 or length > MAX_BODY:
             return self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY} bytes")
         try:
-            data = json.loads(self.rfile.read(length))
+            data = loads(self.rfile.read(length), "the request body")
+        except InputTooLargeError as e:
+            return self._error(HTTPStatus.BAD_REQUEST, str(e))
         except ValueError:
             return self._error(HTTPStatus.BAD_REQUEST, "body is not JSON")
         if not isinstance(data, dict) or not isinstance(data.get("item"), dict):

@@ -19,11 +19,11 @@ from typing import Any, TypeGuard
 from urllib.parse import urlparse
 
 from .. import mlm
-from .._checks import asset_problems, consistency_problems
-from .._hrefs import read_regular
+from .._checks import STRUCTURE_RULES, asset_problems, consistency_problems
+from .._hrefs import UnsafeHrefError, loads, read_regular
 from .._validate import validation_problems
 from .._write import atomic_write_bytes
-from ..errors import ItemChangedError, ItemFileError, ItemValidationError, MLMExportError, Problem
+from ..errors import InputTooLargeError, ItemChangedError, ItemFileError, ItemValidationError, MLMExportError, Problem
 
 #: Item property listing the JSON paths of derived values a person changed in the form (kept across saves).
 HAND_EDITED = "mlm_export:hand_edited"
@@ -178,7 +178,9 @@ class FormSession:
         if path is not None and path.exists():
             raw = read_regular(path)  # never a blocking read of a FIFO named like an Item
             try:
-                data = json.loads(raw)
+                data = loads(raw, str(path))
+            except InputTooLargeError as e:
+                raise ItemFileError(f"{e}; open another Item") from e
             except ValueError as e:
                 raise ItemFileError(f"{path} is not JSON ({e}); fix or remove it, then run mlm-export form") from e
             if not isinstance(data, dict) or data.get("type") != "Feature":
@@ -229,7 +231,7 @@ class FormSession:
             found = validation_problems(data)
         except MLMExportError as e:  # an extension schema that cannot be found, say
             return [Problem("$.stac_extensions", str(e), "schema")]
-        found += consistency_problems(data)
+        found += [p for p in consistency_problems(data) if p.schema not in STRUCTURE_RULES]  # already found
         if check_files and self.path is not None:
             found += asset_problems(self._local_assets_only(data), self.path.parent)
         return found
@@ -254,7 +256,10 @@ class FormSession:
         if problems:
             raise ItemValidationError(problems)
         with self._lock:
-            current = self.path.read_bytes() if self.path.exists() else None
+            try:  # a regular file of bounded size only: a FIFO swapped in since the form opened cannot block
+                current = read_regular(self.path) if self.path.exists() else None
+            except UnsafeHrefError as e:
+                raise ItemChangedError(f"{e}: it changed on disk since the form opened it; not saved") from e
             digest = hashlib.sha256(current).hexdigest() if current is not None else None
             if digest != self.digest:
                 raise ItemChangedError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import io
 import zipfile
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -19,12 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import _limits as limits
 from .._guard import SAFE, Policy, check_name, check_object, offline_arguments
 from ..errors import ArchitectureError as ArchitectureError
 from ..errors import CheckpointError as CheckpointError
+from ..errors import InputTooLargeError, first_line
 from ..errors import UntrustedCheckpointError as UntrustedCheckpointError
-from ..errors import first_line
-from .archive_limits import check_declared_sizes
+from .archive_limits import check_declared_sizes, check_safetensors_header
 from .unpickle import torch_load
 
 CHECKPOINT_PATTERNS = ("*.ckpt", "*.pt", "*.pth", "*.safetensors")
@@ -50,35 +52,46 @@ class LoadedCheckpoint:
     callbacks: dict[str, Any] = field(default_factory=dict)
 
 
-def load(path: str | Path, *, trust: bool = False) -> LoadedCheckpoint:
-    """Read a ``.ckpt``/``.pt``/``.pth``/``.safetensors`` file without running code (unless ``trust``)."""
-    path = Path(path)
-    kind = _sniff(path)
-    if kind == "safetensors":
-        from safetensors.torch import load_file
+def load(path: str | Path, *, trust: bool = False, data: bytes | None = None) -> LoadedCheckpoint:
+    """Read a ``.ckpt``/``.pt``/``.pth``/``.safetensors`` file without running code (unless ``trust``).
 
+    ``data``: the file's bytes, already read once (a stranger's file in ``verify``); they are loaded and
+    ``path`` (then only named in messages) is never opened.
+    """
+    path = Path(path)
+    kind = _sniff(path, data)
+    if kind == "safetensors":
+        import safetensors.torch
+
+        check_safetensors_header(path, data=data)  # before safetensors builds a tensor per entry
         try:
-            return LoadedCheckpoint(path, load_file(path, device="cpu"), "safetensors")
+            tensors = safetensors.torch.load_file(path, device="cpu") if data is None else safetensors.torch.load(data)
+            return LoadedCheckpoint(path, tensors, "safetensors")
         except Exception as e:
             raise CheckpointError(f"{path.name}: not a readable safetensors file ({first_line(e, 240)})") from e
-    obj = torch_load(path, trust, zipped=kind == "zip")
+    obj = torch_load(path, trust, zipped=kind == "zip", data=data)
     return _interpret(path, obj)
 
 
-def _sniff(path: Path) -> str:
-    if path.exists() and not path.is_file():  # a FIFO would block the open, /dev/zero never end
-        raise CheckpointError(f"{path.name}: not a regular file (a directory, pipe or device); name a checkpoint file")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from e
+def _sniff(path: Path, data: bytes | None = None) -> str:
+    if data is not None:
+        head = data[:16]
+    else:
+        if path.exists() and not path.is_file():  # a FIFO would block the open, /dev/zero never end
+            raise CheckpointError(
+                f"{path.name}: not a regular file (a directory, pipe or device); name a checkpoint file"
+            )
+        try:
+            with open(path, "rb") as f:
+                head = f.read(16)
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot read ({e.strerror})") from e
     if not head:
         raise CheckpointError(f"{path.name}: empty file")
     if head.startswith(b"PK\x03\x04"):
-        if not zipfile.is_zipfile(path):
+        if not zipfile.is_zipfile(path if data is None else io.BytesIO(data)):
             raise CheckpointError(f"{path.name}: truncated or corrupt (its zip directory is missing)")
-        check_declared_sizes(path)  # before torch inflates anything
+        check_declared_sizes(path, data=data)  # before torch inflates anything
         return "zip"
     if head[:1] == b"\x80":
         return "pickle"
@@ -89,10 +102,15 @@ def _sniff(path: Path) -> str:
 
 def _interpret(path: Path, obj: Any) -> LoadedCheckpoint:
     if isinstance(obj, nn.Module):
-        return LoadedCheckpoint(path, dict(obj.state_dict()), "module")
+        return LoadedCheckpoint(path, _bounded_state(path, obj.state_dict()), "module")
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path.name}: holds a {type(obj).__name__}, not a state dict or a Lightning checkpoint")
     if isinstance(obj.get(STATE_DICT), Mapping):
+        _bounded_state(path, obj[STATE_DICT])
+        # what is read beyond the weights is bounded once expanded: a list shared at every level (L = [L, L])
+        # is a few bytes of pickle and billions of values when printed, hashed as a key or written as JSON
+        kept = {key: obj.get(key) for key in (EMBED_KEY, HYPER_PARAMETERS, "callbacks", "epoch", "global_step")}
+        limits.check_structure(kept, f"{path.name}: its metadata (hyperparameters, embedded Item, callbacks)")
         embedded = obj.get(EMBED_KEY)
         item = embedded.get("item") if isinstance(embedded, Mapping) else None
         return LoadedCheckpoint(
@@ -105,10 +123,20 @@ def _interpret(path: Path, obj: Any) -> LoadedCheckpoint:
             global_step=obj.get("global_step"),
             callbacks=dict(obj["callbacks"]) if isinstance(obj.get("callbacks"), Mapping) else {},
         )
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in _bounded_state(path, obj).items() if isinstance(v, torch.Tensor)}
     if not tensors or len(tensors) != len(obj):
         raise CheckpointError(f"{path.name}: a mapping that is neither a state dict nor a Lightning checkpoint")
     return LoadedCheckpoint(path, tensors, "state_dict")
+
+
+def _bounded_state(path: Path, state: Mapping[str, Any]) -> dict[str, Any]:
+    """A state dict of at most ``_limits.STATE_KEYS`` entries."""
+    if len(state) > limits.STATE_KEYS:
+        raise InputTooLargeError(
+            f"{path.name}: holds {len(state):,} tensors, over the {limits.STATE_KEYS:,} a state dict may have; "
+            "it is not read"
+        )
+    return dict(state)
 
 
 def find_checkpoints(paths: list[str]) -> Iterator[Path]:

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import _limits as limits
+from .._hrefs import read_regular
+
 CFF_FILE = "CITATION.cff"
 #: Larger files are not a citation: refuse them instead of parsing.
-MAX_CFF_BYTES = 256 * 1024
+MAX_CFF_BYTES = limits.CFF_BYTES
 DOI_PATTERN = re.compile(r"^10\.[0-9a-zA-Z]{4,}/\S+$")
 
 
@@ -48,9 +51,10 @@ def find_cff(root: Path | None) -> Path | None:
 
 def read_cff(path: Path) -> CitationFacts:
     """The software's DOI and citation, and its preferred citation as a publication, from a ``CITATION.cff``."""
-    if path.stat().st_size > MAX_CFF_BYTES:
+    try:  # a regular file of bounded size (never a FIFO or device swapped in), read once
+        text = read_regular(path, MAX_CFF_BYTES).decode("utf-8", errors="replace")
+    except OSError:
         return CitationFacts()
-    text = path.read_text(encoding="utf-8", errors="replace")
     data = _parse(text)
     if not isinstance(data, dict):
         return CitationFacts()

@@ -6,6 +6,9 @@ Nothing here imports Lightning: a datamodule is read through the attributes Ligh
 from __future__ import annotations
 
 import contextlib
+import inspect
+import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -14,6 +17,7 @@ import torch
 from .. import mlm
 from .._facts import DataFacts
 from .._times import data_time
+from ..errors import MLMExportError
 from .values import coerce_bands, coerce_classes, compose_zscores, normalizer_params, walk_transforms
 
 #: Attributes that hold the transforms applied at inference, best first (train-time augmentation last).
@@ -55,7 +59,8 @@ def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
     batch_size = _first_int(dm, hparams, ("batch_size",), sources, "batch_size")
 
     bands = None
-    band_attrs = ("bands", "band_names", "channels", "all_bands", "all_band_names")
+    # TerraTorch's generic datamodules: output_bands (fed to the model) of dataset_bands (in the files)
+    band_attrs = ("output_bands", "bands", "band_names", "channels", "all_bands", "all_band_names", "dataset_bands")
     for where, value in _candidates(dm, hparams, datasets, band_attrs):
         if _is_name_list(value):
             bands = coerce_bands(value, what=where)
@@ -63,12 +68,19 @@ def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
             break
 
     classes = None
-    for where, value in _candidates(dm, hparams, datasets, ("classes", "class_names", "labels")):
-        if _is_name_list(value) or (isinstance(value, Mapping) and value):
-            colors = _colors(dm, datasets)
+    for where, value in _class_candidates(dm, hparams, datasets):
+        value = _by_value(value)
+        if not (_is_name_list(value) or (isinstance(value, Mapping) and value)):
+            continue
+        colors, colors_where = _colors(dm, datasets, len(value))
+        try:
             classes = coerce_classes(value, colors, what=where)
-            sources["classes"] = where
-            break
+        except (MLMExportError, ValueError, TypeError):  # not a class list after all: keep looking
+            continue
+        sources["classes"] = where
+        if colors_where and any(c.color_hint for c in classes):
+            sources["class_colors"] = colors_where
+        break
 
     scaling = None
     steps, where = _normalization(dm)
@@ -200,15 +212,137 @@ def _is_name_list(value: Any) -> bool:
     )
 
 
-def _colors(dm: Any, datasets: Sequence[Any]) -> Any:
-    for obj in (dm, *datasets):
-        for n in ("cmap", "colormap", "colors", "class_colors", "ordinal_cmap"):
-            value = getattr(obj, n, None)
-            if isinstance(value, torch.Tensor) and value.ndim == 2 and value.shape[1] in (3, 4):
-                return value.tolist()
-            if isinstance(value, Mapping | Sequence) and not isinstance(value, str) and value:
-                return value
+#: Attributes that hold the class names: a list by class value, or a mapping either way ({value: name}, as
+#: Hugging Face's ``id2label``; {name: value}, as torchvision's ``class_to_idx`` and ``label2id``).
+CLASS_ATTRS = ("classes", "class_names", "labels", "id2label", "class_to_idx", "label2id")
+
+
+def _class_candidates(dm: Any, hparams: Mapping[str, Any], datasets: Sequence[Any]) -> Iterator[tuple[str, Any]]:
+    """Where a datamodule's classes may be, best first: attributes named like a class list, the class set a
+    dataset picks by its class count (``class_sets[num_classes]``), then the class list a folder-per-class
+    dataset documents (read without its data)."""
+    yield from _candidates(dm, hparams, datasets, CLASS_ATTRS)
+    for ds in datasets:
+        label = ds.__name__ if isinstance(ds, type) else type(ds).__name__
+        sets = getattr(ds, "class_sets", None)
+        count = hparams.get("num_classes", _default(ds, "num_classes"))
+        if isinstance(sets, Mapping) and count in sets:
+            yield f"{label}.class_sets[{count}]", sets[count]
+    for ds in datasets:
+        documented = documented_classes(ds if isinstance(ds, type) else type(ds))
+        if documented is not None:
+            yield documented
+
+
+def _default(ds: Any, name: str) -> Any:
+    """The default of a dataset constructor's argument ``name`` (None if it has none)."""
+    with contextlib.suppress(TypeError, ValueError):
+        param = inspect.signature(ds if isinstance(ds, type) else type(ds)).parameters.get(name)
+        if param is not None and param.default is not inspect.Parameter.empty:
+            return param.default
     return None
+
+
+def _by_value(value: Any) -> Any:
+    """A ``{name: value}`` or ``{name: {"id": value, ...}}`` mapping (torchvision's ``class_to_idx``, FAIR1M's
+    classes) as ``{value: name}`` when its values are distinct integers; anything else unchanged."""
+    if isinstance(value, Mapping) and value and all(isinstance(k, str) for k in value):
+        ids = {k: v.get("id", v.get("value")) if isinstance(v, Mapping) else v for k, v in value.items()}
+        if all(isinstance(i, int) and not isinstance(i, bool) for i in ids.values()) and len(set(ids.values())) == len(
+            ids
+        ):
+            return {i: k for k, i in ids.items()}
+    return value
+
+
+#: A "Dataset classes:" heading in a dataset's docstring, and one bullet of the list after it.
+_CLASSES_HEADING = re.compile(r"^\s*Dataset classes\s*:\s*$")
+_BULLET = re.compile(r"^\s*(?:[*-]|(\d+)\.)\s+(\S.*?)\s*$")
+
+
+def documented_classes(cls: type) -> tuple[str, Any] | None:
+    """The class list a folder-per-class dataset (a torchvision ``DatasetFolder``, as TorchGeo's EuroSAT) states
+    in its docstring, as (where, names); None otherwise.
+
+    Such a dataset numbers its classes by the sorted names of its class folders, which exist only with the
+    data. Its documented list is taken only when it is in that sorted order (letters and digits compared,
+    case ignored), so that position i names class i.
+    """
+    if not any(k.__name__ == "DatasetFolder" for k in cls.__mro__):
+        return None
+    for klass in cls.__mro__:
+        names = _doc_list(klass.__dict__.get("__doc__"))
+        if names:
+            keys = [re.sub(r"[^0-9a-z]", "", n.lower()) for n in names]
+            if keys == sorted(keys) and len(set(keys)) == len(keys):
+                return f"{klass.__name__} docstring ('Dataset classes', in class-folder order)", names
+            return None
+    return None
+
+
+def _doc_list(doc: Any) -> list[str]:
+    """The items after a "Dataset classes:" heading of a docstring: bullets, or a list numbered 0, 1, 2...
+    (a list numbered otherwise gives nothing: its numbers are not positions)."""
+    if not isinstance(doc, str):
+        return []
+    lines = inspect.cleandoc(doc).splitlines()
+    for i, line in enumerate(lines):
+        if _CLASSES_HEADING.match(line):
+            names: list[str] = []
+            for item in lines[i + 1 :]:
+                if not item.strip() and not names:
+                    continue
+                bullet = _BULLET.match(item)
+                if bullet is None:
+                    break
+                if bullet.group(1) is not None and int(bullet.group(1)) != len(names):
+                    return []
+                names.append(bullet.group(2))
+            return names
+    return []
+
+
+#: Attributes that hold a colour per class (a list by class value, a {value: colour} dict or a colormap).
+COLOR_ATTRS = ("cmap", "colormap", "colors", "class_colors", "ordinal_cmap")
+
+
+def _colors(dm: Any, datasets: Sequence[Any], count: int) -> tuple[Any, str | None]:
+    """Colours for ``count`` classes and where they were found: a {value: colour} mapping, or a list with one
+    colour per class (a list of another length is not matched to the classes by guess)."""
+    for obj in (dm, *datasets):
+        label = "datamodule" if obj is dm else obj.__name__ if isinstance(obj, type) else type(obj).__name__
+        for n in COLOR_ATTRS:
+            value = _color_list(getattr(obj, n, None))
+            if isinstance(value, Mapping) and value:
+                return value, f"{label}.{n}"
+            if isinstance(value, list) and len(value) == count:
+                return value, f"{label}.{n}"
+    return None, None
+
+
+def _color_list(value: Any) -> Any:
+    """A colour attribute as a {value: colour} mapping or a list of colours; matplotlib colormaps give their
+    colour list, colour names their RGB (through matplotlib, only when the program has already imported it)."""
+    if value is None or isinstance(value, str):
+        return None
+    if isinstance(value, Mapping):
+        return value
+    listed = getattr(value, "colors", None)  # a matplotlib ListedColormap
+    if listed is not None and not callable(listed):
+        value = listed
+    if isinstance(value, torch.Tensor) or callable(getattr(value, "tolist", None)):
+        with contextlib.suppress(Exception):
+            value = value.tolist()
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return None
+    named = sys.modules.get("matplotlib.colors")  # never imported here: reading colours must not load a library
+    out = []
+    for c in value:
+        if isinstance(c, str) and not c.startswith("#") and named is not None:
+            with contextlib.suppress(Exception):
+                c = list(named.to_rgb(c))
+        out.append(c)
+    return out
 
 
 def _normalization(dm: Any) -> tuple[list[tuple[list[float], list[float]]], str]:

@@ -28,6 +28,7 @@ FRAMEWORKS = (
     ("timm", "timm"),
     ("segmentation_models_pytorch", "segmentation-models-pytorch"),
     ("kornia", "kornia"),
+    ("terratorch", "terratorch"),
 )
 #: ``processing:software`` names the exact builds (``2.14.1+cu130``); a requirements file pins what pip sees
 #: installed (the distribution's metadata version), which ``==2.14.1`` matches for any local build.
@@ -201,6 +202,20 @@ def inference_pins(runtime: RuntimeFacts, artifact_types: Iterable[str | None]) 
     ):
         pins["lightning"] = v  # a Lightning checkpoint holds Lightning's types
     return pins
+
+
+def cli_config(trainer: Any) -> bytes | None:
+    """The YAML configuration a LightningCLI (or TerraTorch's, TorchGeo's) built the Trainer from, as its
+    ``SaveConfigCallback`` saves it beside the run; None when the Trainer was not made by one."""
+    for cb in getattr(trainer, "callbacks", None) or ():
+        if "SaveConfigCallback" not in {c.__name__ for c in type(cb).__mro__}:
+            continue
+        parser, config = getattr(cb, "parser", None), getattr(cb, "config", None)
+        if parser is None or config is None:
+            return None
+        text = parser.dump(config)
+        return text.encode("utf-8") if isinstance(text, str) else None
+    return None
 
 
 def accelerator_from_trainer(trainer: Any) -> tuple[mlm.Accelerator | None, str | None, int | None]:

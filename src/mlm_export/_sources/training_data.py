@@ -7,21 +7,22 @@ a ``derived_from`` link; its ``label:tasks`` and ``label:classes`` are compared 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import _limits as limits
 from .. import mlm
-from ..errors import InvalidOptionError
+from .._hrefs import UnsafeHrefError, read_json
+from ..errors import InputTooLargeError, InvalidOptionError
 
 #: Datamodule attributes holding each split's dataset, and their ml-aoi split name.
 SPLIT_DATASETS = (("train_dataset", "train"), ("val_dataset", "validate"), ("test_dataset", "test"))
 ML_AOI_SPLITS = ("train", "validate", "test")
-#: A STAC document larger than this is not read (a Collection or Item is kilobytes).
-MAX_STAC_BYTES = 16 << 20
+#: A STAC document larger than this is not read (``_limits.ITEM_BYTES``: a Collection or Item is kilobytes).
+MAX_STAC_BYTES = limits.ITEM_BYTES
 #: label extension task -> the MLM tasks that agree with it.
 LABEL_TASKS = {
     "classification": {"classification", "scene-classification"},
@@ -111,8 +112,10 @@ def _document(value: Any) -> tuple[dict[str, Any], str | None]:
         raise InvalidOptionError(f"training_data= {value!r} is not a STAC JSON file")
     if path.stat().st_size > MAX_STAC_BYTES:
         raise InvalidOptionError(f"training_data= {path} is over {MAX_STAC_BYTES >> 20} MB: not a STAC document")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    try:  # a regular file of bounded size and depth, read once
+        data = read_json(path)
+    except (InputTooLargeError, UnsafeHrefError) as e:
+        raise InvalidOptionError(f"training_data= {e}: not a STAC document") from e
     except (ValueError, UnicodeError) as e:
         raise InvalidOptionError(f"training_data= {path} is not JSON: {e}") from e
     if not isinstance(data, dict):

@@ -20,7 +20,9 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ..errors import CheckpointError, UntrustedCheckpointError, first_line
+from .. import _limits as limits
+from ..errors import CheckpointError, InputTooLargeError, UntrustedCheckpointError, first_line
+from .archive_limits import pickle_too_large
 
 
 def safe_types() -> list[Any]:
@@ -79,31 +81,32 @@ def _allowable(global_name: str) -> Any:
     return obj if isinstance(obj, type) and issubclass(obj, WeightsEnum) else None
 
 
-def torch_load(path: Path, trust: bool, *, zipped: bool) -> Any:
+def torch_load(path: Path, trust: bool, *, zipped: bool, data: bytes | None = None) -> Any:
     """``torch.load`` of ``path``: with ``weights_only`` and the allowlist unless ``trust``.
 
     The globals the file names outside torch's defaults are read first, without unpickling: allowlisted when
-    :func:`_allowable`, refused by name otherwise.
+    :func:`_allowable`, refused by name otherwise. ``data``: the file's bytes, already read; every step reads
+    them (no memory map) and ``path`` is never opened.
     """
     if trust:
-        return _load(path, zipped, weights_only=False)
+        return _load(path, zipped, weights_only=False, data=data)
     allowed = safe_types()
     if zipped:
         with torch.serialization.safe_globals(allowed):
-            unsafe = _unsafe_globals(path)
+            unsafe = _unsafe_globals(path, data)
         extras = {name: _allowable(name) for name in unsafe}
         refused = [name for name, extra in extras.items() if extra is None]
         if refused:
             raise UntrustedCheckpointError(path, "', '".join(refused))
     else:  # torch's scan reads zip files only: a legacy file's globals come from its opcodes; torch refuses the rest
-        extras = {name: _allowable(name) for name in dict.fromkeys(_file_globals(path))}
+        extras = {name: _allowable(name) for name in dict.fromkeys(_file_globals(path, data))}
     allowed += [extra for extra in extras.values() if extra is not None]  # weights enums, AttributeDict
     try:
         with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+            return torch.load(_source(path, data), map_location="cpu", weights_only=True, mmap=zipped and data is None)
     except pickle.UnpicklingError as e:
         if not zipped:  # the legacy format: torch's scan reads zip files only
-            culprit = _legacy_culprit(path, allowed)
+            culprit = _legacy_culprit(path, allowed, data)
             if culprit is not None:
                 raise UntrustedCheckpointError(path, culprit) from None
         raise CheckpointError(f"{path.name}: cannot be unpickled ({first_line(e, 240)})") from e
@@ -111,45 +114,63 @@ def torch_load(path: Path, trust: bool, *, zipped: bool) -> Any:
         raise CheckpointError(f"{path.name}: truncated or corrupt ({first_line(e, 240)})") from e
 
 
-def _unsafe_globals(path: Path) -> list[str]:
+def _source(path: Path, data: bytes | None) -> Path | io.BytesIO:
+    """What torch reads: the file by name, or the bytes already read from it."""
+    return path if data is None else io.BytesIO(data)
+
+
+def _unsafe_globals(path: Path, data: bytes | None = None) -> list[str]:
     """The globals of a zip checkpoint that a weights-only load would refuse now (torch's static scan)."""
     try:
-        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(_source(path, data)))
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
         raise CheckpointError(f"{path.name}: truncated or corrupt ({first_line(e, 240)})") from e
 
 
-def _legacy_culprit(path: Path, allowed: list[Any]) -> str | None:
+def _legacy_culprit(path: Path, allowed: list[Any], data: bytes | None = None) -> str | None:
     """The first global of a legacy-format file that is neither torch's nor allowlisted (for the message)."""
     known = {f"{t.__module__}.{t.__qualname__}" for t in allowed}
-    for name in _file_globals(path):
+    for name in _file_globals(path, data):
         if name not in known and not name.startswith(LEGACY_TORCH_PREFIXES):
             return name
     return None
 
 
-def _file_globals(path: Path) -> list[str]:
-    """:func:`legacy_globals` of a file, read as a stream: only its head pickles, not the storage bytes."""
-    with path.open("rb") as stream:
-        return legacy_globals(stream)
+def _file_globals(path: Path, data: bytes | None = None) -> list[str]:
+    """:func:`legacy_globals` of a file (or of ``data``, its bytes already read), as a stream: only its head
+    pickles, not the storage bytes; a head over ``_limits.PICKLE_BYTES`` is refused (:class:`InputTooLargeError`)
+    as soon as the scan passes it."""
+    stream = io.BytesIO(data) if data is not None else path.open("rb")
+    with stream:
+        try:
+            return legacy_globals(stream, limit=limits.PICKLE_BYTES)
+        except InputTooLargeError:
+            raise pickle_too_large(path.name, stream.tell()) from None
 
 
-def legacy_globals(data: bytes | BinaryIO) -> list[str]:
+def legacy_globals(data: bytes | BinaryIO, *, limit: int | None = None) -> list[str]:
     """Globals named by the pickles at the head of a legacy ``torch.save`` file (magic, protocol, system
-    info, object, storage keys), read from their opcodes without running them."""
+    info, object, storage keys), read from their opcodes without running them, up to byte ``limit``."""
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
     found: list[str] = []
-    with contextlib.suppress(Exception):  # the raw storage bytes that follow are not a pickle
+    try:
         for _ in range(5):
-            found += opcode_globals(pickletools.genops(stream))
+            found += opcode_globals(pickletools.genops(stream), limit=limit)
+    except InputTooLargeError:
+        raise
+    except Exception:  # noqa: S110 - the raw storage bytes that follow are not a pickle
+        pass
     return found
 
 
-def opcode_globals(ops: Any) -> list[str]:
-    """``module.name`` of every global that pickle opcodes (from :func:`pickletools.genops`) import."""
+def opcode_globals(ops: Any, *, limit: int | None = None) -> list[str]:
+    """``module.name`` of every global that pickle opcodes (from :func:`pickletools.genops`) import; opcodes
+    past byte ``limit`` of the stream are an :class:`InputTooLargeError`."""
     found: list[str] = []
     strings: list[str] = []
-    for op, arg, _ in ops:
+    for op, arg, pos in ops:
+        if limit is not None and pos is not None and pos > limit:
+            raise InputTooLargeError(f"pickle over {limit:,} bytes")
         if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING"):
             strings.append(str(arg))
         elif op.name in ("GLOBAL", "INST"):
@@ -159,8 +180,9 @@ def opcode_globals(ops: Any) -> list[str]:
     return found
 
 
-def _load(path: Path, zipped: bool, *, weights_only: bool) -> Any:
+def _load(path: Path, zipped: bool, *, weights_only: bool, data: bytes | None = None) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=zipped)
+        mmap = zipped and data is None
+        return torch.load(_source(path, data), map_location="cpu", weights_only=weights_only, mmap=mmap)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
         raise CheckpointError(f"{path.name}: truncated or corrupt ({first_line(e, 240)})") from e

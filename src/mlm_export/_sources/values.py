@@ -103,18 +103,29 @@ def color_hex(color: Any) -> str | None:
 
 
 def normalizer_params(obj: Any) -> tuple[list[float], list[float]] | None:
-    """(mean, std) of a Normalize-like transform: torchvision v1/v2, kornia, or any object with mean/std."""
+    """(mean, std) of a Normalize-like transform: torchvision v1/v2, kornia, TerraTorch (``means``/``stds``), or
+    any object with mean/std. A transform that undoes a normalization (``denormalize``) is none."""
+    if getattr(obj, "denormalize", False) is True:
+        return None
     flags = getattr(obj, "flags", None)
     for holder in (obj, flags if isinstance(flags, Mapping) else None):
         if holder is None:
             continue
-        mean = holder.get("mean") if isinstance(holder, Mapping) else getattr(holder, "mean", None)
-        std = holder.get("std") if isinstance(holder, Mapping) else getattr(holder, "std", None)
+        mean, std = _attribute(holder, "mean", "means"), _attribute(holder, "std", "stds")
         if mean is not None and std is not None and not callable(mean) and not callable(std):
             try:
                 return _floats(mean), _floats(std)
             except (TypeError, ValueError):
                 return None
+    return None
+
+
+def _attribute(holder: Any, *names: str) -> Any:
+    """The first of ``names`` that ``holder`` (a mapping or an object) has, or None."""
+    for name in names:
+        value = holder.get(name) if isinstance(holder, Mapping) else getattr(holder, name, None)
+        if value is not None:
+            return value
     return None
 
 

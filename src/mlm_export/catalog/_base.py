@@ -12,6 +12,14 @@ from ._errors import ConflictError, ItemNotFoundError, RefusedItemsError
 from ._query import Query
 
 ON_CONFLICT = ("error", "skip", "update")
+#: Largest Item a catalog takes or gives back (bytes of its JSON): a catalog's Items file is read at the offsets
+#: its search columns name, and each read is bounded by this.
+MAX_ITEM_BYTES = 64 << 20
+#: Deepest nesting of lists and objects an Item may have: deeper Items are refused before validation or encoding
+#: (Python's recursion and orjson's 255 levels would fail on them with errors that name nothing).
+MAX_JSON_DEPTH = 64
+#: Most lists and objects an Item may hold, counted as reached (a shared list ``L = [L, L]`` counts each time).
+MAX_JSON_NODES = 1_000_000
 
 
 @dataclass
@@ -66,16 +74,42 @@ def as_dict(obj: Any) -> dict[str, Any]:
     return dict(obj)
 
 
+def shape_problems(item: Mapping[str, Any]) -> list[Problem]:
+    """Why a mapping cannot be an Item at all, checked even with ``validate=False``: not a Feature with a string
+    id, or nested deeper than :data:`MAX_JSON_DEPTH`."""
+    if item.get("type") != "Feature" or not isinstance(item.get("id"), str) or not item["id"]:
+        return [Problem("$", "is not a STAC Item (a Feature with a non-empty string id)", "catalog")]
+    if nested_too_deep(item):
+        reason = f"nests lists and objects deeper than {MAX_JSON_DEPTH} levels (or holds over {MAX_JSON_NODES:,})"
+        return [Problem("$", reason, "catalog")]
+    return []
+
+
 def item_problems(item: Mapping[str, Any]) -> list[Problem]:
     """Why an Item cannot go into a catalog: not a Feature with a string id, or any schema violation."""
     from .._validate import validation_problems
 
-    if item.get("type") != "Feature" or not isinstance(item.get("id"), str) or not item["id"]:
-        return [Problem("$", "is not a STAC Item (a Feature with a non-empty string id)", "catalog")]
+    if problems := shape_problems(item):
+        return problems
     try:
         return validation_problems(item)
     except Exception as e:  # a schema that cannot be found is this Item's problem, not the call's
         return [Problem("$", f"cannot be validated: {e}", "schema")]
+
+
+def nested_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether lists and dicts nest deeper than ``limit``, or are more than :data:`MAX_JSON_NODES` of them
+    (walked without recursion, stopping at the first excess)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if depth >= limit or seen > MAX_JSON_NODES:
+            return True
+        children = node.values() if isinstance(node, Mapping) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, Mapping | list | tuple))
+    return False
 
 
 def dumps(item: Mapping[str, Any]) -> bytes:
@@ -107,7 +141,7 @@ def prepared_items(
     seen: set[str] = set()
     for obj in items:
         item = as_dict(obj)
-        problems = item_problems(item) if options.validate else []
+        problems = item_problems(item) if options.validate else shape_problems(item)
         item_id = str(item.get("id"))
         if problems:
             result.refused[item_id] = problems
@@ -116,6 +150,15 @@ def prepared_items(
             result.refused[item_id] = [Problem("$.id", "appears twice in this call", "catalog")]
             continue
         seen.add(item_id)
+        try:
+            data = dumps(item)
+        except (TypeError, ValueError) as e:  # a value JSON cannot hold (from a pystac object or a mapping)
+            result.refused[item_id] = [Problem("$", f"cannot be written as JSON: {e}", "catalog")]
+            continue
+        if len(data) > MAX_ITEM_BYTES:
+            too_big = f"is {len(data):,} bytes of JSON, over the {MAX_ITEM_BYTES:,} a catalog holds per Item"
+            result.refused[item_id] = [Problem("$", too_big, "catalog")]
+            continue
         if item_id in existing:
             if options.on_conflict == "skip":
                 result.skipped.append(item_id)
@@ -126,7 +169,7 @@ def prepared_items(
             result.updated_ids.append(item_id)
         else:
             result.added.append(item_id)
-        yield item, dumps(item)
+        yield item, data
 
 
 class CatalogBase:

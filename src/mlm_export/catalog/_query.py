@@ -9,6 +9,7 @@ the same everywhere and a typo is an error rather than an empty result.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,15 @@ from ._errors import QueryError
 from ._fields import BANDS, QUERYABLES, parse_time
 
 DEFAULT_LIMIT = 100
+#: A larger ``limit`` means "every Item" and is lowered to this (pgstac takes a 32-bit limit).
+MAX_LIMIT = 2**31 - 1
+#: Longest CQL2 filter and deepest nesting of parentheses and brackets parsed: ``cql2`` crashes the process on
+#: about 2,000 nested parentheses, so both are checked before the text reaches it.
+MAX_FILTER_CHARS = 20_000
+MAX_FILTER_DEPTH = 64
+#: What nests in CQL2 text besides parentheses: NOT, and arithmetic (a number's sign counts as well).
+_NESTING = re.compile(r"\bnot\b|\bdiv\b|[-+*/%^]", re.IGNORECASE)
+_COMPARISONS = {"=", "<>", "!=", "<", "<=", ">", ">=", "like", "in", "between"}
 
 
 @dataclass(frozen=True)
@@ -41,8 +51,9 @@ class Query:
     _interval: tuple[dt.datetime | None, dt.datetime | None] = field(default=(None, None), init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.limit < 1:
-            raise QueryError(f"limit must be 1 or more, got {self.limit} (--limit)")
+        if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
+            raise QueryError(f"limit must be a whole number, 1 or more, got {self.limit!r} (--limit)")
+        object.__setattr__(self, "limit", min(self.limit, MAX_LIMIT))
         if self.max_parameters is not None and self.max_parameters < 0:
             raise QueryError(f"max_parameters must be 0 or more, got {self.max_parameters} (--max-parameters)")
         if self.bbox is not None:
@@ -52,7 +63,9 @@ class Query:
         if self.datetime is not None:
             object.__setattr__(self, "_interval", parse_interval(self.datetime))
         if self.filter is not None:
-            check_properties(parse_filter(self.filter))
+            parsed = parse_filter(self.filter)
+            check_properties(parsed)
+            check_types(parsed)
 
     @property
     def interval(self) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -88,6 +101,7 @@ def parse_filter(text: str | Mapping[str, Any]) -> dict[str, Any]:
     """CQL2 text or JSON parsed (by the ``cql2`` library) into CQL2 JSON; a one-line QueryError when malformed."""
     import cql2
 
+    check_size(text)
     try:
         expr = cql2.Expr(dict(text)) if isinstance(text, Mapping) else cql2.parse_text(text)
         out = expr.to_json()
@@ -96,7 +110,78 @@ def parse_filter(text: str | Mapping[str, Any]) -> dict[str, Any]:
         raise QueryError(f"malformed CQL2 filter {text!r}: {where} (--filter)") from e
     if not isinstance(out, dict):
         raise QueryError(f"the CQL2 filter {text!r} is not an expression (--filter)")
+    from ._base import nested_too_deep
+
+    if nested_too_deep(out, 4 * MAX_FILTER_DEPTH):  # what the checks below walk by recursion
+        raise QueryError(f"the CQL2 filter nests deeper than {MAX_FILTER_DEPTH} levels; simplify it (--filter)")
     return out
+
+
+def check_size(text: str | Mapping[str, Any]) -> None:
+    """Refuse a filter longer than :data:`MAX_FILTER_CHARS` or nested deeper than :data:`MAX_FILTER_DEPTH`,
+    before any parser sees it. In text, parentheses and brackets nest, and so does each ``NOT`` and arithmetic
+    operator (``cql2`` parses them recursively too): their count is added to the deepest parenthesis."""
+    if isinstance(text, Mapping):
+        from ._base import nested_too_deep
+
+        if nested_too_deep(text, 2 * MAX_FILTER_DEPTH):  # an operator's args add a list level to each
+            raise QueryError(f"the CQL2 filter nests deeper than {MAX_FILTER_DEPTH} levels (--filter)")
+        return
+    if len(text) > MAX_FILTER_CHARS:
+        raise QueryError(f"the CQL2 filter is {len(text):,} characters, over {MAX_FILTER_CHARS:,} (--filter)")
+    depth = deepest = 0
+    unquoted = []
+    quote = ""
+    for char in text:
+        if quote:
+            if char == quote:
+                quote = ""  # '' inside a string closes and reopens it: still inside
+            continue
+        if char in "'\"":
+            quote = char
+            unquoted.append(" ")
+            continue
+        unquoted.append(char)
+        if char in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]":
+            depth -= 1
+    operators = len(_NESTING.findall("".join(unquoted)))
+    if deepest + operators > MAX_FILTER_DEPTH:
+        raise QueryError(
+            f"the CQL2 filter nests {deepest + operators} levels ({deepest} of parentheses, {operators} NOT or "
+            f"arithmetic operators), over {MAX_FILTER_DEPTH}; simplify it (--filter)"
+        )
+
+
+def check_types(expr: Any) -> None:
+    """Raise when a comparison puts a text queryable beside a number or a number queryable beside text: DuckDB
+    would fail on it and pgstac compare JSON, so every backend refuses it the same way."""
+    if isinstance(expr, list):
+        for value in expr:
+            check_types(value)
+        return
+    if not isinstance(expr, Mapping):
+        return
+    args = expr.get("args")
+    if str(expr.get("op", "")).lower() in _COMPARISONS and isinstance(args, list) and args:
+        prop = args[0].get("property") if isinstance(args[0], Mapping) else None
+        schema = QUERYABLES.get(str(prop).removeprefix("properties.")) if isinstance(prop, str) else None
+        if schema is not None and schema.get("type") in ("string", "number") and "format" not in schema:
+            literals = [v for a in args[1:] for v in (a if isinstance(a, list) else [a])]
+            for value in literals:
+                is_text = isinstance(value, str)
+                is_number = isinstance(value, int | float) and not isinstance(value, bool)
+                if (schema["type"] == "string" and is_number) or (schema["type"] == "number" and is_text):
+                    kind = "text" if schema["type"] == "string" else "a number"
+                    raise QueryError(
+                        f"the filter compares {prop!r}, which is {kind}, with {value!r}; write "
+                        + (f"{prop} = '{value}'" if kind == "text" else "a number without quotes")
+                        + " (--filter)"
+                    )
+    for value in expr.values():
+        check_types(value)
 
 
 def check_properties(expr: Any) -> None:

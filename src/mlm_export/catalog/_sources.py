@@ -3,7 +3,9 @@
 Relative asset and link hrefs become absolute, so a model found in a catalog can be fetched: joined to
 ``base_url`` (the URL the named folder is served at) when given, else the file's absolute path. A
 Collection's ``item`` links are followed only to files inside the folder the user named; anything else is
-refused, never read.
+refused, never read. In a folder, a file that is a link leading out of it is skipped with a warning (a file
+named on the command line is the user's choice and is read). Items nested deeper than the catalog takes are
+reported, not read on.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from .._hrefs import read_json
+from ._base import MAX_JSON_DEPTH, nested_too_deep
 from ._errors import CatalogFormatError
 
 
@@ -39,7 +42,11 @@ def gather(paths: Sequence[str | os.PathLike[str]], base_url: str | None = None)
         root = (root_path if root_path.is_dir() else root_path.parent).resolve()
         files = sorted(root_path.rglob("*.json")) if root_path.is_dir() else [root_path]
         for file in files:
-            _read(file.resolve(), root, base_url, out, seen, explicit=not root_path.is_dir())
+            target = file.resolve()
+            if root_path.is_dir() and not target.is_relative_to(root):
+                out.problems.append(f"{file}: is a link leading out of {root}; not read")
+                continue
+            _read(target, root, base_url, out, seen, explicit=not root_path.is_dir())
     return out
 
 
@@ -51,6 +58,12 @@ def _read(file: Path, root: Path, base_url: str | None, out: Gathered, seen: set
         data = read_json(file)
     except (OSError, ValueError) as e:
         out.problems.append(f"{file}: cannot be read as JSON ({e})")
+        return
+    except RecursionError:
+        out.problems.append(f"{file}: nests lists and objects too deeply to be read; not read")
+        return
+    if nested_too_deep(data, MAX_JSON_DEPTH + 2):  # + a FeatureCollection's list of features
+        out.problems.append(f"{file}: nests lists and objects deeper than {MAX_JSON_DEPTH} levels; not read")
         return
     kind = data.get("type") if isinstance(data, dict) else None
     if kind == "Feature":

@@ -5,13 +5,19 @@ unless all pass; Items go in one bulk request per Collection (an ItemCollection,
 stac-fastapi-pgstac), updates as one PUT each. If a later request fails, the Items this call created are
 deleted again (best effort: a server that dies half-way can keep some). Through an API, pgstac's copy is
 what comes back: null-valued fields are dropped (``datetime: null`` is restored) and links are the API's.
+
+Ids come from strangers' Items and become URL path segments: every id and collection id must be made of the
+characters :data:`ID_CHARS` allows (no ``/``, ``#``, ``?``, ``%``, ``\\`` or control characters, and no ``..``),
+checked for the whole call before any request, and each segment is percent-quoted as well.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from ._base import AddOptions, AddResult, CatalogBase, as_dict, prepared_items
 from ._errors import CatalogError, CatalogFormatError, CatalogUnreachableError
@@ -20,6 +26,26 @@ from ._query import Query
 
 TIMEOUT_S = 30
 TRANSACTIONS = "ogcapi-features/extensions/transaction"
+#: What an id sent to a STAC API may be made of: letters and digits of any script, and ``_ - . ~ : @ + , = ! $ &
+#: ' ( ) * ;`` and spaces, at most 1024 of them, not containing ``..`` and not ``.`` alone (dot segments).
+ID_CHARS = re.compile(r"[\w\-.~:@+,=!$&'()*; ]{1,1024}")
+
+
+def checked_id(value: Any, what: str) -> str:
+    """An id that can be one URL path segment of a STAC API, or a one-line :class:`CatalogFormatError`."""
+    text = str(value)
+    if not ID_CHARS.fullmatch(text) or ".." in text or text == "." or text.strip(" ") != text:
+        raise CatalogFormatError(
+            f"{what} {text!r} cannot be sent to a STAC API: ids there may hold letters, digits, spaces and "
+            "_-.~:@+,=!$&'()*; only (no '/', '..', '#', '?', '%' or control characters, not '.' alone); rename it"
+        )
+    return text
+
+
+def _path(*segments: str) -> str:
+    """``/seg/seg...`` with every segment percent-quoted (checked ids, quoted again: nothing in one can start
+    another segment, a query or a fragment)."""
+    return "".join("/" + quote(s, safe="") for s in segments)
 
 
 class StacApiCatalog(CatalogBase):
@@ -78,8 +104,13 @@ class StacApiCatalog(CatalogBase):
 
     def _add(self, items: Iterable[Any], collections: list[dict[str, Any]], options: AddOptions) -> AddResult:
         """Post Items (and Collections) after checking all of them; nothing is posted if any check fails."""
-        self._check_transactions()
         pending = [as_dict(i) for i in items]
+        for collection in collections:  # before any request: an id that would change the URL stops the call
+            checked_id(collection.get("id"), "collection id")
+        for item in pending:
+            checked_id(item.get("id"), "Item id")
+            checked_id(with_collection(item)["collection"], f"collection of Item {item.get('id')!r}:")
+        self._check_transactions()
         existing = self._existing([str(i.get("id")) for i in pending])
         result = AddResult()
         ready = [item for item, _ in prepared_items(pending, existing, options, result)]
@@ -95,23 +126,25 @@ class StacApiCatalog(CatalogBase):
                 self._ensure_collection(default_collection(cid), replace=False)
                 new = [i for i in group if i["id"] not in existing]
                 if new:
-                    self._request("POST", f"/collections/{cid}/items", {"type": "FeatureCollection", "features": new})
+                    body = {"type": "FeatureCollection", "features": new}
+                    self._request("POST", _path("collections", cid, "items"), body)
                     created += new
                 for item in (i for i in group if i["id"] in existing):
-                    self._request("PUT", f"/collections/{cid}/items/{item['id']}", item)
+                    self._request("PUT", _path("collections", cid, "items", item["id"]), item)
         except CatalogError:
             for item in created:
-                self._request("DELETE", f"/collections/{item['collection']}/items/{item['id']}", ok=(200, 204, 404))
+                path = _path("collections", item["collection"], "items", item["id"])
+                self._request("DELETE", path, ok=(200, 204, 404))
             raise
         return result
 
     def _ensure_collection(self, collection: dict[str, Any], *, replace: bool) -> None:
-        cid = collection["id"]
-        there = self._request("GET", f"/collections/{cid}", ok=(200, 404)) is not None
+        cid = checked_id(collection["id"], "collection id")
+        there = self._request("GET", _path("collections", cid), ok=(200, 404)) is not None
         if not there:
             self._request("POST", "/collections", collection)
         elif replace:
-            self._request("PUT", f"/collections/{cid}", collection)
+            self._request("PUT", _path("collections", cid), collection)
 
     def search(self, query: Query | None = None) -> list[dict[str, Any]]:
         """Items matching ``query`` (POST /search with a CQL2 JSON filter, through pystac-client)."""

@@ -23,6 +23,7 @@ from . import _validate as validate
 from . import _verify as verify
 from ._errors import FLAGS, USAGE, debugging, describe
 from ._imports import user_modules_from_cwd
+from ._offline import offline_schemas
 from ._output import Output
 
 EPILOG = """examples:
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     out = Output.for_args(args)
     try:
-        with flag_spelling(FLAGS), user_modules_from_cwd(args):
+        with flag_spelling(FLAGS), user_modules_from_cwd(args), offline_schemas(args):
             return int(args.run(args, out))
     except (Exception, KeyboardInterrupt) as e:
         if debugging() and not isinstance(e, KeyboardInterrupt):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -15,10 +14,13 @@ from rich.text import Text
 
 from .. import mlm
 from .._convert import ConvertSettings, IsolatedConverter, Result, parse_shape
+from .._hrefs import loads
 from .._isolate import MAX_MEMORY, MAX_MEMORY_CONVERT, TIMEOUT, human, size_of
+from .._limits import JSON_DEPTH, check_structure
 from .._pipeline import ExportOptions
 from .._sources.checkpoint import find_checkpoints
-from ..errors import InvalidOptionError, MLMExportError, MLMExportWarning, UsageError, first_line
+from ..errors import InputTooLargeError, InvalidOptionError, MLMExportError, MLMExportWarning, UsageError, first_line
+from ._offline import add_offline_flag
 from ._output import Output, add_output_flags
 from ._paths import require_existing
 
@@ -94,6 +96,7 @@ def add_parser(sub: Any) -> None:
     )
     add_trust_flags(p)
     add_limit_flags(p, MAX_MEMORY_CONVERT)
+    add_offline_flag(p)
     add_output_flags(p)
     p.set_defaults(run=run)
 
@@ -168,8 +171,12 @@ def init_args_value(text: str) -> dict[str, Any]:
 
 
 def _parse_mapping(text: str) -> Any:
+    """JSON, else YAML; nested deeper than ``_limits.JSON_DEPTH`` is a one-line usage error, never a
+    ``RecursionError``."""
     try:
-        return json.loads(text)
+        return loads(text, "the value")
+    except InputTooLargeError as e:
+        raise argparse.ArgumentTypeError(first_line(e)) from e
     except ValueError:
         pass
     try:
@@ -177,9 +184,16 @@ def _parse_mapping(text: str) -> Any:
     except ImportError as e:
         raise argparse.ArgumentTypeError("not valid JSON (install PyYAML to pass YAML)") from e
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise argparse.ArgumentTypeError(f"neither JSON nor YAML: {e}") from e
+    except RecursionError:
+        raise argparse.ArgumentTypeError(f"the value is nested deeper than {JSON_DEPTH} levels") from None
+    try:
+        check_structure(value, "the value")  # YAML anchors can share a list at every level
+    except InputTooLargeError as e:
+        raise argparse.ArgumentTypeError(first_line(e)) from e
+    return value
 
 
 def _csv(text: str) -> list[str]:

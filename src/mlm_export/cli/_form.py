@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ._offline import add_offline_flag
 from ._output import Output
 
 
@@ -33,6 +34,7 @@ def add_parser(sub: Any) -> None:
         "--json", action="store_true", help='first stdout line: the JSON envelope, results [{"url": ..., "item": ...}]'
     )
     p.add_argument("--quiet", "-q", action="store_true", help="print the URL only (no notice on stderr)")
+    add_offline_flag(p)
     p.set_defaults(run=run)
 
 

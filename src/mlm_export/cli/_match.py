@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from ..errors import NotJSONError, UsageError
+from ..errors import MLMExportWarning, NotJSONError, UsageError
 from ._output import Output, add_output_flags
 from ._paths import read_json, require_catalog, require_files
 
@@ -45,10 +46,15 @@ def run(args: argparse.Namespace, out: Output) -> int:
         data = read_json(path)
     except NotJSONError as e:
         raise UsageError(str(e)) from e
+    except RecursionError as e:
+        raise UsageError(f"{args.data} nests lists and objects too deeply to be read") from e
     if not isinstance(data, dict) or data.get("type") not in ("Feature", "Collection"):
         raise UsageError(f"{args.data} is not a STAC Item or Collection")
-    with catalog.open(require_catalog(args.catalog)) as source:
+    with catalog.open(require_catalog(args.catalog)) as source, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MLMExportWarning)
         models = source.search(catalog.Query(limit=max(1, args.limit)))
+    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)):
+        out.note(f"warning: {message}")  # a part of a folder catalog that could not be used, and was skipped
     results = match_models(data, models)
     table = Table(title=f"models for {data.get('id')} ({sum(m.fits for m in results)} of {len(results)} fit)")
     for column in ("id", "fits", "overlap", "why not / notes"):

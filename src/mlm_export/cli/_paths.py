@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .._hrefs import read_json as regular_json
-from ..errors import NotJSONError, UsageError
+from ..errors import InputTooLargeError, NotJSONError, UsageError
 
 GLOB_CHARS = "*?["
 
@@ -30,9 +30,12 @@ def require_files(paths: Sequence[Path], *, what: str = "an Item or Collection J
 
 def read_json(path: Path) -> Any:
     """The JSON in a file; a file that is not JSON is a :class:`NotJSONError` saying so (one that is not a regular
-    file, an ``UnsafeHrefError``: it is never opened for a blocking read)."""
+    file, an ``UnsafeHrefError``: it is never opened for a blocking read; one over a cap of ``_limits``, an
+    ``InputTooLargeError``)."""
     try:
         return regular_json(path)
+    except InputTooLargeError:
+        raise  # says what cap it is over: not "not JSON"
     except ValueError as e:
         raise NotJSONError(path, e) from e
 

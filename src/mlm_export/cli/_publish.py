@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, first_line
+from ._offline import add_offline_flag
 from ._output import Output, add_output_flags
 from ._paths import require_existing
 
@@ -38,6 +39,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--skip-invalid", action="store_true", help="add the valid Items even if others fail validation")
     p.add_argument("--base-url", help="URL the named folder is served at; relative hrefs are joined to it")
+    add_offline_flag(p)
     add_output_flags(p)
     p.set_defaults(run=run)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from typing import Any
 
 from rich.table import Table
 
 from .. import mlm
-from ..errors import UsageError, first_line
+from ..errors import MLMExportWarning, UsageError, first_line
 from ._output import Output, add_output_flags
 from ._paths import require_catalog
 
@@ -85,11 +86,14 @@ def run(args: argparse.Namespace, out: Output) -> int:
         query = query_from(args)
     except catalog.QueryError as e:
         raise UsageError(first_line(e)) from e
-    with catalog.open(require_catalog(args.catalog)) as source:
+    with catalog.open(require_catalog(args.catalog)) as source, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MLMExportWarning)
         try:
             items = source.search(query)
         except catalog.QueryError as e:  # a filter the catalog cannot parse: the user's to fix
             raise UsageError(first_line(e)) from e
+    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)):
+        out.note(f"warning: {message}")  # a part of a folder catalog that could not be used, and was skipped
     table = Table(title=f"{len(items)} model(s) in {args.catalog}")
     for column in ("id", "architecture", "tasks", "parameters", "bands", "framework"):
         table.add_column(column, justify="right" if column == "parameters" else "left")

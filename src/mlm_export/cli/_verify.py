@@ -11,6 +11,7 @@ from rich.text import Text
 
 from .. import verify_item
 from ._convert import add_limit_flags, add_trust_flags, init_args_value
+from ._offline import add_offline_flag
 from ._output import Output, add_output_flags
 from ._paths import require_files
 
@@ -48,6 +49,7 @@ def add_parser(sub: Any) -> None:
         help="check the files (checksums, what loading each model file would run) without loading or running any",
     )
     p.add_argument("--allow-outside", action="store_true", help="follow hrefs out of the Item's folder tree")
+    add_offline_flag(p)
     add_output_flags(p)
     p.set_defaults(run=run)
 
