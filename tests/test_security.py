@@ -112,10 +112,13 @@ def test_verify_does_not_build_what_a_checkpoint_names(tmp_path, capsys):
 
 @pytest.fixture
 def closed_port_proxies(monkeypatch):
-    """Every proxy at a closed local port, and a record of every connection attempt (which also fails)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed once the socket is
+    """Every proxy at a local server that accepts and drops each connection, and a record of every connection
+    it saw (from this process or the child process that rebuilds models: the server counts, not a patch)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.1)
+    port = server.getsockname()[1]
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.setenv(var, f"http://127.0.0.1:{port}")
     monkeypatch.delenv("NO_PROXY", raising=False)
@@ -123,14 +126,23 @@ def closed_port_proxies(monkeypatch):
     # urlopen keeps the opener (with the proxies of that moment) it built first: build a new one from these
     monkeypatch.setattr(urllib.request, "_opener", None)
     attempts: list[Any] = []
+    stop = threading.Event()
 
-    def record(self, address):
-        attempts.append(address)
-        raise OSError("connection attempted")
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, address = server.accept()
+            except TimeoutError:
+                continue
+            attempts.append(address)
+            conn.close()
 
-    monkeypatch.setattr(socket.socket, "connect", record)
-    monkeypatch.setattr(socket.socket, "connect_ex", record)
-    return attempts
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield attempts
+    stop.set()
+    thread.join()
+    server.close()
 
 
 @pytest.mark.parametrize("weights", [True, "ResNet18_Weights.SENTINEL2_RGB_MOCO"])

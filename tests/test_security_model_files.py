@@ -609,3 +609,45 @@ def test_transformer_models_pass_both_checks(arch):
     buf = io.BytesIO()
     torch.export.save(torch.export.export(model, (x,)), buf)
     check_pt2(buf.getvalue())
+
+
+_SWAP_FOR_JUNK = """
+import sys, os, json
+sys.path.insert(0, {src!r})
+state = {{"seen": 0}}
+def hook(event, args):
+    if state["seen"] == 1:  # the first event after that open (an audit hook runs before its event's call)
+        state["seen"] = 2
+        os.replace({junk!r}, {model!r})  # from now on the name holds another regular file
+    elif event == "open" and isinstance(args[0], (str, bytes, os.PathLike)) and state["seen"] == 0:
+        if os.path.basename(os.fsdecode(args[0])) == {name!r}:
+            state["seen"] = 1
+sys.addaudithook(hook)
+from mlm_export import verify_item
+checks = verify_item({item!r}, **{kwargs!r})
+print("CHECKS " + json.dumps([c.as_dict() for c in checks]))
+"""
+
+
+@pytest.mark.parametrize("artifacts", ["pt2", "safetensors"])
+def test_the_child_runs_the_bytes_the_parent_read_not_the_file_by_name(tmp_path, artifacts):
+    """verify reads each model file once (in the parent), then the limited child loads and runs those same bytes:
+    right after that one open the name is replaced by junk, and the model still loads and runs."""
+    item_path, item = _export(tmp_path, artifacts)
+    model_file = item_path.parent / Path(item["assets"]["model"]["href"]).name
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not a model file at all" * 100)
+    kwargs: dict[str, Any] = {}
+    if artifacts == "safetensors":
+        kwargs = {"model": "tests.models:SmallUNet", "init_args": {"in_channels": 3, "num_classes": 2},
+                  "allow_modules": ("tests",)}  # fmt: skip
+    script = _SWAP_FOR_JUNK.format(src=str(SRC), name=model_file.name, junk=str(junk), model=str(model_file),
+                                   item=str(item_path), kwargs=kwargs)  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(SRC.parent)]), "MLM_EXPORT_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("CHECKS ")), None)
+    assert line is not None, done.stdout + done.stderr
+    checks = {c["check"]: c for c in json.loads(line.removeprefix("CHECKS "))}
+    assert not junk.exists() and model_file.read_bytes().startswith(b"not a model file"), done.stderr  # swapped
+    assert checks["files"]["ok"], checks
+    assert checks["load model"]["ok"] and checks["run"]["ok"], checks

@@ -8,6 +8,8 @@ write ``<stem>.mlm.json`` atomically beside it. A directory also gets a ``collec
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +25,7 @@ from . import mlm
 from ._checkpoint_facts import converted_facts, plain
 from ._faults import all_or_nothing
 from ._guard import Policy
+from ._isolate import MAX_MEMORY_CONVERT, TIMEOUT, Child, Limits
 from ._item import build_item, checkpoint_item
 from ._pipeline import ExportOptions, gather, plan
 from ._provenance import INFERENCE_SUFFIX, restate, write_inference_runtime
@@ -34,7 +37,14 @@ from ._sources.dummy import DEFAULT_IMAGE_SIZE  # the one default image size (ov
 from ._sources.layers import first_layer_channels
 from ._validate import check
 from ._write import atomic_write_json, file_checksum
-from .errors import InputRequiredError, InvalidOptionError, MLMExportError, first_line
+from .errors import (
+    InputRequiredError,
+    InvalidOptionError,
+    IsolatedRunError,
+    MLMExportError,
+    MLMExportWarning,
+    first_line,
+)
 
 
 @dataclass
@@ -77,6 +87,10 @@ class ConvertSettings:
     allow_modules: tuple[str, ...] = ()
     #: Let model constructors download pretrained weights (``--download``); off: converting works offline.
     download: bool = False
+    #: Memory the child process that rebuilds the models may use beyond its runtime (``--max-memory``).
+    max_memory: int = MAX_MEMORY_CONVERT
+    #: Wall-clock seconds one checkpoint may take in that child before it is killed (``--timeout``).
+    timeout: float = TIMEOUT
 
     @property
     def policy(self) -> Policy:
@@ -267,6 +281,94 @@ class Converter:
             )
             self._catalogs[directory].model_files = False  # convert writes none; adopted Items list theirs
         return self._catalogs[directory]
+
+
+class IsolatedConverter:
+    """:class:`Converter` in one limited child process for the whole run (:mod:`mlm_export._isolate`): a
+    stranger's checkpoint is rebuilt and traced where it cannot reach the network or the parent's memory.
+
+    A checkpoint that times out, crashes the child or exhausts its memory fails alone; the next one gets a
+    new child. Warnings the child raised are raised again here, as :class:`MLMExportWarning`.
+    """
+
+    def __init__(self, options: ExportOptions, settings: ConvertSettings) -> None:
+        self.options = _absolute_paths(options)
+        self.settings = settings
+        limits = Limits(memory=settings.max_memory, timeout=settings.timeout, network=settings.download)
+        self._child = Child(limits, what="convert")
+        self._opened = False
+
+    def __enter__(self) -> IsolatedConverter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._child.close()
+
+    def convert(self, path: Path, *, catalog_dir: Path | None = None) -> Result:
+        """:meth:`Converter.convert` of one file in the child; a failure of the child fails this file alone."""
+        path = Path(path)
+        self._child.what = f"rebuilding the model of {path.name}"
+        try:
+            self._open()
+            data = self._child.call(
+                "mlm_export._convert:_convert_in_child", str(path.absolute()),
+                str(catalog_dir.absolute()) if catalog_dir else None,
+            )  # fmt: skip
+        except IsolatedRunError as e:
+            self._opened = False  # the child was ended: the next file opens a new one
+            size = path.stat().st_size if path.exists() else 0
+            return Result(path, "failed", error=first_line(e), size=size)
+        for message in data.pop("warnings", []):
+            warnings.warn(str(message), MLMExportWarning, stacklevel=2)
+        item = data.get("item")
+        item_path = path.parent / Path(item).name if item else None  # beside the checkpoint, spelled as given
+        return Result(
+            path, str(data["status"]), item_path, model=data.get("model"), parameters=data.get("parameters"),
+            tasks=list(data.get("tasks") or []), error=data.get("error"), size=int(data.get("size") or 0),
+        )  # fmt: skip
+
+    def write_collections(self) -> list[Path]:
+        """:meth:`Converter.write_collections` in the child."""
+        if not self._opened:
+            return []
+        self._child.what = "writing the Collections"
+        return [Path(p) for p in self._child.call("mlm_export._convert:_collections_in_child")]
+
+    def _open(self) -> None:
+        if not self._opened:
+            self._child.call("mlm_export._convert:_open_in_child", self.options, self.settings)
+            self._opened = True
+
+
+#: The child's converter (:class:`IsolatedConverter`): one per child process, so one per run.
+_CHILD_CONVERTER: list[Converter] = []
+
+
+def _open_in_child(options: ExportOptions, settings: ConvertSettings) -> None:
+    _CHILD_CONVERTER[:] = [Converter(options, settings)]
+
+
+def _convert_in_child(path: str, catalog_dir: str | None) -> dict[str, Any]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MLMExportWarning)
+        result = _CHILD_CONVERTER[0].convert(Path(path), catalog_dir=Path(catalog_dir) if catalog_dir else None)
+    said = [str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)]
+    return {**result.as_dict(), "size": result.size, "warnings": list(dict.fromkeys(said))}
+
+
+def _collections_in_child() -> list[str]:
+    return [str(p) for p in _CHILD_CONVERTER[0].write_collections()]
+
+
+def _absolute_paths(options: ExportOptions) -> ExportOptions:
+    """Options naming a local file by a relative path name it absolutely: the child works in its own folder."""
+    data = options.training_data
+    if isinstance(data, (str, os.PathLike)) and "://" not in str(data) and Path(data).exists():
+        return replace(options, training_data=str(Path(data).absolute()))
+    return options
 
 
 def _remove(directory: Path, assets: Mapping[str, Any]) -> None:

@@ -7,17 +7,15 @@ factories only from their model zoos. Names are checked before anything is impor
 and the object again after import (a re-export cannot smuggle another package's function in).
 
 Rebuilding never needs pretrained weights (the checkpoint's own weights replace them), so arguments that ask
-for a download are turned off and, as a backstop, every outgoing connection is refused while a model is built,
-unless the user passes ``--download`` (``download=True``).
+for a download are turned off unless the user passes ``--download`` (``download=True``). The backstop, no
+connection at all, is the child process that rebuilds a stranger's model (:mod:`mlm_export._isolate`): nothing
+here patches the socket module of the user's process.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import socket
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,53 +108,3 @@ def offline_arguments(kwargs: Mapping[str, Any], policy: Policy) -> dict[str, An
         if out.get(key) not in (None, False):
             out[key] = off
     return out
-
-
-_lock = threading.Lock()
-_depth = 0
-_saved: dict[str, Any] = {}
-
-
-@contextlib.contextmanager
-def offline(policy: Policy) -> Iterator[None]:
-    """Refuse every internet connection (and name lookup) made inside, unless ``policy.download``."""
-    if policy.download:
-        yield
-        return
-    global _depth
-    with _lock:
-        if _depth == 0:
-            _saved.update(
-                connect=socket.socket.connect,
-                connect_ex=socket.socket.connect_ex,
-                getaddrinfo=socket.getaddrinfo,
-            )
-            setattr(socket.socket, "connect", _refuse_connect)  # noqa: B010 - typeshed types it narrower
-            setattr(socket.socket, "connect_ex", _refuse_connect_ex)  # noqa: B010
-            socket.getaddrinfo = _refuse_lookup
-        _depth += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                socket.socket.connect = _saved["connect"]  # type: ignore[method-assign]
-                socket.socket.connect_ex = _saved["connect_ex"]  # type: ignore[method-assign]
-                socket.getaddrinfo = _saved["getaddrinfo"]
-
-
-def _refuse_connect(self: socket.socket, address: Any) -> Any:
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        raise DownloadRefusedError(address)
-    return _saved["connect"](self, address)
-
-
-def _refuse_connect_ex(self: socket.socket, address: Any) -> Any:
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-        raise DownloadRefusedError(address)
-    return _saved["connect_ex"](self, address)
-
-
-def _refuse_lookup(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-    raise DownloadRefusedError(f"{host}:{port}")

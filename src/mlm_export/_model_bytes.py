@@ -8,9 +8,12 @@ steps was loaded unchecked. Here the bytes that were hashed are the bytes that a
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, SupportsIndex
 
 from ._hrefs import UnsafeHrefError, open_confined
 from ._write import multihash
@@ -31,6 +34,12 @@ class ModelBytes:
     @property
     def size(self) -> int:
         return len(self.data)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        """Pickled for verify's limited child (protocol 5, :mod:`mlm_export._isolate`), the bytes go out of band:
+        sent in one piece after the request and unpickled as that same object, so the child holds one copy."""
+        data: Any = pickle.PickleBuffer(self.data) if operator.index(protocol) >= 5 else self.data
+        return (ModelBytes, (self.path, data, self.checksum))
 
 
 def read_model_file(base: Path, href: str, *, allow_outside: bool = False, limit: int | None = None) -> ModelBytes:

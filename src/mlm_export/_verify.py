@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from . import _artifact_safety as artifact_safety
 from . import mlm
 from ._checks import STRUCTURE_RULES, consistency_problems
 from ._guard import SAFE, Policy
 from ._hrefs import read_json
+from ._isolate import MAX_MEMORY, TIMEOUT, Child, Limits, out_of_memory
 from ._model_bytes import ModelBytes
 from ._rebuild import checkpoint_spec
 from ._sources.checkpoint import load, load_weights
@@ -29,13 +31,24 @@ from ._verify_artifacts import (
     parity_checks,
     read_once,
     read_runnable,
+    runnable_assets,
 )
-from .errors import InputTooLargeError, ItemValidationError, MLMExportError, NotJSONError, Problem
+from .errors import (
+    InputTooLargeError,
+    IsolatedMemoryError,
+    IsolatedRunError,
+    ItemValidationError,
+    MLMExportError,
+    NotJSONError,
+    Problem,
+)
 
 #: Size given to dynamic (-1) non-batch dims of the synthetic batch; a multiple of 32 suits common encoders.
 DYNAMIC_SIZE = 64
 #: Batch size of the synthetic batch when the batch dim is dynamic.
 BATCH = 2
+#: The ``run`` row of ``run=False`` (``--no-run``).
+NOT_RUN = "not run (--no-run): the files were checked as data, no model was loaded or run"
 
 _DTYPES = {
     "float16": torch.float16,
@@ -60,14 +73,25 @@ class Check:
     detail: str
     #: It holds, but not everywhere: some case did not run (the detail says which and why). Shown as "limited".
     limited: bool = False
+    #: Not done (``run=False``, a trusted file not inspected): neither a pass nor a failure.
+    skipped: bool = False
 
     @property
     def status(self) -> str:
-        """What the check found, in one word: ``ok``, ``limited`` (holds where it ran) or ``FAIL``."""
+        """What the check found, in one word: ``ok``, ``limited`` (holds where it ran), ``skipped`` or ``FAIL``."""
+        if self.skipped:
+            return "skipped"
         return "FAIL" if not self.ok else "limited" if self.limited else "ok"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "ok": self.ok, "status": self.status, "detail": self.detail}
+        return {"check": self.name, "ok": self.ok, "status": self.status, "detail": self.detail,
+                "skipped": self.skipped}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> Check:
+        """A row :meth:`as_dict` made (the child's reply)."""
+        status = str(row.get("status", ""))
+        return cls(str(row["check"]), bool(row["ok"]), str(row["detail"]), status == "limited", status == "skipped")
 
 
 def verify_item(
@@ -79,11 +103,16 @@ def verify_item(
     allow_modules: tuple[str, ...] = (),
     allow_outside: bool = False,
     download: bool = False,
+    run: bool = True,
+    max_memory: int = MAX_MEMORY,
+    timeout: float = TIMEOUT,
 ) -> list[Check]:
     """Check an Item's files, schema and cross-field rules, then run its model and compare the outputs.
 
     A file that is not JSON is a :class:`NotJSONError`; an Item the schema rejects is still checked as far as
-    its fields allow, each unusable field a failed check (never an uncaught ``KeyError``).
+    its fields allow, each unusable field a failed check (never an uncaught ``KeyError``). Models run in a
+    limited child process (:mod:`mlm_export._isolate`: ``max_memory`` bytes beyond the runtime, ``timeout``
+    seconds, no network); ``run=False`` reads the model files as data and runs nothing.
     """
     path = Path(path)
     try:
@@ -98,29 +127,123 @@ def verify_item(
     checks = [Check("schema", not schema, _join(schema) or "valid")]
     if not (isinstance(item.get("properties"), dict) and isinstance(item.get("assets"), dict)):
         return [*checks, Check("load model", False, "not loaded: the file has no properties and assets to read")]
+    what = f"the model files of {path.name}"
+    with Child(Limits(memory=max_memory, timeout=timeout, network=download), what=what) as child:
+        if run:
+            child.launch()  # it imports torch while the files are hashed here; ended unused if they fail
+        found, files_read = _file_checks(item, path.parent, allow_outside=allow_outside)
+        checks += found
+        if files_read is None:
+            return checks
+        if not run:
+            static = static_checks(item, path.parent, trust=trust, contents=files_read)
+            return [*checks, *static, Check("run", True, NOT_RUN, skipped=True)]
+        # The child loads and runs the bytes read, hashed and checked here, never a file by name: they travel in
+        # the request, out of band, each file in one piece (ModelBytes' pickle), and the child's address-space
+        # budget is raised by their size when it is set (Child.call), so --max-memory stays the model's own.
+        try:
+            rows = child.call(
+                "mlm_export._verify:run_models", item, str(path.parent), model=model, init_args=init_args,
+                trust=trust, allow_modules=tuple(allow_modules), download=download, what=what, max_memory=max_memory,
+                contents=files_read,
+            )  # fmt: skip
+        except IsolatedRunError as e:
+            return [*checks, Check("run", False, str(e))]
+    return [*checks, *(Check.from_dict(r) for r in rows)]
+
+
+def _file_checks(
+    item: Mapping[str, Any], base: Path, *, allow_outside: bool
+) -> tuple[list[Check], dict[str, ModelBytes] | None]:
+    """The rows for the files (sizes, checksums, confinement) and cross-field rules, and the bytes of each model
+    file, read once (:func:`read_runnable`); ``None`` when no model may load."""
     try:
-        files_read = read_runnable(item, path.parent, allow_outside=allow_outside)  # each model file read once
+        files_read = read_runnable(item, base, allow_outside=allow_outside)  # each model file read once
         read = {k: v if isinstance(v, MLMExportError) else (v.size, v.checksum) for k, v in files_read.items()}
-        problems = consistency_problems(item, path.parent, allow_outside=allow_outside, contents=read)
+        problems = consistency_problems(item, base, allow_outside=allow_outside, contents=read)
     except (AttributeError, KeyError, TypeError, ValueError) as e:  # a structure the schema check rejects
-        detail = f"cannot check: {type(e).__name__}: {e} (see 'schema')"
-        return [*checks, Check("consistency", False, detail)]
+        return [Check("consistency", False, f"cannot check: {type(e).__name__}: {e} (see 'schema')")], None
     file_rules = {"asset-exists", "asset-size", "asset-checksum", "asset-outside"}
     files = [p for p in problems if p.schema in file_rules]
     rules = [p for p in problems if p.schema not in file_rules]
-    checks.append(Check("files", not files, _join(files) or "every local asset has its stated size and checksum"))
-    checks.append(Check("consistency", not rules, _join(rules) or "bands, classes and model assets agree"))
+    checks = [
+        Check("files", not files, _join(files) or "every local asset has its stated size and checksum"),
+        Check("consistency", not rules, _join(rules) or "bands, classes and model assets agree"),
+    ]
     refused = _not_loaded(rules, files)
     if refused:
-        return [*checks, Check("load model", False, refused)]
+        return [*checks, Check("load model", False, refused)], None
+    # every file read matched the Item (a read that failed is a 'files' problem above): only bytes are left
+    return checks, {k: v for k, v in files_read.items() if isinstance(v, ModelBytes)}
+
+
+def static_checks(
+    item: Mapping[str, Any], base: Path, *, trust: bool, contents: Mapping[str, ModelBytes] | None = None
+) -> list[Check]:
+    """``run=False``: each runnable model file read as data (what loading it would run), none loaded;
+    ``contents``: the files' bytes as :func:`read_runnable` read them (files not in it are read once here)."""
+    out = []
+    for key, fmt, asset in runnable_assets(item):
+        name = f"file {key} ({fmt})"
+        if trust:
+            out.append(Check(name, True, "not inspected (trusted)", skipped=True))
+            continue
+        try:
+            href = str(asset.get("href", ""))
+            read = (contents or {}).get(key) or read_once(base, href)
+            if isinstance(read, MLMExportError):
+                raise read
+            artifact_safety.check(fmt, local_file(base, href), base, read.data)
+        except MLMExportError as e:
+            out.append(Check(name, False, str(e)))
+            continue
+        out.append(Check(name, True, "holds nothing that loading it would run"))
+    return out
+
+
+def run_models(
+    item: Mapping[str, Any],
+    base: str,
+    *,
+    model: str | None,
+    init_args: Mapping[str, Any] | None,
+    trust: bool,
+    allow_modules: tuple[str, ...],
+    download: bool,
+    what: str,
+    max_memory: int,
+    contents: Mapping[str, ModelBytes],
+) -> list[dict[str, Any]]:
+    """In the limited child: load the Item's model, run it, compare its outputs and every model file's.
+
+    ``contents``: the bytes of each model file the parent read, hashed and checked; loaded from memory here,
+    never reopened by name (a file swapped since cannot be loaded in their place)."""
     policy = Policy(trust=trust, allow_modules=tuple(allow_modules), download=download)
+    checks = _run_checks(
+        item, Path(base), model=model, init_args=init_args, trust=trust, policy=policy, contents=contents
+    )
+    memory = str(IsolatedMemoryError(what, max_memory))  # an allocation that failed is the memory limit
+    return [(replace(c, detail=memory) if out_of_memory(c.detail) else c).as_dict() for c in checks]
+
+
+def _run_checks(
+    item: Mapping[str, Any],
+    base: Path,
+    *,
+    model: str | None,
+    init_args: Mapping[str, Any] | None,
+    trust: bool,
+    policy: Policy,
+    contents: Mapping[str, ModelBytes | MLMExportError],
+) -> list[Check]:
+    checks: list[Check] = []
     try:
         module, how = load_model(
-            item, path.parent, model=model, init_args=init_args, trust=trust, policy=policy, contents=files_read
+            item, base, model=model, init_args=init_args, trust=trust, policy=policy, contents=contents
         )
     except MLMExportError as e:
         checks.append(Check("load model", False, str(e)))
-        return checks + _other_files(item, path.parent, trust, files_read)
+        return checks + _other_files(item, base, trust, contents)
     except (KeyError, TypeError) as e:
         return [*checks, Check("load model", False, _unusable(e, "the mlm:model asset"))]
     checks.append(Check("load model", True, how))
@@ -147,7 +270,7 @@ def verify_item(
 
     eager = module if isinstance(module, nn.Module) and not _is_exported(module) else None
     for name, ok, detail, limited in parity_checks(
-        item, path.parent, examples, call, trust=trust, eager=eager, contents=files_read
+        item, base, examples, call, trust=trust, eager=eager, contents=contents
     ):
         checks.append(Check(name, ok, detail, limited))
     return checks

@@ -27,6 +27,7 @@ __all__ = [
     "parity_checks",
     "read_once",
     "read_runnable",
+    "runnable_assets",
 ]
 from ._exporters import leaves, load_module
 from ._facts import TensorFacts

@@ -26,6 +26,11 @@ def option(name: str, hint: str = "", cli_hint: str = "") -> str:
     return f"\u27e8option:{name}|{hint}|{cli_hint}\u27e9"
 
 
+def current_flags() -> Mapping[str, str] | None:
+    """The flag spelling in force (:func:`flag_spelling`), handed to a child process that renders messages."""
+    return _FLAGS.get()
+
+
 def python_only(text: str) -> str:
     """Part of a message that only applies to Python callers (a remedy no command-line flag offers)."""
     return f"\u27e8python:{text}\u27e9"
@@ -320,6 +325,41 @@ class ItemNotFoundError(CatalogError, KeyError):
         return str(self.args[0]) if self.args else "Item not found"
 
 
+class IsolatedRunError(MLMExportError, ChildProcessError):
+    """The child process that runs a stranger's model failed (see :mod:`mlm_export._isolate`)."""
+
+
+class IsolatedMemoryError(IsolatedRunError, MemoryError):
+    """A stranger's model needed more memory than the child process may use."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"{what} went over the memory limit of {limit / (1 << 30):g} GiB and was stopped; pass "
+            f"{option('max_memory', 'BYTES', 'SIZE')} to allow more if you trust the file"
+        )
+
+
+class IsolatedTimeoutError(IsolatedRunError, TimeoutError):
+    """A stranger's model ran longer than the child process may (wall clock, or CPU time)."""
+
+    def __init__(self, what: str, seconds: float, *, cpu: bool = False) -> None:
+        self.seconds = seconds
+        limit = f"the CPU time limit ({seconds:g} s per core)" if cpu else f"the time limit of {seconds:g} s"
+        super().__init__(
+            f"{what} timed out: it ran past {limit} and was killed; pass {option('timeout', 'SECONDS', 'SECONDS')} "
+            "to allow longer if you trust the file"
+        )
+
+
+class IsolatedCrashError(IsolatedRunError):
+    """The child process running a stranger's model died (a signal, an exit) without an answer."""
+
+    def __init__(self, what: str, how: str, last_line: str = "") -> None:
+        said = f" (its last words: {last_line})" if last_line else ""
+        super().__init__(f"{what} crashed: the child process running it died of {how}{said}")
+
+
 # fmt: off
 __all__ = [
     "ArchitectureError", "ArchiveBombError", "ArtifactTimeoutError", "CatalogError", "CatalogFormatError",
@@ -329,6 +369,7 @@ __all__ = [
     "QueryError", "RefusedItemsError", "SchemaNotFoundError", "SchemaURLRefusedError", "TaskInferenceError",
     "TorchScriptError", "TraceError", "UnsafeArtifactError", "UnsafeHrefError", "UnsupportedOutputError",
     "UntrustedCheckpointError", "UntrustedModelError", "UsageError", "WriteFailedError",
+    "IsolatedRunError", "IsolatedMemoryError", "IsolatedTimeoutError", "IsolatedCrashError",
 ]
 # fmt: on
 __all__ += ["OutputExistsError"]

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import _limits as limits
-from .._guard import SAFE, Policy, check_name, check_object, offline, offline_arguments
+from .._guard import SAFE, Policy, check_name, check_object, offline_arguments
 from ..errors import ArchitectureError as ArchitectureError
 from ..errors import CheckpointError as CheckpointError
 from ..errors import InputTooLargeError, first_line
@@ -175,12 +175,11 @@ class ModelSpec:
         if self.weights:
             from .weights import build_model
 
-            with offline(self.policy):
-                return build_model(self.weights, on_meta=on_meta)
+            return build_model(self.weights, on_meta=on_meta)
         factory = import_object(self.target, self.policy)
         kwargs = offline_arguments(dict(self.init_args), self.policy)
         try:
-            with offline(self.policy), torch.device("meta") if on_meta else contextlib.nullcontext():
+            with torch.device("meta") if on_meta else contextlib.nullcontext():
                 model = factory(**kwargs)
         except TypeError as e:
             raise ArchitectureError(f"{self.target}({_args(kwargs)}) failed: {first_line(e, 240)}") from e

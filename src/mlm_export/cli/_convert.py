@@ -14,6 +14,7 @@ from rich.text import Text
 
 from .. import mlm
 from .._hrefs import loads
+from .._isolate import MAX_MEMORY, MAX_MEMORY_CONVERT, TIMEOUT, human, size_of
 from .._limits import JSON_DEPTH, check_structure
 from ..errors import InputTooLargeError, InvalidOptionError, MLMExportError, MLMExportWarning, UsageError, first_line
 from ._offline import add_offline_flag
@@ -108,6 +109,7 @@ def add_parser(sub: Any) -> None:
         help="allow full unpickling and building any class a checkpoint names (only for trusted files)",
     )
     add_trust_flags(p)
+    add_limit_flags(p, MAX_MEMORY_CONVERT)
     add_offline_flag(p)
     add_output_flags(p)
     p.set_defaults(run=run)
@@ -127,6 +129,42 @@ def add_trust_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let model constructors download pretrained weights (off: never contacts a model hub)",
     )
+
+
+def add_limit_flags(p: argparse.ArgumentParser, memory: int = MAX_MEMORY) -> None:
+    """``--max-memory`` and ``--timeout``: the limits of the child process that runs (or rebuilds) a model."""
+    p.add_argument(
+        "--max-memory",
+        type=_size,
+        default=memory,
+        metavar="SIZE",
+        help=f"memory a model may use beyond the runtime's own, e.g. 4G (default {human(memory)})",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=TIMEOUT,
+        metavar="SECONDS",
+        help=f"wall-clock seconds an Item's models (verify) or a checkpoint (convert) may take before they are killed "
+        f"(default {TIMEOUT:g})",
+    )
+
+
+def _size(text: str) -> int:
+    try:
+        return size_of(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from e
+    if not 0 < value < 1e7:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -226,7 +264,7 @@ def options_from(args: argparse.Namespace) -> ExportOptions:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    from .._convert import Converter, ConvertSettings, Result
+    from .._convert import ConvertSettings, IsolatedConverter, Result
     from .._sources.checkpoint import find_checkpoints
 
     if args.legacy_version is not None:
@@ -245,31 +283,33 @@ def run(args: argparse.Namespace, out: Output) -> int:
         overwrite=args.overwrite,
         allow_modules=tuple(args.allow_module),
         download=args.download,
+        max_memory=args.max_memory,
+        timeout=args.timeout,
     )
     require_existing(args.paths, globs=True)
     files = [(f, Path(raw).is_dir()) for raw in args.paths for f in find_checkpoints([raw])]
     if not files:
         raise UsageError(f"no checkpoint files (.ckpt, .pt, .pth, .safetensors) in {' '.join(args.paths)}")
-    converter = Converter(options, settings)
     results: list[Result] = []
     total = sum(f.stat().st_size for f, _ in files if f.exists())
-    with warnings.catch_warnings(record=True) as caught, out.progress(total, len(files)) as advance:
-        warnings.simplefilter("always", MLMExportWarning)
-        for f, in_directory in files:
-            result = converter.convert(f, catalog_dir=f.parent if in_directory else None)
-            results.append(result)
-            advance(result.size)
-            if result.status == "failed":
-                out.error(f"{f}: {_without_name(result.error or '', f)}")
-    warned = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)))
-    for message in warned:
-        out.note(f"warning: {message}")
     collections = []
-    try:
-        collections = [str(p) for p in converter.write_collections()]
-    except MLMExportError as e:
-        out.error(f"collection: {e}")
-        results.append(Result(Path("collection.json"), "failed", error=str(e)))
+    with IsolatedConverter(options, settings) as converter:  # one limited child rebuilds every model
+        with warnings.catch_warnings(record=True) as caught, out.progress(total, len(files)) as advance:
+            warnings.simplefilter("always", MLMExportWarning)
+            for f, in_directory in files:
+                result = converter.convert(f, catalog_dir=f.parent if in_directory else None)
+                results.append(result)
+                advance(result.size)
+                if result.status == "failed":
+                    out.error(f"{f}: {_without_name(result.error or '', f)}")
+        warned = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, MLMExportWarning)))
+        for message in warned:
+            out.note(f"warning: {message}")
+        try:
+            collections = [str(p) for p in converter.write_collections()]
+        except MLMExportError as e:
+            out.error(f"collection: {e}")
+            results.append(Result(Path("collection.json"), "failed", error=str(e)))
     out.table(_summary(results))
     for c in collections:
         out.line(f"collection: {c}")

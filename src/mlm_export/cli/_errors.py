@@ -37,6 +37,8 @@ FLAGS: Mapping[str, str] = {
     "version": "--item-version",
     "citation": "--citation",
     "architecture": "--architecture",
+    "max_memory": "--max-memory",
+    "timeout": "--timeout",
 }
 
 #: Set to 1 to get the traceback of an unexpected error instead of its one line.

@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from ._convert import add_trust_flags, init_args_value
+from ._convert import add_limit_flags, add_trust_flags, init_args_value
 from ._offline import add_offline_flag
 from ._output import Output, add_output_flags
 from ._paths import require_files
@@ -23,7 +23,9 @@ def add_parser(sub: Any) -> None:
         "checksum, load the mlm:model artifact without the training code where its type allows (torch.export "
         "archive; safetensors or checkpoints with --model), run it on a synthetic batch built from mlm:input "
         "alone, and compare the outputs' shapes, data types and class counts with mlm:output. Exit 1 on any "
-        "mismatch. Full Lightning checkpoints are rebuilt as convert rebuilds them: the class LightningCLI recorded, "
+        "mismatch. Models load and run in a child process limited in memory (--max-memory) and time (--timeout), "
+        "without network, in a scratch folder; --no-run checks the files without running anything. Full "
+        "Lightning checkpoints are rebuilt as convert rebuilds them: the class LightningCLI recorded, "
         "or the TorchGeo task their hyper_parameters fit (same allowlist, offline).",
         epilog="examples:\n  mlm-export verify demo-output/tinyunet-water-segmentation.json\n"
         "  mlm-export verify runs/last.mlm.json --model my_pkg.models:Segmenter",
@@ -38,6 +40,13 @@ def add_parser(sub: Any) -> None:
         help="allow full unpickling of a trusted checkpoint and building any class it names",
     )
     add_trust_flags(p)
+    add_limit_flags(p)
+    p.add_argument(
+        "--no-run",
+        dest="run_models",
+        action="store_false",
+        help="check the files (checksums, what loading each model file would run) without loading or running any",
+    )
     p.add_argument("--allow-outside", action="store_true", help="follow hrefs out of the Item's folder tree")
     add_offline_flag(p)
     add_output_flags(p)
@@ -56,13 +65,16 @@ def run(args: argparse.Namespace, out: Output) -> int:
         allow_modules=tuple(args.allow_module),
         allow_outside=args.allow_outside,
         download=args.download,
+        run=args.run_models,
+        max_memory=args.max_memory,
+        timeout=args.timeout,
     )
     table = Table(title=Text(f"verify {item}"), title_justify="left")
     table.add_column("check")
     table.add_column("result")
     table.add_column("detail", overflow="fold")
     for c in checks:
-        result = Text(c.status, style={"ok": "green", "limited": "yellow"}.get(c.status, "red"))
+        result = Text(c.status, style={"ok": "green", "limited": "yellow", "skipped": "yellow"}.get(c.status, "red"))
         table.add_row(Text(c.name), result, Text(c.detail))  # Text: paths and messages are not markup
         out.result(c.as_dict())
     out.table(table)
