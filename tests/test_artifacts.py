@@ -217,8 +217,9 @@ class SlowToExport(nn.Module):
         self.conv = nn.Conv2d(3, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # torch.export's flag is process-wide: only the first export to get here waits (others pass through)
-        if torch.compiler.is_exporting() and not EXPORTING.is_set():
+        # only the .pt2 export's own thread waits: torch.export's flag (and the module calls it traces) are
+        # process-wide, so another thread's forward may run while that export is on, and must not wait
+        if threading.current_thread().name.startswith(PT2_THREAD) and not EXPORTING.is_set():
             EXPORTING.set()
             GATE.wait(60)
         return self.conv(x)
@@ -226,10 +227,11 @@ class SlowToExport(nn.Module):
 
 GATE = threading.Event()
 EXPORTING = threading.Event()
+PT2_THREAD = "mlm-export: writing the pt2"
 
 
 def _export_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("mlm-export: writing the pt2")]
+    return [t for t in threading.enumerate() if t.name.startswith(PT2_THREAD)]
 
 
 @pytest.mark.parametrize("on_main_thread", [True, False], ids=["main-thread", "other-thread"])

@@ -259,6 +259,19 @@ class Crasher(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         os.kill(os.getpid(), signal.SIGSEGV)
+
+
+class CrashesOnFlag(nn.Module):
+    """Builds, until the file ``flag`` exists: then it crashes the process building it."""
+
+    def __init__(self, flag: str = "") -> None:
+        super().__init__()
+        if os.path.exists(flag):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        return self.conv(x)
 '''
 
 
@@ -337,6 +350,28 @@ def test_a_constructor_that_hangs_or_crashes_fails_alone(tmp_path: Path, hostile
     with _converter("Crasher", hostile_package) as converter:
         crash = converter.convert(_checkpoint(tmp_path / "b"))
     assert crash.status == "failed" and crash.error and "crashed" in crash.error and "SIGSEGV" in crash.error
+
+
+def test_a_crash_after_a_good_checkpoint_still_leaves_the_folders_collection(
+    tmp_path: Path, hostile_package: str
+) -> None:
+    """The child that described the first checkpoint is ended by the second: the Collection is still written,
+    listing the Item that was written (its catalog is rebuilt from the folder in a new child)."""
+    folder, flag = tmp_path / "run", tmp_path / "crash-now"
+    good = _checkpoint(folder)
+    bad = folder / "bad.pt"
+    bad.write_bytes(good.read_bytes())
+    with _converter("CrashesOnFlag", hostile_package, flag=str(flag)) as converter:
+        first = converter.convert(good, catalog_dir=folder)
+        flag.touch()
+        second = converter.convert(bad, catalog_dir=folder)
+        written = converter.write_collections()
+    assert first.status != "failed" and first.item_path is not None and first.item_path.is_file(), first
+    assert second.status == "failed" and second.error and "crashed" in second.error
+    assert written == [folder.absolute() / "collection.json"]
+    collection = json.loads((folder / "collection.json").read_text())
+    items = [link["href"] for link in collection["links"] if link["rel"] == "item"]
+    assert items == ["./" + first.item_path.name], items
 
 
 def test_a_child_taken_over_cannot_crash_the_parent_with_its_reply(tmp_path: Path, hostile_package: str) -> None:

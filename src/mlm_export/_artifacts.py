@@ -146,7 +146,7 @@ def export_program(
     ``size_oblivious``: export under torch's ``backed_size_oblivious`` option, so a dim that reaches size 1 inside
     the model (a ResNet's last feature map at 32 px) is not specialised and the program runs at that size too.
     The option is torch's configuration, set through its own ``patch`` context manager only while this export
-    runs (the training loop's thread, which is waiting for it) and restored when it ends or fails.
+    runs and restored when it ends or fails; in torch 2.14 that patch is seen by the exporting thread only.
     """
     device = next((t.device for t in model.state_dict().values()), torch.device("cpu"))
     examples = []

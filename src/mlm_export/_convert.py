@@ -297,6 +297,8 @@ class IsolatedConverter:
         limits = Limits(memory=settings.max_memory, timeout=settings.timeout, network=settings.download)
         self._child = Child(limits, what="convert")
         self._opened = False
+        #: An Item written per Collection folder, kept here: a child that was ended took its catalogs with it.
+        self._folders: dict[Path, Path] = {}
 
     def __enter__(self) -> IsolatedConverter:
         return self
@@ -325,17 +327,22 @@ class IsolatedConverter:
             warnings.warn(str(message), MLMExportWarning, stacklevel=2)
         item = data.get("item")
         item_path = path.parent / Path(item).name if item else None  # beside the checkpoint, spelled as given
+        if catalog_dir is not None and item_path is not None and item_path.is_file():
+            self._folders.setdefault(catalog_dir.absolute(), item_path.absolute())
         return Result(
             path, str(data["status"]), item_path, model=data.get("model"), parameters=data.get("parameters"),
             tasks=list(data.get("tasks") or []), error=data.get("error"), size=int(data.get("size") or 0),
         )  # fmt: skip
 
     def write_collections(self) -> list[Path]:
-        """:meth:`Converter.write_collections` in the child."""
-        if not self._opened:
+        """:meth:`Converter.write_collections` in the child, for every folder an Item was written in this run,
+        also those a child ended since (a timeout, a crash) had described: their Items are adopted again."""
+        if not self._folders:
             return []
         self._child.what = "writing the Collections"
-        return [Path(p) for p in self._child.call("mlm_export._convert:_collections_in_child")]
+        self._open()
+        folders = [(str(d), str(i)) for d, i in self._folders.items()]
+        return [Path(p) for p in self._child.call("mlm_export._convert:_collections_in_child", folders)]
 
     def _open(self) -> None:
         if not self._opened:
@@ -359,8 +366,11 @@ def _convert_in_child(path: str, catalog_dir: str | None) -> dict[str, Any]:
     return {**result.as_dict(), "size": result.size, "warnings": list(dict.fromkeys(said))}
 
 
-def _collections_in_child() -> list[str]:
-    return [str(p) for p in _CHILD_CONVERTER[0].write_collections()]
+def _collections_in_child(folders: list[tuple[str, str]]) -> list[str]:
+    converter = _CHILD_CONVERTER[0]
+    for directory, item in folders:  # a folder this child did not see (an earlier child was ended)
+        converter._catalog_for_existing(Path(directory), Path(item))
+    return [str(p) for p in converter.write_collections()]
 
 
 def _absolute_paths(options: ExportOptions) -> ExportOptions:

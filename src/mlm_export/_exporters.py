@@ -56,9 +56,16 @@ def time_bound(
         outcome: list[tuple[bool, Any]] = []
         abandoned = False
 
+        grad = torch.is_grad_enabled()  # thread-local state the work would otherwise lose on a new thread
+        device = torch.cuda.current_device() if torch.cuda.is_initialized() else None  # type: ignore[no-untyped-call]
+
         def run() -> None:
             try:
-                result: tuple[bool, Any] = (True, work())
+                with (
+                    torch.set_grad_enabled(grad),
+                    torch.cuda.device(device) if device is not None else contextlib.nullcontext(),
+                ):
+                    result: tuple[bool, Any] = (True, work())
             except BaseException as e:  # noqa: BLE001 - handed to the waiting thread, which raises it
                 result = (False, e)
             with lock:
@@ -104,8 +111,9 @@ def _examples(model: nn.Module, spec: CallSpec) -> list[torch.Tensor]:
 
 
 def _eval(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of the model that shares its weights (the model keeps its flags and tables)."""
-    return eval_copy(model)
+    """An eval-mode copy of the model that shares its weights (the model keeps its flags and tables) and owns
+    its buffers: tracing and parity runs are real passes, which may update buffers in place."""
+    return eval_copy(model, own_buffers=True)
 
 
 @contextlib.contextmanager

@@ -84,6 +84,9 @@ class DataFacts:
     example_input: Any = field(default=None, compare=False, repr=False)
     #: The training target of the batch the example came from, with where it was found (``batch['mask']``).
     example_target: Any = field(default=None, compare=False, repr=False)
+    #: The ``OSError`` the datamodule's ``setup()`` raised (its data is not on disk): raised as it is only when
+    #: nothing else states a batch, since the facts a TorchGeo datamodule holds before ``setup`` often do.
+    setup_error: OSError | None = field(default=None, compare=False, repr=False)
     #: Where each fact came from, for messages: {"bands": "datamodule.bands", ...}.
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 

@@ -14,7 +14,7 @@ from ._sources.dummy import DEFAULT_IMAGE_SIZE, fixed_image_size, stated_example
 from ._sources.evidence import classes_from_config, feature_module
 from ._sources.model import hyperparameters_of, inspect_model, qualified_name
 from ._sources.values import coerce_bands, coerce_classes
-from .errors import InvalidOptionError
+from .errors import InputRequiredError, InvalidOptionError
 
 if TYPE_CHECKING:
     from ._sources.weights import WeightsFacts
@@ -73,7 +73,12 @@ def gather(
     if example is None and wfacts is not None:
         example, source = _weights_example(model, wfacts), f"a batch for the weights {wfacts.name}"
     if example is None:
-        stated = stated_example(given, model, data, datamodule)
+        try:
+            stated = stated_example(given, model, data, datamodule)
+        except InputRequiredError:
+            if data.setup_error is not None:  # the datamodule's data is missing: that is the user's error
+                raise data.setup_error from None
+            raise
         example, source = stated.value, stated.source
     data = replace(data, sources={**data.sources, "example_input": source or "a batch"})
     facts = inspect_model(model, example)

@@ -192,7 +192,8 @@ def _checked(fd: int, href: str, limit: int) -> tuple[BinaryIO, int]:
     if st.st_size > limit:
         os.close(fd)
         raise UnsafeHrefError(
-            f"{href} is {st.st_size:,} bytes, over the {limit:,} a check reads (MLM_EXPORT_HASH_BYTES raises it)"
+            f"{href} is {st.st_size:,} bytes, over the {limit:,} a check reads (MLM_EXPORT_HASH_BYTES raises it for "
+            "checksums, MLM_EXPORT_MAX_MODEL_READ for model files)"
         )
     return os.fdopen(fd, "rb"), st.st_size
 

@@ -23,6 +23,7 @@ __all__ = [
     "ITEM_BYTES",
     "JSON_DEPTH",
     "JSON_VALUES",
+    "MODEL_READ_BYTES",
     "PICKLE_BYTES",
     "SAFETENSORS_HEADER_BYTES",
     "SCHEMA_BYTES",
@@ -61,6 +62,8 @@ STATE_KEYS = 100_000
 SAFETENSORS_HEADER_BYTES = 16 << 20
 #: Largest local asset hashed to check a stated ``file:checksum`` (``MLM_EXPORT_HASH_BYTES``).
 HASH_BYTES = int(_env_number("MLM_EXPORT_HASH_BYTES", 64 << 30))
+#: Largest model file ``verify`` reads into memory to check and load from those bytes (``MLM_EXPORT_MAX_MODEL_READ``).
+MODEL_READ_BYTES = int(_env_number("MLM_EXPORT_MAX_MODEL_READ", 16 << 30))
 #: Longest a single asset's hash may take before the check stops and says so (``MLM_EXPORT_HASH_SECONDS``).
 HASH_SECONDS = _env_number("MLM_EXPORT_HASH_SECONDS", 300.0)
 #: Largest request body the local form accepts (an Item with long class and band lists is a few hundred kB).

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import operator
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, SupportsIndex
 
+from . import _limits as limits
 from ._hrefs import UnsafeHrefError, open_confined
 from ._write import multihash
 
 #: Largest model file read into memory to be checked and loaded (bytes); ``MLM_EXPORT_MAX_MODEL_READ``.
-MAX_MODEL_READ = int(os.environ.get("MLM_EXPORT_MAX_MODEL_READ", str(16 << 30)))
+MAX_MODEL_READ = limits.MODEL_READ_BYTES
 
 
 @dataclass(frozen=True)

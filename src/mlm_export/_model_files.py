@@ -34,7 +34,7 @@ from ._item import ItemPlan
 from ._model_asset import file_href
 from ._sources.model import call_spec
 from ._sources.torchgeo import runnable_network
-from .errors import MLMExportError, MLMExportWarning, first_line
+from .errors import ArtifactTimeoutError, MLMExportError, MLMExportWarning, first_line
 
 
 @dataclass
@@ -221,6 +221,8 @@ class _Writer:
                 if isinstance(e, OSError) and not isinstance(e, MLMExportError):
                     raise  # the disk refused (full, read-only): another format would fare no better
                 error = error or e
+                if isinstance(e, ArtifactTimeoutError):
+                    break  # its time is spent: a second export would double it beside the abandoned one
                 continue
             if best is None or len(refused) < len(best[1]):
                 best = (w, refused)

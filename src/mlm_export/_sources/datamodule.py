@@ -49,9 +49,9 @@ LOADER_STAGES = (("predict", "predict"), ("test", "test"), ("val", "validate"), 
 def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
     """Read batch size, bands, classes, normalization and (when it can give one) a real batch from ``dm``."""
     sources: dict[str, str] = {}
-    example = target = None
+    example = target = setup_error = None
     if load_batch:  # first: asking for a batch may set the datamodule up, and so make its datasets
-        example, where, target = example_batch(dm)
+        example, where, target, setup_error = example_batch(dm)
         if example is not None:
             sources["example_input"] = where
     hparams = _hparams(dm)
@@ -106,26 +106,35 @@ def datamodule_facts(dm: Any, *, load_batch: bool = True) -> DataFacts:
         links=tuple(links) or None,
         example_input=example,
         example_target=target,
+        setup_error=setup_error,
         sources=sources,
     )
 
 
-def example_batch(dm: Any) -> tuple[Any, str, tuple[str, torch.Tensor] | None]:
+def example_batch(dm: Any) -> tuple[Any, str, tuple[str, torch.Tensor] | None, OSError | None]:
     """The model input of one real batch from the datamodule's loaders, where it came from and the batch's
-    training target (:func:`.targets.batch_target`), or (None, "", None) if no loader gives one."""
+    training target (:func:`.targets.batch_target`), or (None, "", None, error) if no loader gives one.
+
+    ``setup()`` is the user's own code: any error in it is raised, but an ``OSError`` (its data is not on disk,
+    TorchGeo's ``DatasetNotFoundError``) is returned, to be raised only if nothing else states a batch."""
+    setup_error: OSError | None = None
     for name, stage in LOADER_STAGES:
         loader_fn = getattr(dm, f"{name}_dataloader", None)
         if not callable(loader_fn):
             continue
         batch = _first_batch(loader_fn)
         if batch is None and callable(getattr(dm, "setup", None)):
-            dm.setup(stage)  # the user's own code: an error in it is theirs to see, not a missing batch
+            try:
+                dm.setup(stage)
+            except OSError as e:
+                setup_error = setup_error or e
+                continue
             batch = _first_batch(loader_fn)
         if batch is not None:
             found = model_input(batch)
             if found is not None:
-                return found, f"datamodule.{name}_dataloader()", batch_target(batch)
-    return None, "", None
+                return found, f"datamodule.{name}_dataloader()", batch_target(batch), None
+    return None, "", None, setup_error
 
 
 def model_input(batch: Any) -> Any:
