@@ -77,7 +77,10 @@ def scoped_copy(model: nn.Module, *, meta: bool = False, own_buffers: bool = Fal
         state = dict(m.__dict__)
         for name in _MODULE_TABLES & state.keys():
             table = state[name]
-            state[name] = table.copy()
+            if isinstance(table, dict):  # hooks bound to a module of the tree call the copy's (BYOL's projector hook)
+                state[name] = type(table)((k, value(v)) for k, v in table.items())
+            else:
+                state[name] = table.copy()
         state["_parameters"] = {k: tensor(v, False) for k, v in m._parameters.items()}
         state["_buffers"] = {k: tensor(v, True) for k, v in m._buffers.items()}
         state["_modules"] = {k: None if v is None else module(v) for k, v in m._modules.items()}
